@@ -1,0 +1,1 @@
+"""Compiled hot paths (Cython). Built from ext/*.pyx by setup.py."""

@@ -1,0 +1,1 @@
+"""Pure-Python reference twins of the compiled modules in simplefast._ext."""

@@ -1,0 +1,57 @@
+"""Exception classes shared by every simplefast layer.
+
+The hierarchy (STYLE.md section 6)::
+
+    SimplefastError
+      ProtocolError                 carries ``status_hint``
+        RemoteProtocolError         the peer sent something invalid
+          SipParseError             a SIP message or URI we cannot accept
+        LocalProtocolError          we tried to send something invalid
+      ConfigError                   bad configuration (exit code 2)
+
+``status_hint`` is the SIP status code to answer with when the offending
+input was a request (400 unless an RFC names another code: 413, 416, 420,
+481, 489, 505, 513, ...).  Messages say what, where and which limit, e.g.
+``"Content-Length b'12x' is not a number (header 5, offset 212)"``.
+"""
+
+from __future__ import annotations
+
+
+class SimplefastError(Exception):
+    """Base class of every error simplefast raises on purpose."""
+
+
+class ProtocolError(SimplefastError):
+    """A protocol rule was broken.
+
+    Args:
+        message: what was wrong, where, and which limit applied.
+        status_hint: the SIP status code to answer a request with.
+    """
+
+    status_hint: int
+
+    def __init__(self, message: str, status_hint: int = 400) -> None:
+        super().__init__(message)
+        self.status_hint = status_hint
+
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:
+        return (type(self), (str(self), self.status_hint))
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something invalid."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were about to send something invalid (a bug on our side)."""
+
+
+class SipParseError(RemoteProtocolError):
+    """A SIP message, header or URI that does not follow RFC 3261's grammar,
+    or one past a configured bound."""
+
+
+class ConfigError(SimplefastError):
+    """Bad configuration; the message names the key and the problem."""

@@ -1,0 +1,32 @@
+"""SIP layer: the message codec (compiled or reference, see simplefast._impl)
+and, in later modules, the sans-IO transaction and dialog engines."""
+
+from simplefast._impl import sipmsg as _codec
+from simplefast._sip_types import NameAddr, SipURI, Via
+from simplefast.errors import SipParseError
+
+SipMessage = _codec.SipMessage
+SipStreamParser = _codec.SipStreamParser
+parse_message = _codec.parse_message
+validate_request = _codec.validate_request
+unsupported_requires = _codec.unsupported_requires
+parse_uri = _codec.parse_uri
+parse_via = _codec.parse_via
+parse_name_addr = _codec.parse_name_addr
+build_response = _codec.build_response
+
+__all__ = [
+    "NameAddr",
+    "SipMessage",
+    "SipParseError",
+    "SipStreamParser",
+    "SipURI",
+    "Via",
+    "build_response",
+    "parse_message",
+    "parse_name_addr",
+    "parse_uri",
+    "parse_via",
+    "unsupported_requires",
+    "validate_request",
+]
