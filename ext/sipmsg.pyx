@@ -1,1 +1,1758 @@
-# placeholder: replaced by the real codec in this session
+# SIP message codec, compiled twin of simplefast/_ref/sipmsg.py.
+#
+# The reference module is the specification: same results, same errors
+# (type, status_hint, message) for every input. The contract lives in
+# simplefast/_ext/sipmsg.pyi. Read the reference's "theory of operation"
+# first; this file follows it step by step, on raw pointers and offsets:
+#
+#  - parse_message walks the buffer once with memchr, recording per header
+#    (name start/end, value start/end, folded, key) in a C array. Keys are
+#    small ints for the headers we know (compact forms share the full name's
+#    key), 0 for others, found by length bucket + case-insensitive compare.
+#  - nothing becomes a Python object until asked: accessors decode on demand
+#    and cache. The top Via, From and To are parsed by C scanners into
+#    offsets (ViaC / NameAddrC / ParamList); named tuples are built only by
+#    the structured views.
+#  - error texts are built exactly as the reference builds them, on the
+#    (cold) error path only.
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memchr, memcpy
+
+from simplefast._sip_types import NameAddr, SipURI, Via
+from simplefast.errors import LocalProtocolError, SipParseError
+
+DEFAULT_MAX_HEADER_BYTES = 16384
+DEFAULT_MAX_HEADERS = 256
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+ctypedef unsigned char uchar
+
+# ---------------------------------------------------------------- char classes
+
+cdef enum:
+    C_TOK = 1
+    C_DIG = 2
+    C_HEX = 4
+    C_ALP = 8
+    C_SCH = 16
+    C_USR = 32
+    C_PAS = 64
+    C_PRM = 128
+    C_HDR = 256
+    C_HST = 512
+    C_IP6 = 1024
+    C_GEN = 2048
+    C_WSP = 4096
+
+cdef unsigned short _cls[256]
+cdef uchar _lower[256]
+
+cdef void _fill(bytes chars, unsigned short flag):
+    cdef uchar c
+    for c in chars:
+        _cls[c] |= flag
+
+cdef void _init_classes():
+    cdef int i
+    for i in range(256):
+        _cls[i] = 0
+        _lower[i] = i + 32 if 65 <= i <= 90 else i
+    alpha = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    digits = b"0123456789"
+    alnum = alpha + digits
+    unreserved = alnum + b"-_.!~*'()"
+    token = alnum + b"-.!%*_+`'~"
+    _fill(token, C_TOK)
+    _fill(digits, C_DIG)
+    _fill(b"0123456789abcdefABCDEF", C_HEX)
+    _fill(alpha, C_ALP)
+    _fill(alnum + b"+-.", C_SCH)
+    _fill(unreserved + b"&=+$,;?/", C_USR)
+    _fill(unreserved + b"&=+$,", C_PAS)
+    _fill(unreserved + b"[]/:&+$", C_PRM)
+    _fill(unreserved + b"[]/?:+$", C_HDR)
+    _fill(alnum + b"-.", C_HST)
+    _fill(b"0123456789abcdefABCDEF:.", C_IP6)
+    _fill(token + b":[]", C_GEN)
+    _fill(b" \t", C_WSP)
+
+_init_classes()
+
+cdef inline bint _is(uchar c, unsigned short flag) noexcept nogil:
+    return (_cls[c] & flag) != 0
+
+# ---------------------------------------------------------------- header keys
+
+_COMPACT = {
+    b"a": b"accept-contact", b"b": b"referred-by", b"c": b"content-type",
+    b"d": b"request-disposition", b"e": b"content-encoding", b"f": b"from",
+    b"i": b"call-id", b"j": b"reject-contact", b"k": b"supported",
+    b"l": b"content-length", b"m": b"contact", b"n": b"identity-info",
+    b"o": b"event", b"r": b"refer-to", b"s": b"subject", b"t": b"to",
+    b"u": b"allow-events", b"v": b"via", b"x": b"session-expires", b"y": b"identity",
+}
+_LIST_HEADERS = frozenset([
+    b"accept", b"accept-contact", b"accept-encoding", b"accept-language", b"alert-info",
+    b"allow", b"allow-events", b"call-info", b"contact", b"content-encoding",
+    b"content-language", b"error-info", b"history-info", b"in-reply-to",
+    b"p-asserted-identity", b"p-preferred-identity", b"path", b"proxy-require", b"reason",
+    b"record-route", b"reject-contact", b"request-disposition", b"require", b"route",
+    b"security-client", b"security-server", b"security-verify", b"service-route",
+    b"supported", b"unsupported", b"via", b"warning",
+])
+
+# keys with a fixed number (used by the C code); the rest are numbered after
+cdef enum:
+    K_OTHER = 0
+    K_VIA = 1
+    K_FROM = 2
+    K_TO = 3
+    K_CALL_ID = 4
+    K_CSEQ = 5
+    K_CONTACT = 6
+    K_CONTENT_LENGTH = 7
+    K_MAX_FORWARDS = 8
+    K_EXPIRES = 9
+    K_EVENT = 10
+    K_REQUIRE = 11
+    K_DATE = 12
+    K_FIRST_FREE = 13
+
+_FIXED = [b"via", b"from", b"to", b"call-id", b"cseq", b"contact", b"content-length",
+          b"max-forwards", b"expires", b"event", b"require", b"date"]
+_names = list(_FIXED)
+for _n in sorted(set(_COMPACT.values()) | _LIST_HEADERS | {b"content-type", b"subject"}):
+    if _n not in _names:
+        _names.append(_n)
+# canonical lower-case name -> key; compact letters map to their full name's key
+_KEY = {n: i + 1 for i, n in enumerate(_names)}
+for _c, _full in _COMPACT.items():
+    _KEY[_c] = _KEY[_full]
+cdef int _NKEYS = len(_names) + 1
+cdef bint _is_list[128]
+for _i in range(128):
+    _is_list[_i] = False
+for _n in _LIST_HEADERS:
+    _is_list[<int>_KEY[_n]] = True
+
+# length-bucketed table for the parse-time lookup
+cdef enum:
+    MAXKEYLEN = 24
+cdef const uchar* _kname[128]
+cdef int _klen[128]
+cdef int _kid[128]
+cdef int _bucket_start[MAXKEYLEN + 1]
+cdef int _bucket_count[MAXKEYLEN + 1]
+_KEEP = sorted(_KEY.items(), key=lambda kv: len(kv[0]))
+
+cdef void _init_keys():
+    cdef int j = 0, L
+    for L in range(MAXKEYLEN + 1):
+        _bucket_start[L] = 0
+        _bucket_count[L] = 0
+    for name, kid in _KEEP:
+        L = len(name)
+        if _bucket_count[L] == 0:
+            _bucket_start[L] = j
+        _bucket_count[L] += 1
+        _kname[j] = <const uchar*>PyBytes_AS_STRING(name)
+        _klen[j] = L
+        _kid[j] = kid
+        j += 1
+
+_init_keys()
+
+cdef inline int _key_of(const uchar* p, Py_ssize_t n) noexcept nogil:
+    cdef int j, k, end
+    cdef const uchar* q
+    if n > MAXKEYLEN:
+        return K_OTHER
+    j = _bucket_start[n]
+    end = j + _bucket_count[n]
+    while j < end:
+        q = _kname[j]
+        k = 0
+        while k < n and _lower[p[k]] == q[k]:
+            k += 1
+        if k == n:
+            return _kid[j]
+        j += 1
+    return K_OTHER
+
+cdef dict _QCACHE = {}
+
+cdef tuple _query(str name):
+    """(key, canonical lower-case bytes) of a header name given by a caller."""
+    cdef tuple r = _QCACHE.get(name)
+    if r is not None:
+        return r
+    low = name.encode("utf-8", "surrogateescape").lower()
+    low = _COMPACT.get(low, low)
+    r = (_KEY.get(low, K_OTHER), low)
+    if len(_QCACHE) < 1024:
+        _QCACHE[name] = r
+    return r
+
+# ---------------------------------------------------------------- small helpers
+
+cdef inline str _s(const uchar* p, Py_ssize_t n):
+    return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogateescape")
+
+cdef inline bytes _b(const uchar* p, Py_ssize_t n):
+    return PyBytes_FromStringAndSize(<const char*>p, n)
+
+cdef inline bytes _b1(const uchar* p, Py_ssize_t i, Py_ssize_t n):
+    """p[i:i+1] as bytes (empty past the end), as the reference's b[i:i+1]."""
+    if i >= n:
+        return b""
+    return _b(p + i, 1)
+
+cdef inline object _err(str msg, int status=400):
+    return SipParseError(msg, status)
+
+cdef inline Py_ssize_t _skip_ws(const uchar* b, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    while i < n and (b[i] == 32 or b[i] == 9):
+        i += 1
+    return i
+
+cdef inline Py_ssize_t _token_end(const uchar* b, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    while i < n and _is(b[i], C_TOK):
+        i += 1
+    return i
+
+cdef inline bint _all_digits(const uchar* b, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    if n == 0:
+        return False
+    for i in range(n):
+        if not _is(b[i], C_DIG):
+            return False
+    return True
+
+cdef inline unsigned long long _digits_value(const uchar* b, Py_ssize_t n) noexcept nogil:
+    """Value of at most 18 digits (callers bound n first)."""
+    cdef unsigned long long v = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        v = v * 10 + (b[i] - 48)
+    return v
+
+cdef inline bint _ci_eq(const uchar* p, Py_ssize_t n, const char* lit, Py_ssize_t ln) noexcept nogil:
+    """p[:n].lower() == lit (lit lower-case)."""
+    cdef Py_ssize_t i
+    if n != ln:
+        return False
+    for i in range(n):
+        if _lower[p[i]] != <uchar>lit[i]:
+            return False
+    return True
+
+cdef bytes _as_bytes(object data):
+    if type(data) is bytes:
+        return <bytes>data
+    return bytes(data)
+
+# ---------------------------------------------------------------- parameters
+
+cdef enum:
+    MAXPARAMS = 32
+
+cdef struct Param:
+    Py_ssize_t ns, ne, vs, ve    # ve < 0: no value
+
+cdef struct ParamList:
+    int n
+    Param items[MAXPARAMS]
+
+cdef Py_ssize_t _quoted_end(const uchar* b, Py_ssize_t i, Py_ssize_t n, str what) except -1:
+    """b[i] is '"'; offset just past the closing quote."""
+    cdef Py_ssize_t j = i + 1
+    cdef uchar c
+    while j < n:
+        c = b[j]
+        if c == 92:
+            if j + 1 >= n or b[j + 1] == 13 or b[j + 1] == 10:
+                break
+            j += 2
+            continue
+        if c == 34:
+            return j + 1
+        j += 1
+    raise _err(f"unterminated quoted string in {what}")
+
+cdef inline bint _name_eq(const uchar* b, Param* a, Param* c) noexcept nogil:
+    cdef Py_ssize_t k, L = a.ne - a.ns
+    if c.ne - c.ns != L:
+        return False
+    for k in range(L):
+        if _lower[b[a.ns + k]] != _lower[b[c.ns + k]]:
+            return False
+    return True
+
+cdef int _parse_params(const uchar* b, Py_ssize_t n, Py_ssize_t i, ParamList* pl, str what) except -1:
+    cdef Py_ssize_t ne, ve
+    cdef Param* p
+    cdef int k
+    pl.n = 0
+    while True:
+        i = _skip_ws(b, i, n)
+        if i >= n:
+            return 0
+        if b[i] != 59:
+            raise _err(f"unexpected {_b1(b, i, n)!r} at offset {i} in {what}")
+        i = _skip_ws(b, i + 1, n)
+        ne = _token_end(b, i, n)
+        if ne == i:
+            raise _err(f"empty parameter at offset {i} in {what}")
+        if pl.n >= MAXPARAMS:
+            raise _err(f"more than {MAXPARAMS} parameters in {what}")
+        p = &pl.items[pl.n]
+        p.ns = i
+        p.ne = ne
+        p.vs = -1
+        p.ve = -1
+        i = _skip_ws(b, ne, n)
+        if i < n and b[i] == 61:
+            i = _skip_ws(b, i + 1, n)
+            if i < n and b[i] == 34:
+                ve = _quoted_end(b, i, n, what)
+            else:
+                ve = i
+                while ve < n and _is(b[ve], C_GEN):
+                    ve += 1
+                if ve == i:
+                    raise _err(f"empty value of parameter {_s(b + p.ns, ne - p.ns).lower()!r} in {what}")
+            p.vs = i
+            p.ve = ve
+            i = ve
+        for k in range(pl.n):
+            if _name_eq(b, &pl.items[k], p):
+                raise _err(f"parameter {_s(b + p.ns, ne - p.ns).lower()!r} appears more than once in {what}")
+        pl.n += 1
+
+cdef int _find_param(const uchar* b, ParamList* pl, const char* lit, Py_ssize_t ln) noexcept:
+    cdef int k
+    for k in range(pl.n):
+        if _ci_eq(b + pl.items[k].ns, pl.items[k].ne - pl.items[k].ns, lit, ln):
+            return k
+    return -1
+
+cdef dict _params_dict(const uchar* b, ParamList* pl):
+    cdef dict d = {}
+    cdef int k
+    cdef Param* p
+    for k in range(pl.n):
+        p = &pl.items[k]
+        d[_s(b + p.ns, p.ne - p.ns).lower()] = None if p.ve < 0 else _s(b + p.vs, p.ve - p.vs)
+    return d
+
+# ---------------------------------------------------------------- Via
+
+cdef struct ViaC:
+    Py_ssize_t n1s, n1e, n2s, n2e, ts, te    # protocol name, version, transport
+    Py_ssize_t hs, he
+    int port                                  # -1: none
+    ParamList params
+
+cdef int _parse_hostport(const uchar* b, Py_ssize_t n, Py_ssize_t i, bint lws,
+                         Py_ssize_t* hs, Py_ssize_t* he, int* port, object what) except -1:
+    """Returns the offset after host[:port]; see the reference's _parse_hostport."""
+    cdef Py_ssize_t e, j, ps, k
+    cdef const uchar* q
+    hs[0] = i
+    if i < n and b[i] == 91:
+        q = <const uchar*>memchr(b + i, 93, n - i)
+        e = -1 if q == NULL else q - b
+        if e < 0 or e == i + 1:
+            raise _err(f"malformed IPv6 reference in {what}")
+        for k in range(i + 1, e):
+            if not _is(b[k], C_IP6):
+                raise _err(f"malformed IPv6 reference in {what}")
+        i = e + 1
+    else:
+        while i < n and _is(b[i], C_HST):
+            i += 1
+        if i == hs[0]:
+            raise _err(f"missing host in {what}")
+    he[0] = i
+    port[0] = -1
+    j = _skip_ws(b, i, n) if lws else i
+    if j < n and b[j] == 58:
+        j = _skip_ws(b, j + 1, n) if lws else j + 1
+        ps = j
+        while j < n and _is(b[j], C_DIG):
+            j += 1
+        if j == ps or j - ps > 5 or _digits_value(b + ps, j - ps) > 65535:
+            raise _err(f"malformed port {_b(b + ps, min(j + 1, n) - ps)[:8]!r} in {what}")
+        port[0] = <int>_digits_value(b + ps, j - ps)
+        i = j
+    return i
+
+cdef int _parse_via(const uchar* b, Py_ssize_t n, ViaC* v) except -1:
+    cdef Py_ssize_t i = _skip_ws(b, 0, n), e = 0
+    cdef Py_ssize_t s[3]
+    cdef Py_ssize_t t[3]
+    cdef int k
+    for k in range(3):
+        e = _token_end(b, i, n)
+        if e == i:
+            raise _err(f"malformed sent-protocol in Via {_s(b, n)[:64]!r}")
+        s[k] = i
+        t[k] = e
+        i = _skip_ws(b, e, n)
+        if k < 2:
+            if i >= n or b[i] != 47:
+                raise _err(f"malformed sent-protocol in Via {_s(b, n)[:64]!r}")
+            i = _skip_ws(b, i + 1, n)
+    if i == e:
+        raise _err(f"no white space after the transport in Via {_s(b, n)[:64]!r}")
+    v.n1s = s[0]; v.n1e = t[0]; v.n2s = s[1]; v.n2e = t[1]; v.ts = s[2]; v.te = t[2]
+    i = _parse_hostport(b, n, i, True, &v.hs, &v.he, &v.port, "Via")
+    _parse_params(b, n, i, &v.params, "Via")
+    return 0
+
+cdef object _via_obj(const uchar* b, ViaC* v):
+    return Via(_s(b + v.n1s, v.n1e - v.n1s) + "/" + _s(b + v.n2s, v.n2e - v.n2s),
+               _s(b + v.ts, v.te - v.ts).upper(),
+               _s(b + v.hs, v.he - v.hs),
+               None if v.port < 0 else v.port,
+               _params_dict(b, &v.params))
+
+def parse_via(str value):
+    cdef bytes raw = value.encode("utf-8", "surrogateescape")
+    cdef ViaC v
+    _parse_via(<const uchar*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &v)
+    return _via_obj(<const uchar*>PyBytes_AS_STRING(raw), &v)
+
+# ---------------------------------------------------------------- name-addr
+
+cdef struct NameAddrC:
+    Py_ssize_t ds, de      # display name (ds < 0: none)
+    bint quoted
+    Py_ssize_t us, ue      # URI
+    ParamList params
+
+cdef int _check_uri_shape(const uchar* u, Py_ssize_t n, const uchar* v, Py_ssize_t vn) except -1:
+    cdef Py_ssize_t i
+    if n == 0 or not _is(u[0], C_ALP):
+        raise _err(f"no URI in {_s(v, vn)[:64]!r}")
+    i = 1
+    while i < n and _is(u[i], C_SCH):
+        i += 1
+    if i >= n or u[i] != 58:
+        raise _err(f"no URI scheme in {_s(v, vn)[:64]!r}")
+    return 0
+
+cdef int _parse_name_addr(const uchar* v, Py_ssize_t vn, NameAddrC* na, Py_ssize_t* base) except -1:
+    """Parse v[:vn]; offsets in na are relative to v + base[0] (the value
+    stripped of surrounding SP/HT, as the reference strips it)."""
+    cdef Py_ssize_t a = 0, z = vn, n, i, qe, e, q, semi, ue, k
+    cdef const uchar* b
+    cdef const uchar* f
+    while a < z and (v[a] == 32 or v[a] == 9):
+        a += 1
+    while z > a and (v[z - 1] == 32 or v[z - 1] == 9):
+        z -= 1
+    base[0] = a
+    b = v + a
+    n = z - a
+    na.ds = -1
+    na.de = -1
+    na.quoted = False
+    na.params.n = 0
+    if n == 1 and b[0] == 42:
+        na.us = 0
+        na.ue = 1
+        return 0
+    if n and b[0] == 34:
+        qe = _quoted_end(b, 0, n, "display name")
+        na.ds = 1
+        na.de = qe - 1
+        na.quoted = True
+        i = _skip_ws(b, qe, n)
+        if i >= n or b[i] != 60:
+            raise _err(f"quoted display name not followed by <URI> in {_s(v, vn)[:64]!r}")
+    else:
+        f = <const uchar*>memchr(b, 60, n)
+        i = -1 if f == NULL else f - b
+        f = <const uchar*>memchr(b, 34, n)
+        q = -1 if f == NULL else f - b
+        if 0 <= q < i:
+            i = -1
+    if i >= 0:
+        if not na.quoted:
+            a = 0
+            z = i
+            while a < z and (b[a] == 32 or b[a] == 9):
+                a += 1
+            while z > a and (b[z - 1] == 32 or b[z - 1] == 9):
+                z -= 1
+            for k in range(a, z):
+                if not _is(b[k], C_TOK | C_WSP):
+                    raise _err(f"display name {_s(b + a, min(z - a, 64))!r} must be quoted (it holds {_b(b + k, 1)!r})")
+            if z > a:
+                na.ds = a
+                na.de = z
+        f = <const uchar*>memchr(b + i, 62, n - i)
+        if f == NULL:
+            raise _err(f"unterminated <URI> in {_s(v, vn)[:64]!r}")
+        e = f - b
+        na.us = i + 1
+        na.ue = e
+        _check_uri_shape(b + i + 1, e - i - 1, v, vn)
+        _parse_params(b, n, e + 1, &na.params, "header parameters")
+        return 0
+    f = <const uchar*>memchr(b, 59, n)
+    semi = -1 if f == NULL else f - b
+    ue = n if semi < 0 else semi
+    while ue > 0 and (b[ue - 1] == 32 or b[ue - 1] == 9):
+        ue -= 1
+    for k in range(ue):
+        if b[k] == 44 or b[k] == 63 or b[k] == 32 or b[k] == 9:
+            raise _err(f"URI {_s(b, min(ue, 64))!r} must be enclosed in <> (it holds {_b(b + k, 1)!r})")
+    _check_uri_shape(b, ue, v, vn)
+    na.us = 0
+    na.ue = ue
+    _parse_params(b, n, ue if semi < 0 else semi, &na.params, "header parameters")
+    return 0
+
+cdef str _unquote(const uchar* b, Py_ssize_t n):
+    cdef bytearray out
+    cdef Py_ssize_t i = 0
+    if memchr(b, 92, n) == NULL:
+        return _s(b, n)
+    out = bytearray()
+    while i < n:
+        if b[i] == 92 and i + 1 < n:
+            i += 1
+        out.append(b[i])
+        i += 1
+    return bytes(out).decode("utf-8", "surrogateescape")
+
+cdef object _na_obj(const uchar* b, NameAddrC* na):
+    cdef object display = None
+    if na.ds >= 0:
+        display = _unquote(b + na.ds, na.de - na.ds) if na.quoted else _s(b + na.ds, na.de - na.ds)
+    return NameAddr(display, _s(b + na.us, na.ue - na.us), _params_dict(b, &na.params))
+
+def parse_name_addr(str value):
+    cdef bytes raw = value.encode("utf-8", "surrogateescape")
+    cdef NameAddrC na
+    cdef Py_ssize_t base
+    cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(raw)
+    _parse_name_addr(p, PyBytes_GET_SIZE(raw), &na, &base)
+    return _na_obj(p + base, &na)
+
+# ---------------------------------------------------------------- comma lists
+
+cdef list _split_commas(const uchar* b, Py_ssize_t n):
+    """Split at commas outside quotes and <...>; elements stripped of SP/HT."""
+    cdef list out = []
+    cdef Py_ssize_t start = 0, i = 0, a, z
+    cdef bint quoted = False, angle = False
+    cdef uchar c
+    if memchr(b, 44, n) == NULL:
+        out.append(_s(b, n))
+        return out
+    while i < n:
+        c = b[i]
+        if quoted:
+            if c == 92:
+                i += 1
+            elif c == 34:
+                quoted = False
+        elif angle:
+            if c == 62:
+                angle = False
+        elif c == 34:
+            quoted = True
+        elif c == 60:
+            angle = True
+        elif c == 44:
+            out.append(_strip_s(b, start, i))
+            start = i + 1
+        i += 1
+    out.append(_strip_s(b, start, n))
+    return out
+
+cdef inline str _strip_s(const uchar* b, Py_ssize_t a, Py_ssize_t z):
+    while a < z and (b[a] == 32 or b[a] == 9):
+        a += 1
+    while z > a and (b[z - 1] == 32 or b[z - 1] == 9):
+        z -= 1
+    return _s(b + a, z - a)
+
+cdef Py_ssize_t _first_elem_end(const uchar* b, Py_ssize_t n) noexcept nogil:
+    """End of the first comma element of b[:n] (n when there is no comma)."""
+    cdef Py_ssize_t i = 0
+    cdef bint quoted = False, angle = False
+    cdef uchar c
+    while i < n:
+        c = b[i]
+        if quoted:
+            if c == 92:
+                i += 1
+            elif c == 34:
+                quoted = False
+        elif angle:
+            if c == 62:
+                angle = False
+        elif c == 34:
+            quoted = True
+        elif c == 60:
+            angle = True
+        elif c == 44:
+            return i
+        i += 1
+    return n
+
+# ---------------------------------------------------------------- scalar values
+
+cdef object _parse_cseq(const uchar* b, Py_ssize_t n, long* num):
+    """Returns the method (str); num gets the number."""
+    cdef Py_ssize_t i = 0, j, e
+    while i < n and _is(b[i], C_DIG):
+        i += 1
+    j = _skip_ws(b, i, n)
+    if i == 0 or j == i or j >= n:
+        raise _err(f"CSeq {_s(b, n)[:64]!r} is malformed")
+    e = _token_end(b, j, n)
+    if e != n:
+        raise _err(f"CSeq {_s(b, n)[:64]!r} is malformed")
+    if i > 10 or _digits_value(b, i) > 2147483647:
+        raise _err(f"CSeq number {_s(b, i)[:32]} is out of range (0 to 2**31-1)")
+    num[0] = <long>_digits_value(b, i)
+    return _s(b + j, n - j)
+
+cdef long long _parse_delta(const uchar* b, Py_ssize_t n, str what) except -1:
+    if not _all_digits(b, n):
+        raise _err(f"{what} {_s(b, n)[:32]!r} is not a number")
+    if n > 10 or _digits_value(b, n) > 4294967295:
+        raise _err(f"{what} {_s(b, n)[:32]!r} is out of range (0 to 2**32-1)")
+    return <long long>_digits_value(b, n)
+
+cdef int _parse_max_forwards(const uchar* b, Py_ssize_t n) except -1:
+    if not _all_digits(b, n):
+        raise _err(f"Max-Forwards {_s(b, n)[:32]!r} is not a number")
+    if n > 3 or _digits_value(b, n) > 255:
+        raise _err(f"Max-Forwards {_s(b, n)[:32]!r} is out of range (0 to 255)")
+    return <int>_digits_value(b, n)
+
+cdef str _parse_event(const uchar* b, Py_ssize_t n):
+    cdef const uchar* f = <const uchar*>memchr(b, 59, n)
+    cdef Py_ssize_t a = 0, z = n if f == NULL else f - b
+    while a < z and (b[a] == 32 or b[a] == 9):
+        a += 1
+    while z > a and (b[z - 1] == 32 or b[z - 1] == 9):
+        z -= 1
+    if z == a or _token_end(b, a, z) != z:
+        raise _err(f"Event {_s(b, n)[:64]!r} is malformed")
+    return _s(b + a, z - a)
+
+cdef int _rport_value(const uchar* b, Param* p) except -2:
+    cdef Py_ssize_t n
+    if p.ve < 0:
+        return 0
+    n = p.ve - p.vs
+    if not _all_digits(b + p.vs, n) or n > 5 or _digits_value(b + p.vs, n) > 65535:
+        raise _err(f"Via rport {_s(b + p.vs, n)[:16]!r} is not a port")
+    return <int>_digits_value(b + p.vs, n)
+
+_WKDAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
+_MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
+
+cdef bint _check_date(bytes b):
+    cdef Py_ssize_t k
+    if len(b) != 29 or b[3:5] != b", " or b[25:] != b" GMT":
+        return False
+    if b[:3] not in _WKDAYS or b[8:11] not in _MONTHS:
+        return False
+    if b[7] != 32 or b[11] != 32 or b[16] != 32 or b[19] != 58 or b[22] != 58:
+        return False
+    for k in (5, 6, 12, 13, 14, 15, 17, 18, 20, 21, 23, 24):
+        if not _is(b[k], C_DIG):
+            return False
+    return True
+
+# ---------------------------------------------------------------- the message
+
+cdef struct Hdr:
+    Py_ssize_t ns, ne, vs, ve
+    int key
+    int folded
+
+cdef enum:
+    INLINE_HDRS = 24
+
+@cython.final
+@cython.freelist(8)
+cdef class SipMessage:
+    """A parsed SIP message (see the stub for the contract)."""
+
+    cdef bytes _buf
+    cdef const uchar* _p
+    cdef Py_ssize_t _start, _end, _body_start, _body_end
+    cdef Hdr* _hdrs
+    cdef int _n, _cap
+    cdef Hdr _inline[INLINE_HDRS]
+    cdef bint _is_request
+    # start line: request (method, uri, version) / response (version, reason)
+    cdef Py_ssize_t _a0, _a1, _b0, _b1, _v0, _v1
+    cdef int _status
+    cdef long long _cl          # -1: no Content-Length
+    # caches
+    cdef int _cseq_state        # 0 unknown, 1 parsed, 2 absent
+    cdef long _cseq_num
+    cdef object _cseq_method
+    cdef int _via_state         # 0 unknown, 1 parsed, 2 absent
+    cdef ViaC _via
+    cdef const uchar* _via_p
+    cdef bytes _via_keep        # owns _via_p when the Via was folded
+    cdef int _from_state, _to_state
+    cdef object _from_tag, _to_tag
+
+    def __cinit__(self):
+        self._hdrs = self._inline
+        self._cap = INLINE_HDRS
+        self._n = 0
+
+    def __dealloc__(self):
+        if self._hdrs != self._inline:
+            free(self._hdrs)
+
+    def __repr__(self):
+        if self._is_request:
+            return f"<SipMessage {self.method} {self.uri}>"
+        return f"<SipMessage {self.status} {self.reason}>"
+
+    cdef int _add(self, Py_ssize_t ns, Py_ssize_t ne, Py_ssize_t vs, Py_ssize_t ve, int key) except -1:
+        cdef Hdr* h
+        if self._n == self._cap:
+            if self._hdrs == self._inline:
+                h = <Hdr*>malloc(2 * self._cap * sizeof(Hdr))
+                if h == NULL:
+                    raise MemoryError()
+                memcpy(h, self._inline, self._n * sizeof(Hdr))
+            else:
+                h = <Hdr*>realloc(self._hdrs, 2 * self._cap * sizeof(Hdr))
+                if h == NULL:
+                    raise MemoryError()
+            self._hdrs = h
+            self._cap *= 2
+        h = &self._hdrs[self._n]
+        h.ns = ns
+        h.ne = ne
+        h.vs = vs
+        h.ve = ve
+        h.key = key
+        h.folded = 0
+        self._n += 1
+        return 0
+
+    # -- start line
+    @property
+    def is_request(self):
+        return self._is_request
+
+    @property
+    def method(self):
+        return _s(self._p + self._a0, self._a1 - self._a0) if self._is_request else None
+
+    @property
+    def uri(self):
+        return _s(self._p + self._b0, self._b1 - self._b0) if self._is_request else None
+
+    @property
+    def status(self):
+        return None if self._is_request else self._status
+
+    @property
+    def reason(self):
+        return None if self._is_request else _s(self._p + self._b0, self._b1 - self._b0)
+
+    @property
+    def version(self):
+        return _s(self._p + self._v0, self._v1 - self._v0)
+
+    # -- headers
+    cdef bytes _raw_value(self, Hdr* h):
+        """The value bytes, folding resolved (reference: _value before decoding)."""
+        cdef const uchar* p = self._p
+        if not h.folded:
+            return _b(p + h.vs, h.ve - h.vs)
+        parts = [line.strip(b" \t\r") for line in _b(p + h.vs, h.ve - h.vs).split(b"\n")]
+        return b" ".join([x for x in parts if x])
+
+    cdef str _value(self, Hdr* h):
+        if not h.folded:
+            return _s(self._p + h.vs, h.ve - h.vs)
+        return self._raw_value(h).decode("utf-8", "surrogateescape")
+
+    cdef Hdr* _first(self, int key) noexcept:
+        cdef int i
+        for i in range(self._n):
+            if self._hdrs[i].key == key:
+                return &self._hdrs[i]
+        return NULL
+
+    cdef bint _match(self, Hdr* h, int key, bytes low) noexcept:
+        cdef Py_ssize_t k, L
+        cdef const uchar* q
+        if key != K_OTHER:
+            return h.key == key
+        if h.key != K_OTHER:
+            return False
+        L = h.ne - h.ns
+        if L != PyBytes_GET_SIZE(low):
+            return False
+        q = <const uchar*>PyBytes_AS_STRING(low)
+        for k in range(L):
+            if _lower[self._p[h.ns + k]] != q[k]:
+                return False
+        return True
+
+    def get(self, str name):
+        cdef tuple kq = _query(name)
+        cdef int key = kq[0], i
+        cdef bytes low = kq[1]
+        for i in range(self._n):
+            if self._match(&self._hdrs[i], key, low):
+                return self._value(&self._hdrs[i])
+        return None
+
+    def get_all(self, str name):
+        cdef tuple kq = _query(name)
+        cdef int key = kq[0], i
+        cdef bytes low = kq[1], raw
+        cdef list out = []
+        cdef Hdr* h
+        cdef bint split = key != K_OTHER and _is_list[key]
+        for i in range(self._n):
+            h = &self._hdrs[i]
+            if self._match(h, key, low):
+                if not split:
+                    out.append(self._value(h))
+                elif h.folded:
+                    raw = self._raw_value(h)
+                    out.extend(_split_commas(<const uchar*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)))
+                else:
+                    out.extend(_split_commas(self._p + h.vs, h.ve - h.vs))
+        return out
+
+    def count(self, str name):
+        cdef tuple kq = _query(name)
+        cdef int key = kq[0], i, c = 0
+        cdef bytes low = kq[1]
+        for i in range(self._n):
+            if self._match(&self._hdrs[i], key, low):
+                c += 1
+        return c
+
+    def headers(self):
+        cdef int i
+        cdef Hdr* h
+        cdef list out = []
+        for i in range(self._n):
+            h = &self._hdrs[i]
+            out.append((_s(self._p + h.ns, h.ne - h.ns), self._value(h)))
+        return out
+
+    @property
+    def body(self):
+        return _b(self._p + self._body_start, self._body_end - self._body_start)
+
+    def to_bytes(self):
+        if self._start == 0 and self._end == PyBytes_GET_SIZE(self._buf):
+            return self._buf
+        return _b(self._p + self._start, self._end - self._start)
+
+    # -- hot accessors
+    @property
+    def call_id(self):
+        cdef Hdr* h = self._first(K_CALL_ID)
+        return None if h == NULL else self._value(h)
+
+    cdef int _load_cseq(self) except -1:
+        cdef Hdr* h
+        cdef bytes raw
+        if self._cseq_state:
+            return 0
+        h = self._first(K_CSEQ)
+        if h == NULL:
+            self._cseq_state = 2
+            return 0
+        if h.folded:
+            raw = self._raw_value(h)
+            self._cseq_method = _parse_cseq(<const uchar*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &self._cseq_num)
+        else:
+            self._cseq_method = _parse_cseq(self._p + h.vs, h.ve - h.vs, &self._cseq_num)
+        self._cseq_state = 1
+        return 0
+
+    @property
+    def cseq_num(self):
+        self._load_cseq()
+        return self._cseq_num if self._cseq_state == 1 else None
+
+    @property
+    def cseq_method(self):
+        self._load_cseq()
+        return self._cseq_method if self._cseq_state == 1 else None
+
+    cdef int _load_via(self) except -1:
+        cdef Hdr* h
+        cdef const uchar* p
+        cdef Py_ssize_t n, a, z
+        if self._via_state:
+            return 0
+        h = self._first(K_VIA)
+        if h == NULL:
+            self._via_state = 2
+            return 0
+        if h.folded:
+            self._via_keep = self._raw_value(h)
+            p = <const uchar*>PyBytes_AS_STRING(self._via_keep)
+            n = PyBytes_GET_SIZE(self._via_keep)
+        else:
+            p = self._p + h.vs
+            n = h.ve - h.vs
+        z = _first_elem_end(p, n)
+        a = 0
+        if z < n:  # the reference strips a split element of SP/HT
+            while a < z and (p[a] == 32 or p[a] == 9):
+                a += 1
+            while z > a and (p[z - 1] == 32 or p[z - 1] == 9):
+                z -= 1
+        _parse_via(p + a, z - a, &self._via)
+        self._via_p = p + a
+        self._via_state = 1
+        return 0
+
+    @property
+    def via_branch(self):
+        cdef int k
+        self._load_via()
+        if self._via_state != 1:
+            return None
+        k = _find_param(self._via_p, &self._via.params, "branch", 6)
+        if k < 0:
+            return None
+        if self._via.params.items[k].ve < 0:
+            return None
+        return _s(self._via_p + self._via.params.items[k].vs,
+                  self._via.params.items[k].ve - self._via.params.items[k].vs)
+
+    @property
+    def via_host(self):
+        self._load_via()
+        if self._via_state != 1:
+            return None
+        return _s(self._via_p + self._via.hs, self._via.he - self._via.hs)
+
+    @property
+    def via_port(self):
+        self._load_via()
+        if self._via_state != 1 or self._via.port < 0:
+            return None
+        return self._via.port
+
+    @property
+    def via_transport(self):
+        self._load_via()
+        if self._via_state != 1:
+            return None
+        return _s(self._via_p + self._via.ts, self._via.te - self._via.ts).upper()
+
+    @property
+    def via_rport(self):
+        cdef int k
+        self._load_via()
+        if self._via_state != 1:
+            return None
+        k = _find_param(self._via_p, &self._via.params, "rport", 5)
+        if k < 0:
+            return None
+        return _rport_value(self._via_p, &self._via.params.items[k])
+
+    cdef object _tag_of(self, int key):
+        """(present, tag) of From/To; raises SipParseError when malformed."""
+        cdef Hdr* h = self._first(key)
+        cdef NameAddrC na
+        cdef Py_ssize_t base
+        cdef bytes raw
+        cdef const uchar* p
+        cdef Py_ssize_t n
+        cdef int k
+        if h == NULL:
+            return None
+        if h.folded:
+            raw = self._raw_value(h)
+            p = <const uchar*>PyBytes_AS_STRING(raw)
+            n = PyBytes_GET_SIZE(raw)
+        else:
+            p = self._p + h.vs
+            n = h.ve - h.vs
+        _parse_name_addr(p, n, &na, &base)
+        k = _find_param(p + base, &na.params, "tag", 3)
+        if k < 0 or na.params.items[k].ve < 0:
+            return None
+        return _s(p + base + na.params.items[k].vs, na.params.items[k].ve - na.params.items[k].vs)
+
+    @property
+    def from_tag(self):
+        if not self._from_state:
+            self._from_tag = self._tag_of(K_FROM)
+            self._from_state = 1
+        return self._from_tag
+
+    @property
+    def to_tag(self):
+        if not self._to_state:
+            self._to_tag = self._tag_of(K_TO)
+            self._to_state = 1
+        return self._to_tag
+
+    cdef object _scalar(self, int key, int kind):
+        cdef Hdr* h = self._first(key)
+        cdef bytes raw
+        cdef const uchar* p
+        cdef Py_ssize_t n
+        if h == NULL:
+            return None
+        if h.folded:
+            raw = self._raw_value(h)
+            p = <const uchar*>PyBytes_AS_STRING(raw)
+            n = PyBytes_GET_SIZE(raw)
+        else:
+            p = self._p + h.vs
+            n = h.ve - h.vs
+        if kind == 0:
+            return _parse_delta(p, n, "Expires")
+        if kind == 1:
+            return _parse_max_forwards(p, n)
+        return _parse_event(p, n)
+
+    @property
+    def expires(self):
+        return self._scalar(K_EXPIRES, 0)
+
+    @property
+    def max_forwards(self):
+        return self._scalar(K_MAX_FORWARDS, 1)
+
+    @property
+    def event(self):
+        return self._scalar(K_EVENT, 2)
+
+    @property
+    def content_length(self):
+        return None if self._cl < 0 else self._cl
+
+    @property
+    def contact_uri(self):
+        cdef Hdr* h = self._first(K_CONTACT)
+        cdef bytes raw
+        cdef const uchar* p
+        cdef Py_ssize_t n, z, a
+        cdef NameAddrC na
+        cdef Py_ssize_t base
+        if h == NULL:
+            return None
+        if h.folded:
+            raw = self._raw_value(h)
+            p = <const uchar*>PyBytes_AS_STRING(raw)
+            n = PyBytes_GET_SIZE(raw)
+        else:
+            p = self._p + h.vs
+            n = h.ve - h.vs
+        z = _first_elem_end(p, n)
+        a = 0
+        if z < n:  # the reference strips a split element of SP/HT
+            while a < z and (p[a] == 32 or p[a] == 9):
+                a += 1
+            while z > a and (p[z - 1] == 32 or p[z - 1] == 9):
+                z -= 1
+        _parse_name_addr(p + a, z - a, &na, &base)
+        return _s(p + a + base + na.us, na.ue - na.us)
+
+    # -- structured views
+    def vias(self):
+        return [parse_via(v) for v in self.get_all("via")]
+
+    def from_addr(self):
+        v = self.get("from")
+        return None if v is None else parse_name_addr(v)
+
+    def to_addr(self):
+        v = self.get("to")
+        return None if v is None else parse_name_addr(v)
+
+    def contacts(self):
+        return [parse_name_addr(v) for v in self.get_all("contact")]
+
+# ---------------------------------------------------------------- framing
+
+cdef inline bint _check_version(const uchar* v, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t dot, k
+    if n < 7 or _lower[v[0]] != 115 or _lower[v[1]] != 105 or _lower[v[2]] != 112 or v[3] != 47:
+        return False
+    dot = 4
+    while dot < n and v[dot] != 46:
+        dot += 1
+    if dot == n or dot == 4 or dot == n - 1:
+        return False
+    for k in range(4, dot):
+        if not _is(v[k], C_DIG):
+            return False
+    for k in range(dot + 1, n):
+        if not _is(v[k], C_DIG):
+            return False
+    return True
+
+cdef int _parse_start_line(SipMessage msg, const uchar* d, Py_ssize_t pos, Py_ssize_t le) except -1:
+    cdef const uchar* line = d + pos
+    cdef Py_ssize_t n = le - pos, sp, sp1, sp2, after, j
+    cdef const uchar* f
+    cdef int status
+    cdef uchar c
+    if n >= 4 and _lower[line[0]] == 115 and _lower[line[1]] == 105 and _lower[line[2]] == 112 and line[3] == 47:
+        f = <const uchar*>memchr(line, 32, n)
+        if f == NULL:
+            raise _err(f"malformed Status-Line {_b(line, min(n, 64))!r} (offset {pos})")
+        sp = f - line
+        if not _check_version(line, sp):
+            raise _err(f"malformed SIP version {_b(line, min(sp, 32))!r} in Status-Line (offset {pos})")
+        after = sp + 4
+        if after > n or not (_is(line[sp + 1], C_DIG) and _is(line[sp + 2], C_DIG) and _is(line[sp + 3], C_DIG)):
+            raise _err(f"malformed status code in Status-Line {_b(line, min(n, 64))!r} (offset {pos})")
+        if after < n and line[after] != 32:
+            raise _err(f"status code in {_b(line, min(n, 64))!r} is not three digits (offset {pos})")
+        status = (line[sp + 1] - 48) * 100 + (line[sp + 2] - 48) * 10 + (line[sp + 3] - 48)
+        if status < 100 or status > 699:
+            raise _err(f"status code {status} out of range 100-699 (offset {pos})")
+        msg._is_request = False
+        msg._status = status
+        msg._v0 = pos
+        msg._v1 = pos + sp
+        if after < n:
+            msg._b0 = pos + after + 1
+        else:
+            msg._b0 = le
+        msg._b1 = le
+        return 0
+    f = <const uchar*>memchr(line, 32, n)
+    sp1 = -1 if f == NULL else f - line
+    if sp1 <= 0:
+        raise _err(f"malformed Request-Line {_b(line, min(n, 64))!r} (offset {pos})")
+    for j in range(sp1):
+        if not _is(line[j], C_TOK):
+            raise _err(f"invalid character {_b(line + j, 1)!r} in method (offset {pos})")
+    f = <const uchar*>memchr(line + sp1 + 1, 32, n - sp1 - 1)
+    if f == NULL:
+        raise _err(f"malformed Request-Line {_b(line, min(n, 64))!r} (offset {pos})")
+    sp2 = f - line
+    if sp2 == sp1 + 1:
+        raise _err(f"empty Request-URI (offset {pos + sp1 + 1})")
+    if not _check_version(line + sp2 + 1, n - sp2 - 1):
+        raise _err(f"malformed SIP version {_b(line + sp2 + 1, min(n - sp2 - 1, 32))!r} in Request-Line (offset {pos + sp2 + 1})")
+    _check_request_uri(line + sp1 + 1, sp2 - sp1 - 1, pos + sp1 + 1)
+    msg._is_request = True
+    msg._status = 0
+    msg._a0 = pos
+    msg._a1 = pos + sp1
+    msg._b0 = pos + sp1 + 1
+    msg._b1 = pos + sp2
+    msg._v0 = pos + sp2 + 1
+    msg._v1 = le
+    return 0
+
+cdef int _check_request_uri(const uchar* u, Py_ssize_t n, Py_ssize_t offset) except -1:
+    cdef Py_ssize_t i, j
+    cdef uchar c
+    if not _is(u[0], C_ALP):
+        raise _err(f"Request-URI {_b(u, min(n, 64))!r} does not start with a scheme (offset {offset})")
+    i = 1
+    while i < n and _is(u[i], C_SCH):
+        i += 1
+    if i >= n or u[i] != 58:
+        raise _err(f"Request-URI {_b(u, min(n, 64))!r} has no scheme (offset {offset})")
+    for j in range(n):
+        c = u[j]
+        if c <= 32 or c >= 127 or c == 60 or c == 62 or c == 34:
+            raise _err(f"invalid character {_b(u + j, 1)!r} in Request-URI (offset {offset + j})")
+    return 0
+
+cdef Py_ssize_t _next_line(const uchar* d, Py_ssize_t p, Py_ssize_t end, Py_ssize_t start,
+                           Py_ssize_t maxh) except -1:
+    cdef const uchar* f = <const uchar*>memchr(d + p, 10, end - p) if end > p else NULL
+    cdef Py_ssize_t nl
+    if f == NULL:
+        if end - start > maxh:
+            raise _err(f"header block exceeds {maxh} bytes", 513)
+        if p == start:
+            raise _err("start line is not terminated by CRLF")
+        raise _err("header section is not terminated by an empty line")
+    nl = f - d
+    if nl + 1 - start > maxh:
+        raise _err(f"header block exceeds {maxh} bytes", 513)
+    return nl
+
+cdef long long _parse_content_length(const uchar* raw, Py_ssize_t n, int index, Py_ssize_t offset,
+                                     long long max_body) except -2:
+    if not _all_digits(raw, n):
+        raise _err(f"Content-Length {_b(raw, min(n, 32))!r} is not a number (header {index}, offset {offset})")
+    if n > 18 or <long long>_digits_value(raw, n) > max_body:
+        raise _err(f"Content-Length {_b(raw, min(n, 32))!r} exceeds the body limit of {max_body} bytes", 413)
+    return <long long>_digits_value(raw, n)
+
+cdef SipMessage _frame(bytes data, Py_ssize_t start, Py_ssize_t end, bint stream,
+                       Py_ssize_t maxh, int maxn, long long maxb):
+    cdef const uchar* d = <const uchar*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t pos = start, nl, le, p, ve, vs, colon, ne, i, body_start, body_end
+    cdef const uchar* f
+    cdef SipMessage msg
+    cdef Hdr* h
+    cdef uchar c0
+    cdef long long cl = -1, nv
+    cdef int index
+    cdef bytes raw
+    while pos < end and (d[pos] == 13 or d[pos] == 10):
+        pos += 1
+    if pos >= end:
+        raise _err("empty message")
+    msg = SipMessage.__new__(SipMessage)
+    msg._buf = data
+    msg._p = d
+    msg._start = pos
+    nl = _next_line(d, pos, end, pos, maxh)
+    le = nl - 1 if nl > pos and d[nl - 1] == 13 else nl
+    _parse_start_line(msg, d, pos, le)
+    p = nl + 1
+    while True:
+        if p >= end:
+            raise _err("header section is not terminated by an empty line")
+        nl = _next_line(d, p, end, pos, maxh)
+        le = nl - 1 if nl > p and d[nl - 1] == 13 else nl
+        if le == p:
+            body_start = nl + 1
+            break
+        c0 = d[p]
+        if c0 == 32 or c0 == 9:
+            if msg._n == 0:
+                raise _err(f"continuation line before the first header (offset {p})")
+            h = &msg._hdrs[msg._n - 1]
+            ve = le
+            while ve > p and (d[ve - 1] == 32 or d[ve - 1] == 9):
+                ve -= 1
+            if ve > p:
+                h.ve = ve
+                h.folded = 1
+            p = nl + 1
+            continue
+        f = <const uchar*>memchr(d + p, 58, le - p)
+        if f == NULL:
+            raise _err(f"header line without a colon (header {msg._n + 1}, offset {p})")
+        colon = f - d
+        ne = colon
+        while ne > p and (d[ne - 1] == 32 or d[ne - 1] == 9):
+            ne -= 1
+        if ne == p:
+            raise _err(f"empty header name (header {msg._n + 1}, offset {p})")
+        for i in range(p, ne):
+            if not _is(d[i], C_TOK):
+                raise _err(f"invalid character {_b(d + i, 1)!r} in header name (header {msg._n + 1}, offset {i})")
+        if msg._n >= maxn:
+            raise _err(f"more than {maxn} header lines", 513)
+        vs = colon + 1
+        while vs < le and (d[vs] == 32 or d[vs] == 9):
+            vs += 1
+        ve = le
+        while ve > vs and (d[ve - 1] == 32 or d[ve - 1] == 9):
+            ve -= 1
+        msg._add(p, ne, vs, ve, _key_of(d + p, ne - p))
+        p = nl + 1
+    for index in range(msg._n):
+        h = &msg._hdrs[index]
+        if h.key == K_CONTENT_LENGTH:
+            if h.folded:
+                raw = msg._raw_value(h)
+                nv = _parse_content_length(<const uchar*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw),
+                                           index + 1, h.vs, maxb)
+            else:
+                nv = _parse_content_length(d + h.vs, h.ve - h.vs, index + 1, h.vs, maxb)
+            if cl >= 0 and nv != cl:
+                raise _err(f"conflicting Content-Length values {cl} and {nv} (header {index + 1})")
+            cl = nv
+    msg._cl = cl
+    msg._body_start = body_start
+    if cl < 0:
+        body_end = body_start if stream else end
+    else:
+        body_end = min(body_start + cl, end)
+    msg._body_end = body_end
+    msg._end = body_end
+    return msg
+
+def parse_message(data, *, Py_ssize_t max_header_bytes=DEFAULT_MAX_HEADER_BYTES,
+                  int max_headers=DEFAULT_MAX_HEADERS, long long max_body_bytes=DEFAULT_MAX_BODY_BYTES):
+    cdef bytes buf = _as_bytes(data)
+    return _frame(buf, 0, PyBytes_GET_SIZE(buf), False, max_header_bytes, max_headers, max_body_bytes)
+
+# ---------------------------------------------------------------- URIs
+
+cdef int _check_chars(const uchar* b, Py_ssize_t n, unsigned short allowed, str what, str text) except -1:
+    cdef Py_ssize_t i = 0
+    cdef uchar c
+    while i < n:
+        c = b[i]
+        if c == 37:
+            if i + 2 >= n or not _is(b[i + 1], C_HEX) or not _is(b[i + 2], C_HEX):
+                raise _err(f"bad escape in {what} of URI {text[:64]!r}")
+            i += 3
+            continue
+        if not _is(c, allowed):
+            raise _err(f"invalid character {_b(b + i, 1)!r} in {what} of URI {text[:64]!r}")
+        i += 1
+    return 0
+
+cdef struct UriC:
+    bint sip
+    Py_ssize_t ss, se          # scheme
+    Py_ssize_t us, ue          # user (us < 0: none)
+    Py_ssize_t ps, pe          # password (ps < 0: none)
+    Py_ssize_t hs, he          # host
+    int port
+    Py_ssize_t qs              # offset of '?' (qs < 0: no headers)
+    Py_ssize_t rs              # start of the part after the scheme's ':'
+    ParamList params
+
+cdef int _parse_uri(const uchar* b, Py_ssize_t n, UriC* u, str text) except -1:
+    cdef Py_ssize_t i, at, colon, m, s, e, vs, k, ub
+    cdef const uchar* r
+    cdef const uchar* f
+    cdef Param* pp
+    if n == 0 or not _is(b[0], C_ALP):
+        raise _err(f"URI {text[:64]!r} has no scheme")
+    i = 1
+    while i < n and _is(b[i], C_SCH):
+        i += 1
+    if i >= n or b[i] != 58:
+        raise _err(f"URI {text[:64]!r} has no scheme")
+    u.ss = 0
+    u.se = i
+    u.rs = i + 1
+    u.us = u.ps = u.qs = -1
+    u.params.n = 0
+    u.port = -1
+    u.sip = _ci_eq(b, i, "sip", 3) or _ci_eq(b, i, "sips", 4)
+    r = b + i + 1
+    m = n - i - 1
+    if not u.sip:
+        if m == 0:
+            raise _err(f"URI {text[:64]!r} is empty after the scheme")
+        for k in range(m):
+            if r[k] <= 32 or r[k] >= 127 or r[k] == 60 or r[k] == 62 or r[k] == 34:
+                raise _err(f"invalid character {_b(r + k, 1)!r} in URI {text[:64]!r}")
+        return 0
+    f = <const uchar*>memchr(r, 64, m)
+    if f != NULL:
+        at = f - r
+        f = <const uchar*>memchr(r, 58, at)
+        colon = -1 if f == NULL else f - r
+        ub = at if colon < 0 else colon
+        if ub == 0:
+            raise _err(f"empty user part in URI {text[:64]!r}")
+        _check_chars(r, ub, C_USR, "user part", text)
+        u.us = u.rs
+        u.ue = u.rs + ub
+        if colon >= 0:
+            _check_chars(r + colon + 1, at - colon - 1, C_PAS, "password", text)
+            u.ps = u.rs + colon + 1
+            u.pe = u.rs + at
+        r = r + at + 1
+        m = m - at - 1
+    # offsets below are relative to r; convert when storing
+    i = _parse_hostport(r, m, 0, False, &u.hs, &u.he, &u.port, f"URI {text[:64]!r}")
+    u.hs += r - b
+    u.he += r - b
+    while i < m and r[i] == 59:
+        s = i + 1
+        e = s
+        while e < m and r[e] != 59 and r[e] != 63 and r[e] != 61:
+            e += 1
+        if e == s:
+            raise _err(f"empty parameter in URI {text[:64]!r}")
+        _check_chars(r + s, e - s, C_PRM, "parameter", text)
+        if u.params.n >= MAXPARAMS:
+            raise _err(f"more than {MAXPARAMS} parameters in URI {text[:64]!r}")
+        pp = &u.params.items[u.params.n]
+        pp.ns = s + (r - b)
+        pp.ne = e + (r - b)
+        pp.vs = pp.ve = -1
+        if e < m and r[e] == 61:
+            vs = e + 1
+            e = vs
+            while e < m and r[e] != 59 and r[e] != 63:
+                e += 1
+            _check_chars(r + vs, e - vs, C_PRM, "parameter", text)
+            pp.vs = vs + (r - b)
+            pp.ve = e + (r - b)
+        for k in range(u.params.n):
+            if _name_eq(b, &u.params.items[k], pp):
+                raise _err(f"URI parameter {_s(b + pp.ns, pp.ne - pp.ns).lower()!r} appears more than once in {text[:64]!r}")
+        u.params.n += 1
+        i = e
+    if i < m and r[i] == 63:
+        u.qs = i + (r - b)
+        _check_uri_headers(r + i + 1, m - i - 1, text)
+        i = m
+    if i < m:
+        raise _err(f"unexpected {_b(r + i, 1)!r} in URI {text[:64]!r}")
+    return 0
+
+cdef int _check_uri_headers(const uchar* h, Py_ssize_t n, str text) except -1:
+    cdef Py_ssize_t s = 0, e, eq
+    cdef const uchar* f
+    while True:
+        f = <const uchar*>memchr(h + s, 38, n - s) if n > s else NULL
+        e = n if f == NULL else f - h
+        f = <const uchar*>memchr(h + s, 61, e - s) if e > s else NULL
+        eq = -1 if f == NULL else f - h
+        if eq <= s:
+            raise _err(f"malformed header {_b(h + s, min(e - s, 32))!r} in URI {text[:64]!r}")
+        _check_chars(h + s, eq - s, C_HDR, "header", text)
+        _check_chars(h + eq + 1, e - eq - 1, C_HDR, "header", text)
+        if e >= n:
+            return 0
+        s = e + 1
+
+cdef object _uri_obj(const uchar* b, Py_ssize_t n, UriC* u):
+    cdef list headers = []
+    cdef Py_ssize_t s, e, eq
+    if not u.sip:
+        return SipURI(_s(b, u.se).lower(), None, None, None, None, {}, (), _s(b + u.rs, n - u.rs))
+    if u.qs >= 0:
+        for item in _b(b + u.qs + 1, n - u.qs - 1).split(b"&"):
+            eq = item.find(b"=")
+            headers.append((item[:eq].decode("utf-8", "surrogateescape"),
+                            item[eq + 1:].decode("utf-8", "surrogateescape")))
+    return SipURI(
+        _s(b, u.se).lower(),
+        None if u.us < 0 else _s(b + u.us, u.ue - u.us),
+        None if u.ps < 0 else _s(b + u.ps, u.pe - u.ps),
+        _s(b + u.hs, u.he - u.hs),
+        None if u.port < 0 else u.port,
+        _params_dict(b, &u.params),
+        tuple(headers),
+        None,
+    )
+
+def parse_uri(str text):
+    cdef bytes raw = text.encode("utf-8", "surrogateescape")
+    cdef UriC u
+    cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(raw)
+    _parse_uri(p, PyBytes_GET_SIZE(raw), &u, text)
+    return _uri_obj(p, PyBytes_GET_SIZE(raw), &u)
+
+# ---------------------------------------------------------------- validation
+
+SUPPORTED_URI_SCHEMES = frozenset(["sip", "sips", "tel", "pres", "im"])
+_REQUIRED = (("Via", K_VIA), ("From", K_FROM), ("To", K_TO), ("Call-ID", K_CALL_ID), ("CSeq", K_CSEQ))
+_SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type", "Expires")
+
+cdef int _count_key(SipMessage msg, int key) noexcept:
+    cdef int i, c = 0
+    for i in range(msg._n):
+        if msg._hdrs[i].key == key:
+            c += 1
+    return c
+
+cdef int _check_name_addr_uri(str value) except -1:
+    """parse_name_addr + parse_uri of its URI (validate_request's From/To)."""
+    cdef bytes raw = value.encode("utf-8", "surrogateescape")
+    cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(raw)
+    cdef NameAddrC na
+    cdef Py_ssize_t base
+    cdef UriC u
+    _parse_name_addr(p, PyBytes_GET_SIZE(raw), &na, &base)
+    _parse_uri(p + base + na.us, na.ue - na.us, &u, _s(p + base + na.us, na.ue - na.us))
+    return 0
+
+def unsupported_requires(SipMessage msg, supported=()):
+    known = set(supported)
+    return [t for t in msg.get_all("require") if t and t not in known]
+
+def validate_request(SipMessage msg, *, supported=()):
+    cdef str what, name
+    cdef int key
+    cdef bytes cid
+    cdef UriC u
+    cdef bytes ruri
+    if not msg._is_request:
+        raise TypeError("validate_request() needs a request, not a response")
+    if msg.version.upper() != "SIP/2.0":
+        return 505, "Version Not Supported"
+    for name, key in _REQUIRED:
+        if _count_key(msg, key) == 0:
+            return 400, f"Missing {name} header"
+    for name in _SINGLE:
+        if msg.count(name) > 1:
+            return 400, f"Multiple {name} headers"
+    if msg._cl >= 0 and msg._cl > msg._body_end - msg._body_start:
+        return 400, "Content-Length larger than the message body"
+    ruri = _b(msg._p + msg._b0, msg._b1 - msg._b0)
+    try:
+        _parse_uri(<const uchar*>PyBytes_AS_STRING(ruri), PyBytes_GET_SIZE(ruri), &u, msg.uri)
+    except SipParseError as e:
+        return 400, f"Malformed Request-URI: {e}"
+    if _s(<const uchar*>PyBytes_AS_STRING(ruri), u.se).lower() not in SUPPORTED_URI_SCHEMES:
+        return 416, "Unsupported URI Scheme"
+    if u.sip and u.qs >= 0:
+        return 400, "Request-URI must not contain headers"
+    what = "CSeq"
+    try:
+        if msg.cseq_method != msg.method:
+            return 400, "CSeq method does not match the request method"
+        what = "Call-ID"
+        cid = (msg.call_id or "").encode("utf-8", "surrogateescape")
+        if not cid or any(c <= 0x20 or c == 0x7F for c in cid):
+            return 400, "Malformed Call-ID"
+        what = "Max-Forwards"
+        msg.max_forwards
+        what = "Expires"
+        msg.expires
+        what = "Via"
+        msg.vias()
+        for what in ("From", "To"):
+            _check_name_addr_uri(msg.get(what) or "")
+        what = "Contact"
+        for c in msg.contacts():
+            if c.uri != "*":
+                parse_uri(c.uri)
+            exp = c.params.get("expires")
+            if exp is not None:
+                raw = exp.encode("utf-8", "surrogateescape")
+                _parse_delta(<const uchar*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), "Contact expires")
+        what = "Event"
+        msg.event
+    except SipParseError as e:
+        return 400, f"Malformed {what}: {e}"
+    date = msg.get("date")
+    if date is not None and not _check_date(date.encode("utf-8", "surrogateescape")):
+        return 400, "Malformed Date"
+    if msg.method not in ("ACK", "CANCEL") and unsupported_requires(msg, supported):
+        return 420, "Bad Extension"
+    return None
+
+# ---------------------------------------------------------------- responses
+
+cdef bytes _rewrite_top_via(SipMessage msg, Hdr* h, object received, object rport):
+    """RFC 3261 section 18.2.1 (received) and RFC 3581 section 4 (rport)."""
+    cdef bytes line = _b(msg._p + h.ns, h.ve - h.ns)
+    cdef bytes raw = msg._raw_value(h)
+    elems = _split_commas(<const uchar*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+    try:
+        via = parse_via(elems[0])
+    except SipParseError:
+        return line
+    params = dict(via.params)
+    asked = "rport" in params and params["rport"] is None
+    host = via.host[1:-1] if via.host.startswith("[") else via.host
+    add_received = received is not None and (host.lower() != received.lower() or asked)
+    set_rport = asked and rport is not None
+    if not add_received and not set_rport:
+        return line
+    if set_rport:
+        params["rport"] = str(rport)
+    if add_received:
+        params["received"] = received
+    top = f"{via.protocol}/{via.transport} {via.host}"
+    if via.port is not None:
+        top += f":{via.port}"
+    for k, v in params.items():
+        top += f";{k}" if v is None else f";{k}={v}"
+    name = _b(msg._p + h.ns, h.ne - h.ns)
+    return name + b": " + ", ".join([top] + elems[1:]).encode("utf-8", "surrogateescape")
+
+def build_response(SipMessage req, int status, str reason, *, to_tag=None, extra_headers=(),
+                   bytes body=b"", received=None, rport=None):
+    cdef bytearray out
+    cdef int i
+    cdef Hdr* h
+    cdef bint top_via = True, has_tag
+    cdef const uchar* p = req._p
+    if not 100 <= status <= 699:
+        raise LocalProtocolError(f"status {status} out of range 100-699")
+    if "\r" in reason or "\n" in reason:
+        raise LocalProtocolError("reason phrase contains CR or LF")
+    out = bytearray(b"SIP/2.0 %d " % status)
+    out += reason.encode("utf-8", "surrogateescape")
+    out += b"\r\n"
+    for i in range(req._n):
+        h = &req._hdrs[i]
+        if h.key == K_VIA:
+            if top_via and (received is not None or rport is not None):
+                out += _rewrite_top_via(req, h, received, rport)
+            else:
+                out += p[h.ns:h.ve]
+            out += b"\r\n"
+            top_via = False
+        elif h.key == K_TO:
+            out += p[h.ns:h.ve]
+            if to_tag is not None:
+                try:
+                    has_tag = req.to_tag is not None
+                except SipParseError:
+                    has_tag = True
+                if not has_tag:
+                    out += b";tag="
+                    out += (<str>to_tag).encode("utf-8", "surrogateescape")
+            out += b"\r\n"
+        elif h.key == K_FROM or h.key == K_CALL_ID or h.key == K_CSEQ:
+            out += p[h.ns:h.ve]
+            out += b"\r\n"
+    if isinstance(extra_headers, (bytes, bytearray)):
+        out += extra_headers
+    else:
+        for name, value in extra_headers:
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+                raise LocalProtocolError(f"header {name!r} would inject a line break or colon")
+            out += name.encode("utf-8", "surrogateescape")
+            out += b": "
+            out += value.encode("utf-8", "surrogateescape")
+            out += b"\r\n"
+    out += b"Content-Length: %d\r\n\r\n" % len(body)
+    out += body
+    return bytes(out)
+
+# ---------------------------------------------------------------- streams
+
+cdef Py_ssize_t _find_header_end(const uchar* d, Py_ssize_t start, Py_ssize_t end, Py_ssize_t resume,
+                                 Py_ssize_t* where) noexcept:
+    """See the reference: returns the end of the header block or -1; where
+    gets the LF before the empty line, or the offset to resume from."""
+    cdef Py_ssize_t i = resume if resume > start else start
+    cdef const uchar* f
+    while i < end:
+        f = <const uchar*>memchr(d + i, 10, end - i)
+        if f == NULL:
+            break
+        i = f - d
+        if i + 1 >= end:
+            where[0] = i
+            return -1
+        if d[i + 1] == 10:
+            where[0] = i
+            return i + 2
+        if d[i + 1] == 13:
+            if i + 2 >= end:
+                where[0] = i
+                return -1
+            if d[i + 2] == 10:
+                where[0] = i
+                return i + 3
+        i += 1
+    where[0] = end
+    return -1
+
+@cython.final
+cdef class SipStreamParser:
+    """RFC 3261 section 18.3 framing on a byte stream (see the stub)."""
+
+    cdef bytes _buf
+    cdef Py_ssize_t _resume, _need, _pings
+    cdef object _error
+    cdef Py_ssize_t _max_header
+    cdef long long _max_body
+    cdef int _max_headers
+
+    def __init__(self, Py_ssize_t max_header_bytes=DEFAULT_MAX_HEADER_BYTES,
+                 long long max_body_bytes=DEFAULT_MAX_BODY_BYTES, int max_headers=DEFAULT_MAX_HEADERS):
+        self._buf = b""
+        self._resume = 0
+        self._need = 0
+        self._error = None
+        self._pings = 0
+        self._max_header = max_header_bytes
+        self._max_body = max_body_bytes
+        self._max_headers = max_headers
+
+    @property
+    def buffered(self):
+        return PyBytes_GET_SIZE(self._buf)
+
+    @property
+    def ping_count(self):
+        return self._pings
+
+    def feed(self, data):
+        cdef bytes buf
+        cdef list out = []
+        cdef Py_ssize_t pos = 0, n, hend, where, total, k
+        cdef const uchar* d
+        cdef SipMessage msg
+        cdef uchar c
+        if self._error is not None:
+            raise self._error
+        if PyBytes_GET_SIZE(self._buf):
+            buf = self._buf + _as_bytes(data)
+        else:
+            buf = _as_bytes(data)
+        n = PyBytes_GET_SIZE(buf)
+        if self._need > n:
+            self._buf = buf
+            return out
+        d = <const uchar*>PyBytes_AS_STRING(buf)
+        try:
+            while pos < n:
+                c = d[pos]
+                if c == 13 or c == 10:
+                    if n - pos >= 4 and d[pos] == 13 and d[pos + 1] == 10 and d[pos + 2] == 13 and d[pos + 3] == 10:
+                        self._pings += 1
+                        pos += 4
+                    elif n - pos < 4 and _crlf_prefix(d + pos, n - pos):
+                        break
+                    else:
+                        pos += 1
+                    self._resume = pos
+                    continue
+                hend = _find_header_end(d, pos, n, self._resume, &where)
+                if hend < 0:
+                    if n - pos > self._max_header:
+                        raise _err(f"header block exceeds {self._max_header} bytes", 513)
+                    self._resume = where
+                    break
+                if hend - pos > self._max_header:
+                    raise _err(f"header block exceeds {self._max_header} bytes", 513)
+                msg = _frame(buf, pos, hend, True, self._max_header, self._max_headers, self._max_body)
+                total = hend + (msg._cl if msg._cl > 0 else 0)
+                if total > n:
+                    self._need = total - pos
+                    self._resume = where
+                    break
+                self._need = 0
+                msg._body_end = total
+                msg._end = total
+                out.append(msg)
+                pos = total
+                self._resume = pos
+        except SipParseError as e:
+            self._error = e
+            self._buf = b""
+            raise
+        self._buf = buf[pos:]
+        self._resume -= pos
+        return out
+
+cdef inline bint _crlf_prefix(const uchar* p, Py_ssize_t n) noexcept:
+    """p[:n] (n < 4) is a prefix of CRLFCRLF."""
+    cdef const char* ping = b"\r\n\r\n"
+    cdef Py_ssize_t k
+    for k in range(n):
+        if p[k] != <uchar>ping[k]:
+            return False
+    return True

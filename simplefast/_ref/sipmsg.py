@@ -133,6 +133,7 @@ _REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
 _SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type", "Expires")
 SUPPORTED_URI_SCHEMES = frozenset(["sip", "sips", "tel", "pres", "im"])
 
+_MAX_PARAMS = 32  # parameters per Via / name-addr / URI (a bound, STYLE.md section 1)
 _MAX_CSEQ = (1 << 31) - 1  # RFC 3261 section 8.1.1.5
 _MAX_DELTA = (1 << 32) - 1  # delta-seconds, RFC 3261 section 25.1 (32-bit)
 _WKDAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
@@ -697,6 +698,8 @@ def _parse_params(b: bytes, i: int, what: str) -> Params:
         ne = _token_end(b, i)
         if ne == i:
             raise _err(f"empty parameter at offset {i} in {what}")
+        if len(params) >= _MAX_PARAMS:
+            raise _err(f"more than {_MAX_PARAMS} parameters in {what}")
         name = _dec(b[i:ne].lower())
         i = _skip_ws(b, ne)
         value: str | None = None
@@ -970,6 +973,8 @@ def parse_uri(text: str) -> SipURI:
         if e == s:
             raise _err(f"empty parameter in URI {text[:64]!r}")
         _check_chars(rest[s:e], _PARAM_CH, "parameter", text)
+        if len(params) >= _MAX_PARAMS:
+            raise _err(f"more than {_MAX_PARAMS} parameters in URI {text[:64]!r}")
         name = _dec(rest[s:e].lower())
         value: str | None = None
         if e < m and rest[e] == 0x3D:
