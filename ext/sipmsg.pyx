@@ -20,7 +20,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 
 from simplefast._sip_types import NameAddr, SipURI, Via
 from simplefast.errors import LocalProtocolError, SipParseError
@@ -1462,24 +1462,105 @@ def parse_uri(str text):
 
 SUPPORTED_URI_SCHEMES = frozenset(["sip", "sips", "tel", "pres", "im"])
 _REQUIRED = (("Via", K_VIA), ("From", K_FROM), ("To", K_TO), ("Call-ID", K_CALL_ID), ("CSeq", K_CSEQ))
-_SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type", "Expires")
+_SINGLE = tuple((n, _KEY[n.lower().encode()]) for n in
+                ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type", "Expires"))
 
-cdef int _count_key(SipMessage msg, int key) noexcept:
-    cdef int i, c = 0
-    for i in range(msg._n):
-        if msg._hdrs[i].key == key:
-            c += 1
-    return c
+cdef Py_ssize_t _elem_end(const uchar* b, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    """End of the comma element starting at i (see _split_commas)."""
+    cdef bint quoted = False, angle = False
+    cdef uchar c
+    while i < n:
+        c = b[i]
+        if quoted:
+            if c == 92:
+                i += 1
+            elif c == 34:
+                quoted = False
+        elif angle:
+            if c == 62:
+                angle = False
+        elif c == 34:
+            quoted = True
+        elif c == 60:
+            angle = True
+        elif c == 44:
+            return i
+        i += 1
+    return n if i > n else i
 
-cdef int _check_name_addr_uri(str value) except -1:
-    """parse_name_addr + parse_uri of its URI (validate_request's From/To)."""
-    cdef bytes raw = value.encode("utf-8", "surrogateescape")
-    cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(raw)
-    cdef NameAddrC na
-    cdef Py_ssize_t base
+cdef int _check_uri(const uchar* p, Py_ssize_t n) except -1:
     cdef UriC u
-    _parse_name_addr(p, PyBytes_GET_SIZE(raw), &na, &base)
-    _parse_uri(p + base + na.us, na.ue - na.us, &u, _s(p + base + na.us, na.ue - na.us))
+    _parse_uri(p, n, &u, _s(p, n))
+    return 0
+
+cdef int _check_elements(SipMessage msg, int key, int what) except -1:
+    """validate_request's checks of every comma element of Via (what=0) or
+    Contact (what=1), in the reference's order: all elements parsed first,
+    then (Contact) each URI and expires parameter."""
+    cdef int i, k, rnd
+    cdef Hdr* h
+    cdef bytes keep
+    cdef const uchar* p
+    cdef Py_ssize_t n, s, e, a, z, base
+    cdef ViaC v
+    cdef NameAddrC na
+    cdef Param* pp
+    for rnd in range(1 if what == 0 else 2):
+        for i in range(msg._n):
+            h = &msg._hdrs[i]
+            if h.key != key:
+                continue
+            if h.folded:
+                keep = msg._raw_value(h)
+                p = <const uchar*>PyBytes_AS_STRING(keep)
+                n = PyBytes_GET_SIZE(keep)
+            else:
+                p = msg._p + h.vs
+                n = h.ve - h.vs
+            s = 0
+            while True:
+                e = _elem_end(p, n, s)
+                a = s
+                z = e
+                while a < z and (p[a] == 32 or p[a] == 9):
+                    a += 1
+                while z > a and (p[z - 1] == 32 or p[z - 1] == 9):
+                    z -= 1
+                if what == 0:
+                    _parse_via(p + a, z - a, &v)
+                else:
+                    _parse_name_addr(p + a, z - a, &na, &base)
+                    if rnd == 1:
+                        if not (na.ue - na.us == 1 and p[a + base + na.us] == 42):
+                            _check_uri(p + a + base + na.us, na.ue - na.us)
+                        k = _find_param(p + a + base, &na.params, "expires", 7)
+                        if k >= 0 and na.params.items[k].ve >= 0:
+                            pp = &na.params.items[k]
+                            _parse_delta(p + a + base + pp.vs, pp.ve - pp.vs, "Contact expires")
+                if e >= n:
+                    break
+                s = e + 1
+    return 0
+
+cdef int _check_addr(SipMessage msg, int key) except -1:
+    """parse_name_addr + parse_uri of From/To (absent: the reference parses '')."""
+    cdef Hdr* h = msg._first(key)
+    cdef bytes keep
+    cdef const uchar* p
+    cdef Py_ssize_t n, base
+    cdef NameAddrC na
+    if h == NULL:
+        p = <const uchar*>b""
+        n = 0
+    elif h.folded:
+        keep = msg._raw_value(h)
+        p = <const uchar*>PyBytes_AS_STRING(keep)
+        n = PyBytes_GET_SIZE(keep)
+    else:
+        p = msg._p + h.vs
+        n = h.ve - h.vs
+    _parse_name_addr(p, n, &na, &base)
+    _check_uri(p + base + na.us, na.ue - na.us)
     return 0
 
 def unsupported_requires(SipMessage msg, supported=()):
@@ -1487,29 +1568,35 @@ def unsupported_requires(SipMessage msg, supported=()):
     return [t for t in msg.get_all("require") if t and t not in known]
 
 def validate_request(SipMessage msg, *, supported=()):
-    cdef str what, name
-    cdef int key
-    cdef bytes cid
+    cdef str what
+    cdef int i, k
+    cdef int counts[128]
     cdef UriC u
-    cdef bytes ruri
+    cdef Hdr* h
+    cdef bytes keep
+    cdef const uchar* p
+    cdef Py_ssize_t n
     if not msg._is_request:
         raise TypeError("validate_request() needs a request, not a response")
-    if msg.version.upper() != "SIP/2.0":
+    if not _ci_eq(msg._p + msg._v0, msg._v1 - msg._v0, "sip/2.0", 7):
         return 505, "Version Not Supported"
-    for name, key in _REQUIRED:
-        if _count_key(msg, key) == 0:
+    for k in range(_NKEYS):
+        counts[k] = 0
+    for i in range(msg._n):
+        counts[msg._hdrs[i].key] += 1
+    for name, k in _REQUIRED:
+        if counts[k] == 0:
             return 400, f"Missing {name} header"
-    for name in _SINGLE:
-        if msg.count(name) > 1:
+    for name, k in _SINGLE:
+        if counts[k] > 1:
             return 400, f"Multiple {name} headers"
     if msg._cl >= 0 and msg._cl > msg._body_end - msg._body_start:
         return 400, "Content-Length larger than the message body"
-    ruri = _b(msg._p + msg._b0, msg._b1 - msg._b0)
     try:
-        _parse_uri(<const uchar*>PyBytes_AS_STRING(ruri), PyBytes_GET_SIZE(ruri), &u, msg.uri)
+        _parse_uri(msg._p + msg._b0, msg._b1 - msg._b0, &u, msg.uri)
     except SipParseError as e:
         return 400, f"Malformed Request-URI: {e}"
-    if _s(<const uchar*>PyBytes_AS_STRING(ruri), u.se).lower() not in SUPPORTED_URI_SCHEMES:
+    if not u.sip and _s(msg._p + msg._b0, u.se).lower() not in SUPPORTED_URI_SCHEMES:
         return 416, "Unsupported URI Scheme"
     if u.sip and u.qs >= 0:
         return 400, "Request-URI must not contain headers"
@@ -1518,34 +1605,43 @@ def validate_request(SipMessage msg, *, supported=()):
         if msg.cseq_method != msg.method:
             return 400, "CSeq method does not match the request method"
         what = "Call-ID"
-        cid = (msg.call_id or "").encode("utf-8", "surrogateescape")
-        if not cid or any(c <= 0x20 or c == 0x7F for c in cid):
+        h = msg._first(K_CALL_ID)
+        if h.folded:
+            keep = msg._raw_value(h)
+            p = <const uchar*>PyBytes_AS_STRING(keep)
+            n = PyBytes_GET_SIZE(keep)
+        else:
+            p = msg._p + h.vs
+            n = h.ve - h.vs
+        if n == 0:
             return 400, "Malformed Call-ID"
+        for i in range(n):
+            if p[i] <= 0x20 or p[i] == 0x7F:
+                return 400, "Malformed Call-ID"
         what = "Max-Forwards"
-        msg.max_forwards
+        msg._scalar(K_MAX_FORWARDS, 1)
         what = "Expires"
-        msg.expires
+        msg._scalar(K_EXPIRES, 0)
         what = "Via"
-        msg.vias()
-        for what in ("From", "To"):
-            _check_name_addr_uri(msg.get(what) or "")
+        _check_elements(msg, K_VIA, 0)
+        what = "From"
+        _check_addr(msg, K_FROM)
+        what = "To"
+        _check_addr(msg, K_TO)
         what = "Contact"
-        for c in msg.contacts():
-            if c.uri != "*":
-                parse_uri(c.uri)
-            exp = c.params.get("expires")
-            if exp is not None:
-                raw = exp.encode("utf-8", "surrogateescape")
-                _parse_delta(<const uchar*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), "Contact expires")
+        _check_elements(msg, K_CONTACT, 1)
         what = "Event"
-        msg.event
+        msg._scalar(K_EVENT, 2)
     except SipParseError as e:
         return 400, f"Malformed {what}: {e}"
-    date = msg.get("date")
-    if date is not None and not _check_date(date.encode("utf-8", "surrogateescape")):
-        return 400, "Malformed Date"
-    if msg.method not in ("ACK", "CANCEL") and unsupported_requires(msg, supported):
-        return 420, "Bad Extension"
+    if counts[K_DATE]:
+        date = msg.get("date")
+        if not _check_date(date.encode("utf-8", "surrogateescape")):
+            return 400, "Malformed Date"
+    if counts[K_REQUIRE] and not (msg._a1 - msg._a0 == 3 and memcmp(msg._p + msg._a0, b"ACK", 3) == 0) \
+            and not (msg._a1 - msg._a0 == 6 and memcmp(msg._p + msg._a0, b"CANCEL", 6) == 0):
+        if unsupported_requires(msg, supported):
+            return 420, "Bad Extension"
     return None
 
 # ---------------------------------------------------------------- responses
@@ -1578,56 +1674,85 @@ cdef bytes _rewrite_top_via(SipMessage msg, Hdr* h, object received, object rpor
     name = _b(msg._p + h.ns, h.ne - h.ns)
     return name + b": " + ", ".join([top] + elems[1:]).encode("utf-8", "surrogateescape")
 
+cdef inline char* _put(char* w, const void* src, Py_ssize_t n) noexcept:
+    memcpy(w, src, n)
+    return w + n
+
 def build_response(SipMessage req, int status, str reason, *, to_tag=None, extra_headers=(),
                    bytes body=b"", received=None, rport=None):
-    cdef bytearray out
+    cdef Py_ssize_t total, blen = PyBytes_GET_SIZE(body)
     cdef int i
     cdef Hdr* h
-    cdef bint top_via = True, has_tag
+    cdef bint top_via = True, add_tag = False
     cdef const uchar* p = req._p
+    cdef bytes reason_b, tag_b = None, extra_b, via_b = None, out, tail
+    cdef char* w
     if not 100 <= status <= 699:
         raise LocalProtocolError(f"status {status} out of range 100-699")
     if "\r" in reason or "\n" in reason:
         raise LocalProtocolError("reason phrase contains CR or LF")
-    out = bytearray(b"SIP/2.0 %d " % status)
-    out += reason.encode("utf-8", "surrogateescape")
-    out += b"\r\n"
+    reason_b = reason.encode("utf-8", "surrogateescape")
+    if isinstance(extra_headers, (bytes, bytearray)):
+        extra_b = bytes(extra_headers)
+    else:
+        parts = []
+        for name, value in extra_headers:
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+                raise LocalProtocolError(f"header {name!r} would inject a line break or colon")
+            parts.append(f"{name}: {value}\r\n")
+        extra_b = "".join(parts).encode("utf-8", "surrogateescape")
+    if to_tag is not None:
+        try:
+            add_tag = req.to_tag is None
+        except SipParseError:
+            add_tag = False
+        if add_tag:
+            tag_b = b";tag=" + (<str>to_tag).encode("utf-8", "surrogateescape")
+    tail = b"Content-Length: %d\r\n\r\n" % blen
+    # size first, then one allocation and memcpy of every piece
+    total = 12 + PyBytes_GET_SIZE(reason_b) + 2
     for i in range(req._n):
         h = &req._hdrs[i]
         if h.key == K_VIA:
             if top_via and (received is not None or rport is not None):
-                out += _rewrite_top_via(req, h, received, rport)
+                via_b = _rewrite_top_via(req, h, received, rport)
+                total += PyBytes_GET_SIZE(via_b) + 2
             else:
-                out += p[h.ns:h.ve]
-            out += b"\r\n"
+                total += h.ve - h.ns + 2
             top_via = False
-        elif h.key == K_TO:
-            out += p[h.ns:h.ve]
-            if to_tag is not None:
-                try:
-                    has_tag = req.to_tag is not None
-                except SipParseError:
-                    has_tag = True
-                if not has_tag:
-                    out += b";tag="
-                    out += (<str>to_tag).encode("utf-8", "surrogateescape")
-            out += b"\r\n"
-        elif h.key == K_FROM or h.key == K_CALL_ID or h.key == K_CSEQ:
-            out += p[h.ns:h.ve]
-            out += b"\r\n"
-    if isinstance(extra_headers, (bytes, bytearray)):
-        out += extra_headers
-    else:
-        for name, value in extra_headers:
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-                raise LocalProtocolError(f"header {name!r} would inject a line break or colon")
-            out += name.encode("utf-8", "surrogateescape")
-            out += b": "
-            out += value.encode("utf-8", "surrogateescape")
-            out += b"\r\n"
-    out += b"Content-Length: %d\r\n\r\n" % len(body)
-    out += body
-    return bytes(out)
+        elif h.key == K_TO or h.key == K_FROM or h.key == K_CALL_ID or h.key == K_CSEQ:
+            total += h.ve - h.ns + 2
+            if h.key == K_TO and add_tag:
+                total += PyBytes_GET_SIZE(tag_b)
+    total += PyBytes_GET_SIZE(extra_b) + PyBytes_GET_SIZE(tail) + blen
+    out = PyBytes_FromStringAndSize(NULL, total)
+    w = PyBytes_AS_STRING(out)
+    w = _put(w, b"SIP/2.0 ", 8)
+    w[0] = <char>(48 + status // 100)
+    w[1] = <char>(48 + status // 10 % 10)
+    w[2] = <char>(48 + status % 10)
+    w[3] = 32
+    w = _put(w + 4, PyBytes_AS_STRING(reason_b), PyBytes_GET_SIZE(reason_b))
+    w = _put(w, b"\r\n", 2)
+    top_via = True
+    for i in range(req._n):
+        h = &req._hdrs[i]
+        if h.key == K_VIA:
+            if top_via and via_b is not None:
+                w = _put(w, PyBytes_AS_STRING(via_b), PyBytes_GET_SIZE(via_b))
+            else:
+                w = _put(w, p + h.ns, h.ve - h.ns)
+            w = _put(w, b"\r\n", 2)
+            top_via = False
+        elif h.key == K_TO or h.key == K_FROM or h.key == K_CALL_ID or h.key == K_CSEQ:
+            w = _put(w, p + h.ns, h.ve - h.ns)
+            if h.key == K_TO and add_tag:
+                w = _put(w, PyBytes_AS_STRING(tag_b), PyBytes_GET_SIZE(tag_b))
+            w = _put(w, b"\r\n", 2)
+    w = _put(w, PyBytes_AS_STRING(extra_b), PyBytes_GET_SIZE(extra_b))
+    w = _put(w, PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail))
+    _put(w, PyBytes_AS_STRING(body), blen)
+    return out
 
 # ---------------------------------------------------------------- streams
 
