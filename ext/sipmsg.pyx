@@ -1576,8 +1576,7 @@ def validate_request(SipMessage msg, *, supported=()):
     cdef bytes keep
     cdef const uchar* p
     cdef Py_ssize_t n
-    if not msg._is_request:
-        raise TypeError("validate_request() needs a request, not a response")
+    cdef bint req = msg._is_request
     if not _ci_eq(msg._p + msg._v0, msg._v1 - msg._v0, "sip/2.0", 7):
         return 505, "Version Not Supported"
     for k in range(_NKEYS):
@@ -1592,17 +1591,18 @@ def validate_request(SipMessage msg, *, supported=()):
             return 400, f"Multiple {name} headers"
     if msg._cl >= 0 and msg._cl > msg._body_end - msg._body_start:
         return 400, "Content-Length larger than the message body"
-    try:
-        _parse_uri(msg._p + msg._b0, msg._b1 - msg._b0, &u, msg.uri)
-    except SipParseError as e:
-        return 400, f"Malformed Request-URI: {e}"
-    if not u.sip and _s(msg._p + msg._b0, u.se).lower() not in SUPPORTED_URI_SCHEMES:
-        return 416, "Unsupported URI Scheme"
-    if u.sip and u.qs >= 0:
-        return 400, "Request-URI must not contain headers"
+    if req:
+        try:
+            _parse_uri(msg._p + msg._b0, msg._b1 - msg._b0, &u, msg.uri)
+        except SipParseError as e:
+            return 400, f"Malformed Request-URI: {e}"
+        if not u.sip and _s(msg._p + msg._b0, u.se).lower() not in SUPPORTED_URI_SCHEMES:
+            return 416, "Unsupported URI Scheme"
+        if u.sip and u.qs >= 0:
+            return 400, "Request-URI must not contain headers"
     what = "CSeq"
     try:
-        if msg.cseq_method != msg.method:
+        if msg.cseq_method != msg.method and req:
             return 400, "CSeq method does not match the request method"
         what = "Call-ID"
         h = msg._first(K_CALL_ID)
@@ -1638,7 +1638,7 @@ def validate_request(SipMessage msg, *, supported=()):
         date = msg.get("date")
         if not _check_date(date.encode("utf-8", "surrogateescape")):
             return 400, "Malformed Date"
-    if counts[K_REQUIRE] and not (msg._a1 - msg._a0 == 3 and memcmp(msg._p + msg._a0, b"ACK", 3) == 0) \
+    if req and counts[K_REQUIRE] and not (msg._a1 - msg._a0 == 3 and memcmp(msg._p + msg._a0, b"ACK", 3) == 0) \
             and not (msg._a1 - msg._a0 == 6 and memcmp(msg._p + msg._a0, b"CANCEL", 6) == 0):
         if unsupported_requires(msg, supported):
             return 420, "Bad Extension"

@@ -139,7 +139,11 @@ def parse_message(
 def validate_request(
     msg: SipMessage, *, supported: Iterable[str] = ...
 ) -> tuple[int, str] | None:
-    """RFC 3261 section 8.2 / 16.3 checks of a parsed request.
+    """RFC 3261 section 8.2 / 16.3 checks of a parsed message.
+
+    For a response, the structural checks below apply (no Request-URI, CSeq
+    method or Require checks) and a non-None result means: drop it (a
+    response is never answered; RFC 3261 section 18.1.2).
 
     Returns None when the request may be processed, else (status, reason):
     505 for a SIP version other than 2.0; 400 for a missing or repeated
@@ -149,9 +153,6 @@ def validate_request(
     or a Request-URI carrying headers; 416 for a Request-URI scheme other
     than sip, sips, tel, pres, im; 420 when Require names an option tag not
     in ``supported`` (ignored for ACK and CANCEL).
-
-    Raises:
-        TypeError: msg is a response.
     """
 
 def unsupported_requires(msg: SipMessage, supported: Iterable[str] = ...) -> list[str]:

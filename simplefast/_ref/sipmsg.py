@@ -1012,8 +1012,7 @@ def unsupported_requires(msg: SipMessage, supported: Iterable[str] = ()) -> list
 
 
 def validate_request(msg: SipMessage, *, supported: Iterable[str] = ()) -> tuple[int, str] | None:
-    if not msg.is_request:
-        raise TypeError("validate_request() needs a request, not a response")
+    req = msg.is_request
     if msg.version.upper() != "SIP/2.0":
         return 505, "Version Not Supported"
     for name in _REQUIRED:
@@ -1025,17 +1024,18 @@ def validate_request(msg: SipMessage, *, supported: Iterable[str] = ()) -> tuple
     cl = msg.content_length
     if cl is not None and cl > len(msg.body):
         return 400, "Content-Length larger than the message body"
-    try:
-        ruri = parse_uri(msg.uri or "")
-    except SipParseError as e:
-        return 400, f"Malformed Request-URI: {e}"
-    if ruri.scheme not in SUPPORTED_URI_SCHEMES:
-        return 416, "Unsupported URI Scheme"
-    if ruri.headers:
-        return 400, "Request-URI must not contain headers"
+    if req:
+        try:
+            ruri = parse_uri(msg.uri or "")
+        except SipParseError as e:
+            return 400, f"Malformed Request-URI: {e}"
+        if ruri.scheme not in SUPPORTED_URI_SCHEMES:
+            return 416, "Unsupported URI Scheme"
+        if ruri.headers:
+            return 400, "Request-URI must not contain headers"
     what = "CSeq"
     try:
-        if msg.cseq_method != msg.method:
+        if msg.cseq_method != msg.method and req:
             return 400, "CSeq method does not match the request method"
         what = "Call-ID"
         cid = _enc(msg.call_id or "")
@@ -1064,7 +1064,7 @@ def validate_request(msg: SipMessage, *, supported: Iterable[str] = ()) -> tuple
     date = msg.get("date")
     if date is not None and not _check_date(date):
         return 400, "Malformed Date"
-    if msg.method not in ("ACK", "CANCEL") and unsupported_requires(msg, supported):
+    if req and msg.method not in ("ACK", "CANCEL") and unsupported_requires(msg, supported):
         return 420, "Bad Extension"
     return None
 
