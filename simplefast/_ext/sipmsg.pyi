@@ -24,6 +24,7 @@ from simplefast.errors import SipParseError as SipParseError
 DEFAULT_MAX_HEADER_BYTES: int  # 16384: start line + header block, CRLFs included
 DEFAULT_MAX_HEADERS: int  # 256 header lines (a folded header counts once)
 DEFAULT_MAX_BODY_BYTES: int  # 1 MiB: Content-Length above this gets 413
+SUPPORTED_URI_SCHEMES: frozenset[str]  # Request-URI schemes validate_request accepts
 
 class SipMessage:
     """A parsed SIP message. Immutable; cheap until fields are asked for."""

@@ -29,10 +29,15 @@ where it stopped), then frames with the same code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import typing
 
-from simplefast._sip_types import NameAddr, Params, SipURI, Via
+from simplefast._sip_types import NameAddr, SipURI, Via
 from simplefast.errors import LocalProtocolError, SipParseError
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from simplefast._sip_types import Params
 
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_MAX_HEADERS = 256
