@@ -1,0 +1,84 @@
+# simplefast: every command a developer or CI needs (STYLE.md section 9).
+# The virtualenv lives in .venv inside the repo; nothing is installed by hand.
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+PIP      := $(PY) -m pip --disable-pip-version-check -q
+FUZZ_SECONDS ?= 60
+PYTEST_ARGS  ?=
+
+.PHONY: all venv build debug test test-ref bench fuzz lint clean
+
+all: build
+
+# --- environment -----------------------------------------------------------
+# A fresh Debian may lack the venv module (python3-venv) or a C compiler:
+# install them with apt when we can (root or sudo), else say what is missing.
+$(VENV)/.created:
+	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || ! command -v cc >/dev/null; then \
+	  echo "installing python3-venv python3-dev gcc with apt"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q python3-venv python3-dev gcc || \
+	    { echo "make: need python3-venv, python3-dev and gcc (apt-get failed)"; exit 1; }; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -U pip setuptools wheel "Cython>=3.0.10,<3.3"
+	touch $@
+
+$(VENV)/.test: $(VENV)/.created pyproject.toml
+	$(PIP) install -e '.[test]' --no-build-isolation
+	touch $@
+
+$(VENV)/.bench: $(VENV)/.test
+	$(PIP) install -e '.[test,bench]' --no-build-isolation
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.test
+	$(PIP) install -e '.[test,dev]' --no-build-isolation
+	touch $@
+
+venv: $(VENV)/.test
+
+# --- build -----------------------------------------------------------------
+# Re-cythonizes what changed and builds the extensions in place
+# (simplefast/_ext/<name>.*.so), which the editable install imports.
+build: $(VENV)/.test
+	$(PY) setup.py -q build_ext --inplace
+
+debug: $(VENV)/.test
+	SIMPLEFAST_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
+	@echo "annotated HTML: ext/*.html"
+
+# --- tests -----------------------------------------------------------------
+# The whole suite; parser tests run twice (ref and ext) through the impl fixture.
+test: build
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Same suite with the pure-Python reference selected as the active module.
+test-ref: build
+	SIMPLEFAST_IMPL=ref $(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: build $(VENV)/.bench
+	$(PY) -m pytest bench -q --benchmark-only --benchmark-autosave \
+	  --benchmark-group-by=group --benchmark-json=.benchmarks/last.json \
+	  --benchmark-columns=min,median,iqr,ops,rounds $(PYTEST_ARGS)
+	$(PY) bench/report.py .benchmarks/last.json
+
+fuzz: build $(VENV)/.dev
+	mkdir -p tests/corpus/fuzz-work
+	$(PY) tests/fuzz/fuzz_sipmsg.py -max_total_time=$(FUZZ_SECONDS) \
+	  -artifact_prefix=tests/corpus/crashes/ -rss_limit_mb=4096 \
+	  tests/corpus/fuzz-work tests/corpus/sipmsg
+
+lint: build $(VENV)/.dev
+	$(VENV)/bin/ruff check simplefast tests bench setup.py
+	$(VENV)/bin/ruff format --check simplefast tests bench setup.py
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest simplefast._ext.sipmsg --allowlist .stubtest-allowlist
+
+clean:
+	rm -rf build dist *.egg-info simplefast.egg-info ext/*.c ext/*.html \
+	  simplefast/_ext/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
