@@ -68,7 +68,7 @@ bench: build $(VENV)/.bench
 
 fuzz: build $(VENV)/.dev
 	mkdir -p tests/corpus/fuzz-work
-	$(PY) tests/fuzz/fuzz_sipmsg.py -max_total_time=$(FUZZ_SECONDS) \
+	$(PY) tests/fuzz/fuzz_sipmsg.py -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/sip.dict \
 	  -artifact_prefix=tests/corpus/crashes/ -rss_limit_mb=4096 \
 	  tests/corpus/fuzz-work tests/corpus/sipmsg
 
