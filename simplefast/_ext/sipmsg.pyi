@@ -17,6 +17,7 @@ removed and the lines joined by one SP.
 """
 
 from collections.abc import Iterable, Sequence
+from typing import final
 
 from simplefast._sip_types import NameAddr, SipURI, Via
 from simplefast.errors import SipParseError as SipParseError
@@ -26,6 +27,7 @@ DEFAULT_MAX_HEADERS: int  # 256 header lines (a folded header counts once)
 DEFAULT_MAX_BODY_BYTES: int  # 1 MiB: Content-Length above this gets 413
 SUPPORTED_URI_SCHEMES: frozenset[str]  # Request-URI schemes validate_request accepts
 
+@final
 class SipMessage:
     """A parsed SIP message. Immutable; cheap until fields are asked for."""
 
@@ -45,7 +47,7 @@ class SipMessage:
         """Reason phrase (may be empty); None for requests."""
     @property
     def version(self) -> str:
-        """"SIP/2.0" as written on the start line."""
+        """ "SIP/2.0" as written on the start line."""
     def get(self, name: str) -> str | None:
         """First value of a header, whole line (not comma-split); None if absent.
 
@@ -137,9 +139,7 @@ def parse_message(
             a number (400) or past ``max_body_bytes`` (413).
     """
 
-def validate_request(
-    msg: SipMessage, *, supported: Iterable[str] = ...
-) -> tuple[int, str] | None:
+def validate_request(msg: SipMessage, *, supported: Iterable[str] = ...) -> tuple[int, str] | None:
     """RFC 3261 section 8.2 / 16.3 checks of a parsed message.
 
     For a response, the structural checks below apply (no Request-URI, CSeq
@@ -195,6 +195,7 @@ def build_response(
     source port (RFC 3581).
     """
 
+@final
 class SipStreamParser:
     """Frames messages on a stream (TCP/TLS): RFC 3261 section 18.3.
 

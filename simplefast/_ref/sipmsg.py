@@ -209,6 +209,7 @@ def _find_header_end(data: bytes, start: int, end: int, resume: int) -> tuple[in
     return -1, end
 
 
+@typing.final
 class SipMessage:
     """A parsed SIP message (see the stub for the contract)."""
 
@@ -585,7 +586,8 @@ def _frame(
             raise _err(f"empty header name (header {len(hdrs) + 1}, offset {p})")
         for i in range(p, ne):
             if data[i] not in _TOKEN:
-                raise _err(f"invalid character {data[i : i + 1]!r} in header name (header {len(hdrs) + 1}, offset {i})")
+                where = f"(header {len(hdrs) + 1}, offset {i})"
+                raise _err(f"invalid character {data[i : i + 1]!r} in header name {where}")
         if len(hdrs) >= max_headers:
             raise _err(f"more than {max_headers} header lines", 513)
         vs = colon + 1
@@ -1046,10 +1048,11 @@ def validate_request(msg: SipMessage, *, supported: Iterable[str] = ()) -> tuple
         cid = _enc(msg.call_id or "")
         if not cid or any(c <= 0x20 or c == 0x7F for c in cid):
             return 400, "Malformed Call-ID"
+        # The accessors raise on a malformed value; their results are not needed here.
         what = "Max-Forwards"
-        msg.max_forwards
+        _ = msg.max_forwards
         what = "Expires"
-        msg.expires
+        _ = msg.expires
         what = "Via"
         msg.vias()
         for what in ("From", "To"):
@@ -1063,7 +1066,7 @@ def validate_request(msg: SipMessage, *, supported: Iterable[str] = ()) -> tuple
             if exp is not None:
                 _parse_delta(exp, "Contact expires")
         what = "Event"
-        msg.event
+        _ = msg.event
     except SipParseError as e:
         return 400, f"Malformed {what}: {e}"
     date = msg.get("date")
@@ -1161,6 +1164,7 @@ def build_response(
 # ---------------------------------------------------------------- streams
 
 
+@typing.final
 class SipStreamParser:
     """RFC 3261 section 18.3 framing on a byte stream (see the stub)."""
 

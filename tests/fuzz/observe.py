@@ -52,8 +52,13 @@ def _observe_message(mod: ModuleType, msg: Any, out: list[tuple[str, Outcome]]) 
             "response+",
             _try(
                 lambda: mod.build_response(
-                    msg, 486, "Busy Here", extra_headers=[("Retry-After", "5")],
-                    body=b"x", received="192.0.2.7", rport=5070,
+                    msg,
+                    486,
+                    "Busy Here",
+                    extra_headers=[("Retry-After", "5")],
+                    body=b"x",
+                    received="192.0.2.7",
+                    rport=5070,
                 )  # fmt: skip
             ),
         )
@@ -87,7 +92,9 @@ def _observe_uri(mod: ModuleType, text: str, out: list[tuple[str, Outcome]]) -> 
 
 def observe_all(mod: ModuleType, data: bytes) -> list[tuple[str, Outcome]]:
     out: list[tuple[str, Outcome]] = []
-    parsed = _try(lambda: mod.parse_message(data, max_header_bytes=4096, max_headers=64, max_body_bytes=65536))
+    parsed = _try(
+        lambda: mod.parse_message(data, max_header_bytes=4096, max_headers=64, max_body_bytes=65536)
+    )
     out.append(("parse", ("ok",) if parsed[0] == "ok" else parsed))
     if parsed[0] == "ok":
         _observe_message(mod, parsed[1], out)

@@ -15,13 +15,13 @@ from simplefast.testing import load_impl
 def _public(mod: object) -> set[str]:
     # Imported modules and `from __future__ import annotations` are not API.
     import __future__
+
     import types
 
     return {
         n
         for n in dir(mod)
-        if not n.startswith("_")
-        and not isinstance(getattr(mod, n), types.ModuleType | __future__._Feature)
+        if not n.startswith("_") and not isinstance(getattr(mod, n), types.ModuleType | __future__._Feature)
     }
 
 
