@@ -8,7 +8,7 @@ PIP      := $(PY) -m pip --disable-pip-version-check -q
 FUZZ_SECONDS ?= 60
 PYTEST_ARGS  ?=
 
-.PHONY: all venv build debug test test-ref bench fuzz lint clean
+.PHONY: all venv build debug test test-ref bench fuzz fuzz-asan lint clean
 
 all: build
 
@@ -70,6 +70,21 @@ fuzz: build $(VENV)/.dev
 	mkdir -p tests/corpus/fuzz-work
 	$(PY) tests/fuzz/fuzz_sipmsg.py -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/sip.dict \
 	  -artifact_prefix=tests/corpus/crashes/ -rss_limit_mb=4096 \
+	  tests/corpus/fuzz-work tests/corpus/sipmsg
+
+# The same harness over an AddressSanitizer/UBSan build of the extensions
+# (build/asan/, out of tree), Python allocating with malloc so ASan guards the
+# input buffers too: out-of-bounds reads in the C scanners fail loudly here.
+# gcc's libasan swallows libFuzzer's coverage hooks, so this mode replays the
+# corpus grown by `make fuzz` (tests/corpus/fuzz-work) and then mutates it
+# without guidance; run `make fuzz` first for a useful corpus.
+ASAN_LIB = $(shell gcc -print-file-name=libasan.so)
+fuzz-asan: $(VENV)/.dev
+	SIMPLEFAST_SANITIZE=1 $(PY) setup.py -q build --build-lib build/asan/lib --build-temp build/asan/tmp
+	mkdir -p tests/corpus/fuzz-work
+	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 PYTHONMALLOC=malloc \
+	  PYTHONPATH=build/asan/lib $(PY) tests/fuzz/fuzz_sipmsg.py -max_total_time=$(FUZZ_SECONDS) \
+	  -dict=tests/fuzz/sip.dict -artifact_prefix=tests/corpus/crashes/ -rss_limit_mb=8192 \
 	  tests/corpus/fuzz-work tests/corpus/sipmsg
 
 lint: build $(VENV)/.dev

@@ -20,6 +20,9 @@ from setuptools import Extension, setup
 HERE = Path(__file__).resolve().parent
 EXT_DIR = HERE / "ext"
 DEBUG = os.environ.get("SIMPLEFAST_DEBUG", "") not in ("", "0")
+# SIMPLEFAST_SANITIZE=1: AddressSanitizer + UBSan build for fuzzing (make fuzz-asan),
+# built out of tree so the normal in-place build is untouched.
+SANITIZE = os.environ.get("SIMPLEFAST_SANITIZE", "") not in ("", "0")
 
 
 def _module_names() -> list[str]:
@@ -44,6 +47,7 @@ def _extensions() -> list[Extension]:
     from Cython.Build import cythonize  # build-time dependency (pyproject.toml)
 
     compile_args = ["-Wall", "-Wsign-compare"]
+    link_args: list[str] = []
     macros: list[tuple[str, str | None]] = []
     directives: dict[str, object] = {
         "language_level": 3,
@@ -57,6 +61,11 @@ def _extensions() -> list[Extension]:
         compile_args += ["-O0", "-g"]
         macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1"), ("SIMPLEFAST_DEBUG", "1")]
         directives["linetrace"] = True
+    elif SANITIZE:
+        sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+        compile_args += ["-O1", "-g", "-fno-omit-frame-pointer", *sanitizers]
+        link_args += sanitizers
+        macros += [("SIMPLEFAST_DEBUG", "1")]
     else:
         compile_args += ["-O2"]
     exts = [
@@ -64,6 +73,7 @@ def _extensions() -> list[Extension]:
             f"simplefast._ext.{name}",
             [f"ext/{name}.pyx"],
             extra_compile_args=compile_args,
+            extra_link_args=link_args,
             define_macros=macros,
         )
         for name in _module_names()
