@@ -241,6 +241,45 @@ cdef inline unsigned long long _digits_value(const uchar* b, Py_ssize_t n) noexc
         v = v * 10 + (b[i] - 48)
     return v
 
+cdef inline Py_ssize_t _nz(const uchar* b, Py_ssize_t n) noexcept nogil:
+    """Leading '0's of a digit run, keeping its last digit (1*DIGIT: '0070' is 70)."""
+    cdef Py_ssize_t z = 0
+    while z < n - 1 and b[z] == 48:
+        z += 1
+    return z
+
+cdef bint _host_ok(const uchar* h, Py_ssize_t n) noexcept nogil:
+    """RFC 3261 section 25.1 structure of a host of alphanum, '-', '.' (see the reference)."""
+    cdef Py_ssize_t i, ls, groups = 1, run = 0
+    cdef bint numeric = True
+    for i in range(n):
+        if h[i] != 46 and not _is(h[i], C_DIG):
+            numeric = False
+            break
+    if numeric:
+        for i in range(n):
+            if h[i] == 46:
+                if run == 0:
+                    return False
+                groups += 1
+                run = 0
+            else:
+                run += 1
+                if run > 3:
+                    return False
+        return groups == 4 and run > 0
+    if n > 0 and h[n - 1] == 46:
+        n -= 1
+    ls = 0
+    for i in range(n + 1):
+        if i == n or h[i] == 46:
+            if i == ls or h[ls] == 45 or h[i - 1] == 45:
+                return False
+            if i == n:
+                return _is(h[ls], C_ALP)
+            ls = i + 1
+    return False
+
 cdef inline bint _ci_eq(const uchar* p, Py_ssize_t n, const char* lit, Py_ssize_t ln) noexcept nogil:
     """p[:n].lower() == lit (lit lower-case)."""
     cdef Py_ssize_t i
@@ -378,6 +417,8 @@ cdef int _parse_hostport(const uchar* b, Py_ssize_t n, Py_ssize_t i, bint lws,
             i += 1
         if i == hs[0]:
             raise _err(f"missing host in {what}")
+        if not _host_ok(b + hs[0], i - hs[0]):
+            raise _err(f"malformed host {_s(b + hs[0], i - hs[0])[:64]!r} in {what}")
     he[0] = i
     port[0] = -1
     j = _skip_ws(b, i, n) if lws else i
@@ -386,9 +427,10 @@ cdef int _parse_hostport(const uchar* b, Py_ssize_t n, Py_ssize_t i, bint lws,
         ps = j
         while j < n and _is(b[j], C_DIG):
             j += 1
-        if j == ps or j - ps > 5 or _digits_value(b + ps, j - ps) > 65535:
+        k = _nz(b + ps, j - ps)
+        if j == ps or j - ps - k > 5 or _digits_value(b + ps + k, j - ps - k) > 65535:
             raise _err(f"malformed port {_b(b + ps, min(j + 1, n) - ps)[:8]!r} in {what}")
-        port[0] = <int>_digits_value(b + ps, j - ps)
+        port[0] = <int>_digits_value(b + ps + k, j - ps - k)
         i = j
     return i
 
@@ -614,7 +656,7 @@ cdef Py_ssize_t _first_elem_end(const uchar* b, Py_ssize_t n) noexcept nogil:
 
 cdef object _parse_cseq(const uchar* b, Py_ssize_t n, long* num):
     """Returns the method (str); num gets the number."""
-    cdef Py_ssize_t i = 0, j, e
+    cdef Py_ssize_t i = 0, j, e, z
     while i < n and _is(b[i], C_DIG):
         i += 1
     j = _skip_ws(b, i, n)
@@ -623,24 +665,27 @@ cdef object _parse_cseq(const uchar* b, Py_ssize_t n, long* num):
     e = _token_end(b, j, n)
     if e != n:
         raise _err(f"CSeq {_s(b, n)[:64]!r} is malformed")
-    if i > 10 or _digits_value(b, i) > 2147483647:
+    z = _nz(b, i)
+    if i - z > 10 or _digits_value(b + z, i - z) > 2147483647:
         raise _err(f"CSeq number {_s(b, i)[:32]} is out of range (0 to 2**31-1)")
-    num[0] = <long>_digits_value(b, i)
+    num[0] = <long>_digits_value(b + z, i - z)
     return _s(b + j, n - j)
 
 cdef long long _parse_delta(const uchar* b, Py_ssize_t n, str what) except -1:
     if not _all_digits(b, n):
         raise _err(f"{what} {_s(b, n)[:32]!r} is not a number")
-    if n > 10 or _digits_value(b, n) > 4294967295:
+    cdef Py_ssize_t z = _nz(b, n)
+    if n - z > 10 or _digits_value(b + z, n - z) > 4294967295:
         raise _err(f"{what} {_s(b, n)[:32]!r} is out of range (0 to 2**32-1)")
-    return <long long>_digits_value(b, n)
+    return <long long>_digits_value(b + z, n - z)
 
 cdef int _parse_max_forwards(const uchar* b, Py_ssize_t n) except -1:
     if not _all_digits(b, n):
         raise _err(f"Max-Forwards {_s(b, n)[:32]!r} is not a number")
-    if n > 3 or _digits_value(b, n) > 255:
+    cdef Py_ssize_t z = _nz(b, n)
+    if n - z > 3 or _digits_value(b + z, n - z) > 255:
         raise _err(f"Max-Forwards {_s(b, n)[:32]!r} is out of range (0 to 255)")
-    return <int>_digits_value(b, n)
+    return <int>_digits_value(b + z, n - z)
 
 cdef str _parse_event(const uchar* b, Py_ssize_t n):
     cdef const uchar* f = <const uchar*>memchr(b, 59, n)
@@ -654,13 +699,14 @@ cdef str _parse_event(const uchar* b, Py_ssize_t n):
     return _s(b + a, z - a)
 
 cdef int _rport_value(const uchar* b, Param* p) except -2:
-    cdef Py_ssize_t n
+    cdef Py_ssize_t n, z
     if p.ve < 0:
         return 0
     n = p.ve - p.vs
-    if not _all_digits(b + p.vs, n) or n > 5 or _digits_value(b + p.vs, n) > 65535:
+    z = _nz(b + p.vs, n)
+    if not _all_digits(b + p.vs, n) or n - z > 5 or _digits_value(b + p.vs + z, n - z) > 65535:
         raise _err(f"Via rport {_s(b + p.vs, n)[:16]!r} is not a port")
-    return <int>_digits_value(b + p.vs, n)
+    return <int>_digits_value(b + p.vs + z, n - z)
 
 _WKDAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
 _MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
@@ -1199,15 +1245,20 @@ cdef Py_ssize_t _next_line(const uchar* d, Py_ssize_t p, Py_ssize_t end, Py_ssiz
     nl = f - d
     if nl + 1 - start > maxh:
         raise _err(f"header block exceeds {maxh} bytes", 513)
+    # a lone CR inside a line (see the reference): one memchr per line
+    f = <const uchar*>memchr(d + p, 13, nl - 1 - p) if nl - 1 > p else NULL
+    if f != NULL:
+        raise _err(f"CR without LF inside a line (offset {f - d})")
     return nl
 
 cdef long long _parse_content_length(const uchar* raw, Py_ssize_t n, int index, Py_ssize_t offset,
                                      long long max_body) except -2:
     if not _all_digits(raw, n):
         raise _err(f"Content-Length {_b(raw, min(n, 32))!r} is not a number (header {index}, offset {offset})")
-    if n > 18 or <long long>_digits_value(raw, n) > max_body:
+    cdef Py_ssize_t z = _nz(raw, n)
+    if n - z > 18 or <long long>_digits_value(raw + z, n - z) > max_body:
         raise _err(f"Content-Length {_b(raw, min(n, 32))!r} exceeds the body limit of {max_body} bytes", 413)
-    return <long long>_digits_value(raw, n)
+    return <long long>_digits_value(raw + z, n - z)
 
 cdef SipMessage _frame(bytes data, Py_ssize_t start, Py_ssize_t end, bint stream,
                        Py_ssize_t maxh, int maxn, long long maxb):
@@ -1497,7 +1548,7 @@ cdef int _check_elements(SipMessage msg, int key, int what) except -1:
     """validate_request's checks of every comma element of Via (what=0) or
     Contact (what=1), in the reference's order: all elements parsed first,
     then (Contact) each URI and expires parameter."""
-    cdef int i, k, rnd
+    cdef int i, k, rnd, count = 0, stars = 0
     cdef Hdr* h
     cdef bytes keep
     cdef const uchar* p
@@ -1530,6 +1581,9 @@ cdef int _check_elements(SipMessage msg, int key, int what) except -1:
                     _parse_via(p + a, z - a, &v)
                 else:
                     _parse_name_addr(p + a, z - a, &na, &base)
+                    if rnd == 0:
+                        count += 1
+                        stars += na.ue - na.us == 1 and p[a + base + na.us] == 42
                     if rnd == 1:
                         if not (na.ue - na.us == 1 and p[a + base + na.us] == 42):
                             _check_uri(p + a + base + na.us, na.ue - na.us)
@@ -1540,6 +1594,8 @@ cdef int _check_elements(SipMessage msg, int key, int what) except -1:
                 if e >= n:
                     break
                 s = e + 1
+        if rnd == 0 and stars and count > 1:
+            raise _err("'*' must be the only Contact")
     return 0
 
 cdef int _check_addr(SipMessage msg, int key) except -1:
@@ -1678,9 +1734,27 @@ cdef inline char* _put(char* w, const void* src, Py_ssize_t n) noexcept:
     memcpy(w, src, n)
     return w + n
 
+cdef bint _is_token(str text):
+    cdef bytes b = text.encode("utf-8", "surrogateescape")
+    cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(b)
+    for i in range(n):
+        if not _is(p[i], C_TOK):
+            return False
+    return n > 0
+
+cdef bint _is_ip_text(str text):
+    cdef bytes b = text.encode("utf-8", "surrogateescape")
+    cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(b)
+    for i in range(n):
+        if not _is(p[i], C_IP6):
+            return False
+    return n > 0
+
 def build_response(SipMessage req, int status, str reason, *, to_tag=None, extra_headers=(),
-                   bytes body=b"", received=None, rport=None):
-    cdef Py_ssize_t total, blen = PyBytes_GET_SIZE(body)
+                   body=b"", received=None, rport=None):
+    cdef Py_ssize_t total, blen
     cdef int i
     cdef Hdr* h
     cdef bint top_via = True, add_tag = False
@@ -1691,14 +1765,27 @@ def build_response(SipMessage req, int status, str reason, *, to_tag=None, extra
         raise LocalProtocolError(f"status {status} out of range 100-699")
     if "\r" in reason or "\n" in reason:
         raise LocalProtocolError("reason phrase contains CR or LF")
+    if to_tag is not None and not _is_token(to_tag):
+        raise LocalProtocolError(f"To tag {to_tag!r} is not a token")
+    if received is not None and not _is_ip_text(received):
+        raise LocalProtocolError(f"received {received!r} is not an IP address")
+    if rport is not None and not 1 <= rport <= 65535:
+        raise LocalProtocolError(f"rport {rport!r} is not a port")
+    if type(body) is not bytes:
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise TypeError(f"body must be bytes-like, not {type(body).__name__}")
+        body = bytes(body)
+    blen = PyBytes_GET_SIZE(body)
     reason_b = reason.encode("utf-8", "surrogateescape")
-    if isinstance(extra_headers, (bytes, bytearray)):
+    if isinstance(extra_headers, (bytes, bytearray, memoryview)):
         extra_b = bytes(extra_headers)
     else:
         parts = []
         for name, value in extra_headers:
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-                raise LocalProtocolError(f"header {name!r} would inject a line break or colon")
+            if not _is_token(name):
+                raise LocalProtocolError(f"header name {name!r} is not a token")
+            if "\r" in value or "\n" in value:
+                raise LocalProtocolError(f"value of header {name!r} contains CR or LF")
             parts.append(f"{name}: {value}\r\n")
         extra_b = "".join(parts).encode("utf-8", "surrogateescape")
     if to_tag is not None:

@@ -179,8 +179,8 @@ def build_response(
     reason: str,
     *,
     to_tag: str | None = None,
-    extra_headers: bytes | Sequence[tuple[str, str]] = ...,
-    body: bytes = b"",
+    extra_headers: bytes | bytearray | memoryview | Sequence[tuple[str, str]] = ...,
+    body: bytes | bytearray | memoryview = b"",
     received: str | None = None,
     rport: int | None = None,
 ) -> bytes:
@@ -193,6 +193,12 @@ def build_response(
     packet's source), the top Via gets ``received=`` when it differs from the
     sent-by host or rport was asked for, and an empty ``rport`` gets the
     source port (RFC 3581).
+
+    Raises:
+        LocalProtocolError: a value we were asked to write would make an
+            invalid message: status outside 100-699, CR or LF in the reason
+            or a header value, a header name or To tag that is not a token,
+            ``received`` that is not an IP address, ``rport`` outside 1-65535.
     """
 
 @final

@@ -503,10 +503,15 @@ def _check_request_uri(uri: bytes, offset: int) -> None:
             raise _err(f"invalid character {bytes([c])!r} in Request-URI (offset {offset + j})")
 
 
+def _sig(digits: bytes) -> bytes:
+    """A digit run without its leading zeros (1*DIGIT: '0070' is 70), at least one digit."""
+    return digits.lstrip(b"0") or digits[-1:]
+
+
 def _parse_content_length(raw: bytes, index: int, offset: int, max_body: int) -> int:
     if not raw or not all(c in _DIGITS for c in raw):
         raise _err(f"Content-Length {raw[:32]!r} is not a number (header {index}, offset {offset})")
-    if len(raw) > 18 or int(raw) > max_body:
+    if len(_sig(raw)) > 18 or int(raw) > max_body:
         raise _err(f"Content-Length {raw[:32]!r} exceeds the body limit of {max_body} bytes", 413)
     return int(raw)
 
@@ -523,6 +528,11 @@ def _next_line(data: bytes, p: int, end: int, start: int, max_header_bytes: int)
         raise _err("header section is not terminated by an empty line")
     if nl + 1 - start > max_header_bytes:
         raise _err(f"header block exceeds {max_header_bytes} bytes", 513)
+    # CR appears only in CRLF (RFC 3261 section 25.1): a lone CR inside a
+    # line would be a line break to another parser (header smuggling).
+    cr = data.find(b"\r", p, nl - 1)
+    if cr >= 0:
+        raise _err(f"CR without LF inside a line (offset {cr})")
     return nl
 
 
@@ -749,6 +759,23 @@ def parse_via(value: str) -> Via:
     return Via(_dec(parts[0] + b"/" + parts[1]), _dec(parts[2].upper()), host, port, params)
 
 
+def _host_ok(h: bytes) -> bool:
+    """RFC 3261 section 25.1 structure of a host made of alphanum, '-' and '.'.
+
+    All digits and dots: IPv4address (four groups of 1 to 3 digits). Otherwise
+    a hostname: labels not empty, starting and ending with alphanum, the last
+    (toplabel) starting with a letter; one trailing '.' allowed.
+    """
+    if all(c in _DIGITS or c == 0x2E for c in h):
+        parts = h.split(b".")
+        return len(parts) == 4 and all(1 <= len(p) <= 3 for p in parts)
+    labels = (h[:-1] if h.endswith(b".") else h).split(b".")
+    for label in labels:
+        if not label or label[0] not in _ALNUM or label[-1] not in _ALNUM:
+            return False
+    return labels[-1][0] in _ALPHA
+
+
 def _parse_hostport(b: bytes, i: int, what: str, lws: bool) -> tuple[str, int | None, int]:
     """host [ ":" port ]; returns (host, port or None, offset after).
 
@@ -766,6 +793,8 @@ def _parse_hostport(b: bytes, i: int, what: str, lws: bool) -> tuple[str, int | 
             i += 1
         if i == hs:
             raise _err(f"missing host in {what}")
+        if not _host_ok(b[hs:i]):
+            raise _err(f"malformed host {_dec(b[hs:i][:64])!r} in {what}")
     host = _dec(b[hs:i])
     port: int | None = None
     j = _skip_ws(b, i) if lws else i
@@ -774,7 +803,7 @@ def _parse_hostport(b: bytes, i: int, what: str, lws: bool) -> tuple[str, int | 
         ps = j
         while j < n and b[j] in _DIGITS:
             j += 1
-        if j == ps or j - ps > 5 or int(b[ps:j]) > 65535:
+        if j == ps or len(_sig(b[ps:j])) > 5 or int(b[ps:j]) > 65535:
             raise _err(f"malformed port {b[ps : j + 1][:8]!r} in {what}")
         port = int(b[ps:j])
         i = j
@@ -862,7 +891,7 @@ def _parse_cseq(value: str) -> tuple[int, str]:
     e = _token_end(b, j)
     if e != len(b):
         raise _err(f"CSeq {value[:64]!r} is malformed")
-    if i > 10 or int(b[:i]) > _MAX_CSEQ:
+    if len(_sig(b[:i])) > 10 or int(b[:i]) > _MAX_CSEQ:
         raise _err(f"CSeq number {_dec(b[:i][:32])} is out of range (0 to 2**31-1)")
     return int(b[:i]), _dec(b[j:])
 
@@ -871,7 +900,7 @@ def _parse_delta(value: str, what: str) -> int:
     b = _enc(value)
     if not _all_digits(b):
         raise _err(f"{what} {value[:32]!r} is not a number")
-    if len(b) > 10 or int(b) > _MAX_DELTA:
+    if len(_sig(b)) > 10 or int(b) > _MAX_DELTA:
         raise _err(f"{what} {value[:32]!r} is out of range (0 to 2**32-1)")
     return int(b)
 
@@ -880,7 +909,7 @@ def _parse_max_forwards(value: str) -> int:
     b = _enc(value)
     if not _all_digits(b):
         raise _err(f"Max-Forwards {value[:32]!r} is not a number")
-    if len(b) > 3 or int(b) > 255:
+    if len(_sig(b)) > 3 or int(b) > 255:
         raise _err(f"Max-Forwards {value[:32]!r} is out of range (0 to 255)")
     return int(b)
 
@@ -898,7 +927,7 @@ def _rport_value(v: str | None) -> int:
     if v is None:
         return 0
     b = _enc(v)
-    if not _all_digits(b) or len(b) > 5 or int(b) > 65535:
+    if not _all_digits(b) or len(_sig(b)) > 5 or int(b) > 65535:
         raise _err(f"Via rport {v[:16]!r} is not a port")
     return int(b)
 
@@ -1059,7 +1088,10 @@ def validate_request(msg: SipMessage, *, supported: Iterable[str] = ()) -> tuple
             a = parse_name_addr(msg.get(what) or "")
             parse_uri(a.uri)
         what = "Contact"
-        for c in msg.contacts():
+        contacts = msg.contacts()
+        if len(contacts) > 1 and any(c.uri == "*" for c in contacts):
+            raise _err("'*' must be the only Contact")
+        for c in contacts:
             if c.uri != "*":
                 parse_uri(c.uri)
             exp = c.params.get("expires")
@@ -1112,14 +1144,18 @@ def _rewrite_top_via(msg: SipMessage, h: _Header, received: str | None, rport: i
     return name + b": " + _enc(", ".join([top] + elems[1:]))
 
 
+def _is_token(text: str) -> bool:
+    return bool(text) and all(c in _TOKEN for c in _enc(text))
+
+
 def build_response(
     req: SipMessage,
     status: int,
     reason: str,
     *,
     to_tag: str | None = None,
-    extra_headers: bytes | Sequence[tuple[str, str]] = (),
-    body: bytes = b"",
+    extra_headers: bytes | bytearray | memoryview | Sequence[tuple[str, str]] = (),
+    body: bytes | bytearray | memoryview = b"",
     received: str | None = None,
     rport: int | None = None,
 ) -> bytes:
@@ -1127,6 +1163,15 @@ def build_response(
         raise LocalProtocolError(f"status {status} out of range 100-699")
     if "\r" in reason or "\n" in reason:
         raise LocalProtocolError("reason phrase contains CR or LF")
+    if to_tag is not None and not _is_token(to_tag):
+        raise LocalProtocolError(f"To tag {to_tag!r} is not a token")
+    if received is not None and not (received and all(c in _IPV6_CH for c in _enc(received))):
+        raise LocalProtocolError(f"received {received!r} is not an IP address")
+    if rport is not None and not 1 <= rport <= 65535:
+        raise LocalProtocolError(f"rport {rport!r} is not a port")
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f"body must be bytes-like, not {type(body).__name__}")
+    body = bytes(body)
     out = [b"SIP/2.0 %d " % status + _enc(reason) + b"\r\n"]
     top_via = True
     for h in req._hdrs:
@@ -1149,12 +1194,14 @@ def build_response(
             out.append(line + b"\r\n")
         elif key in (b"from", b"call-id", b"cseq"):
             out.append(_header_bytes(req, h) + b"\r\n")
-    if isinstance(extra_headers, (bytes, bytearray)):
+    if isinstance(extra_headers, (bytes, bytearray, memoryview)):
         out.append(bytes(extra_headers))
     else:
         for name, value in extra_headers:
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-                raise LocalProtocolError(f"header {name!r} would inject a line break or colon")
+            if not _is_token(name):
+                raise LocalProtocolError(f"header name {name!r} is not a token")
+            if "\r" in value or "\n" in value:
+                raise LocalProtocolError(f"value of header {name!r} contains CR or LF")
             out.append(_enc(name) + b": " + _enc(value) + b"\r\n")
     out.append(b"Content-Length: %d\r\n\r\n" % len(body))
     out.append(body)
