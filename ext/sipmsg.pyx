@@ -23,6 +23,7 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy
 
 from simplefast._sip_types import NameAddr, SipURI, Via
+from simplefast import _sipshared as _shared
 from simplefast.errors import LocalProtocolError, SipParseError
 
 DEFAULT_MAX_HEADER_BYTES = 16384
@@ -190,7 +191,10 @@ cdef tuple _query(str name):
     cdef tuple r = _QCACHE.get(name)
     if r is not None:
         return r
-    low = name.encode("utf-8", "surrogateescape").lower()
+    try:
+        low = name.encode("utf-8", "surrogateescape").lower()
+    except UnicodeEncodeError:
+        return (K_OTHER, b"\x00")  # matches no header (names are ASCII tokens)
     low = _COMPACT.get(low, low)
     r = (_KEY.get(low, K_OTHER), low)
     if len(_QCACHE) < 1024:
@@ -465,7 +469,7 @@ cdef object _via_obj(const uchar* b, ViaC* v):
                _params_dict(b, &v.params))
 
 def parse_via(str value):
-    cdef bytes raw = value.encode("utf-8", "surrogateescape")
+    cdef bytes raw = _encode_input(value, "Via")
     cdef ViaC v
     _parse_via(<const uchar*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &v)
     return _via_obj(<const uchar*>PyBytes_AS_STRING(raw), &v)
@@ -582,7 +586,7 @@ cdef object _na_obj(const uchar* b, NameAddrC* na):
     return NameAddr(display, _s(b + na.us, na.ue - na.us), _params_dict(b, &na.params))
 
 def parse_name_addr(str value):
-    cdef bytes raw = value.encode("utf-8", "surrogateescape")
+    cdef bytes raw = _encode_input(value, "name-addr")
     cdef NameAddrC na
     cdef Py_ssize_t base
     cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(raw)
@@ -1348,10 +1352,14 @@ cdef SipMessage _frame(bytes data, Py_ssize_t start, Py_ssize_t end, bint stream
     msg._end = body_end
     return msg
 
-def parse_message(data, *, Py_ssize_t max_header_bytes=DEFAULT_MAX_HEADER_BYTES,
-                  int max_headers=DEFAULT_MAX_HEADERS, long long max_body_bytes=DEFAULT_MAX_BODY_BYTES):
+def parse_message(data, *, max_header_bytes=DEFAULT_MAX_HEADER_BYTES,
+                  max_headers=DEFAULT_MAX_HEADERS, max_body_bytes=DEFAULT_MAX_BODY_BYTES):
     cdef bytes buf = _as_bytes(data)
-    return _frame(buf, 0, PyBytes_GET_SIZE(buf), False, max_header_bytes, max_headers, max_body_bytes)
+    if (max_header_bytes is DEFAULT_MAX_HEADER_BYTES and max_headers is DEFAULT_MAX_HEADERS
+            and max_body_bytes is DEFAULT_MAX_BODY_BYTES):
+        return _frame(buf, 0, PyBytes_GET_SIZE(buf), False, 16384, 256, 1 << 20)
+    mh, mn, mb = _shared.limits(max_header_bytes, max_headers, max_body_bytes)
+    return _frame(buf, 0, PyBytes_GET_SIZE(buf), False, mh, mn, mb)
 
 # ---------------------------------------------------------------- URIs
 
@@ -1503,7 +1511,7 @@ cdef object _uri_obj(const uchar* b, Py_ssize_t n, UriC* u):
     )
 
 def parse_uri(str text):
-    cdef bytes raw = text.encode("utf-8", "surrogateescape")
+    cdef bytes raw = _encode_input(text, "URI")
     cdef UriC u
     cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(raw)
     _parse_uri(p, PyBytes_GET_SIZE(raw), &u, text)
@@ -1734,6 +1742,13 @@ cdef inline char* _put(char* w, const void* src, Py_ssize_t n) noexcept:
     memcpy(w, src, n)
     return w + n
 
+cdef bytes _encode_input(str text, str what):
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        _shared.encode_input(text, what)  # raises SipParseError
+        raise
+
 cdef bint _is_token(str text):
     cdef bytes b = text.encode("utf-8", "surrogateescape")
     cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(b)
@@ -1743,16 +1758,7 @@ cdef bint _is_token(str text):
             return False
     return n > 0
 
-cdef bint _is_ip_text(str text):
-    cdef bytes b = text.encode("utf-8", "surrogateescape")
-    cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(b)
-    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(b)
-    for i in range(n):
-        if not _is(p[i], C_IP6):
-            return False
-    return n > 0
-
-def build_response(SipMessage req, int status, str reason, *, to_tag=None, extra_headers=(),
+def build_response(SipMessage req, status, str reason, *, to_tag=None, extra_headers=(),
                    body=b"", received=None, rport=None):
     cdef Py_ssize_t total, blen
     cdef int i
@@ -1761,16 +1767,14 @@ def build_response(SipMessage req, int status, str reason, *, to_tag=None, extra
     cdef const uchar* p = req._p
     cdef bytes reason_b, tag_b = None, extra_b, via_b = None, out, tail
     cdef char* w
-    if not 100 <= status <= 699:
-        raise LocalProtocolError(f"status {status} out of range 100-699")
-    if "\r" in reason or "\n" in reason:
-        raise LocalProtocolError("reason phrase contains CR or LF")
-    if to_tag is not None and not _is_token(to_tag):
-        raise LocalProtocolError(f"To tag {to_tag!r} is not a token")
-    if received is not None and not _is_ip_text(received):
-        raise LocalProtocolError(f"received {received!r} is not an IP address")
-    if rport is not None and not 1 <= rport <= 65535:
-        raise LocalProtocolError(f"rport {rport!r} is not a port")
+    # the common call (int status, no received/rport, plain ASCII reason) is checked
+    # inline; anything else goes through the checks the reference uses
+    if not (type(status) is int and 100 <= status <= 699
+            and (<str>reason).isascii() and "\r" not in reason and "\n" not in reason
+            and (to_tag is None or (type(to_tag) is str and (<str>to_tag).isascii() and _is_token(to_tag)))
+            and (received is None or (type(received) is str and _shared.is_ip_address(received)))
+            and (rport is None or (type(rport) is int and 1 <= rport <= 65535))):
+        _shared.check_response_args(status, reason, to_tag, received, rport)
     if type(body) is not bytes:
         if not isinstance(body, (bytes, bytearray, memoryview)):
             raise TypeError(f"body must be bytes-like, not {type(body).__name__}")
@@ -1782,12 +1786,12 @@ def build_response(SipMessage req, int status, str reason, *, to_tag=None, extra
     else:
         parts = []
         for name, value in extra_headers:
-            if not _is_token(name):
-                raise LocalProtocolError(f"header name {name!r} is not a token")
-            if "\r" in value or "\n" in value:
-                raise LocalProtocolError(f"value of header {name!r} contains CR or LF")
-            parts.append(f"{name}: {value}\r\n")
-        extra_b = "".join(parts).encode("utf-8", "surrogateescape")
+            if (type(name) is str and type(value) is str and (<str>name).isascii() and (<str>value).isascii()
+                    and _is_token(name) and "\r" not in value and "\n" not in value):
+                parts.append((<str>name).encode("ascii") + b": " + (<str>value).encode("ascii") + b"\r\n")
+            else:
+                parts.append(_shared.header_pair_bytes(name, value))
+        extra_b = b"".join(parts)
     if to_tag is not None:
         try:
             add_tag = req.to_tag is None
@@ -1882,16 +1886,15 @@ cdef class SipStreamParser:
     cdef long long _max_body
     cdef int _max_headers
 
-    def __init__(self, Py_ssize_t max_header_bytes=DEFAULT_MAX_HEADER_BYTES,
-                 long long max_body_bytes=DEFAULT_MAX_BODY_BYTES, int max_headers=DEFAULT_MAX_HEADERS):
+    def __init__(self, max_header_bytes=DEFAULT_MAX_HEADER_BYTES,
+                 max_body_bytes=DEFAULT_MAX_BODY_BYTES, max_headers=DEFAULT_MAX_HEADERS):
         self._buf = b""
         self._resume = 0
         self._need = 0
         self._error = None
         self._pings = 0
-        self._max_header = max_header_bytes
-        self._max_body = max_body_bytes
-        self._max_headers = max_headers
+        self._max_header, self._max_headers, self._max_body = _shared.limits(
+            max_header_bytes, max_headers, max_body_bytes)
 
     @property
     def buffered(self):
@@ -1940,7 +1943,13 @@ cdef class SipStreamParser:
                     break
                 if hend - pos > self._max_header:
                     raise _err(f"header block exceeds {self._max_header} bytes", 513)
-                msg = _frame(buf, pos, hend, True, self._max_header, self._max_headers, self._max_body)
+                try:
+                    msg = _frame(buf, pos, hend, True, self._max_header, self._max_headers, self._max_body)
+                except SipParseError:
+                    # offsets counted from the message's first octet (see the reference)
+                    _frame(buf[pos:hend], 0, hend - pos, True, self._max_header, self._max_headers,
+                           self._max_body)
+                    raise
                 total = hend + (msg._cl if msg._cl > 0 else 0)
                 if total > n:
                     self._need = total - pos

@@ -133,6 +133,10 @@ def parse_message(
     the datagram; with it, octets past it are ignored and a short body is kept
     short (``validate_request`` answers it with 400).
 
+    Limits must be >= 0 (ValueError otherwise); values past 2**62 (2**31-1 for
+    ``max_headers``) mean no limit and are clamped. Offsets in error texts count
+    from the first octet of the datagram (on a stream: of the message).
+
     Raises:
         SipParseError: malformed start line or header line (400), header
             block or header count past its bound (513), Content-Length not

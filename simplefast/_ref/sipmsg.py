@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import typing
 
+from simplefast import _sipshared as _shared
 from simplefast._sip_types import NameAddr, SipURI, Via
-from simplefast.errors import LocalProtocolError, SipParseError
+from simplefast.errors import SipParseError
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -155,6 +156,15 @@ def _dec(b: bytes) -> str:
 
 def _enc(s: str) -> bytes:
     return s.encode("utf-8", "surrogateescape")
+
+
+def _query(name: str) -> bytes:
+    """Canonical key of a header name asked for; one matching no header when it
+    cannot be encoded (header names are ASCII tokens)."""
+    try:
+        return _canon(name.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        return b"\x00"
 
 
 def _canon(name: bytes) -> bytes:
@@ -290,10 +300,10 @@ class SipMessage:
         return None
 
     def get(self, name: str) -> str | None:
-        return self._first(_canon(_enc(name)))
+        return self._first(_query(name))
 
     def get_all(self, name: str) -> list[str]:
-        key = _canon(_enc(name))
+        key = _query(name)
         out: list[str] = []
         split = key in _LIST_HEADERS
         for h in self._hdrs:
@@ -306,7 +316,7 @@ class SipMessage:
         return out
 
     def count(self, name: str) -> int:
-        key = _canon(_enc(name))
+        key = _query(name)
         return sum(1 for h in self._hdrs if h.key == key)
 
     def headers(self) -> list[tuple[str, str]]:
@@ -637,6 +647,9 @@ def parse_message(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> SipMessage:
     buf = data if type(data) is bytes else bytes(data)
+    max_header_bytes, max_headers, max_body_bytes = _shared.limits(
+        max_header_bytes, max_headers, max_body_bytes
+    )
     return _frame(buf, 0, len(buf), False, max_header_bytes, max_headers, max_body_bytes)
 
 
@@ -738,7 +751,7 @@ def _parse_params(b: bytes, i: int, what: str) -> Params:
 
 
 def parse_via(value: str) -> Via:
-    b = _enc(value)
+    b = _shared.encode_input(value, "Via")
     n = len(b)
     i = _skip_ws(b, 0)
     parts: list[bytes] = []
@@ -811,7 +824,7 @@ def _parse_hostport(b: bytes, i: int, what: str, lws: bool) -> tuple[str, int | 
 
 
 def parse_name_addr(value: str) -> NameAddr:
-    b = _enc(value).strip(_WSP)
+    b = _shared.encode_input(value, "name-addr").strip(_WSP)
     n = len(b)
     if b == b"*":
         return NameAddr(None, "*", {})
@@ -964,7 +977,7 @@ def _check_chars(b: bytes, allowed: frozenset[int], what: str, text: str) -> Non
 
 
 def parse_uri(text: str) -> SipURI:
-    b = _enc(text)
+    b = _shared.encode_input(text, "URI")
     n = len(b)
     if not n or b[0] not in _ALPHA:
         raise _err(f"URI {text[:64]!r} has no scheme")
@@ -1144,10 +1157,6 @@ def _rewrite_top_via(msg: SipMessage, h: _Header, received: str | None, rport: i
     return name + b": " + _enc(", ".join([top] + elems[1:]))
 
 
-def _is_token(text: str) -> bool:
-    return bool(text) and all(c in _TOKEN for c in _enc(text))
-
-
 def build_response(
     req: SipMessage,
     status: int,
@@ -1159,16 +1168,7 @@ def build_response(
     received: str | None = None,
     rport: int | None = None,
 ) -> bytes:
-    if not 100 <= status <= 699:
-        raise LocalProtocolError(f"status {status} out of range 100-699")
-    if "\r" in reason or "\n" in reason:
-        raise LocalProtocolError("reason phrase contains CR or LF")
-    if to_tag is not None and not _is_token(to_tag):
-        raise LocalProtocolError(f"To tag {to_tag!r} is not a token")
-    if received is not None and not (received and all(c in _IPV6_CH for c in _enc(received))):
-        raise LocalProtocolError(f"received {received!r} is not an IP address")
-    if rport is not None and not 1 <= rport <= 65535:
-        raise LocalProtocolError(f"rport {rport!r} is not a port")
+    _shared.check_response_args(status, reason, to_tag, received, rport)
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise TypeError(f"body must be bytes-like, not {type(body).__name__}")
     body = bytes(body)
@@ -1198,11 +1198,7 @@ def build_response(
         out.append(bytes(extra_headers))
     else:
         for name, value in extra_headers:
-            if not _is_token(name):
-                raise LocalProtocolError(f"header name {name!r} is not a token")
-            if "\r" in value or "\n" in value:
-                raise LocalProtocolError(f"value of header {name!r} contains CR or LF")
-            out.append(_enc(name) + b": " + _enc(value) + b"\r\n")
+            out.append(_shared.header_pair_bytes(name, value))
     out.append(b"Content-Length: %d\r\n\r\n" % len(body))
     out.append(body)
     return b"".join(out)
@@ -1228,9 +1224,9 @@ class SipStreamParser:
         self._need = 0  # octets the message at the buffer start needs (0: unknown)
         self._error: SipParseError | None = None
         self._pings = 0
-        self._max_header = max_header_bytes
-        self._max_body = max_body_bytes
-        self._max_headers = max_headers
+        self._max_header, self._max_headers, self._max_body = _shared.limits(
+            max_header_bytes, max_headers, max_body_bytes
+        )
 
     @property
     def buffered(self) -> int:
@@ -1272,7 +1268,21 @@ class SipStreamParser:
                     break
                 if hend - pos > self._max_header:
                     raise _err(f"header block exceeds {self._max_header} bytes", 513)
-                msg = _frame(buf, pos, hend, True, self._max_header, self._max_headers, self._max_body)
+                try:
+                    msg = _frame(buf, pos, hend, True, self._max_header, self._max_headers, self._max_body)
+                except SipParseError:
+                    # Offsets in the error count from the message's first octet, so the
+                    # text does not depend on how the stream was chunked: frame it alone.
+                    _frame(
+                        buf[pos:hend],
+                        0,
+                        hend - pos,
+                        True,
+                        self._max_header,
+                        self._max_headers,
+                        self._max_body,
+                    )
+                    raise
                 total = hend + (msg._content_length or 0)
                 if total > n:
                     self._need = total - pos

@@ -2216,3 +2216,21 @@ def test_stream_initial_state(impl: SimpleNamespace) -> None:
     assert p.buffered == 0
     assert p.ping_count == 0
     assert p.feed(b"") == []
+
+
+@pytest.mark.parametrize("kw", [{"max_header_bytes": -1}, {"max_headers": -5}, {"max_body_bytes": -1}])
+def test_negative_limits_are_refused(impl: SimpleNamespace, kw: dict[str, int]) -> None:
+    name = next(iter(kw))
+    with pytest.raises(ValueError, match=f"{name} must be >= 0"):
+        impl.sipmsg.parse_message(request(), **kw)
+    with pytest.raises(ValueError, match=f"{name} must be >= 0"):
+        impl.sipmsg.SipStreamParser(**kw)
+
+
+def test_huge_limits_mean_no_limit(impl: SimpleNamespace) -> None:
+    msg = impl.sipmsg.parse_message(
+        request(), max_header_bytes=2**70, max_headers=2**40, max_body_bytes=10**30
+    )
+    assert msg.method == "INVITE"
+    parser = impl.sipmsg.SipStreamParser(max_header_bytes=2**70, max_body_bytes=2**64, max_headers=2**33)
+    assert [m.method for m in parser.feed(request() * 2)] == ["INVITE", "INVITE"]

@@ -1,0 +1,104 @@
+"""Cold-path helpers both SIP codec twins call, so their results and error
+texts are the same by construction: argument checks of the public functions,
+nothing per octet."""
+
+from __future__ import annotations
+
+import socket
+
+from simplefast.errors import LocalProtocolError, SipParseError
+
+# Limits past these mean "no limit"; they are clamped so the compiled twin can
+# hold them in C integers (and error texts show the clamped value in both).
+MAX_BYTES_LIMIT = 1 << 62
+MAX_HEADERS_LIMIT = (1 << 31) - 1
+
+
+def limits(max_header_bytes: int, max_headers: int, max_body_bytes: int) -> tuple[int, int, int]:
+    """Checked and clamped (max_header_bytes, max_headers, max_body_bytes)."""
+    for name, value in (
+        ("max_header_bytes", max_header_bytes),
+        ("max_headers", max_headers),
+        ("max_body_bytes", max_body_bytes),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, not {value}")
+    return (
+        min(max_header_bytes, MAX_BYTES_LIMIT),
+        min(max_headers, MAX_HEADERS_LIMIT),
+        min(max_body_bytes, MAX_BYTES_LIMIT),
+    )
+
+
+def encode_input(text: str, what: str) -> bytes:
+    """UTF-8 (surrogateescape) of text handed to a parser; SipParseError when impossible."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise SipParseError(f"{what} {text[:64]!r} cannot be encoded as UTF-8") from None
+
+
+def encode_output(text: str, what: str) -> bytes:
+    """UTF-8 (surrogateescape) of text we are asked to send; LocalProtocolError when impossible."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise LocalProtocolError(f"{what} {text[:64]!r} cannot be encoded as UTF-8") from None
+
+
+def is_ip_address(text: str) -> bool:
+    """An IPv4 or IPv6 address as a received= value (RFC 3261 section 25.1), no brackets."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+    except (OSError, ValueError, UnicodeEncodeError):
+        return False
+    return True
+
+
+def check_response_args(
+    status: object, reason: str, to_tag: str | None, received: str | None, rport: object
+) -> None:
+    """build_response's checks of the values the caller gives, in one order for both twins."""
+    if not isinstance(status, int) or isinstance(status, bool):
+        raise TypeError(f"status must be an int, not {type(status).__name__}")
+    if not 100 <= status <= 699:
+        raise LocalProtocolError(f"status {status} out of range 100-699")
+    if "\r" in reason or "\n" in reason:
+        raise LocalProtocolError("reason phrase contains CR or LF")
+    encode_output(reason, "reason phrase")
+    if to_tag is not None:
+        encode_output(to_tag, "To tag")
+        if not is_token(to_tag):
+            raise LocalProtocolError(f"To tag {to_tag!r} is not a token")
+    if received is not None and not is_ip_address(received):
+        raise LocalProtocolError(f"received {received!r} is not an IP address")
+    if rport is not None:
+        if not isinstance(rport, int) or isinstance(rport, bool):
+            raise TypeError(f"rport must be an int, not {type(rport).__name__}")
+        if not 1 <= rport <= 65535:
+            raise LocalProtocolError(f"rport {rport!r} is not a port")
+
+
+def header_pair_bytes(name: str, value: str) -> bytes:
+    """One extra header line of build_response, checked."""
+    encode_output(name, "header name")
+    if not is_token(name):
+        raise LocalProtocolError(f"header name {name!r} is not a token")
+    if "\r" in value or "\n" in value:
+        raise LocalProtocolError(f"value of header {name!r} contains CR or LF")
+    return (
+        encode_output(name, "header name")
+        + b": "
+        + encode_output(value, f"value of header {name!r}")
+        + b"\r\n"
+    )
+
+
+_TOKEN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+
+
+def is_token(text: str) -> bool:
+    b = text.encode("utf-8", "surrogateescape")
+    return bool(b) and all(c in _TOKEN for c in b)
