@@ -8,7 +8,7 @@ PIP      := $(PY) -m pip --disable-pip-version-check -q
 FUZZ_SECONDS ?= 60
 PYTEST_ARGS  ?=
 
-.PHONY: all venv build debug test test-ref bench fuzz fuzz-asan lint clean
+.PHONY: all venv build debug run test test-ref bench fuzz fuzz-asan lint clean
 
 all: build
 
@@ -41,6 +41,15 @@ $(VENV)/.dev: $(VENV)/.test
 
 venv: $(VENV)/.test
 
+# SIPp (Debian's sip-tester) drives the live tests and the load benchmarks.
+$(VENV)/.sipp: $(VENV)/.created
+	@command -v sipp >/dev/null || { \
+	  echo "installing sip-tester (SIPp) with apt"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q sip-tester || \
+	  { echo "make: need sipp (apt-get install sip-tester failed)"; exit 1; }; }
+	touch $@
+
 # --- build -----------------------------------------------------------------
 # Re-cythonizes what changed and builds the extensions in place
 # (simplefast/_ext/<name>.*.so), which the editable install imports.
@@ -53,12 +62,17 @@ debug: $(VENV)/.test
 
 # --- tests -----------------------------------------------------------------
 # The whole suite; parser tests run twice (ref and ext) through the impl fixture.
-test: build
+test: build $(VENV)/.sipp
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Same suite with the pure-Python reference selected as the active module.
-test-ref: build
+test-ref: build $(VENV)/.sipp
 	SIMPLEFAST_IMPL=ref $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The server on 127.0.0.1:5060 (SIPp installed for trying it), state in ./state.
+run: build $(VENV)/.sipp
+	mkdir -p state
+	$(VENV)/bin/simplefast serve --listen udp:127.0.0.1:5060 --data-dir state $(RUN_ARGS)
 
 bench: build $(VENV)/.bench
 	$(PY) -m pytest bench -q --benchmark-only --benchmark-autosave \

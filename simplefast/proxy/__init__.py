@@ -1,0 +1,1 @@
+"""Registrar, location service, routing and digest authentication (sans-IO)."""

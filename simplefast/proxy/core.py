@@ -1,0 +1,249 @@
+"""The SIP core of one worker: codec -> checks -> transactions -> TU, sans-IO.
+
+Theory of operation: the transport hands every datagram (or stream message)
+to :meth:`SipCore.on_message` with the peer and the clock; the core parses
+it, applies ``validate_request`` (a bad request gets the codec's status
+straight away, before any transaction exists; a bad response is dropped),
+feeds the transaction layer and dispatches its events to the transaction
+users:
+
+- OPTIONS addressed to the server itself (Request-URI host is one of our
+  listen addresses or domains, no user part): 200 with Allow, Accept,
+  Supported (the readiness probe);
+- REGISTER for our domains: the registrar;
+- other requests: the proxy core (next step of issue #4; until it lands they
+  get 480 when the target has no binding and 501 otherwise).
+
+What to send comes out of :meth:`outgoing`; timers through ``get_timer`` /
+``handle_timer``. Responses go back to the request's source (RFC 3581 when
+the top Via asked with rport, otherwise the source address with the Via
+port, RFC 3261 section 18.2.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from simplefast._impl import sipmsg as _codec
+from simplefast.errors import LocalProtocolError, SipParseError
+from simplefast.logs import RateLimited, get_logger
+from simplefast.proxy.location import Location
+from simplefast.proxy.registrar import Registrar, RegistrarConfig, aor_of
+from simplefast.sip.transaction import (
+    PROCEEDING,
+    TRYING,
+    RequestReceived,
+    ServerTransaction,
+    TransactionLayer,
+)
+
+log = get_logger(__name__)
+
+_METHODS = "INVITE ACK CANCEL BYE OPTIONS REGISTER MESSAGE SUBSCRIBE NOTIFY PUBLISH INFO UPDATE PRACK REFER"
+ALLOW = ", ".join(_METHODS.split())
+ACCEPT = "application/sdp, application/pidf+xml, message/cpim, text/plain"
+SUPPORTED = ("path", "outbound")
+
+
+@dataclass(slots=True)
+class CoreConfig:
+    domains: frozenset[str]
+    # host strings the server answers to itself (listen addresses, with and without port)
+    local_hosts: frozenset[str] = frozenset()
+    server_header: str = "simplefast"
+    registrar: RegistrarConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registrar = RegistrarConfig(domains=self.domains)
+
+
+class Stats:
+    __slots__ = ("received", "parse_errors", "rejected", "responses_dropped", "sent")
+
+    def __init__(self) -> None:
+        self.received = self.parse_errors = self.rejected = self.responses_dropped = self.sent = 0
+
+
+class SipCore:
+    def __init__(self, config: CoreConfig, location: Location, *, tl: TransactionLayer | None = None) -> None:
+        self.config = config
+        self.tl = tl or TransactionLayer()
+        self.registrar = Registrar(config.registrar, location)
+        self.location = location
+        self.stats = Stats()
+        self._bad_packet = RateLimited(log, "unparseable message dropped")
+        self._bad_request = RateLimited(log, "malformed request rejected")
+        self._tag_seq = 0
+        self._tag_prefix = self.tl.new_branch()[-8:]
+        self.draining = False
+
+    def busy(self) -> bool:
+        """Transactions that still need the network (drain waits for them)."""
+        return bool(self.tl.client) or any(t.state in (TRYING, PROCEEDING) for t in self.tl.server.values())
+
+    # ---- transport side
+    def on_message(self, data: bytes, peer: Any, *, reliable: bool, now: float) -> None:
+        self.stats.received += 1
+        try:
+            msg = _codec.parse_message(data)
+        except SipParseError as exc:
+            self.stats.parse_errors += 1
+            self._bad_packet(str(exc), peer)
+            answer = salvage_response(data, exc.status_hint, str(exc))
+            if answer is not None:
+                self.tl.send_stateless(answer, peer)
+            return
+        if msg.is_request:
+            bad = _codec.validate_request(msg, supported=SUPPORTED)
+            if bad is not None:
+                self._reject(msg, peer, bad[0], bad[1])
+                return
+            if self.draining and msg.method != "ACK" and self.tl.server_key(msg) not in self.tl.server:
+                return  # drain: no new transactions (retransmissions and ACKs still served)
+        elif _codec.validate_request(msg) is not None:
+            self.stats.responses_dropped += 1
+            return
+        self.tl.receive(msg, peer, reliable=reliable, now=now)
+        self._dispatch(now)
+
+    def outgoing(self) -> list[tuple[bytes, Any]]:
+        out = self.tl.datagrams_to_send()
+        self.stats.sent += len(out)
+        return out
+
+    def get_timer(self) -> float | None:
+        return self.tl.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.tl.handle_timer(now)
+        self._dispatch(now)
+
+    # ---- TU dispatch
+    def _dispatch(self, now: float) -> None:
+        tl = self.tl
+        while (ev := tl.next_event()) is not None:
+            if type(ev) is RequestReceived:
+                self._on_request(ev.txn, ev.msg, ev.peer, now)
+            # AckReceived / ResponseReceived / TimedOut / Terminated: the proxy core (next step)
+
+    def _on_request(self, txn: ServerTransaction, msg: Any, peer: Any, now: float) -> None:
+        method = msg.method
+        if method == "REGISTER":
+            r = self.registrar.register(msg, now, source=str(peer))
+            self._respond(txn, msg, peer, r.status, r.reason, r.headers, now)
+            return
+        ruri = _codec.parse_uri(msg.uri)
+        if method == "OPTIONS" and ruri.user is None and self._is_local(ruri.host, ruri.port):
+            hdrs = [("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", ", ".join(SUPPORTED))]
+            self._respond(txn, msg, peer, 200, "OK", hdrs, now)
+            return
+        if method == "CANCEL":
+            self._respond(txn, msg, peer, 481, "Call/Transaction Does Not Exist", [], now)
+            return
+        if ruri.scheme in ("sip", "sips") and self.registrar.is_ours(ruri.host):
+            aor, _ = aor_of(msg.uri)
+            if not self.location.get(aor, now):
+                self._respond(txn, msg, peer, 480, "Temporarily Unavailable", [], now)
+                return
+        self._respond(
+            txn, msg, peer, 501, "Not Implemented", [("Warning", '399 simplefast "no proxy yet"')], now
+        )
+
+    def _is_local(self, host: str | None, port: int | None) -> bool:
+        if host is None:
+            return False
+        h = host.lower()
+        return (
+            h in self.config.domains
+            or h in self.config.local_hosts
+            or (port is not None and f"{h}:{port}" in self.config.local_hosts)
+        )
+
+    def _to_tag(self) -> str:
+        self._tag_seq += 1
+        return f"{self._tag_prefix}{self._tag_seq:x}"
+
+    def _respond(
+        self, txn: ServerTransaction, msg: Any, peer: Any, status: int, reason: str,
+        headers: list[tuple[str, str]], now: float,
+    ) -> None:  # fmt: skip
+        headers = [*headers, ("Server", self.config.server_header)]
+        data = _codec.build_response(
+            msg, status, reason, to_tag=self._to_tag(), extra_headers=headers, **_source_params(msg, peer)
+        )
+        self.tl.respond(txn, data, status, now=now)
+
+    def _reject(self, msg: Any, peer: Any, status: int, reason: str) -> None:
+        """A request that failed validate_request: answered statelessly (never an ACK)."""
+        self.stats.rejected += 1
+        self._bad_request(f"{status} {reason}", peer)
+        if msg.method == "ACK":
+            return
+        extra: list[tuple[str, str]] = [("Server", self.config.server_header)]
+        if status == 420:
+            extra.append(("Unsupported", ", ".join(_codec.unsupported_requires(msg, SUPPORTED))))
+        try:
+            data = _codec.build_response(msg, status, reason, to_tag=self._to_tag(), extra_headers=extra)
+        except LocalProtocolError:
+            return
+        self.tl.send_stateless(data, peer)
+
+
+def _source_params(msg: Any, peer: Any) -> dict[str, Any]:
+    """received/rport for the top Via (RFC 3261 18.2.1, RFC 3581) when the peer is an address."""
+    if type(peer) is tuple and len(peer) >= 2:
+        try:
+            rport = msg.via_rport
+        except SipParseError:
+            return {}
+        return {"received": peer[0], "rport": peer[1] if rport is not None else None}
+    return {}
+
+
+_REASONS = {400: "Bad Request", 413: "Request Entity Too Large", 416: "Unsupported URI Scheme",
+            420: "Bad Extension", 505: "Version Not Supported", 513: "Message Too Large"}  # fmt: skip
+_SALVAGE = {b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to": b"To", b"t": b"To",
+            b"call-id": b"Call-ID", b"i": b"Call-ID", b"cseq": b"CSeq"}  # fmt: skip
+
+
+def salvage_response(data: bytes, status: int, detail: str) -> bytes | None:
+    """A stateless error response to a request the codec could not parse.
+
+    RFC 3261 section 8.2 wants a 400 where one can be sent; that needs the
+    Via, From, To, Call-ID and CSeq lines, copied as they are. A datagram
+    that does not look like a request, or lacks one of those lines, or has
+    more than one From/To/Call-ID/CSeq, gets nothing (dropped, as section
+    18.1.2 allows for what cannot be parsed).
+    """
+    head = data.lstrip(b"\r\n").split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    lines = head.replace(b"\r\n", b"\n").split(b"\n")
+    if not lines or lines[0].startswith(b"SIP/") or b" SIP/" not in lines[0]:
+        return None
+    found: dict[bytes, list[bytes]] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        key = _SALVAGE.get(name.strip().lower()) if colon else None
+        value = value.strip()
+        if key is None or not value or b"\r" in value or len(value) > 1024:
+            continue
+        found.setdefault(key, []).append(value)
+    if set(found) != set(_SALVAGE.values()) or any(
+        len(found[k]) != 1 for k in (b"From", b"To", b"Call-ID", b"CSeq")
+    ):
+        return None
+    if found[b"CSeq"][0].split()[-1:] == [b"ACK"]:
+        return None  # never answer an ACK
+    to = found[b"To"][0]
+    if b";tag=" not in to.lower():
+        to += b";tag=sf-salvage"
+    text = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in detail[:200])
+    out = [b"SIP/2.0 %d %s" % (status, _REASONS.get(status, "Bad Request").encode())]
+    out += [b"Via: " + v for v in found[b"Via"]]
+    out += [b"From: " + found[b"From"][0], b"To: " + to, b"Call-ID: " + found[b"Call-ID"][0]]
+    out += [
+        b"CSeq: " + found[b"CSeq"][0],
+        b'Warning: 399 simplefast "%s"' % text.encode(),
+        b"Content-Length: 0",
+    ]
+    return b"\r\n".join(out) + b"\r\n\r\n"

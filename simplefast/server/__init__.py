@@ -1,0 +1,1 @@
+"""Configuration, command line, worker supervisor, logging set-up."""

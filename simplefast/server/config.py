@@ -1,0 +1,126 @@
+"""Server configuration: TOML file (``tomllib``) overlaid by the command line.
+
+Every key is checked here; a bad value raises ``ConfigError`` whose message
+names the key and the problem (the CLI prints it on one line, exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simplefast.errors import ConfigError
+from simplefast.logs import LEVELS
+
+TRANSPORTS = ("udp", "tcp", "tls")
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+def parse_listen(text: str, key: str = "listen") -> Listen:
+    """``udp:127.0.0.1:5060``, ``tcp:[::1]:5060``."""
+    transport, sep, rest = text.partition(":")
+    if not sep or transport.lower() not in TRANSPORTS:
+        raise ConfigError(
+            f"{key}: {text!r}: expected TRANSPORT:HOST:PORT with TRANSPORT one of udp, tcp, tls"
+        )
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0 or rest[end + 1 : end + 2] != ":":
+            raise ConfigError(f"{key}: {text!r}: IPv6 hosts are written [addr]:port")
+        host, port_text = rest[1:end], rest[end + 2 :]
+    else:
+        host, sep, port_text = rest.rpartition(":")
+        if not sep or not host:
+            raise ConfigError(f"{key}: {text!r}: expected TRANSPORT:HOST:PORT")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{key}: {text!r}: port must be 1-65535")
+    return Listen(transport.lower(), host, int(port_text))
+
+
+@dataclass(slots=True)
+class Config:
+    listen: list[Listen] = field(default_factory=lambda: [Listen("udp", "127.0.0.1", 5060)])
+    domains: list[str] = field(default_factory=list)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    data_dir: Path = Path("state")
+    auth: bool = True
+    log_level: str = "info"
+    drain_seconds: float = 5.0
+
+    def effective_domains(self) -> frozenset[str]:
+        """Configured domains; without any, the listen hosts stand for the domain."""
+        if self.domains:
+            return frozenset(d.lower() for d in self.domains)
+        return frozenset(lc.host.lower() for lc in self.listen)
+
+
+_KEYS = {"listen", "domains", "workers", "data_dir", "auth", "log_level", "drain_seconds"}
+
+
+def load(path: Path | None, overrides: dict[str, Any]) -> Config:
+    """Read ``path`` (if given), then apply ``overrides`` (command-line values that were set)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+        server = raw.get("server", {})
+        if not isinstance(server, dict):
+            raise ConfigError("server: must be a table")
+        unknown = set(server) - _KEYS
+        if unknown:
+            raise ConfigError(f"server.{sorted(unknown)[0]}: unknown key")
+        raw = dict(server)
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = Config()
+    if "listen" in raw:
+        items = raw["listen"]
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+            raise ConfigError("server.listen: must be a non-empty list of strings like 'udp:127.0.0.1:5060'")
+        cfg.listen = [parse_listen(i, "server.listen") for i in items]
+    if "domains" in raw:
+        d = raw["domains"]
+        if not isinstance(d, list) or not all(isinstance(i, str) and i for i in d):
+            raise ConfigError("server.domains: must be a list of domain names")
+        cfg.domains = list(d)
+    if "workers" in raw:
+        w = raw["workers"]
+        if not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= 256:
+            raise ConfigError(f"server.workers: {w!r}: must be an integer 1-256")
+        cfg.workers = w
+    if "data_dir" in raw:
+        if not isinstance(raw["data_dir"], str | Path):
+            raise ConfigError("server.data_dir: must be a path")
+        cfg.data_dir = Path(raw["data_dir"])
+    if "auth" in raw:
+        if not isinstance(raw["auth"], bool):
+            raise ConfigError("server.auth: must be true or false")
+        cfg.auth = raw["auth"]
+    if "log_level" in raw:
+        lv = raw["log_level"]
+        if not isinstance(lv, str) or lv.lower() not in LEVELS:
+            raise ConfigError(f"server.log_level: {lv!r}: must be one of {', '.join(LEVELS)}")
+        cfg.log_level = lv.lower()
+    if "drain_seconds" in raw:
+        ds = raw["drain_seconds"]
+        if not isinstance(ds, int | float) or isinstance(ds, bool) or not 0 <= ds <= 600:
+            raise ConfigError(f"server.drain_seconds: {ds!r}: must be 0-600")
+        cfg.drain_seconds = float(ds)
+    return cfg

@@ -1,0 +1,100 @@
+"""The supervisor: forks N workers, replaces any that dies, drains on SIGTERM.
+
+Signals are blocked in the supervisor and taken with ``sigtimedwait``, so
+there is no handler racing the fork; workers unblock them and install their
+own (in the event loop). A worker that dies within ``_FAST_EXIT`` seconds of
+its start, ``_MAX_FAST_EXITS`` times in a row, stops the server with exit
+code 1 (a port taken, a broken build): a crash loop helps no one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from simplefast.logs import configure, get_logger
+from simplefast.server.config import Config
+from simplefast.server.worker import run_worker
+
+log = get_logger(__name__)
+
+_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+_FAST_EXIT = 2.0
+_MAX_FAST_EXITS = 5
+
+
+def _spawn(cfg: Config, index: int) -> int:
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                signal.signal(s, signal.SIG_DFL)
+            code = run_worker(cfg, index)
+        finally:
+            os._exit(code)
+    return pid
+
+
+def supervise(cfg: Config) -> int:
+    configure(cfg.log_level)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
+    for i in range(cfg.workers):
+        workers[_spawn(cfg, i)] = (i, time.monotonic())
+    log.info("supervisor %d: %d workers on %s", os.getpid(), cfg.workers, ", ".join(map(str, cfg.listen)))
+    fast_exits = 0
+    while True:
+        info = signal.sigtimedwait(_SIGNALS, 0.5)
+        while workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            index, started = workers.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            fast_exits = fast_exits + 1 if time.monotonic() - started < _FAST_EXIT else 0
+            if fast_exits >= _MAX_FAST_EXITS:
+                log.error("workers keep exiting at start (last: %d); stopping", code)
+                _stop(workers, cfg)
+                return 1
+            if signal.sigpending() & {signal.SIGTERM, signal.SIGINT}:
+                continue  # stopping anyway: do not replace it
+            log.warning("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
+            workers[_spawn(cfg, index)] = (index, time.monotonic())
+        if info is None:
+            continue
+        if info.si_signo in (signal.SIGTERM, signal.SIGINT):
+            log.info("supervisor: %s, draining workers", signal.Signals(info.si_signo).name)
+            return _stop(workers, cfg)
+        if info.si_signo == signal.SIGHUP:
+            for pid in workers:
+                os.kill(pid, signal.SIGHUP)
+
+
+def _stop(workers: dict[int, tuple[int, float]], cfg: Config) -> int:
+    for pid in workers:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + cfg.drain_seconds + 5.0
+    ok = True
+    while workers and time.monotonic() < deadline:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            time.sleep(0.05)
+            continue
+        workers.pop(pid, None)
+        ok = ok and os.waitstatus_to_exitcode(status) == 0
+    for pid in workers:  # past the drain time
+        os.kill(pid, signal.SIGKILL)
+        ok = False
+    return 0 if ok else 1

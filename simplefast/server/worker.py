@@ -1,0 +1,71 @@
+"""One worker process: uvloop, its own SO_REUSEPORT sockets, one SIP core."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import uvloop
+
+from simplefast import _impl
+from simplefast.logs import configure, get_logger
+from simplefast.proxy.core import CoreConfig, SipCore
+from simplefast.proxy.location import MemoryLocation
+from simplefast.server.config import Config
+from simplefast.transport.reuseport import attach_payload_hash, reuseport_udp_socket
+from simplefast.transport.udp import UdpListener
+
+log = get_logger(__name__)
+
+
+def local_hosts(cfg: Config) -> frozenset[str]:
+    out: set[str] = set()
+    for lc in cfg.listen:
+        host = f"[{lc.host}]" if ":" in lc.host else lc.host
+        out.add(host.lower())
+        out.add(f"{host.lower()}:{lc.port}")
+    return frozenset(out)
+
+
+async def _serve(cfg: Config, index: int) -> None:
+    loop = asyncio.get_running_loop()
+    core = SipCore(
+        CoreConfig(domains=cfg.effective_domains(), local_hosts=local_hosts(cfg)), MemoryLocation()
+    )
+    transports: list[asyncio.BaseTransport] = []
+    for lc in cfg.listen:
+        sock = reuseport_udp_socket(lc.host, lc.port)
+        if cfg.workers > 1:
+            attach_payload_hash(sock, cfg.workers)
+        transport, _ = await loop.create_datagram_endpoint(lambda: UdpListener(core, loop), sock=sock)
+        transports.append(transport)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: configure(cfg.log_level))
+    if cfg.auth and index == 0:
+        log.warning("digest authentication is not implemented yet: every request is accepted")
+    log.info("worker %d serving %s (codec: %s)", index, ", ".join(map(str, cfg.listen)), _impl.ACTIVE)
+    await stop.wait()
+    # Drain: no new transactions; finish the open ones, at most drain_seconds.
+    core.draining = True
+    deadline = loop.time() + cfg.drain_seconds
+    while core.busy() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    for t in transports:
+        t.close()
+    log.info(
+        "worker %d stopped: %d received, %d sent, %d unparseable, %d rejected",
+        index, core.stats.received, core.stats.sent, core.stats.parse_errors, core.stats.rejected,
+    )  # fmt: skip
+
+
+def run_worker(cfg: Config, index: int) -> int:
+    """Entry of a forked worker; returns its exit code."""
+    configure(cfg.log_level)
+    try:
+        uvloop.run(_serve(cfg, index))
+    except OSError as exc:
+        log.error("worker %d: %s", index, exc)
+        return 1
+    return 0

@@ -1,0 +1,67 @@
+"""UDP listener: datagrams into the SIP core, its output onto the socket, one timer.
+
+No parsing or policy here (STYLE.md section 1): ``datagram_received`` feeds
+the core, sends what it produced and re-arms a single ``loop.call_at`` for
+the core's earliest deadline (re-armed only when that deadline moves
+earlier, so a busy listener does not touch the timer per packet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any, cast
+
+from simplefast.proxy.core import SipCore
+
+
+class UdpListener(asyncio.DatagramProtocol):
+    def __init__(self, core: SipCore, loop: asyncio.AbstractEventLoop) -> None:
+        self.core = core
+        self.loop = loop
+        self.transport: asyncio.DatagramTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed = math.inf
+        self.closed = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDPTransport has DatagramTransport's interface without subclassing it
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        core = self.core
+        core.on_message(data, addr, reliable=False, now=self.loop.time())
+        self._flush()
+        t = core.get_timer()
+        if t is not None and t < self._armed:
+            self._arm(t)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors on a connected-less socket: nothing to do per RFC 3261 (timers handle it)
+        pass
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for data, peer in self.core.outgoing():
+            transport.sendto(data, peer)
+
+    def _arm(self, t: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = t
+        self._timer = self.loop.call_at(t, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._armed = math.inf
+        self.core.handle_timer(self.loop.time())
+        self._flush()
+        t = self.core.get_timer()
+        if t is not None:
+            self._arm(t)
