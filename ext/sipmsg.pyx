@@ -24,7 +24,7 @@ from libc.string cimport memchr, memcmp, memcpy
 
 from simplefast._sip_types import NameAddr, SipURI, Via
 from simplefast import _sipshared as _shared
-from simplefast.errors import LocalProtocolError, SipParseError
+from simplefast.errors import SipParseError
 
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_MAX_HEADERS = 256

@@ -11,8 +11,8 @@ users:
   listen addresses or domains, no user part): 200 with Allow, Accept,
   Supported (the readiness probe);
 - REGISTER for our domains: the registrar;
-- other requests: the proxy core (next step of issue #4; until it lands they
-  get 480 when the target has no binding and 501 otherwise).
+- other requests: the proxy core (simplefast/proxy/proxy.py), which also gets
+  responses, ACKs of 2xx, client timeouts and ended transactions.
 
 What to send comes out of :meth:`outgoing`; timers through ``get_timer`` /
 ``handle_timer``. Responses go back to the request's source (RFC 3581 when
@@ -29,12 +29,17 @@ from simplefast._impl import sipmsg as _codec
 from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.logs import RateLimited, get_logger
 from simplefast.proxy.location import Location
-from simplefast.proxy.registrar import Registrar, RegistrarConfig, aor_of
+from simplefast.proxy.proxy import Proxy, ProxyAddress
+from simplefast.proxy.registrar import Registrar, RegistrarConfig
 from simplefast.sip.transaction import (
     PROCEEDING,
     TRYING,
+    AckReceived,
+    ClientTransaction,
     RequestReceived,
+    ResponseReceived,
     ServerTransaction,
+    Terminated,
     TransactionLayer,
 )
 
@@ -66,10 +71,13 @@ class Stats:
 
 
 class SipCore:
-    def __init__(self, config: CoreConfig, location: Location, *, tl: TransactionLayer | None = None) -> None:
+    def __init__(
+        self, config: CoreConfig, location: Location, me: ProxyAddress, *, tl: TransactionLayer | None = None
+    ) -> None:
         self.config = config
         self.tl = tl or TransactionLayer()
         self.registrar = Registrar(config.registrar, location)
+        self.proxy = Proxy(self.tl, self.registrar, location, me)
         self.location = location
         self.stats = Stats()
         self._bad_packet = RateLimited(log, "unparseable message dropped")
@@ -122,33 +130,33 @@ class SipCore:
     # ---- TU dispatch
     def _dispatch(self, now: float) -> None:
         tl = self.tl
+        proxy = self.proxy
         while (ev := tl.next_event()) is not None:
-            if type(ev) is RequestReceived:
+            if isinstance(ev, RequestReceived):
                 self._on_request(ev.txn, ev.msg, ev.peer, now)
-            # AckReceived / ResponseReceived / TimedOut / Terminated: the proxy core (next step)
+            elif isinstance(ev, ResponseReceived):
+                proxy.handle_response(ev.txn, ev.msg, now)
+            elif isinstance(ev, Terminated):
+                proxy.forget(ev.txn)
+            elif isinstance(ev, AckReceived):
+                proxy.forward_ack(ev.msg)
+            elif isinstance(ev.txn, ClientTransaction):  # TimedOut of a client transaction
+                proxy.handle_timeout(ev.txn, now)
 
     def _on_request(self, txn: ServerTransaction, msg: Any, peer: Any, now: float) -> None:
         method = msg.method
-        if method == "REGISTER":
+        ruri = _codec.parse_uri(msg.uri)
+        if method == "REGISTER" and self.registrar.is_ours(ruri.host):
             r = self.registrar.register(msg, now, source=str(peer))
             self._respond(txn, msg, peer, r.status, r.reason, r.headers, now)
             return
-        ruri = _codec.parse_uri(msg.uri)
         if method == "OPTIONS" and ruri.user is None and self._is_local(ruri.host, ruri.port):
             hdrs = [("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", ", ".join(SUPPORTED))]
             self._respond(txn, msg, peer, 200, "OK", hdrs, now)
             return
-        if method == "CANCEL":
-            self._respond(txn, msg, peer, 481, "Call/Transaction Does Not Exist", [], now)
-            return
-        if ruri.scheme in ("sip", "sips") and self.registrar.is_ours(ruri.host):
-            aor, _ = aor_of(msg.uri)
-            if not self.location.get(aor, now):
-                self._respond(txn, msg, peer, 480, "Temporarily Unavailable", [], now)
-                return
-        self._respond(
-            txn, msg, peer, 501, "Not Implemented", [("Warning", '399 simplefast "no proxy yet"')], now
-        )
+        answer = self.proxy.handle_request(txn, msg, now)
+        if answer is not None:
+            self._respond(txn, msg, peer, answer[0], answer[1], [], now)
 
     def _is_local(self, host: str | None, port: int | None) -> bool:
         if host is None:

@@ -36,6 +36,8 @@ def _check_bind(cfg: config_mod.Config) -> None:
     """Fail before forking when a listen address cannot be bound (clear message, exit 1)."""
     from simplefast.transport.reuseport import reuseport_udp_socket
 
+    if len(cfg.listen) != 1:
+        raise ConfigError("server.listen: one listener for now (several, and tcp/tls: issue #4)")
     for lc in cfg.listen:
         if lc.transport != "udp":
             raise ConfigError(f"server.listen: {lc}: only udp listeners exist so far (tcp/tls: issue #4)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 
 import uvloop
 
@@ -11,9 +12,10 @@ from simplefast import _impl
 from simplefast.logs import configure, get_logger
 from simplefast.proxy.core import CoreConfig, SipCore
 from simplefast.proxy.location import MemoryLocation
+from simplefast.proxy.proxy import ProxyAddress
 from simplefast.server.config import Config
 from simplefast.transport.reuseport import attach_payload_hash, reuseport_udp_socket
-from simplefast.transport.udp import UdpListener
+from simplefast.transport.udp import UdpListener, UdpSockets
 
 log = get_logger(__name__)
 
@@ -29,15 +31,24 @@ def local_hosts(cfg: Config) -> frozenset[str]:
 
 async def _serve(cfg: Config, index: int) -> None:
     loop = asyncio.get_running_loop()
-    core = SipCore(
-        CoreConfig(domains=cfg.effective_domains(), local_hosts=local_hosts(cfg)), MemoryLocation()
-    )
+    lc = cfg.listen[0]  # one UDP listener per worker for now (the CLI checks this)
+    sock = reuseport_udp_socket(lc.host, lc.port)
+    if cfg.workers > 1:
+        attach_payload_hash(sock, cfg.workers)
+    # the worker's own client socket: forwarded requests leave from it (see UdpSockets)
+    csock = socket.socket(sock.family, socket.SOCK_DGRAM)
+    csock.bind((lc.host, 0))
+    csock.setblocking(False)
+    me = ProxyAddress(lc.host, lc.port, csock.getsockname()[1])
+    core_cfg = CoreConfig(domains=cfg.effective_domains(), local_hosts=local_hosts(cfg))
+    core = SipCore(core_cfg, MemoryLocation(), me)
+    sockets = UdpSockets()
     transports: list[asyncio.BaseTransport] = []
-    for lc in cfg.listen:
-        sock = reuseport_udp_socket(lc.host, lc.port)
-        if cfg.workers > 1:
-            attach_payload_hash(sock, cfg.workers)
-        transport, _ = await loop.create_datagram_endpoint(lambda: UdpListener(core, loop), sock=sock)
+    for s, is_client in ((sock, False), (csock, True)):
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda c=is_client: UdpListener(core, loop, sockets, client=c),  # type: ignore[misc]
+            sock=s,
+        )
         transports.append(transport)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -15,10 +15,36 @@ from typing import Any, cast
 from simplefast.proxy.core import SipCore
 
 
+class UdpSockets:
+    """The worker's two UDP transports: the shared listener (SO_REUSEPORT group)
+    and its own client socket, from which forwarded requests leave so that
+    their responses come back to this worker. Destinations ``("c", host, port)``
+    go out of the client socket, plain ``(host, port)`` out of the listener."""
+
+    __slots__ = ("server", "client")
+
+    def __init__(self) -> None:
+        self.server: asyncio.DatagramTransport | None = None
+        self.client: asyncio.DatagramTransport | None = None
+
+    def send(self, data: bytes, peer: Any) -> None:
+        if len(peer) == 3 and peer[0] == "c":
+            if self.client is not None:
+                self.client.sendto(data, (peer[1], peer[2]))
+        elif self.server is not None:
+            self.server.sendto(data, peer)
+
+
 class UdpListener(asyncio.DatagramProtocol):
-    def __init__(self, core: SipCore, loop: asyncio.AbstractEventLoop) -> None:
+    """One protocol per socket (listener or client); both feed the same core."""
+
+    def __init__(
+        self, core: SipCore, loop: asyncio.AbstractEventLoop, sockets: UdpSockets, *, client: bool = False
+    ) -> None:
         self.core = core
         self.loop = loop
+        self.sockets = sockets
+        self.is_client = client
         self.transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._armed = math.inf
@@ -27,6 +53,10 @@ class UdpListener(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDPTransport has DatagramTransport's interface without subclassing it
         self.transport = cast(asyncio.DatagramTransport, transport)
+        if self.is_client:
+            self.sockets.client = self.transport
+        else:
+            self.sockets.server = self.transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -45,11 +75,9 @@ class UdpListener(asyncio.DatagramProtocol):
         pass
 
     def _flush(self) -> None:
-        transport = self.transport
-        if transport is None:
-            return
+        send = self.sockets.send
         for data, peer in self.core.outgoing():
-            transport.sendto(data, peer)
+            send(data, peer)
 
     def _arm(self, t: float) -> None:
         if self._timer is not None:

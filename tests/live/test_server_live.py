@@ -28,7 +28,9 @@ def test_options_probe_lists_allow_accept_supported(server: Server) -> None:
     assert resp.via_rport and resp.vias()[0].params["received"] == "127.0.0.1"
 
 
-def sipp(scenario: str, port: int, calls: int, rate: int, tmp_path: Path) -> dict[str, str]:
+def sipp(
+    scenario: str, port: int, calls: int, rate: int, tmp_path: Path, extra: tuple[str, ...] = ()
+) -> dict[str, str]:
     """Run SIPp to completion (bounded by -m and -timeout); returns the last statistics row."""
     if shutil.which("sipp") is None:
         pytest.fail("sipp is not installed (make test installs Debian's sip-tester)")
@@ -36,7 +38,7 @@ def sipp(scenario: str, port: int, calls: int, rate: int, tmp_path: Path) -> dic
     cmd = [
         "sipp", "-sf", str(REPO / "bench" / "sipp" / scenario), "-s", "example.com", f"127.0.0.1:{port}",
         "-m", str(calls), "-r", str(rate), "-l", "1000", "-timeout", "60", "-nostdin",
-        "-trace_stat", "-stf", str(stat), "-fd", "1",
+        "-trace_stat", "-stf", str(stat), "-fd", "1", *extra,
     ]  # fmt: skip
     subprocess.run(cmd, capture_output=True, timeout=90, check=False)
     with open(stat, newline="") as f:
@@ -117,3 +119,46 @@ def test_killed_worker_is_replaced_and_others_keep_serving(server: Server) -> No
     assert len(now) == 2 and before[0] not in now and before[1] in now
     for i in range(20):  # every message answered, whichever worker it hashes to
         assert parse_message(options(server.port, branch=f"z9hG4bKk{i}") or b"").status == 200
+
+
+def register_contact(port: int, user: str, contact_port: int) -> int:
+    data = (
+        "REGISTER sip:example.com SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{contact_port};branch=z9hG4bKreg{user};rport\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag=r\r\nTo: <sip:{user}@example.com>\r\n"
+        f"Call-ID: reg-{user}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@127.0.0.1:{contact_port}>\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    return int(parse_message(exchange(port, data) or b"").status)
+
+
+def test_sipp_message_relayed_to_registered_sipp_uas(tmp_path: Path) -> None:
+    from liveserver import free_udp_port, start_server
+
+    # one worker: the shared-memory location table (all workers see a binding) is not in yet
+    srv = start_server(tmp_path, workers=1)
+    uas_port = free_udp_port()
+    uas = subprocess.Popen(
+        ["sipp", "-sf", str(REPO / "bench" / "sipp" / "message_uas.xml"), "-i", "127.0.0.1",
+         "-p", str(uas_port), "-m", "2000", "-timeout", "60", "-nostdin"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert register_contact(srv.port, "bob", uas_port) == 200
+        stats = sipp("message_uac.xml", srv.port, 2000, 1000, tmp_path, ("-key", "to", "bob"))
+        assert stats["SuccessfulCall(C)"] == "2000", stats
+        assert stats["FailedCall(C)"] == "0"
+    finally:
+        uas.terminate()
+        uas.wait(10)
+        assert srv.stop() == 0
+
+
+def test_message_to_unregistered_user_gets_480(server: Server) -> None:
+    data = (
+        b"MESSAGE sip:nobody@example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKm480;rport\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=x\r\nTo: <sip:nobody@example.com>\r\n"
+        b"Call-ID: m480\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert parse_message(exchange(server.port, data) or b"").status == 480

@@ -1,0 +1,392 @@
+"""Stateful proxy core (RFC 3261 section 16), sans-IO, on the transaction layer.
+
+Theory of operation
+-------------------
+A request that is not for the server itself arrives as a server transaction
+(``handle_request``). The proxy
+
+1. checks Max-Forwards (483 at 0, section 16.3 step 3) and loops (482: one of
+   the Vias is ours and carries the loop hash of this very request, section
+   16.3 step 4 / 16.6 step 8);
+2. pre-processes Route (section 16.4): a Request-URI that is our own
+   Record-Route URI means the previous hop was a strict router, so the last
+   Route value becomes the Request-URI; a top Route that is ours is removed;
+3. determines the targets (section 16.5): with a Route left, or a
+   Request-URI outside our domains, the Request-URI itself; otherwise every
+   contact bound to the address-of-record, highest q first (480 when none);
+4. forwards one copy per target (section 16.6): new Request-URI, Max-Forwards
+   decremented, Record-Route for requests that can make a dialog, the
+   binding's Path as Route (RFC 3327), our Via on top with a fresh branch
+   ``z9hG4bK<worker-prefix>.<n>.<loop hash>``, and sends it in a client
+   transaction to the first Route's URI if there is one (loose routing), else
+   the Request-URI (numeric hosts only until RFC 3263 resolution lands: a
+   host name gets 503);
+5. collects responses per request (section 16.7): 100 stays here, other 1xx
+   and every 2xx go upstream at once (less our Via); 3xx-6xx wait until every
+   branch has one, then the best goes up (6xx first, else the lowest class,
+   408 for branches that timed out); a 2xx to an INVITE cancels the other
+   branches;
+6. CANCEL (section 16.10): answered 200 when its INVITE is here, and a CANCEL
+   goes down every branch still without a final response; otherwise 481.
+
+ACKs of 2xx and responses with no client transaction are forwarded
+statelessly (sections 16.11, 16.7 step "no match"). Timer C is not kept
+(the client transactions' Timer B bounds the wait for a final response).
+
+Outgoing requests name their destination as ``("c", host, port)`` so the
+transport sends them from the worker's own client socket: the responses then
+come back to the worker that holds the transactions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from simplefast._impl import sipmsg as _codec
+from simplefast.errors import SipParseError
+from simplefast.proxy.location import Location
+from simplefast.proxy.registrar import Registrar, aor_of
+from simplefast.sip.transaction import (
+    ACCEPTED,
+    PROCEEDING,
+    TRYING,
+    ClientTransaction,
+    ServerTransaction,
+    TransactionLayer,
+)
+
+SipMessage = Any
+
+# Requests that may create a dialog get our Record-Route (section 16.6 step 4).
+_DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+
+
+@dataclass(slots=True)
+class Branch:
+    txn: ClientTransaction
+    request: bytes
+    final: int = 0  # status of the final response (408 for a timeout), 0 while pending
+    response: SipMessage = None
+    cancelled: bool = False
+
+
+@dataclass(slots=True)
+class Context:
+    """A response context (section 16.7): one server transaction and its branches."""
+
+    server: ServerTransaction
+    request: SipMessage
+    branches: list[Branch] = field(default_factory=list)
+    answered: bool = False  # a final response went upstream
+
+
+@dataclass(slots=True)
+class ProxyAddress:
+    """How the proxy names itself: the shared listen address (Record-Route,
+    loop detection) and the worker's client socket (Via of forwarded requests)."""
+
+    host: str
+    port: int
+    client_port: int
+    transport: str = "UDP"
+
+    def record_route(self) -> str:
+        return f"<sip:{self._host()}:{self.port};lr>"
+
+    def _host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def is_me(self, host: str | None, port: int | None) -> bool:
+        if host is None:
+            return False
+        h = host[1:-1] if host.startswith("[") else host
+        return h.lower() == self.host.lower() and (port or 5060) in (self.port, self.client_port)
+
+
+class Proxy:
+    def __init__(
+        self, tl: TransactionLayer, registrar: Registrar, location: Location, me: ProxyAddress
+    ) -> None:
+        self.tl = tl
+        self.registrar = registrar
+        self.location = location
+        self.me = me
+        self.contexts: dict[ClientTransaction, Context] = {}
+        self.by_server: dict[ServerTransaction, Context] = {}
+
+    # ------------------------------------------------------------ requests
+    def handle_request(self, txn: ServerTransaction, msg: SipMessage, now: float) -> tuple[int, str] | None:
+        """Route ``msg``; returns (status, reason) when the proxy answers it itself."""
+        method = msg.method
+        if method == "CANCEL":
+            return self._cancel(msg, now)
+        mf = msg.max_forwards
+        if mf == 0:
+            return 483, "Too Many Hops"
+        loop = _loop_hash(msg)
+        for via in msg.vias():
+            if self.me.is_me(via.host, via.port) and (via.branch or "").endswith("." + loop):
+                return 482, "Loop Detected"
+        uri = msg.uri
+        routes = msg.get_all("Route")
+        if self._is_my_uri(uri) and routes:  # strict router before us (section 16.4)
+            uri = _strip_brackets(routes[-1])
+            routes = routes[:-1]
+        if routes and self._is_my_uri(_strip_brackets(routes[0])):
+            routes = routes[1:]
+        targets: list[tuple[str, tuple[str, ...]]]
+        try:
+            ruri = _codec.parse_uri(uri)
+        except SipParseError:
+            return 400, "Bad Request-URI"
+        if not routes and ruri.scheme in ("sip", "sips") and self.registrar.is_ours(ruri.host):
+            aor, _ = aor_of(uri)
+            bindings = sorted(self.location.get(aor, now), key=lambda b: -(b.q if b.q is not None else 1.0))
+            if not bindings:
+                return 480, "Temporarily Unavailable"
+            targets = [(b.contact, b.path) for b in bindings]
+        else:
+            targets = [(uri, ())]
+        ctx = Context(txn, msg)
+        for target, path in targets:
+            route_set = [*path, *routes]
+            dest = _next_hop(route_set[0] if route_set else target)
+            if dest is None:
+                continue
+            data = self._forward_bytes(msg, target, route_set, mf, loop)
+            client = self.tl.request(data, ("c", *dest), reliable=False, now=now)
+            ctx.branches.append(Branch(client, data))
+            self.contexts[client] = ctx
+        if not ctx.branches:
+            return 503, "Service Unavailable"  # no numeric next hop (RFC 3263 resolution: not yet)
+        self.by_server[txn] = ctx
+        return None
+
+    def _is_my_uri(self, text: str) -> bool:
+        try:
+            u = _codec.parse_uri(text)
+        except SipParseError:
+            return False
+        return self.me.is_me(u.host, u.port)
+
+    def _forward_bytes(
+        self, msg: SipMessage, target: str, routes: list[str], mf: int | None, loop: str
+    ) -> bytes:
+        me = self.me
+        branch = f"{self.tl.new_branch()}.{loop}"
+        lines = [
+            f"{msg.method} {target} SIP/2.0",
+            f"Via: SIP/2.0/{me.transport} {me._host()}:{me.client_port};branch={branch}",
+        ]
+        if msg.method in _DIALOG_FORMING:
+            lines.append(f"Record-Route: {me.record_route()}")
+        lines += [f"Route: {r}" for r in routes]
+        lines.append(f"Max-Forwards: {70 if mf is None else mf - 1}")
+        for name, value in msg.headers():
+            low = name.lower()
+            if low in ("route", "max-forwards", "content-length", "l"):
+                continue
+            lines.append(f"{name}: {value}")
+        body: bytes = msg.body
+        lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
+
+    def _cancel(self, cancel: SipMessage, now: float) -> tuple[int, str]:
+        inv = self.tl.find_server(cancel, "INVITE")
+        ctx = self.by_server.get(inv) if inv is not None else None
+        if ctx is None:
+            return 481, "Call/Transaction Does Not Exist"
+        self._cancel_branches(ctx, now)
+        return 200, "OK"
+
+    def _cancel_branches(self, ctx: Context, now: float) -> None:
+        for br in ctx.branches:
+            if br.final or br.cancelled or not br.txn.invite:
+                continue
+            br.cancelled = True
+            sent = br.txn.request
+            lines = [f"CANCEL {sent.uri} SIP/2.0", f"Via: {sent.get_all('Via')[0]}"]
+            lines += [f"Route: {r}" for r in sent.get_all("Route")]
+            lines += [
+                "Max-Forwards: 70", f"From: {sent.get('From')}", f"To: {sent.get('To')}",
+                f"Call-ID: {sent.call_id}", f"CSeq: {sent.cseq_num} CANCEL", "Content-Length: 0", "", "",
+            ]  # fmt: skip
+            self.tl.request(
+                "\r\n".join(lines).encode("utf-8", "surrogateescape"), br.txn.peer, reliable=False, now=now
+            )
+
+    # ------------------------------------------------------------ responses
+    def handle_response(self, txn: ClientTransaction | None, msg: SipMessage, now: float) -> None:
+        if txn is None:
+            self._forward_stateless_response(msg)
+            return
+        ctx = self.contexts.get(txn)
+        if ctx is None:  # e.g. the 200 to one of our CANCELs
+            return
+        status: int = msg.status
+        br = next(b for b in ctx.branches if b.txn is txn)
+        if status < 200:
+            if status > 100 and not ctx.answered:
+                self._send_up(ctx, msg, status, now)
+            return
+        if br.final and not (200 <= status < 300):
+            return
+        br.final, br.response = status, msg
+        if status < 300:
+            self._send_up(ctx, msg, status, now)  # every 2xx goes up (section 16.7 step 5)
+            ctx.answered = True
+            if ctx.request.method == "INVITE":
+                self._cancel_branches(ctx, now)
+            return
+        self._maybe_finish(ctx, now)
+
+    def handle_timeout(self, txn: ClientTransaction, now: float) -> None:
+        ctx = self.contexts.get(txn)
+        if ctx is None:
+            return
+        for br in ctx.branches:
+            if br.txn is txn and not br.final:
+                br.final = 408
+        self._maybe_finish(ctx, now)
+
+    def forget(self, txn: ClientTransaction | ServerTransaction) -> None:
+        """The transaction ended: drop what was keyed on it."""
+        if isinstance(txn, ClientTransaction):
+            ctx = self.contexts.pop(txn, None)
+            if ctx is not None and all(b.txn not in self.contexts for b in ctx.branches):
+                self.by_server.pop(ctx.server, None)
+        else:
+            self.by_server.pop(txn, None)
+
+    def _maybe_finish(self, ctx: Context, now: float) -> None:
+        if ctx.answered or any(not b.final for b in ctx.branches):
+            return
+        best = min(ctx.branches, key=lambda b: (0 if b.final >= 600 else 1, b.final // 100, b.final))
+        ctx.answered = True
+        if best.response is not None:
+            self._send_up(ctx, best.response, best.final, now)
+        else:  # every branch timed out: our own 408 (section 16.7 step 6)
+            data = _codec.build_response(
+                ctx.request, 408, "Request Timeout", to_tag=self.tl.new_branch()[-10:]
+            )
+            self.tl.respond(ctx.server, data, 408, now=now)
+
+    def _send_up(self, ctx: Context, msg: SipMessage, status: int, now: float) -> None:
+        data = _without_top_via(msg)
+        if data is not None and ctx.server.state in (TRYING, PROCEEDING, ACCEPTED):
+            self.tl.respond(ctx.server, data, status, now=now)
+
+    def _forward_stateless_response(self, msg: SipMessage) -> None:
+        vias = msg.vias()
+        if len(vias) < 2 or not self.me.is_me(vias[0].host, vias[0].port):
+            return
+        data = _without_top_via(msg)
+        nxt = vias[1]
+        host = nxt.params.get("received") or nxt.host.strip("[]")
+        rport = nxt.params.get("rport")
+        port = int(rport) if rport else (nxt.port or 5060)
+        if data is not None:
+            self.tl.send_stateless(data, (host, port))
+
+    def forward_ack(self, msg: SipMessage) -> None:
+        """An ACK of a 2xx: forwarded statelessly along its Route (section 16.11)."""
+        routes = msg.get_all("Route")
+        if routes and self._is_my_uri(_strip_brackets(routes[0])):
+            routes = routes[1:]
+        dest = _next_hop(routes[0] if routes else msg.uri)
+        if dest is None or msg.max_forwards == 0:
+            return
+        loop = _loop_hash(msg)
+        me = self.me
+        branch = (
+            f"z9hG4bK{hashlib.blake2s((msg.via_branch or '').encode(), digest_size=8).hexdigest()}.{loop}"
+        )
+        lines = [
+            f"ACK {msg.uri} SIP/2.0",
+            f"Via: SIP/2.0/{me.transport} {me._host()}:{me.port};branch={branch}",
+        ]
+        lines += [f"Route: {r}" for r in routes]
+        lines.append(f"Max-Forwards: {70 if msg.max_forwards is None else msg.max_forwards - 1}")
+        for name, value in msg.headers():
+            if name.lower() not in ("route", "max-forwards", "content-length", "l"):
+                lines.append(f"{name}: {value}")
+        body: bytes = msg.body
+        lines.append(f"Content-Length: {len(body)}")
+        self.tl.send_stateless(
+            ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body, dest
+        )
+
+
+def _loop_hash(msg: SipMessage) -> str:
+    """Section 16.6 step 8: what makes a request the same request when it comes back.
+
+    The top Via is left out (the RFC lists it): through another proxy a looping
+    request comes back under that proxy's Via, and the loop would go unseen."""
+    parts = (msg.uri, msg.to_tag or "", msg.from_tag or "", msg.call_id or "", str(msg.cseq_num),
+             msg.get("Proxy-Require") or "", msg.get("Proxy-Authorization") or "")  # fmt: skip
+    return hashlib.blake2s("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+
+
+def _strip_brackets(value: str) -> str:
+    v = value.strip()
+    if "<" in v and ">" in v:
+        return v[v.index("<") + 1 : v.index(">")]
+    return v
+
+
+def _next_hop(uri_text: str) -> tuple[str, int] | None:
+    """(host, port) of a URI when the host is numeric (RFC 3263 resolution is not done yet)."""
+    try:
+        u = _codec.parse_uri(_strip_brackets(uri_text))
+    except SipParseError:
+        return None
+    if u.host is None:
+        return None
+    host = u.host[1:-1] if u.host.startswith("[") else u.host
+    maddr = u.params.get("maddr")
+    if maddr:
+        host = maddr
+    if not (host.replace(".", "").isdigit() or ":" in host):
+        return None
+    return host, u.port or (5061 if u.scheme == "sips" else 5060)
+
+
+def _without_top_via(msg: SipMessage) -> bytes | None:
+    """The response less its first Via element (section 16.7 step 3)."""
+    lines = [f"SIP/2.0 {msg.status} {msg.reason}"]
+    removed = False
+    for name, value in msg.headers():
+        if not removed and name.lower() in ("via", "v"):
+            rest = _split_via_value(value)[1:]
+            removed = True
+            if rest:
+                lines.append(f"{name}: {', '.join(rest)}")
+            continue
+        if name.lower() in ("content-length", "l"):
+            continue
+        lines.append(f"{name}: {value}")
+    if not removed:
+        return None
+    body: bytes = msg.body
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
+
+
+def _split_via_value(value: str) -> list[str]:
+    out: list[str] = []
+    cur: list[str] = []
+    depth, quoted = 0, False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        depth += ch == "<"
+        depth -= ch == ">"
+        cur.append(ch)
+    out.append("".join(cur).strip())
+    return out

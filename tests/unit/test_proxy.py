@@ -1,0 +1,175 @@
+"""Proxy core (RFC 3261 section 16) through SipCore, sans-IO with a fake clock."""
+
+from __future__ import annotations
+
+from simplefast.proxy.core import CoreConfig, SipCore
+from simplefast.proxy.location import MemoryLocation
+from simplefast.proxy.proxy import ProxyAddress
+from simplefast.sip import build_response, parse_message
+
+ME = ProxyAddress("10.0.0.1", 5060, 40000)
+UAC = ("192.0.2.1", 5070)
+
+
+def core() -> SipCore:
+    return SipCore(CoreConfig(domains=frozenset({"example.com"}), local_hosts=frozenset({"10.0.0.1"})),
+                   MemoryLocation(), ME)  # fmt: skip
+
+
+def req(method: str, uri: str = "sip:bob@example.com", *, branch: str = "z9hG4bKu1", extra: str = "",
+        mf: int = 70, cseq: int = 1, call_id: str = "c1") -> bytes:  # fmt: skip
+    return (
+        f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch={branch};rport\r\n"
+        f"Max-Forwards: {mf}\r\nFrom: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 2\r\n\r\nhi"
+    ).encode()
+
+
+def register(c: SipCore, user: str, contact: str, q: str = "", now: float = 0.0) -> None:
+    h = abs(hash(contact))
+    data = (
+        f"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKr{h}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag=r\r\nTo: <sip:{user}@example.com>\r\n"
+        f"Call-ID: reg-{h}\r\nCSeq: 1 REGISTER\r\nContact: <{contact}>{q}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    c.on_message(data, ("192.0.2.9", 5060), reliable=False, now=now)
+    ((resp, _),) = c.outgoing()
+    assert parse_message(resp).status == 200
+
+
+def sent(c: SipCore) -> list[tuple[object, object]]:
+    return [(parse_message(d), p) for d, p in c.outgoing()]
+
+
+def test_message_is_forwarded_to_the_binding_and_the_200_comes_back() -> None:
+    c = core()
+    register(c, "bob", "sip:bob@192.0.2.20:5080")
+    c.on_message(req("MESSAGE"), UAC, reliable=False, now=1.0)
+    ((fwd, dest),) = sent(c)
+    assert dest == ("c", "192.0.2.20", 5080)
+    assert fwd.uri == "sip:bob@192.0.2.20:5080" and fwd.max_forwards == 69 and fwd.body == b"hi"
+    top, orig = fwd.vias()
+    assert (top.host, top.port) == ("10.0.0.1", 40000) and top.branch.startswith("z9hG4bK")
+    assert orig.branch == "z9hG4bKu1"
+    assert fwd.get("Record-Route") is None  # MESSAGE does not make a dialog
+    ok = build_response(fwd, 200, "OK", to_tag="b")
+    c.on_message(ok, ("192.0.2.20", 5080), reliable=False, now=1.1)
+    ((up, to),) = sent(c)
+    assert to == UAC and up.status == 200 and [v.branch for v in up.vias()] == ["z9hG4bKu1"]
+
+
+def test_subscribe_gets_record_route_and_path_becomes_route() -> None:
+    c = core()
+    data = (
+        b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKp\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=r\r\nTo: <sip:bob@example.com>\r\n"
+        b"Call-ID: p\r\nCSeq: 1 REGISTER\r\n"
+        b"Path: <sip:192.0.2.50:5090;lr>\r\nContact: <sip:bob@198.51.100.7>\r\nContent-Length: 0\r\n\r\n"
+    )
+    c.on_message(data, ("192.0.2.9", 5060), reliable=False, now=0.0)
+    c.outgoing()
+    c.on_message(req("SUBSCRIBE", extra="Event: presence\r\nExpires: 600\r\n"), UAC, reliable=False, now=1.0)
+    ((fwd, dest),) = sent(c)
+    assert dest == ("c", "192.0.2.50", 5090)  # the Path hop first (RFC 3327)
+    assert fwd.get("Record-Route") == "<sip:10.0.0.1:5060;lr>"
+    assert fwd.get_all("Route") == ["<sip:192.0.2.50:5090;lr>"]
+
+
+def test_our_route_is_removed_and_the_next_route_is_the_next_hop() -> None:
+    c = core()
+    extra = "Route: <sip:10.0.0.1:5060;lr>, <sip:192.0.2.30:5080;lr>\r\n"
+    c.on_message(req("BYE", "sip:bob@198.51.100.7", extra=extra), UAC, reliable=False, now=0.0)
+    ((fwd, dest),) = sent(c)
+    assert dest == ("c", "192.0.2.30", 5080)
+    assert fwd.uri == "sip:bob@198.51.100.7" and fwd.get_all("Route") == ["<sip:192.0.2.30:5080;lr>"]
+
+
+def test_strict_router_before_us() -> None:
+    c = core()
+    # previous hop put our Record-Route URI in the Request-URI and the target in the last Route
+    extra = "Route: <sip:bob@198.51.100.7:5062>\r\n"
+    c.on_message(req("BYE", "sip:10.0.0.1:5060;lr", extra=extra), UAC, reliable=False, now=0.0)
+    ((fwd, dest),) = sent(c)
+    assert fwd.uri == "sip:bob@198.51.100.7:5062" and dest == ("c", "198.51.100.7", 5062)
+    assert fwd.get("Route") is None
+
+
+def test_max_forwards_zero_gets_483_and_unregistered_480() -> None:
+    c = core()
+    c.on_message(req("MESSAGE", mf=0), UAC, reliable=False, now=0.0)
+    ((resp, to),) = sent(c)
+    assert (resp.status, to) == (483, UAC)
+    c.on_message(req("MESSAGE", branch="z9hG4bKu2"), UAC, reliable=False, now=0.0)
+    assert [m.status for m, _ in sent(c)] == [480]
+
+
+def test_a_request_coming_back_is_a_loop() -> None:
+    c = core()
+    register(c, "bob", "sip:bob@example.com")  # the binding points back at our own domain
+    c.on_message(req("MESSAGE"), UAC, reliable=False, now=1.0)
+    ((fwd_bytes, _),) = c.outgoing()
+    fwd = parse_message(fwd_bytes)
+    # it cannot be sent to a host name yet: 503 upstream instead
+    assert fwd.status == 503
+    c2 = core()
+    register(c2, "bob", "sip:bob@10.0.0.1:5060")  # the binding is ourselves
+    c2.on_message(req("MESSAGE", uri="sip:carol@192.0.2.99"), UAC, reliable=False, now=1.0)
+    ((out, _),) = c2.outgoing()
+    # feed our own forwarded request back in, as a looping network would
+    c2.on_message(out, ("10.0.0.1", 40000), reliable=False, now=1.1)
+    assert [m.status for m, _ in sent(c2)] == [482]
+
+
+def test_no_answer_gives_408_after_timer_f() -> None:
+    c = core()
+    register(c, "bob", "sip:bob@192.0.2.20")
+    c.on_message(req("MESSAGE"), UAC, reliable=False, now=0.0)
+    c.outgoing()
+    while (t := c.get_timer()) is not None and t <= 40.0:
+        c.handle_timer(t)
+    ups = [m for m, to in sent(c) if to == UAC]
+    assert [m.status for m in ups] == [408]
+
+
+def test_forking_picks_the_best_final_response() -> None:
+    c = core()
+    register(c, "bob", "sip:bob@192.0.2.20")
+    register(c, "bob", "sip:bob@192.0.2.21", q=";q=0.5")
+    c.on_message(req("MESSAGE"), UAC, reliable=False, now=1.0)
+    branches = sent(c)
+    assert [d for _, d in branches] == [("c", "192.0.2.20", 5060), ("c", "192.0.2.21", 5060)]
+    (a, _), (b, _) = branches
+    c.on_message(
+        build_response(a, 486, "Busy Here", to_tag="x"), ("192.0.2.20", 5060), reliable=False, now=1.1
+    )
+    assert sent(c) == []  # waits for the other branch
+    c.on_message(
+        build_response(b, 404, "Not Found", to_tag="y"), ("192.0.2.21", 5060), reliable=False, now=1.2
+    )
+    assert [m.status for m, _ in sent(c)] == [404]
+
+
+def test_cancel_is_answered_and_sent_down_every_pending_branch() -> None:
+    c = core()
+    register(c, "bob", "sip:bob@192.0.2.20")
+    c.on_message(req("INVITE"), UAC, reliable=False, now=0.0)
+    out = sent(c)
+    trying = [m for m, to in out if to == UAC]
+    (fwd,) = [m for m, to in out if to != UAC]
+    assert [m.status for m in trying] == [100]
+    c.on_message(req("CANCEL"), UAC, reliable=False, now=0.5)
+    out = sent(c)
+    assert [m.status for m, to in out if to == UAC] == [200]
+    (cancel,) = [m for m, to in out if to != UAC]
+    assert cancel.method == "CANCEL" and cancel.via_branch == fwd.via_branch and cancel.uri == fwd.uri
+    # the callee answers the INVITE with 487; it goes upstream
+    c.on_message(build_response(fwd, 487, "Request Terminated", to_tag="z"), ("192.0.2.20", 5060),
+                 reliable=False, now=0.6)  # fmt: skip
+    ups = [m for m, to in sent(c) if to == UAC]
+    assert [m.status for m in ups] == [487]
+
+
+def test_cancel_without_invite_is_481() -> None:
+    c = core()
+    c.on_message(req("CANCEL"), UAC, reliable=False, now=0.0)
+    assert [m.status for m, _ in sent(c)] == [481]
