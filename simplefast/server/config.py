@@ -45,6 +45,8 @@ def parse_listen(text: str, key: str = "listen") -> Listen:
         host, sep, port_text = rest.rpartition(":")
         if not sep or not host:
             raise ConfigError(f"{key}: {text!r}: expected TRANSPORT:HOST:PORT")
+        if ":" in host:
+            raise ConfigError(f"{key}: {text!r}: IPv6 hosts are written [addr]:port")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"{key}: {text!r}: port must be 1-65535")
     return Listen(transport.lower(), host, int(port_text))

@@ -1,0 +1,83 @@
+"""Configuration: TOML + command line, one clear line per mistake, exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simplefast.errors import ConfigError
+from simplefast.server.config import Listen, load, parse_listen
+from simplefast.testing import REPO
+
+
+def test_example_file_loads() -> None:
+    cfg = load(REPO / "simplefast.toml", {})
+    assert cfg.listen == [Listen("udp", "127.0.0.1", 5060)]
+    assert cfg.domains == ["example.com"] and cfg.workers == 1 and cfg.auth is False
+
+
+def test_command_line_wins(tmp_path: Path) -> None:
+    cfg = load(REPO / "simplefast.toml", {"workers": 3, "listen": ["udp:[::1]:5070"], "log_level": "debug"})
+    assert cfg.workers == 3 and cfg.listen == [Listen("udp", "::1", 5070)] and cfg.log_level == "debug"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("udp:127.0.0.1", "expected TRANSPORT:HOST:PORT"),
+        ("sctp:127.0.0.1:5060", "TRANSPORT one of udp, tcp, tls"),
+        ("udp:::1:5060", "IPv6 hosts are written [addr]:port"),
+        ("udp:[::1]5060", "IPv6 hosts are written [addr]:port"),
+        ("udp:127.0.0.1:70000", "port must be 1-65535"),
+    ],
+)
+def test_bad_listen(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_listen(text)
+
+
+def test_ipv6_listen() -> None:
+    assert str(parse_listen("udp:[::1]:5060")) == "udp:[::1]:5060"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[server]\nworkers = 0\n", "server.workers: 0: must be an integer 1-256"),
+        ("[server]\nworkers = true\n", "server.workers"),
+        ("[server]\nlisten = 'udp:1.2.3.4:5'\n", "server.listen: must be a non-empty list"),
+        ("[server]\nloglevel = 'info'\n", "server.loglevel: unknown key"),
+        ("[server]\nlog_level = 'loud'\n", "server.log_level: 'loud': must be one of"),
+        ("[server]\nauth = 'yes'\n", "server.auth: must be true or false"),
+        ("[server\n", "config file"),
+    ],
+)
+def test_bad_file(tmp_path: Path, toml: str, message: str) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(toml)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load(p, {})
+
+
+def test_cli_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("[server]\nworkers = -1\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "simplefast", "serve", "-c", str(p)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["simplefast: server.workers: -1: must be an integer 1-256"]
+
+
+def test_cli_missing_file_exit_2(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "simplefast", "serve", "-c", str(tmp_path / "nope.toml")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2 and "config file" in out.stderr and "No such file" in out.stderr
