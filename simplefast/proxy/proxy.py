@@ -41,6 +41,7 @@ come back to the worker that holds the transactions.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,7 +156,7 @@ class Proxy:
             dest = _next_hop(route_set[0] if route_set else target)
             if dest is None:
                 continue
-            data = self._forward_bytes(msg, target, route_set, mf, loop)
+            data = self._forward_bytes(msg, target, route_set, mf, loop, txn.peer)
             client = self.tl.request(data, ("c", *dest), reliable=False, now=now)
             ctx.branches.append(Branch(client, data))
             self.contexts[client] = ctx
@@ -172,7 +173,7 @@ class Proxy:
         return self.me.is_me(u.host, u.port)
 
     def _forward_bytes(
-        self, msg: SipMessage, target: str, routes: list[str], mf: int | None, loop: str
+        self, msg: SipMessage, target: str, routes: list[str], mf: int | None, loop: str, peer: Any
     ) -> bytes:
         me = self.me
         branch = f"{self.tl.new_branch()}.{loop}"
@@ -184,10 +185,15 @@ class Proxy:
             lines.append(f"Record-Route: {me.record_route()}")
         lines += [f"Route: {r}" for r in routes]
         lines.append(f"Max-Forwards: {70 if mf is None else mf - 1}")
+        stamped = False
         for name, value in msg.headers():
             low = name.lower()
             if low in ("route", "max-forwards", "content-length", "l"):
                 continue
+            if not stamped and low in ("via", "v"):
+                stamped = True
+                elems = _split_via_value(value)
+                value = ", ".join([_stamp_via(elems[0], peer), *elems[1:]])
             lines.append(f"{name}: {value}")
         body: bytes = msg.body
         lines.append(f"Content-Length: {len(body)}")
@@ -327,6 +333,23 @@ def _loop_hash(msg: SipMessage) -> str:
     parts = (msg.uri, msg.to_tag or "", msg.from_tag or "", msg.call_id or "", str(msg.cseq_num),
              msg.get("Proxy-Require") or "", msg.get("Proxy-Authorization") or "")  # fmt: skip
     return hashlib.blake2s("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+
+
+def _stamp_via(elem: str, peer: Any) -> str:
+    """received / rport on the Via of a request we received (RFC 3261 18.2.1, RFC 3581 4)."""
+    if type(peer) is not tuple or len(peer) != 2:
+        return elem
+    try:
+        via = _codec.parse_via(elem)
+    except SipParseError:
+        return elem
+    host = via.host[1:-1] if via.host.startswith("[") else via.host
+    asked = "rport" in via.params and via.params["rport"] is None
+    if asked:
+        elem = re.sub(r";\s*rport(?=\s*(;|$))", f";rport={peer[1]}", elem, count=1, flags=re.IGNORECASE)
+    if (asked or host.lower() != str(peer[0]).lower()) and "received" not in via.params:
+        elem += f";received={peer[0]}"
+    return elem
 
 
 def _strip_brackets(value: str) -> str:

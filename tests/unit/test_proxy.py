@@ -51,11 +51,13 @@ def test_message_is_forwarded_to_the_binding_and_the_200_comes_back() -> None:
     top, orig = fwd.vias()
     assert (top.host, top.port) == ("10.0.0.1", 40000) and top.branch.startswith("z9hG4bK")
     assert orig.branch == "z9hG4bKu1"
+    assert orig.params["rport"] == "5070" and orig.params["received"] == "192.0.2.1"  # RFC 3581
     assert fwd.get("Record-Route") is None  # MESSAGE does not make a dialog
     ok = build_response(fwd, 200, "OK", to_tag="b")
     c.on_message(ok, ("192.0.2.20", 5080), reliable=False, now=1.1)
     ((up, to),) = sent(c)
     assert to == UAC and up.status == 200 and [v.branch for v in up.vias()] == ["z9hG4bKu1"]
+    assert up.via_rport == 5070
 
 
 def test_subscribe_gets_record_route_and_path_becomes_route() -> None:
