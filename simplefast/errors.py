@@ -8,6 +8,7 @@ The hierarchy (STYLE.md section 6)::
           SipParseError             a SIP message or URI we cannot accept
         LocalProtocolError          we tried to send something invalid
       ConfigError                   bad configuration (exit code 2)
+      TableFullError                a shared-memory table has no room left
 
 ``status_hint`` is the SIP status code to answer with when the offending
 input was a request (400 unless an RFC names another code: 413, 416, 420,
@@ -55,3 +56,12 @@ class SipParseError(RemoteProtocolError):
 
 class ConfigError(SimplefastError):
     """Bad configuration; the message names the key and the problem."""
+
+
+class TableFullError(SimplefastError):
+    """A shared-memory table (simplefast._ext.shmindex) is at its capacity.
+
+    The message names the capacity, e.g. ``"shared table is full: 750000
+    entries (75% of 1000000 slots)"``. Raised by an insert of a new key; a
+    replace of an existing key never raises it.
+    """

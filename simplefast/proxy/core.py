@@ -22,15 +22,17 @@ port, RFC 3261 section 18.2.2).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from simplefast._impl import sipmsg as _codec
 from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.logs import RateLimited, get_logger
+from simplefast.proxy.auth import DigestAuth, Users
 from simplefast.proxy.location import Location
 from simplefast.proxy.proxy import Proxy, ProxyAddress
-from simplefast.proxy.registrar import Registrar, RegistrarConfig
+from simplefast.proxy.registrar import Registrar, RegistrarConfig, aor_of
 from simplefast.sip.transaction import (
     PROCEEDING,
     TRYING,
@@ -72,12 +74,21 @@ class Stats:
 
 class SipCore:
     def __init__(
-        self, config: CoreConfig, location: Location, me: ProxyAddress, *, tl: TransactionLayer | None = None
+        self,
+        config: CoreConfig,
+        location: Location,
+        me: ProxyAddress,
+        *,
+        tl: TransactionLayer | None = None,
+        auth: DigestAuth | None = None,
+        users: dict[str, Users] | None = None,
     ) -> None:
         self.config = config
         self.tl = tl or TransactionLayer()
         self.registrar = Registrar(config.registrar, location)
         self.proxy = Proxy(self.tl, self.registrar, location, me)
+        self.auth = auth
+        self.users: dict[str, Users] = users or {}
         self.location = location
         self.stats = Stats()
         self._bad_packet = RateLimited(log, "unparseable message dropped")
@@ -147,6 +158,8 @@ class SipCore:
         method = msg.method
         ruri = _codec.parse_uri(msg.uri)
         if method == "REGISTER" and self.registrar.is_ours(ruri.host):
+            if self.auth is not None and not self._authenticated(txn, msg, peer, now, register=True):
+                return
             r = self.registrar.register(msg, now, source=str(peer))
             self._respond(txn, msg, peer, r.status, r.reason, r.headers, now)
             return
@@ -154,9 +167,56 @@ class SipCore:
             hdrs = [("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", ", ".join(SUPPORTED))]
             self._respond(txn, msg, peer, 200, "OK", hdrs, now)
             return
+        if self.auth is not None and method not in ("ACK", "CANCEL"):  # never challenged (22.1)
+            if not self._authenticated(txn, msg, peer, now, register=False):
+                return
         answer = self.proxy.handle_request(txn, msg, now)
         if answer is not None:
             self._respond(txn, msg, peer, answer[0], answer[1], [], now)
+
+    def _authenticated(
+        self, txn: ServerTransaction, msg: Any, peer: Any, now: float, *, register: bool
+    ) -> bool:
+        """Digest checks (simplefast/proxy/auth.py); answers the request itself when they fail.
+
+        REGISTER: the credentials of the To user, in the To domain (401).
+        Other requests from a user of our domains: that user's credentials
+        (407). Requests from elsewhere go through only to our domains (403).
+        """
+        assert self.auth is not None
+        who = msg.to_addr() if register else msg.from_addr()
+        try:
+            aor, domain = aor_of(who.uri)
+        except SipParseError:
+            self._respond(txn, msg, peer, 403, "Forbidden", [], now)
+            return False
+        if not self.registrar.is_ours(domain):
+            if register:
+                return True  # the registrar answers 404 for foreign domains
+            ruri = _codec.parse_uri(msg.uri)
+            if self.registrar.is_ours(ruri.host):
+                return True  # from outside, to one of our users
+            self._respond(
+                txn, msg, peer, 403, "Forbidden", [("Warning", '399 simplefast "relaying denied"')], now
+            )
+            return False
+        header = "Authorization" if register else "Proxy-Authorization"
+        wall = time.time()
+        result = self.auth.check(msg.get_all(header), msg.method, domain, self.users.get(domain, {}), wall)
+        if result.ok:
+            user = aor.partition(":")[2].partition("@")[0]
+            if result.username != user:
+                warn = [("Warning", '399 simplefast "credentials are not for this user"')]
+                self._respond(txn, msg, peer, 403, "Forbidden", warn, now)
+                return False
+            return True
+        if register:
+            status, reason, name = 401, "Unauthorized", "WWW-Authenticate"
+        else:
+            status, reason, name = 407, "Proxy Authentication Required", "Proxy-Authenticate"
+        hdrs = [(name, c) for c in self.auth.challenges(domain, wall, stale=result.stale)]
+        self._respond(txn, msg, peer, status, reason, hdrs, now)
+        return False
 
     def _is_local(self, host: str | None, port: int | None) -> bool:
         if host is None:

@@ -28,8 +28,42 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="worker processes (default: number of cores)")
     s.add_argument("--data-dir", dest="data_dir", help="state directory (default: ./state)")
     s.add_argument("--no-auth", dest="auth", action="store_const", const=False, help="turn digest auth off")
+    s.add_argument(
+        "--auth-algorithms", dest="auth_algorithms", metavar="ALG,...",
+        help="digest challenges in order of preference (default SHA-256,MD5)",
+    )  # fmt: skip
     s.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    u = sub.add_parser("user", help="manage digest credentials")
+    usub = u.add_subparsers(dest="user_command", required=True)
+    ua = usub.add_parser("add", help="add or replace a user (stores HA1 values, never the password)")
+    ua.add_argument("aor", metavar="USER@DOMAIN")
+    ua.add_argument("--password-file", required=True, type=Path, help="file whose first line is the password")
+    ur = usub.add_parser("remove", help="remove a user")
+    ur.add_argument("aor", metavar="USER@DOMAIN")
+    for q in (ua, ur):
+        q.add_argument("-c", "--config", type=Path, help="TOML configuration file (for data_dir)")
+        q.add_argument("--data-dir", dest="data_dir", help="state directory (default: ./state)")
     return p
+
+
+def _user(args: argparse.Namespace) -> int:
+    from simplefast.store.users import add_user, remove_user
+
+    cfg = config_mod.load(args.config, {"data_dir": args.data_dir})
+    if args.user_command == "add":
+        try:
+            password = (
+                args.password_file.read_text().splitlines()[0] if args.password_file.stat().st_size else ""
+            )
+        except OSError as exc:
+            raise ConfigError(f"--password-file {args.password_file}: {exc.strerror}") from exc
+        add_user(cfg.data_dir, args.aor, password)
+        print(f"simplefast: user {args.aor} stored in {cfg.data_dir} (send SIGHUP to a running server)")
+        return 0
+    if not remove_user(cfg.data_dir, args.aor):
+        print(f"simplefast: no user {args.aor} in {cfg.data_dir}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _check_bind(cfg: config_mod.Config) -> None:
@@ -51,6 +85,12 @@ def _check_bind(cfg: config_mod.Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "user":
+        try:
+            return _user(args)
+        except ConfigError as exc:
+            print(f"simplefast: {exc}", file=sys.stderr)
+            return 2
     if args.command == "serve":
         try:
             listen = None
@@ -61,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "listen": listen, "domains": args.domains, "workers": args.workers,
                     "data_dir": args.data_dir, "auth": args.auth, "log_level": args.log_level,
+                    "auth_algorithms": args.auth_algorithms,
                 },
             )  # fmt: skip
             _check_bind(cfg)

@@ -59,6 +59,7 @@ class Config:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     data_dir: Path = Path("state")
     auth: bool = True
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     log_level: str = "info"
     drain_seconds: float = 5.0
 
@@ -69,7 +70,7 @@ class Config:
         return frozenset(lc.host.lower() for lc in self.listen)
 
 
-_KEYS = {"listen", "domains", "workers", "data_dir", "auth", "log_level", "drain_seconds"}
+_KEYS = {"listen", "domains", "workers", "data_dir", "auth", "auth_algorithms", "log_level", "drain_seconds"}
 
 
 def load(path: Path | None, overrides: dict[str, Any]) -> Config:
@@ -115,6 +116,13 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         if not isinstance(raw["auth"], bool):
             raise ConfigError("server.auth: must be true or false")
         cfg.auth = raw["auth"]
+    if "auth_algorithms" in raw:
+        algs = raw["auth_algorithms"]
+        if isinstance(algs, str):
+            algs = [a.strip() for a in algs.split(",")]
+        if not isinstance(algs, list) or not algs or any(a not in ("SHA-256", "MD5") for a in algs):
+            raise ConfigError(f"server.auth_algorithms: {algs!r}: must list SHA-256 and/or MD5")
+        cfg.auth_algorithms = tuple(algs)
     if "log_level" in raw:
         lv = raw["log_level"]
         if not isinstance(lv, str) or lv.lower() not in LEVELS:

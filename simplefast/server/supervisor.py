@@ -16,6 +16,7 @@ import time
 from simplefast.logs import configure, get_logger
 from simplefast.server.config import Config
 from simplefast.server.worker import run_worker
+from simplefast.store.users import nonce_secret
 
 log = get_logger(__name__)
 
@@ -40,6 +41,8 @@ def _spawn(cfg: Config, index: int) -> int:
 
 def supervise(cfg: Config) -> int:
     configure(cfg.log_level)
+    if cfg.auth:
+        nonce_secret(cfg.data_dir)  # created once here, before the workers read it
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
     for i in range(cfg.workers):

@@ -10,10 +10,12 @@ import uvloop
 
 from simplefast import _impl
 from simplefast.logs import configure, get_logger
+from simplefast.proxy.auth import DigestAuth
 from simplefast.proxy.core import CoreConfig, SipCore
 from simplefast.proxy.location import MemoryLocation
 from simplefast.proxy.proxy import ProxyAddress
 from simplefast.server.config import Config
+from simplefast.store.users import load_users, nonce_secret
 from simplefast.transport.reuseport import attach_payload_hash, reuseport_udp_socket
 from simplefast.transport.udp import UdpListener, UdpSockets
 
@@ -41,7 +43,10 @@ async def _serve(cfg: Config, index: int) -> None:
     csock.setblocking(False)
     me = ProxyAddress(lc.host, lc.port, csock.getsockname()[1])
     core_cfg = CoreConfig(domains=cfg.effective_domains(), local_hosts=local_hosts(cfg))
-    core = SipCore(core_cfg, MemoryLocation(), me)
+    auth = DigestAuth(nonce_secret(cfg.data_dir), algorithms=cfg.auth_algorithms) if cfg.auth else None
+    core = SipCore(
+        core_cfg, MemoryLocation(), me, auth=auth, users=load_users(cfg.data_dir) if auth else None
+    )
     sockets = UdpSockets()
     transports: list[asyncio.BaseTransport] = []
     for s, is_client in ((sock, False), (csock, True)):
@@ -53,9 +58,16 @@ async def _serve(cfg: Config, index: int) -> None:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: configure(cfg.log_level))
-    if cfg.auth and index == 0:
-        log.warning("digest authentication is not implemented yet: every request is accepted")
+
+    def reload() -> None:  # SIGHUP: log level and users (the rest needs a restart for now)
+        configure(cfg.log_level)
+        if auth is not None:
+            core.users = load_users(cfg.data_dir)
+            log.info("worker %d: users reloaded (%d realms)", index, len(core.users))
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    if auth is None and index == 0:
+        log.warning("digest authentication is off (--no-auth): every request is accepted")
     log.info("worker %d serving %s (codec: %s)", index, ", ".join(map(str, cfg.listen)), _impl.ACTIVE)
     await stop.wait()
     # Drain: no new transactions; finish the open ones, at most drain_seconds.

@@ -81,13 +81,13 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(tmp_path: Path, workers: int = 2, extra: tuple[str, ...] = ()) -> Server:
+def start_server(tmp_path: Path, workers: int = 2, extra: tuple[str, ...] = (), auth: bool = False) -> Server:
     port = free_udp_port()
     log_path = tmp_path / "server.log"
     cmd = [
         sys.executable, "-m", "simplefast", "serve", "--listen", f"udp:127.0.0.1:{port}",
         "--domain", "example.com", "--workers", str(workers), "--data-dir", str(tmp_path / "data"),
-        "--no-auth", *extra,
+        *(() if auth else ("--no-auth",)), *extra,
     ]  # fmt: skip
     logf = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=str(REPO), env=dict(os.environ))

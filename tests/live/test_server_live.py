@@ -162,3 +162,46 @@ def test_message_to_unregistered_user_gets_480(server: Server) -> None:
         b"Call-ID: m480\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
     )
     assert parse_message(exchange(server.port, data) or b"").status == 480
+
+
+def test_digest_auth_sipp_md5_and_sha256_over_udp(tmp_path: Path) -> None:
+    import sys
+
+    from liveserver import start_server
+
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    data = tmp_path / "data"
+    subprocess.run(
+        [sys.executable, "-m", "simplefast", "user", "add", "alice@example.com", "--password-file", str(pw),
+         "--data-dir", str(data)], check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    # SIPp answers the first challenge and knows only MD5: offer MD5 first here
+    srv = start_server(tmp_path, workers=2, auth=True, extra=("--auth-algorithms", "MD5,SHA-256"))
+    try:
+        stats = sipp("register_auth.xml", srv.port, 300, 200, tmp_path,
+                     ("-au", "alice", "-ap", "s3cret", "-key", "user", "alice"))  # fmt: skip
+        assert stats["SuccessfulCall(C)"] == "300", stats
+        # SHA-256 with an independent client over UDP
+        sys.path.insert(0, str(REPO / "tests" / "unit"))
+        from test_auth import client_response
+
+        def reg(cseq: int, extra: str = "") -> object:
+            req = (
+                "REGISTER sip:example.com SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKsha{cseq};rport\r\nMax-Forwards: 70\r\n"
+                "From: <sip:alice@example.com>;tag=s\r\nTo: <sip:alice@example.com>\r\nCall-ID: sha\r\n"
+                f"CSeq: {cseq} REGISTER\r\nContact: <sip:alice@127.0.0.1:9>\r\n"
+                f"{extra}Content-Length: 0\r\n\r\n"
+            ).encode()
+            return parse_message(exchange(srv.port, req) or b"")
+
+        r = reg(1)
+        assert r.status == 401  # type: ignore[attr-defined]
+        (sha,) = [c for c in r.get_all("WWW-Authenticate") if "SHA-256" in c]  # type: ignore[attr-defined]
+        cred = client_response(sha, "REGISTER", "sip:example.com", "alice", "s3cret")
+        assert reg(2, f"Authorization: {cred}\r\n").status == 200  # type: ignore[attr-defined]
+        wrong = client_response(sha, "REGISTER", "sip:example.com", "alice", "guess", nc=2)
+        assert reg(3, f"Authorization: {wrong}\r\n").status == 401  # type: ignore[attr-defined]
+    finally:
+        assert srv.stop() == 0

@@ -16,7 +16,8 @@ from simplefast.testing import REPO
 def test_example_file_loads() -> None:
     cfg = load(REPO / "simplefast.toml", {})
     assert cfg.listen == [Listen("udp", "127.0.0.1", 5060)]
-    assert cfg.domains == ["example.com"] and cfg.workers == 1 and cfg.auth is False
+    assert cfg.domains == ["example.com"] and cfg.workers == 1 and cfg.auth is True
+    assert cfg.auth_algorithms == ("SHA-256", "MD5")
 
 
 def test_command_line_wins(tmp_path: Path) -> None:

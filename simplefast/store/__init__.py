@@ -1,0 +1,1 @@
+"""Persistence in the data directory (SQLite through the standard library)."""
