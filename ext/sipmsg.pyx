@@ -29,6 +29,8 @@ from simplefast.errors import SipParseError
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_MAX_HEADERS = 256
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+_BYTES_LIMIT = _shared.MAX_BYTES_LIMIT
+_HEADERS_LIMIT = _shared.MAX_HEADERS_LIMIT
 
 ctypedef unsigned char uchar
 
@@ -1893,8 +1895,13 @@ cdef class SipStreamParser:
         self._need = 0
         self._error = None
         self._pings = 0
-        self._max_header, self._max_headers, self._max_body = _shared.limits(
-            max_header_bytes, max_headers, max_body_bytes)
+        if (type(max_header_bytes) is int and type(max_headers) is int and type(max_body_bytes) is int
+                and 0 <= max_header_bytes <= _BYTES_LIMIT and 0 <= max_headers <= _HEADERS_LIMIT
+                and 0 <= max_body_bytes <= _BYTES_LIMIT):
+            self._max_header, self._max_headers, self._max_body = max_header_bytes, max_headers, max_body_bytes
+        else:  # errors and clamping exactly as the reference
+            self._max_header, self._max_headers, self._max_body = _shared.limits(
+                max_header_bytes, max_headers, max_body_bytes)
 
     @property
     def buffered(self):
