@@ -66,10 +66,11 @@ class CoreConfig:
 
 
 class Stats:
-    __slots__ = ("received", "parse_errors", "rejected", "responses_dropped", "sent")
+    __slots__ = ("received", "parse_errors", "rejected", "responses_dropped", "sent", "shed")
 
     def __init__(self) -> None:
         self.received = self.parse_errors = self.rejected = self.responses_dropped = self.sent = 0
+        self.shed = 0  # new requests answered 503 under overload
 
 
 class SipCore:
@@ -96,6 +97,9 @@ class SipCore:
         self._tag_seq = 0
         self._tag_prefix = self.tl.new_branch()[-8:]
         self.draining = False
+        # set by the transport when its receive queue backs up (see transport/udp.py)
+        self.overloaded = False
+        self.retry_after = 5
 
     def busy(self) -> bool:
         """Transactions that still need the network (drain waits for them)."""
@@ -118,8 +122,11 @@ class SipCore:
             if bad is not None:
                 self._reject(msg, peer, bad[0], bad[1])
                 return
-            if self.draining and msg.method != "ACK" and self.tl.server_key(msg) not in self.tl.server:
-                return  # drain: no new transactions (retransmissions and ACKs still served)
+            if (self.draining or self.overloaded) and msg.method != "ACK":
+                if self.tl.server_key(msg) not in self.tl.server:
+                    if self.overloaded:  # shed load before any transaction exists
+                        self._overload_reply(msg, peer)
+                    return  # drain: no new transactions (retransmissions and ACKs still served)
         elif _codec.validate_request(msg) is not None:
             self.stats.responses_dropped += 1
             return
@@ -241,6 +248,21 @@ class SipCore:
             msg, status, reason, to_tag=self._to_tag(), extra_headers=headers, **_source_params(msg, peer)
         )
         self.tl.respond(txn, data, status, now=now)
+
+    def _overload_reply(self, msg: Any, peer: Any) -> None:
+        """Stateless 503 + Retry-After (RFC 3261 21.5.4): cheap, and the client backs
+        off instead of retransmitting into a full queue."""
+        self.stats.shed += 1
+        if msg.method == "CANCEL":
+            return
+        extra = [("Retry-After", str(self.retry_after)), ("Server", self.config.server_header)]
+        try:
+            data = _codec.build_response(
+                msg, 503, "Service Unavailable", to_tag=self._to_tag(), extra_headers=extra
+            )
+        except LocalProtocolError:
+            return
+        self.tl.send_stateless(data, peer)
 
     def _reject(self, msg: Any, peer: Any, status: int, reason: str) -> None:
         """A request that failed validate_request: answered statelessly (never an ACK)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
+import struct
 from typing import Any, cast
 
 from simplefast.proxy.core import SipCore
@@ -33,6 +35,50 @@ class UdpSockets:
                 self.client.sendto(data, (peer[1], peer[2]))
         elif self.server is not None:
             self.server.sendto(data, peer)
+
+
+SO_MEMINFO = 55  # linux/sock_diag.h: SK_MEMINFO_RMEM_ALLOC is the first u32
+
+
+class OverloadMonitor:
+    """Watches the listener's receive queue (bytes waiting in the kernel, read
+    with SO_MEMINFO every ``interval``) and sets ``core.overloaded`` while it
+    stays above ``high`` bytes, until it falls below ``low``. A queue that grows
+    is the one sign of falling behind that costs nothing per packet; loop lag
+    does not show it (libuv drains a bounded batch per iteration)."""
+
+    def __init__(
+        self, core: SipCore, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+        *, high: int = 256 << 10, low: int = 32 << 10, interval: float = 0.005,
+    ) -> None:  # fmt: skip
+        self.core, self.loop, self.sock = core, loop, sock
+        self.high, self.low, self.interval = high, low, interval
+        self.episodes = 0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._handle = self.loop.call_later(self.interval, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def queued(self) -> int:
+        info = self.sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 36)
+        return int(struct.unpack_from("=I", info)[0])
+
+    def _tick(self) -> None:
+        try:
+            q = self.queued()
+        except OSError:
+            return  # socket closed
+        core = self.core
+        if not core.overloaded and q > self.high:
+            core.overloaded = True
+            self.episodes += 1
+        elif core.overloaded and q < self.low:
+            core.overloaded = False
+        self._handle = self.loop.call_later(self.interval, self._tick)
 
 
 class UdpListener(asyncio.DatagramProtocol):
