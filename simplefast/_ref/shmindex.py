@@ -86,6 +86,7 @@ _FNV_PRIME = 0x100000001B3
 _M32 = (1 << 32) - 1
 _M64 = (1 << 64) - 1
 _CHECK_EVERY = 16  # yields between two looks at a lock owner's pid
+_PRUNE_MAX_STRIPES = 4  # a delete prunes a cluster spanning at most this many stripes
 
 # Native byte order, standard sizes, no padding: the C structs of _shmlayout.pxd.
 _GEOMETRY = struct.Struct("=QIIQIIIIIIQQ")  # header bytes 0..63
@@ -109,6 +110,11 @@ def key_hash(key: bytes) -> int:
     for b in key:
         h = ((h ^ b) * _FNV_PRIME) & _M64
     return h
+
+
+def _debug_set_delay(spins: int) -> None:
+    """Test hook of the compiled twin (widens race windows); nothing to widen here."""
+    _check_int("spins", spins, 0, 1 << 32)
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> int:
@@ -154,7 +160,13 @@ def table_size(slots: int, key_max: int, value_max: int) -> int:
 def create_shared(size: int) -> mmap.mmap:
     """An anonymous ``MAP_SHARED`` read-write mapping of ``size`` bytes (zero-filled)."""
     _check_int("size", size, 1, 1 << 48)
-    return mmap.mmap(-1, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    m = mmap.mmap(-1, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        try:  # fewer TLB misses on a big table; shmem THP is often off ("never")
+            m.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:
+            pass
+    return m
 
 
 def _alive(pid: int) -> bool:
@@ -174,9 +186,7 @@ def _full_message(g: _Geometry) -> str:
 class ShmTable:
     """One table in a writable buffer; see ``simplefast/_ext/shmindex.pyi``."""
 
-    def __init__(
-        self, buf: _Buffer, slots: int, key_max: int, value_max: int, *, create: bool
-    ) -> None:
+    def __init__(self, buf: _Buffer, slots: int, key_max: int, value_max: int, *, create: bool) -> None:
         g = _geometry(slots, key_max, value_max)
         try:
             mv = memoryview(buf)
@@ -262,23 +272,26 @@ class ShmTable:
     # ------------------------------------------------------------ raw access
 
     def _rd32(self, off: int) -> int:
-        return _U32.unpack_from(self._mv, off)[0]
+        v: int = _U32.unpack_from(self._mv, off)[0]
+        return v
 
     def _wr32(self, off: int, v: int) -> None:
         _U32.pack_into(self._mv, off, v & _M32)
 
     def _rd64(self, off: int) -> int:
-        return _U64.unpack_from(self._mv, off)[0]
+        v: int = _U64.unpack_from(self._mv, off)[0]
+        return v
 
     def _wr64(self, off: int, v: int) -> None:
         _U64.pack_into(self._mv, off, v & _M64)
 
     def _rdi64(self, off: int) -> int:
-        return _I64.unpack_from(self._mv, off)[0]
+        v: int = _I64.unpack_from(self._mv, off)[0]
+        return v
 
     def _addi64(self, off: int, d: int) -> int:
         """fetch_add: returns the value before."""
-        old = _I64.unpack_from(self._mv, off)[0]
+        old: int = _I64.unpack_from(self._mv, off)[0]
         _I64.pack_into(self._mv, off, old + d)
         return old
 
@@ -545,7 +558,7 @@ class ShmTable:
                 if sf != sh:
                     self._unlock(sf)
                 self._unlock(sh)
-                if compactions == 2:
+                if compactions == 4:  # others keep refilling: give up as full
                     raise TableFullError(_full_message(g))
                 compactions += 1
                 self._compact(force=False)
@@ -606,8 +619,8 @@ class ShmTable:
         else:
             return
         sh, se = h // g.width, e // g.width
-        nst = se - sh + 1 if e >= h else g.nstripes - sh + se + 1
-        if nst > 4:
+        nst = min(g.nstripes, se - sh + 1 if e >= h else g.nstripes - sh + se + 1)
+        if nst > _PRUNE_MAX_STRIPES:
             return
         taken: list[int] = []
         try:
@@ -767,6 +780,9 @@ class ShmTable:
         if mid_write:
             found, free = self._scan(key, h, hv)
             target = found if found >= 0 else free
+            if target < 0:
+                self._unlock(sh)
+                raise TableFullError(_full_message(g))
             st = target // g.width
             if st != sh:
                 self._lock(st)
