@@ -1,15 +1,22 @@
 """The location service: address-of-record -> contact bindings (RFC 3261 section 10).
 
-``MemoryLocation`` keeps bindings in this process. The shared-memory table
-(ext/shmindex.pyx, issue #4 section 5) will implement the same small
-interface so every worker sees every registration; the registrar only uses
-``get``, ``put`` and ``count``.
+``MemoryLocation`` keeps bindings in this process (tests, one worker).
+``ShmLocation`` keeps them in a shared-memory table (simplefast._impl.shmindex)
+that the supervisor maps before forking, so every worker sees every
+registration. The registrar only uses ``get``, ``put`` and ``count``; the
+server core also asks for the AORs changed since the last write-behind
+(``take_dirty``) to persist them (simplefast/store/location.py).
+
+Times are the event loop's clock (CLOCK_MONOTONIC), the same in every worker.
 """
 
 from __future__ import annotations
 
+import marshal
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from simplefast.errors import SimplefastError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,10 @@ class Location(Protocol):
         """Number of AORs with at least one binding."""
         ...
 
+    def take_dirty(self) -> set[str]:
+        """AORs changed since the last call (for the write-behind store)."""
+        ...
+
 
 class MemoryLocation:
     """Location service held in one process (tests, single worker)."""
@@ -63,3 +74,71 @@ class MemoryLocation:
 
     def count(self) -> int:
         return len(self._aors)
+
+    def take_dirty(self) -> set[str]:
+        return set()
+
+
+class LocationFullError(SimplefastError):
+    """The AOR's bindings do not fit the table (too many or too long), or the table is full."""
+
+
+def encode_bindings(bindings: list[Binding]) -> bytes:
+    """Compact bytes of a binding list (marshal: the table lives in memory only;
+    the store on disk has its own columns)."""
+    return marshal.dumps(
+        [(b.contact, b.expires_at, b.q, b.call_id, b.cseq, b.path, b.source, b.instance) for b in bindings]
+    )
+
+
+def decode_bindings(data: bytes) -> list[Binding]:
+    return [Binding(*row) for row in marshal.loads(data)]
+
+
+class ShmLocation:
+    """Location service in a shared-memory table: AOR (UTF-8) -> encoded bindings."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self._dirty: set[str] = set()
+
+    def get(self, aor: str, now: float) -> list[Binding]:
+        raw = self.table.get(aor.encode("utf-8", "surrogateescape"))
+        if raw is None:
+            return []
+        bindings = decode_bindings(raw)
+        live = [b for b in bindings if b.expires_at > now]
+        if len(live) != len(bindings):
+            self.put(aor, live)
+        return live
+
+    def put(self, aor: str, bindings: list[Binding]) -> None:
+        key = aor.encode("utf-8", "surrogateescape")
+        if len(key) > self.table.key_max:
+            raise LocationFullError(f"AOR {aor[:64]!r} is longer than {self.table.key_max} bytes")
+        if bindings:
+            value = encode_bindings(bindings)
+            if len(value) > self.table.value_max:
+                raise LocationFullError(
+                    f"bindings of {aor[:64]!r} take {len(value)} bytes, more than {self.table.value_max}"
+                )
+            try:
+                self.table.put(key, value)
+            except SimplefastError as exc:  # TableFullError
+                raise LocationFullError(str(exc)) from exc
+        else:
+            self.table.delete(key)
+        self._dirty.add(aor)
+
+    def count(self) -> int:
+        return len(self.table)
+
+    def take_dirty(self) -> set[str]:
+        """AORs changed through this process since the last call."""
+        out, self._dirty = self._dirty, set()
+        return out
+
+    def load(self, aor: str, bindings: list[Binding]) -> None:
+        """Restore an AOR at start (not marked dirty)."""
+        self.put(aor, bindings)
+        self._dirty.discard(aor)

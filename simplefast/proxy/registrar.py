@@ -35,7 +35,7 @@ from typing import Any
 
 from simplefast._impl import sipmsg as _codec
 from simplefast.errors import SipParseError
-from simplefast.proxy.location import Binding, Location
+from simplefast.proxy.location import Binding, Location, LocationFullError
 
 SipMessage = Any
 
@@ -139,7 +139,15 @@ class Registrar:
                 return Reply(
                     403, "Forbidden", [("Warning", f'399 simplefast "more than {cfg.max_contacts} contacts"')]
                 )
-            self.location.put(aor, updated)
+            try:
+                self.location.put(aor, updated)
+            except LocationFullError as exc:
+                text = str(exc).replace('"', "'")[:120]
+                return Reply(
+                    503,
+                    "Service Unavailable",
+                    [("Retry-After", "60"), ("Warning", f'399 simplefast "{text}"')],
+                )
             current = updated
 
         headers = [("Contact", _contact_line(b, now)) for b in current]

@@ -62,6 +62,7 @@ class Config:
     auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     log_level: str = "info"
     drain_seconds: float = 5.0
+    location_capacity: int = 50_000
 
     def effective_domains(self) -> frozenset[str]:
         """Configured domains; without any, the listen hosts stand for the domain."""
@@ -70,7 +71,17 @@ class Config:
         return frozenset(lc.host.lower() for lc in self.listen)
 
 
-_KEYS = {"listen", "domains", "workers", "data_dir", "auth", "auth_algorithms", "log_level", "drain_seconds"}
+_KEYS = {
+    "listen",
+    "domains",
+    "workers",
+    "data_dir",
+    "auth",
+    "auth_algorithms",
+    "log_level",
+    "drain_seconds",
+    "location_capacity",
+}
 
 
 def load(path: Path | None, overrides: dict[str, Any]) -> Config:
@@ -128,6 +139,11 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         if not isinstance(lv, str) or lv.lower() not in LEVELS:
             raise ConfigError(f"server.log_level: {lv!r}: must be one of {', '.join(LEVELS)}")
         cfg.log_level = lv.lower()
+    if "location_capacity" in raw:
+        lc = raw["location_capacity"]
+        if not isinstance(lc, int) or isinstance(lc, bool) or not 16 <= lc <= 100_000_000:
+            raise ConfigError(f"server.location_capacity: {lc!r}: must be an integer 16-100000000")
+        cfg.location_capacity = lc
     if "drain_seconds" in raw:
         ds = raw["drain_seconds"]
         if not isinstance(ds, int | float) or isinstance(ds, bool) or not 0 <= ds <= 600:

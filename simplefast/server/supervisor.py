@@ -15,6 +15,8 @@ import time
 
 from simplefast.logs import configure, get_logger
 from simplefast.server.config import Config
+from simplefast.server.shared import SharedState, save_all
+from simplefast.server.shared import create as create_shared_state
 from simplefast.server.worker import run_worker
 from simplefast.store.users import nonce_secret
 
@@ -25,7 +27,7 @@ _FAST_EXIT = 2.0
 _MAX_FAST_EXITS = 5
 
 
-def _spawn(cfg: Config, index: int) -> int:
+def _spawn(cfg: Config, index: int, shared: SharedState) -> int:
     pid = os.fork()
     if pid == 0:  # the worker
         code = 1
@@ -33,7 +35,7 @@ def _spawn(cfg: Config, index: int) -> int:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(s, signal.SIG_DFL)
-            code = run_worker(cfg, index)
+            code = run_worker(cfg, index, shared)
         finally:
             os._exit(code)
     return pid
@@ -43,10 +45,11 @@ def supervise(cfg: Config) -> int:
     configure(cfg.log_level)
     if cfg.auth:
         nonce_secret(cfg.data_dir)  # created once here, before the workers read it
+    shared = create_shared_state(cfg)  # mapped before fork: every worker sees it
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
     for i in range(cfg.workers):
-        workers[_spawn(cfg, i)] = (i, time.monotonic())
+        workers[_spawn(cfg, i, shared)] = (i, time.monotonic())
     log.info("supervisor %d: %d workers on %s", os.getpid(), cfg.workers, ", ".join(map(str, cfg.listen)))
     fast_exits = 0
     while True:
@@ -65,15 +68,19 @@ def supervise(cfg: Config) -> int:
                 log.error("workers keep exiting at start (last: %d); stopping", code)
                 _stop(workers, cfg)
                 return 1
+            if code != 0:
+                save_all(shared, cfg)  # what it had not written behind yet
             if signal.sigpending() & {signal.SIGTERM, signal.SIGINT}:
                 continue  # stopping anyway: do not replace it
             log.warning("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
-            workers[_spawn(cfg, index)] = (index, time.monotonic())
+            workers[_spawn(cfg, index, shared)] = (index, time.monotonic())
         if info is None:
             continue
         if info.si_signo in (signal.SIGTERM, signal.SIGINT):
             log.info("supervisor: %s, draining workers", signal.Signals(info.si_signo).name)
-            return _stop(workers, cfg)
+            code = _stop(workers, cfg)
+            log.info("supervisor: %d AORs saved", save_all(shared, cfg))
+            return code
         if info.si_signo == signal.SIGHUP:
             for pid in workers:
                 os.kill(pid, signal.SIGHUP)

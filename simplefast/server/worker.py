@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import signal
 import socket
+import time
 
 import uvloop
 
@@ -13,9 +15,11 @@ from simplefast import _impl
 from simplefast.logs import configure, get_logger
 from simplefast.proxy.auth import DigestAuth
 from simplefast.proxy.core import CoreConfig, SipCore
-from simplefast.proxy.location import MemoryLocation
+from simplefast.proxy.location import Binding
 from simplefast.proxy.proxy import ProxyAddress
 from simplefast.server.config import Config
+from simplefast.server.shared import SharedState
+from simplefast.store import location as location_store
 from simplefast.store.users import load_users, nonce_secret
 from simplefast.transport.reuseport import attach_payload_hash, reuseport_udp_socket
 from simplefast.transport.udp import OverloadMonitor, UdpListener, UdpSockets
@@ -32,7 +36,7 @@ def local_hosts(cfg: Config) -> frozenset[str]:
     return frozenset(out)
 
 
-async def _serve(cfg: Config, index: int) -> None:
+async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     loop = asyncio.get_running_loop()
     lc = cfg.listen[0]  # one UDP listener per worker for now (the CLI checks this)
     sock = reuseport_udp_socket(lc.host, lc.port)
@@ -44,10 +48,9 @@ async def _serve(cfg: Config, index: int) -> None:
     csock.setblocking(False)
     me = ProxyAddress(lc.host, lc.port, csock.getsockname()[1])
     core_cfg = CoreConfig(domains=cfg.effective_domains(), local_hosts=local_hosts(cfg))
+    location = shared.location()
     auth = DigestAuth(nonce_secret(cfg.data_dir), algorithms=cfg.auth_algorithms) if cfg.auth else None
-    core = SipCore(
-        core_cfg, MemoryLocation(), me, auth=auth, users=load_users(cfg.data_dir) if auth else None
-    )
+    core = SipCore(core_cfg, location, me, auth=auth, users=load_users(cfg.data_dir) if auth else None)
     sockets = UdpSockets()
     transports: list[asyncio.BaseTransport] = []
     for s, is_client in ((sock, False), (csock, True)):
@@ -70,6 +73,21 @@ async def _serve(cfg: Config, index: int) -> None:
         loop.call_later(1.0, freeze_old)
 
     loop.call_later(1.0, freeze_old)
+
+    # write-behind of the registrations this worker changed (simplefast/store/location.py)
+    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")
+
+    def snapshot() -> list[tuple[str, list[Binding]]]:
+        now = loop.time()
+        return [(aor, location.get(aor, now)) for aor in location.take_dirty()]
+
+    def write_behind() -> None:
+        rows = snapshot()
+        if rows:
+            loop.run_in_executor(writer, location_store.save, cfg.data_dir, rows, loop.time(), time.time())
+        loop.call_later(1.0, write_behind)
+
+    loop.call_later(1.0, write_behind)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -91,6 +109,8 @@ async def _serve(cfg: Config, index: int) -> None:
     while core.busy() and loop.time() < deadline:
         await asyncio.sleep(0.05)
     monitor.stop()
+    writer.shutdown(wait=True)
+    location_store.save(cfg.data_dir, snapshot(), loop.time(), time.time())
     for t in transports:
         t.close()
     log.info(
@@ -100,11 +120,11 @@ async def _serve(cfg: Config, index: int) -> None:
     )  # fmt: skip
 
 
-def run_worker(cfg: Config, index: int) -> int:
+def run_worker(cfg: Config, index: int, shared: SharedState) -> int:
     """Entry of a forked worker; returns its exit code."""
     configure(cfg.log_level)
     try:
-        uvloop.run(_serve(cfg, index))
+        uvloop.run(_serve(cfg, index, shared))
     except OSError as exc:
         log.error("worker %d: %s", index, exc)
         return 1

@@ -135,8 +135,8 @@ def register_contact(port: int, user: str, contact_port: int) -> int:
 def test_sipp_message_relayed_to_registered_sipp_uas(tmp_path: Path) -> None:
     from liveserver import free_udp_port, start_server
 
-    # one worker: the shared-memory location table (all workers see a binding) is not in yet
-    srv = start_server(tmp_path, workers=1)
+    # two workers: the REGISTER and the MESSAGEs land on either; the location table is shared
+    srv = start_server(tmp_path, workers=2)
     uas_port = free_udp_port()
     uas = subprocess.Popen(
         ["sipp", "-sf", str(REPO / "bench" / "sipp" / "message_uas.xml"), "-i", "127.0.0.1",
@@ -205,3 +205,44 @@ def test_digest_auth_sipp_md5_and_sha256_over_udp(tmp_path: Path) -> None:
         assert reg(3, f"Authorization: {wrong}\r\n").status == 401  # type: ignore[attr-defined]
     finally:
         assert srv.stop() == 0
+
+
+def query_contacts(port: int, user: str) -> list[str]:
+    """A REGISTER without Contact lists the current bindings (RFC 3261 10.2.3)."""
+    data = (
+        "REGISTER sip:example.com SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKq{user}{time.monotonic_ns()};rport\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag=q\r\nTo: <sip:{user}@example.com>\r\n"
+        f"Call-ID: q-{user}-{time.monotonic_ns()}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    resp = parse_message(exchange(port, data) or b"")
+    assert resp.status == 200
+    return [c.uri for c in resp.contacts()]
+
+
+def test_registrations_survive_worker_kill_and_server_restart(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from liveserver import start_server
+
+    srv = start_server(tmp_path, workers=2)
+    try:
+        stats = sipp("register.xml", srv.port, 2000, 1000, tmp_path)
+        assert stats["SuccessfulCall(C)"] == "2000"
+        # every worker sees every binding (any query lands on either worker)
+        for i in (0, 1, 999, 1999):
+            assert len(query_contacts(srv.port, f"u{i + 1}")) == 1, i
+        os.kill(srv.worker_pids()[0], signal.SIGKILL)
+        time.sleep(1.0)
+        for i in range(0, 2000, 97):
+            assert len(query_contacts(srv.port, f"u{i + 1}")) == 1, i
+    finally:
+        assert srv.stop() in (0, 1)
+    # restart on the same data directory: the bindings are restored
+    srv2 = start_server(tmp_path, workers=2)
+    try:
+        for i in range(0, 2000, 97):
+            assert len(query_contacts(srv2.port, f"u{i + 1}")) == 1, i
+    finally:
+        assert srv2.stop() == 0
