@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
         "--auth-algorithms", dest="auth_algorithms", metavar="ALG,...",
         help="digest challenges in order of preference (default SHA-256,MD5)",
     )  # fmt: skip
+    s.add_argument("--location-capacity", dest="location_capacity", type=int, metavar="N",
+                   help="addresses-of-record the shared location table holds (default 50000)")  # fmt: skip
+    s.add_argument("--overload-queue-bytes", dest="overload_queue_bytes", type=int, metavar="BYTES",
+                   help="shed new requests (503) when this much waits in the socket (0: never)")  # fmt: skip
     s.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     u = sub.add_parser("user", help="manage digest credentials")
     usub = u.add_subparsers(dest="user_command", required=True)
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "listen": listen, "domains": args.domains, "workers": args.workers,
                     "data_dir": args.data_dir, "auth": args.auth, "log_level": args.log_level,
-                    "auth_algorithms": args.auth_algorithms,
+                    "auth_algorithms": args.auth_algorithms, "location_capacity": args.location_capacity,
+                    "overload_queue_bytes": args.overload_queue_bytes,
                 },
             )  # fmt: skip
             _check_bind(cfg)

@@ -63,6 +63,7 @@ class Config:
     log_level: str = "info"
     drain_seconds: float = 5.0
     location_capacity: int = 50_000
+    overload_queue_bytes: int = 0  # 0: no load shedding (see README: it lost goodput when measured)
 
     def effective_domains(self) -> frozenset[str]:
         """Configured domains; without any, the listen hosts stand for the domain."""
@@ -72,6 +73,7 @@ class Config:
 
 
 _KEYS = {
+    "overload_queue_bytes",
     "listen",
     "domains",
     "workers",
@@ -144,6 +146,11 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         if not isinstance(lc, int) or isinstance(lc, bool) or not 16 <= lc <= 100_000_000:
             raise ConfigError(f"server.location_capacity: {lc!r}: must be an integer 16-100000000")
         cfg.location_capacity = lc
+    if "overload_queue_bytes" in raw:
+        oq = raw["overload_queue_bytes"]
+        if not isinstance(oq, int) or isinstance(oq, bool) or oq < 0:
+            raise ConfigError(f"server.overload_queue_bytes: {oq!r}: must be an integer >= 0 (0: off)")
+        cfg.overload_queue_bytes = oq
     if "drain_seconds" in raw:
         ds = raw["drain_seconds"]
         if not isinstance(ds, int | float) or isinstance(ds, bool) or not 0 <= ds <= 600:

@@ -59,8 +59,9 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
             sock=s,
         )
         transports.append(transport)
-    monitor = OverloadMonitor(core, loop, sock)
-    monitor.start()
+    monitor = OverloadMonitor(core, loop, sock, high=cfg.overload_queue_bytes or 1 << 62)
+    if cfg.overload_queue_bytes:
+        monitor.start()
 
     # The cyclic GC walks every live container: with a few hundred thousand
     # transactions waiting out Timer J that took 0.45 s pauses (measured), past

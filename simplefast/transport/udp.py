@@ -42,18 +42,20 @@ SO_MEMINFO = 55  # linux/sock_diag.h: SK_MEMINFO_RMEM_ALLOC is the first u32
 
 class OverloadMonitor:
     """Watches the listener's receive queue (bytes waiting in the kernel, read
-    with SO_MEMINFO every ``interval``) and sets ``core.overloaded`` while it
-    stays above ``high`` bytes, until it falls below ``low``. A queue that grows
+    with SO_MEMINFO every ``interval``) and sets ``core.overloaded`` once it has
+    stayed above ``high`` bytes for ``sustain`` readings, until it falls below
+    ``low``. A queue that grows
     is the one sign of falling behind that costs nothing per packet; loop lag
     does not show it (libuv drains a bounded batch per iteration)."""
 
     def __init__(
         self, core: SipCore, loop: asyncio.AbstractEventLoop, sock: socket.socket,
-        *, high: int = 256 << 10, low: int = 32 << 10, interval: float = 0.005,
+        *, high: int = 512 << 10, low: int = 64 << 10, interval: float = 0.005, sustain: int = 4,
     ) -> None:  # fmt: skip
         self.core, self.loop, self.sock = core, loop, sock
-        self.high, self.low, self.interval = high, low, interval
+        self.high, self.low, self.interval, self.sustain = high, min(low, high), interval, sustain
         self.episodes = 0
+        self._above = 0
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -73,7 +75,8 @@ class OverloadMonitor:
         except OSError:
             return  # socket closed
         core = self.core
-        if not core.overloaded and q > self.high:
+        self._above = self._above + 1 if q > self.high else 0
+        if not core.overloaded and self._above >= self.sustain:  # a backlog, not a burst
             core.overloaded = True
             self.episodes += 1
         elif core.overloaded and q < self.low:
