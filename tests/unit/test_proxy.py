@@ -175,3 +175,54 @@ def test_cancel_without_invite_is_481() -> None:
     c = core()
     c.on_message(req("CANCEL"), UAC, reliable=False, now=0.0)
     assert [m.status for m, _ in sent(c)] == [481]
+
+
+def test_overloaded_core_sheds_new_requests_with_503_retry_after() -> None:
+    c = core()
+    c.on_message(req("MESSAGE", branch="z9hG4bKbefore"), UAC, reliable=False, now=0.0)
+    assert [m.status for m, _ in sent(c)] == [480]
+    c.overloaded = True
+    c.on_message(req("MESSAGE", branch="z9hG4bKshed"), UAC, reliable=False, now=0.1)
+    ((resp, to),) = sent(c)
+    assert (resp.status, resp.get("Retry-After"), to) == (503, "5", UAC)
+    assert "z9hG4bKshed" not in {k[0] for k in c.tl.server}  # no transaction was made
+    # a retransmission of a request already in a transaction is still absorbed and answered
+    c.on_message(req("MESSAGE", branch="z9hG4bKbefore"), UAC, reliable=False, now=0.2)
+    assert [m.status for m, _ in sent(c)] == [480]
+    assert c.stats.shed == 1
+
+
+def test_overload_monitor_reads_the_kernel_queue() -> None:
+    import asyncio
+    import socket
+
+    from simplefast.transport.udp import OverloadMonitor
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    loop = asyncio.new_event_loop()
+    try:
+        c = core()
+        mon = OverloadMonitor(c, loop, rx, high=2000, low=500, sustain=2)
+        assert mon.queued() == 0
+        for _ in range(10):
+            tx.sendto(b"x" * 400, rx.getsockname())
+        assert mon.queued() > 2000  # datagrams wait, with their kernel overhead
+        mon._tick()
+        assert not c.overloaded  # one reading is a burst
+        mon._tick()
+        assert c.overloaded and mon.episodes == 1
+        while True:
+            rx.setblocking(False)
+            try:
+                rx.recv(1000)
+            except BlockingIOError:
+                break
+        mon._tick()
+        assert not c.overloaded
+        mon.stop()
+    finally:
+        loop.close()
+        rx.close()
+        tx.close()
