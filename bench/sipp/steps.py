@@ -1,0 +1,181 @@
+"""Step-load runner: raise the SIPp rate in steps until one fails, report the highest sustained rate.
+
+    .venv/bin/python bench/sipp/steps.py register                       # starts simplefast (2 workers)
+    # an already running server (Kamailio: bench/peers/kamailio):
+    .venv/bin/python bench/sipp/steps.py register --target 127.0.0.1:5070 --server-pids 1234,1235
+
+A step offers ``rate`` calls/s for ``--seconds`` (3) seconds (``-m rate*seconds``).
+It fails when failed calls > 0.1 %, SIPp retransmissions > 0.1 % of calls, or
+the achieved rate < 90 % of the offered one (the criteria of the Kamailio
+figures in bench/peers/kamailio/). A warm-up step at ``--start`` comes first.
+Reported per step: achieved rate, failures, retransmissions, CPU seconds per
+second of the server's processes and of SIPp, the server's RSS.
+Everything runs on 127.0.0.1; every step is bounded by -m and -timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+SCENARIOS = {"register": ["-sf", str(HERE / "register.xml")]}
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_and_rss(pids: list[int]) -> tuple[float, int]:
+    """CPU seconds (user + system) and RSS bytes summed over pids that still exist."""
+    cpu, rss = 0.0, 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu += (int(fields[11]) + int(fields[12])) / TICK
+        rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    return cpu, rss
+
+
+def start_simplefast(workers: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    cmd = [sys.executable, "-m", "simplefast", "serve", "--listen", f"udp:127.0.0.1:{port}", "--domain",
+           "example.com", "--workers", str(workers), "--no-auth", "--data-dir", str(data_dir),
+           "--location-capacity", "1000000", "--log-level", "warning"]  # fmt: skip
+    print("server:", shlex.join(cmd), flush=True)
+    proc = subprocess.Popen(cmd, cwd=REPO)
+    wait_ready(port)
+    return proc, port
+
+
+def wait_ready(port: int, timeout: float = 60.0) -> None:
+    """Until the server answers OPTIONS to its own address with 200 (the readiness probe)."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.monotonic() < deadline:
+            n += 1
+            s.sendto(
+                (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+                 f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKr{n};rport\r\n"
+                 f"Max-Forwards: 70\r\nFrom: <sip:p@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1:{port}>\r\n"
+                 f"Call-ID: ready{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode(),
+                ("127.0.0.1", port),
+            )  # fmt: skip
+            try:
+                if s.recv(65535).startswith(b"SIP/2.0 200"):
+                    return
+            except TimeoutError:
+                continue
+    raise SystemExit(f"server on port {port} not ready after {timeout} s")
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [pid, *map(int, out)]
+
+
+def run_step(
+    args: argparse.Namespace, target: str, rate: int, pids: list[int], tmp: Path
+) -> dict[str, float]:
+    calls = rate * args.seconds
+    stat = tmp / f"step{rate}.csv"
+    cmd = ["sipp", *SCENARIOS[args.scenario], "-s", args.service, target,
+           "-m", str(calls), "-r", str(rate), "-l", str(rate),
+           "-timeout", str(args.seconds * 4 + 10), "-nostdin", "-trace_stat", "-stf", str(stat), "-fd", "1",
+           "-buff_size", str(8 << 20)]  # fmt: skip
+    cpu0, _ = cpu_and_rss(pids)
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    cpu1, rss = cpu_and_rss(pids)
+    with open(stat, newline="") as f:
+        rows = list(csv.reader(f, delimiter=";"))
+    last = dict(zip(rows[0], rows[-1], strict=False))
+    ok, failed = int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
+    retrans = int(last["Retransmissions(C)"])
+    return {
+        "offered": rate, "achieved": ok / wall, "ok": ok, "failed": failed, "retrans": retrans,
+        "server_cpu": (cpu1 - cpu0) / wall, "sipp_cpu": (usage.ru_utime + usage.ru_stime) / wall,
+        "rss_mib": rss / (1 << 20), "calls": calls,
+    }  # fmt: skip
+
+
+def passed(r: dict[str, float]) -> bool:
+    return (r["failed"] <= 0.001 * r["calls"] and r["retrans"] <= 0.001 * r["calls"]
+            and r["achieved"] >= 0.9 * r["offered"])  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenario", choices=sorted(SCENARIOS))
+    ap.add_argument("--target", help="HOST:PORT of a running server (default: start simplefast)")
+    ap.add_argument("--server-pids", default="", help="pids of that server, comma-separated (for CPU/RSS)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--service", default="example.com", help="domain in the scenario (Kamailio's: bench.local)"
+    )
+    ap.add_argument("--start", type=int, default=4000)
+    ap.add_argument("--step", type=int, default=2000)
+    ap.add_argument("--max", type=int, default=40000)
+    ap.add_argument("--seconds", type=int, default=3)
+    args = ap.parse_args()
+    print("command:", shlex.join([sys.executable, *sys.argv]))
+    print(
+        "sipp:",
+        subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout.strip().splitlines()[0:1],
+    )
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"
+    )
+    print(f"machine: {platform.node()} {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    tmp = Path(tempfile.mkdtemp(prefix="sf-steps-"))
+    proc = None
+    if args.target:
+        target, pids = args.target, [int(p) for p in args.server_pids.split(",") if p]
+    else:
+        proc, port = start_simplefast(args.workers, tmp / "data")
+        target, pids = f"127.0.0.1:{port}", children(proc.pid)
+    best = 0
+    try:
+        print("| offered/s | achieved/s | failed | retrans | server CPU | SIPp CPU | server RSS MiB | pass |")
+        print("|--:|--:|--:|--:|--:|--:|--:|:-:|")
+        rates = [args.start, *range(args.start, args.max + 1, args.step)]  # the first is the warm-up
+        for i, rate in enumerate(rates):
+            r = run_step(args, target, rate, pids, tmp)
+            ok = passed(r)
+            tag = "warm-up" if i == 0 else ("yes" if ok else "no")
+            cells = [rate, f"{r['achieved']:.0f}", f"{r['failed']:.0f}", f"{r['retrans']:.0f}",
+                     f"{r['server_cpu']:.2f}", f"{r['sipp_cpu']:.2f}", f"{r['rss_mib']:.0f}",
+                     tag]  # fmt: skip
+            print("| " + " | ".join(map(str, cells)) + " |", flush=True)
+            if i == 0:
+                continue
+            if not ok:
+                break
+            best = rate
+            time.sleep(1.0)
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+    print(f"highest sustained rate: {best}/s ({args.scenario}, target {target})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
