@@ -32,6 +32,10 @@ class Binding:
     source: str = ""  # "transport:host:port" the REGISTER came from
     instance: str | None = None  # +sip.instance (RFC 5626), if given
 
+    def _replace_expiry(self, expires_at: float) -> Binding:
+        return Binding(self.contact, expires_at, self.q, self.call_id, self.cseq, self.path, self.source,
+                       self.instance)  # fmt: skip
+
 
 class Location(Protocol):
     def get(self, aor: str, now: float) -> list[Binding]:
@@ -46,8 +50,8 @@ class Location(Protocol):
         """Number of AORs with at least one binding."""
         ...
 
-    def take_dirty(self) -> set[str]:
-        """AORs changed since the last call (for the write-behind store)."""
+    def take_dirty(self) -> dict[str, bytes]:
+        """AOR -> encoded bindings changed since the last call (for the write-behind store)."""
         ...
 
 
@@ -75,8 +79,8 @@ class MemoryLocation:
     def count(self) -> int:
         return len(self._aors)
 
-    def take_dirty(self) -> set[str]:
-        return set()
+    def take_dirty(self) -> dict[str, bytes]:
+        return {}
 
 
 class LocationFullError(SimplefastError):
@@ -100,7 +104,9 @@ class ShmLocation:
 
     def __init__(self, table: Any) -> None:
         self.table = table
-        self._dirty: set[str] = set()
+        # AOR -> encoded bindings as last written here (b"" for removed): the
+        # write-behind takes these as they are, without reading the table again
+        self._dirty: dict[str, bytes] = {}
 
     def get(self, aor: str, now: float) -> list[Binding]:
         raw = self.table.get(aor.encode("utf-8", "surrogateescape"))
@@ -116,6 +122,7 @@ class ShmLocation:
         key = aor.encode("utf-8", "surrogateescape")
         if len(key) > self.table.key_max:
             raise LocationFullError(f"AOR {aor[:64]!r} is longer than {self.table.key_max} bytes")
+        value = b""
         if bindings:
             value = encode_bindings(bindings)
             if len(value) > self.table.value_max:
@@ -128,17 +135,17 @@ class ShmLocation:
                 raise LocationFullError(str(exc)) from exc
         else:
             self.table.delete(key)
-        self._dirty.add(aor)
+        self._dirty[aor] = value
 
     def count(self) -> int:
         return len(self.table)
 
-    def take_dirty(self) -> set[str]:
-        """AORs changed through this process since the last call."""
-        out, self._dirty = self._dirty, set()
+    def take_dirty(self) -> dict[str, bytes]:
+        """AOR -> encoded bindings (b"": removed) changed through this process since the last call."""
+        out, self._dirty = self._dirty, {}
         return out
 
     def load(self, aor: str, bindings: list[Binding]) -> None:
         """Restore an AOR at start (not marked dirty)."""
         self.put(aor, bindings)
-        self._dirty.discard(aor)
+        self._dirty.pop(aor, None)

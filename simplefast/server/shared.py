@@ -33,11 +33,13 @@ class SharedState:
 def save_all(state: SharedState, cfg: Config) -> int:
     """Write the whole table to the store (supervisor: after a worker died, and at stop),
     so what a killed worker had not written behind yet is not lost on disk."""
-    loc = state.location()
-    now = time.monotonic()
-    rows = [(k.decode("utf-8", "surrogateescape"), loc.get(k.decode("utf-8", "surrogateescape"), now))
-            for k in loc.table.keys()]  # fmt: skip
-    return location_store.save(cfg.data_dir, rows, now, time.time(), replace_all=True)
+    table = state.location().table
+    rows: dict[str, bytes] = {}
+    for k in table.keys():
+        v = table.get(k)
+        if v is not None:
+            rows[k.decode("utf-8", "surrogateescape")] = v
+    return location_store.save_encoded(cfg.data_dir, rows, time.monotonic(), time.time(), replace_all=True)
 
 
 def create(cfg: Config) -> SharedState:

@@ -15,7 +15,6 @@ from simplefast import _impl
 from simplefast.logs import configure, get_logger
 from simplefast.proxy.auth import DigestAuth
 from simplefast.proxy.core import CoreConfig, SipCore
-from simplefast.proxy.location import Binding
 from simplefast.proxy.proxy import ProxyAddress
 from simplefast.server.config import Config
 from simplefast.server.shared import SharedState
@@ -78,14 +77,12 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     # write-behind of the registrations this worker changed (simplefast/store/location.py)
     writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")
 
-    def snapshot() -> list[tuple[str, list[Binding]]]:
-        now = loop.time()
-        return [(aor, location.get(aor, now)) for aor in location.take_dirty()]
-
     def write_behind() -> None:
-        rows = snapshot()
+        rows = location.take_dirty()
         if rows:
-            loop.run_in_executor(writer, location_store.save, cfg.data_dir, rows, loop.time(), time.time())
+            loop.run_in_executor(
+                writer, location_store.save_encoded, cfg.data_dir, rows, loop.time(), time.time()
+            )
         loop.call_later(1.0, write_behind)
 
     loop.call_later(1.0, write_behind)
@@ -111,7 +108,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         await asyncio.sleep(0.05)
     monitor.stop()
     writer.shutdown(wait=True)
-    location_store.save(cfg.data_dir, snapshot(), loop.time(), time.time())
+    location_store.save_encoded(cfg.data_dir, location.take_dirty(), loop.time(), time.time())
     for t in transports:
         t.close()
     log.info(

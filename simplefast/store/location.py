@@ -2,25 +2,34 @@
 
 Workers write the AORs they changed about once a second (WAL mode, so two
 workers and a reader do not block each other for long); the supervisor reads
-everything back at start, before forking, into the shared table. Expiry is
-stored as wall-clock time and converted to and from the event loop's
-monotonic clock, so a binding keeps its remaining lifetime across a restart.
-What a worker changed in its last second before a crash of the whole machine
-is lost; a worker crash loses nothing (the table is in the supervisor's
-mapping, and the next write-behind of any worker covers the AOR when it
-changes again).
+everything back at start, before forking, into the shared table, and writes
+the whole table when a worker dies and at stop.
+
+A row is the AOR, its bindings encoded as in the shared table
+(``encode_bindings``: marshal, so the write costs no per-binding work) and the
+offset between the wall clock and the monotonic clock when it was written:
+expiry times are monotonic, and ``wall_offset`` turns them into wall-clock
+times so a binding keeps its remaining lifetime across a restart. A row that
+cannot be decoded (written by another Python version) is skipped with a
+warning. What a worker changed in its last second before the whole machine
+stops is lost; a worker crash loses nothing (the supervisor saves the table).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from simplefast.proxy.location import Binding
+from simplefast.logs import get_logger
+from simplefast.proxy.location import Binding, decode_bindings
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS location (aor TEXT PRIMARY KEY, bindings TEXT NOT NULL)"
+log = get_logger(__name__)
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS location2"
+    " (aor TEXT PRIMARY KEY, bindings BLOB NOT NULL, wall_offset REAL NOT NULL)"
+)
 
 
 def _connect(data_dir: Path) -> sqlite3.Connection:
@@ -32,53 +41,56 @@ def _connect(data_dir: Path) -> sqlite3.Connection:
     return db
 
 
+def save_encoded(
+    data_dir: Path, rows: dict[str, bytes], mono_now: float, wall_now: float, *, replace_all: bool = False
+) -> int:
+    """Write AOR -> encoded bindings (b"" deletes the AOR); with ``replace_all``
+    the rows are the whole table and nothing else is kept."""
+    offset = wall_now - mono_now
+    db = _connect(data_dir)
+    try:
+        with db:
+            if replace_all:
+                db.execute("DELETE FROM location2")
+            db.executemany("DELETE FROM location2 WHERE aor = ?", [(a,) for a, v in rows.items() if not v])
+            db.executemany(
+                "INSERT OR REPLACE INTO location2 (aor, bindings, wall_offset) VALUES (?, ?, ?)",
+                [(a, v, offset) for a, v in rows.items() if v],
+            )
+    finally:
+        db.close()
+    return len(rows)
+
+
 def save(
     data_dir: Path, rows: Iterable[tuple[str, list[Binding]]], mono_now: float, wall_now: float,
     *, replace_all: bool = False,
 ) -> int:  # fmt: skip
-    """Write the current bindings of some AORs (an empty list deletes the AOR);
-    with ``replace_all`` the rows are the whole table and nothing else is kept."""
-    db = _connect(data_dir)
-    n = 0
-    try:
-        with db:
-            if replace_all:
-                db.execute("DELETE FROM location")
-            for aor, bindings in rows:
-                n += 1
-                if not bindings:
-                    db.execute("DELETE FROM location WHERE aor = ?", (aor,))
-                    continue
-                doc = [
-                    {"contact": b.contact, "expires": wall_now + (b.expires_at - mono_now), "q": b.q,
-                     "call_id": b.call_id, "cseq": b.cseq, "path": list(b.path), "source": b.source,
-                     "instance": b.instance}
-                    for b in bindings
-                ]  # fmt: skip
-                db.execute(
-                    "INSERT OR REPLACE INTO location (aor, bindings) VALUES (?, ?)", (aor, json.dumps(doc))
-                )
-    finally:
-        db.close()
-    return n
+    """Like ``save_encoded``, from binding lists."""
+    from simplefast.proxy.location import encode_bindings
+
+    enc = {aor: encode_bindings(b) if b else b"" for aor, b in rows}
+    return save_encoded(data_dir, enc, mono_now, wall_now, replace_all=replace_all)
 
 
 def load(data_dir: Path, mono_now: float, wall_now: float) -> Iterator[tuple[str, list[Binding]]]:
-    """Every stored AOR with its unexpired bindings (expiry back on the monotonic clock)."""
+    """Every stored AOR with its unexpired bindings (expiry back on this boot's monotonic clock)."""
     path = data_dir / "location.sqlite3"
     if not path.exists():
         return
     db = _connect(data_dir)
     try:
-        rows = db.execute("SELECT aor, bindings FROM location").fetchall()
+        rows = db.execute("SELECT aor, bindings, wall_offset FROM location2").fetchall()
     finally:
         db.close()
-    for aor, text in rows:
-        live = [
-            Binding(d["contact"], mono_now + (d["expires"] - wall_now), d["q"], d["call_id"], d["cseq"],
-                    tuple(d["path"]), d["source"], d["instance"])
-            for d in json.loads(text)
-            if d["expires"] > wall_now
-        ]  # fmt: skip
+    now_offset = wall_now - mono_now
+    for aor, blob, offset in rows:
+        try:
+            bindings = decode_bindings(blob)
+        except (ValueError, EOFError, TypeError) as exc:
+            log.warning("location store: row of %s skipped: %s", aor, exc)
+            continue
+        shift = offset - now_offset  # stored monotonic time + shift = this boot's monotonic time
+        live = [b._replace_expiry(b.expires_at + shift) for b in bindings if b.expires_at + offset > wall_now]
         if live:
             yield aor, live
