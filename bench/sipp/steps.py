@@ -30,7 +30,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-SCENARIOS = {"register": ["-sf", str(HERE / "register.xml")]}
+SCENARIOS = {
+    "register": ["-sf", str(HERE / "register.xml")],
+    # MESSAGE relayed to a SIPp UAS registered as bob (started and registered by this script)
+    "message": ["-sf", str(HERE / "message_uac.xml"), "-key", "to", "bob"],
+}
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -81,6 +85,32 @@ def wait_ready(port: int, timeout: float = 60.0) -> None:
             except TimeoutError:
                 continue
     raise SystemExit(f"server on port {port} not ready after {timeout} s")
+
+
+def start_uas(target: str, domain: str, tmp: Path) -> subprocess.Popen[bytes]:
+    """A SIPp UAS answering MESSAGE with 200, registered at the server as bob@domain."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    uas = subprocess.Popen(
+        ["sipp", "-sf", str(HERE / "message_uas.xml"), "-i", "127.0.0.1", "-p", str(port), "-nostdin",
+         "-buff_size", str(8 << 20)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    host, _, tport = target.rpartition(":")
+    reg = (
+        f"REGISTER sip:{domain} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKstepsreg;rport\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:bob@{domain}>;tag=s\r\nTo: <sip:bob@{domain}>\r\n"
+        f"Call-ID: steps-reg\r\nCSeq: 1 REGISTER\r\nContact: <sip:bob@127.0.0.1:{port}>;expires=3600\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2.0)
+        s.sendto(reg, (host, int(tport)))
+        answer = s.recv(65535)
+    if not answer.startswith(b"SIP/2.0 200"):
+        raise SystemExit(f"registering the UAS failed: {answer[:80]!r}")
+    print(f"UAS: sipp on 127.0.0.1:{port}, registered as bob@{domain}", flush=True)
+    return uas
 
 
 def children(pid: int) -> list[int]:
@@ -150,6 +180,9 @@ def main() -> int:
     else:
         proc, port = start_simplefast(args.workers, tmp / "data")
         target, pids = f"127.0.0.1:{port}", children(proc.pid)
+    uas = None
+    if args.scenario == "message":
+        uas = start_uas(target, args.service, tmp)
     best = 0
     try:
         print("| offered/s | achieved/s | failed | retrans | server CPU | SIPp CPU | server RSS MiB | pass |")
@@ -170,6 +203,9 @@ def main() -> int:
             best = rate
             time.sleep(1.0)
     finally:
+        if uas is not None:
+            uas.terminate()
+            uas.wait(30)
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
