@@ -192,8 +192,8 @@ class Proxy:
                 continue
             if not stamped and low in ("via", "v"):
                 stamped = True
-                elems = _split_via_value(value)
-                value = ", ".join([_stamp_via(elems[0], peer), *elems[1:]])
+                first, tail = _first_element(msg, value)
+                value = _stamp_via(first, peer) + tail
             lines.append(f"{name}: {value}")
         body: bytes = msg.body
         lines.append(f"Content-Length: {len(body)}")
@@ -382,10 +382,10 @@ def _without_top_via(msg: SipMessage) -> bytes | None:
     removed = False
     for name, value in msg.headers():
         if not removed and name.lower() in ("via", "v"):
-            rest = _split_via_value(value)[1:]
             removed = True
+            rest = _first_element(msg, value)[1].lstrip(" \t").removeprefix(",").strip()
             if rest:
-                lines.append(f"{name}: {', '.join(rest)}")
+                lines.append(f"{name}: {rest}")
             continue
         if name.lower() in ("content-length", "l"):
             continue
@@ -397,19 +397,11 @@ def _without_top_via(msg: SipMessage) -> bytes | None:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
 
 
-def _split_via_value(value: str) -> list[str]:
-    out: list[str] = []
-    cur: list[str] = []
-    depth, quoted = 0, False
-    for ch in value:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted and depth == 0:
-            out.append("".join(cur).strip())
-            cur = []
-            continue
-        depth += ch == "<"
-        depth -= ch == ">"
-        cur.append(ch)
-    out.append("".join(cur).strip())
-    return out
+def _first_element(msg: SipMessage, value: str) -> tuple[str, str]:
+    """(first Via element, the rest of the first Via line) without a Python-level scan:
+    the codec splits the elements (get_all), the first one is where that line starts."""
+    first: str = msg.get_all("Via")[0]
+    at = value.find(first)
+    if at < 0:  # not expected: elements are substrings of their line
+        return value, ""
+    return first, value[at + len(first) :]

@@ -226,3 +226,23 @@ def test_overload_monitor_reads_the_kernel_queue() -> None:
         loop.close()
         rx.close()
         tx.close()
+
+
+def test_response_with_vias_on_one_line_loses_only_ours() -> None:
+    from simplefast.proxy.proxy import _without_top_via
+
+    resp = parse_message(
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:40000;branch=z9hG4bKours ,  SIP/2.0/UDP 192.0.2.1:5070"
+        b";branch=z9hG4bKu1;received=192.0.2.1\r\nv: SIP/2.0/TCP 192.0.2.7;branch=z9hG4bKthird\r\n"
+        b"From: <sip:a@example.com>;tag=a\r\nTo: <sip:b@example.com>;tag=b\r\nCall-ID: c\r\n"
+        b"CSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+    )
+    up = parse_message(_without_top_via(resp) or b"")
+    assert [v.branch for v in up.vias()] == ["z9hG4bKu1", "z9hG4bKthird"]
+    one = parse_message(
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:40000;branch=z9hG4bKours\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKu1\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert parse_message(_without_top_via(one) or b"").get_all("Via") == [
+        "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKu1"
+    ]
