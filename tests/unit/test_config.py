@@ -16,7 +16,12 @@ from simplefast.testing import REPO
 def test_example_file_loads() -> None:
     cfg = load(REPO / "simplefast.toml", {})
     assert cfg.listen == [Listen("udp", "127.0.0.1", 5060)]
-    assert cfg.domains == ["example.com"] and cfg.workers == 2 and cfg.auth is True and cfg.location_capacity == 50000
+    assert (
+        cfg.domains == ["example.com"]
+        and cfg.workers == 2
+        and cfg.auth is True
+        and cfg.location_capacity == 50000
+    )
     assert cfg.auth_algorithms == ("SHA-256", "MD5")
 
 
