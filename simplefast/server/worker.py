@@ -52,12 +52,14 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     core = SipCore(core_cfg, location, me, auth=auth, users=load_users(cfg.data_dir) if auth else None)
     sockets = UdpSockets()
     transports: list[asyncio.BaseTransport] = []
+    protocols: list[UdpListener] = []
     for s, is_client in ((sock, False), (csock, True)):
-        transport, _ = await loop.create_datagram_endpoint(
+        transport, proto = await loop.create_datagram_endpoint(
             lambda c=is_client: UdpListener(core, loop, sockets, client=c),  # type: ignore[misc]
             sock=s,
         )
         transports.append(transport)
+        protocols.append(proto)
     monitor = OverloadMonitor(core, loop, sock, high=cfg.overload_queue_bytes or 1 << 62)
     if cfg.overload_queue_bytes:
         monitor.start()
@@ -112,9 +114,10 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     for t in transports:
         t.close()
     log.info(
-        "worker %d stopped: %d received, %d sent, %d unparseable, %d rejected, %d shed (503) in %d overloads",
+        "worker %d stopped: %d received, %d sent, %d unparseable, %d rejected, %d shed (503) in %d overloads,"
+        " %d internal errors",
         index, core.stats.received, core.stats.sent, core.stats.parse_errors, core.stats.rejected,
-        core.stats.shed, monitor.episodes,
+        core.stats.shed, monitor.episodes, sum(p.internal_errors for p in protocols),
     )  # fmt: skip
 
 

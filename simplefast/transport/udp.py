@@ -14,7 +14,11 @@ import socket
 import struct
 from typing import Any, cast
 
+from simplefast.logs import RateLimited, get_logger
 from simplefast.proxy.core import SipCore
+
+log = get_logger(__name__)
+_internal_error = RateLimited(log, "internal error while handling a message (please report it)")
 
 
 class UdpSockets:
@@ -98,6 +102,7 @@ class UdpListener(asyncio.DatagramProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._armed = math.inf
         self.closed = loop.create_future()
+        self.internal_errors = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDPTransport has DatagramTransport's interface without subclassing it
@@ -113,7 +118,12 @@ class UdpListener(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         core = self.core
-        core.on_message(data, addr, reliable=False, now=self.loop.time())
+        try:
+            core.on_message(data, addr, reliable=False, now=self.loop.time())
+        except Exception as exc:  # a bug of ours: logged and counted, the worker goes on
+            self.internal_errors += 1
+            _internal_error(f"{type(exc).__name__}: {exc}", addr)
+            log.debug("internal error on a datagram", exc_info=True)
         self._flush()
         t = core.get_timer()
         if t is not None and t < self._armed:
@@ -137,7 +147,11 @@ class UdpListener(asyncio.DatagramProtocol):
     def _on_timer(self) -> None:
         self._timer = None
         self._armed = math.inf
-        self.core.handle_timer(self.loop.time())
+        try:
+            self.core.handle_timer(self.loop.time())
+        except Exception as exc:
+            self.internal_errors += 1
+            _internal_error(f"{type(exc).__name__} in a timer: {exc}", "-")
         self._flush()
         t = self.core.get_timer()
         if t is not None:

@@ -246,3 +246,41 @@ def test_registrations_survive_worker_kill_and_server_restart(tmp_path: Path) ->
             assert len(query_contacts(srv2.port, f"u{i + 1}")) == 1, i
     finally:
         assert srv2.stop() == 0
+
+
+def test_hostile_datagrams_never_break_a_worker(server: Server) -> None:
+    """Every seed of the fuzz corpus and 3000 seeded mutations of it, sent over UDP:
+    no worker dies or reports an internal error, and the server keeps answering."""
+    import random
+    import socket
+
+    seeds = [p.read_bytes() for p in sorted((REPO / "tests" / "corpus").rglob("*")) if p.is_file()]
+    rnd = random.Random(4475)
+    inputs = list(seeds)
+    for _ in range(3000):
+        b = bytearray(rnd.choice(seeds))
+        for _ in range(rnd.randint(1, 8)):
+            op, at = rnd.randrange(4), rnd.randrange(len(b) + 1)
+            if op == 0 and b:
+                b[min(at, len(b) - 1)] = rnd.randrange(256)
+            elif op == 1:
+                b[at:at] = bytes([rnd.choice(b'\r\n :;,<>"\\%@[]=\x00\xff')])
+            elif op == 2:
+                del b[at : at + rnd.randint(1, 40)]
+            else:
+                b[at:at] = b[max(0, at - 30) : at]
+        inputs.append(bytes(b[:60000]))
+    before = server.worker_pids()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i, data in enumerate(inputs):
+            if data:
+                s.sendto(data, ("127.0.0.1", server.port))
+            if i % 200 == 0:
+                time.sleep(0.02)  # bounded rate: stay inside the socket buffers
+    time.sleep(0.5)
+    assert parse_message(options(server.port, branch="z9hG4bKafterfuzz") or b"").status == 200
+    assert server.worker_pids() == before  # nobody died and was replaced
+    assert server.stop() == 0
+    log = server.log()
+    assert "internal error while handling" not in log, log[-2000:]
+    assert re.findall(r"(\d+) internal errors", log) == ["0", "0"], log[-2000:]
