@@ -23,6 +23,7 @@ port, RFC 3261 section 18.2.2).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,11 +67,12 @@ class CoreConfig:
 
 
 class Stats:
-    __slots__ = ("received", "parse_errors", "rejected", "responses_dropped", "sent", "shed")
+    __slots__ = ("received", "parse_errors", "rejected", "responses_dropped", "sent", "shed", "handed_off")
 
     def __init__(self) -> None:
         self.received = self.parse_errors = self.rejected = self.responses_dropped = self.sent = 0
         self.shed = 0  # new requests answered 503 under overload
+        self.handed_off = 0  # ACK/CANCEL passed to the next worker
 
 
 class SipCore:
@@ -97,6 +99,10 @@ class SipCore:
         self._tag_seq = 0
         self._tag_prefix = self.tl.new_branch()[-8:]
         self.draining = False
+        # Set by the worker: hand(data, peer, hops) passes a datagram to the next worker;
+        # handoff_limit is the number of other workers (see docs/process-model.md).
+        self.handoff: Callable[[bytes, Any, int], None] | None = None
+        self.handoff_limit = 0
         # set by the transport when its receive queue backs up (see transport/udp.py)
         self.overloaded = False
         self.retry_after = 5
@@ -106,7 +112,8 @@ class SipCore:
         return bool(self.tl.client) or any(t.state in (TRYING, PROCEEDING) for t in self.tl.server.values())
 
     # ---- transport side
-    def on_message(self, data: bytes, peer: Any, *, reliable: bool, now: float) -> None:
+    def on_message(self, data: bytes, peer: Any, *, reliable: bool, now: float, hops: int = 0) -> None:
+        """One message from the network (``hops``: how many workers handed it on already)."""
         self.stats.received += 1
         try:
             msg = _codec.parse_message(data)
@@ -122,7 +129,19 @@ class SipCore:
             if bad is not None:
                 self._reject(msg, peer, bad[0], bad[1])
                 return
-            if (self.draining or self.overloaded) and msg.method != "ACK":
+            method = msg.method
+            if (
+                (method == "ACK" or method == "CANCEL")
+                and self.handoff is not None
+                and hops < self.handoff_limit
+                and self.tl.server_key(msg, "INVITE") not in self.tl.server
+            ):
+                # Its INVITE may live in another worker (the cBPF hashes these octets
+                # elsewhere): pass it along the ring; the last worker handles it as unmatched.
+                self.stats.handed_off += 1
+                self.handoff(data, peer, hops + 1)
+                return
+            if (self.draining or self.overloaded) and method != "ACK":
                 if self.tl.server_key(msg) not in self.tl.server:
                     if self.overloaded:  # shed load before any transaction exists
                         self._overload_reply(msg, peer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import os
 import signal
 import socket
 import time
@@ -20,6 +21,7 @@ from simplefast.server.config import Config
 from simplefast.server.shared import SharedState
 from simplefast.store import location as location_store
 from simplefast.store.users import load_users, nonce_secret
+from simplefast.transport import handoff
 from simplefast.transport.reuseport import attach_payload_hash, reuseport_udp_socket
 from simplefast.transport.udp import OverloadMonitor, UdpListener, UdpSockets
 
@@ -60,6 +62,18 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         )
         transports.append(transport)
         protocols.append(proto)
+    if cfg.workers > 1:  # ACK/CANCEL whose INVITE lives in another worker (transport/handoff.py)
+        listener = protocols[0]
+
+        def deliver(data: bytes, peer: object, hops: int) -> None:
+            listener.deliver(data, peer, hops)
+
+        ring_sock = handoff.bind(os.getppid(), index)
+        _, ring = await loop.create_datagram_endpoint(
+            lambda: handoff.HandoffRing(ring_sock, os.getppid(), index, cfg.workers, deliver), sock=ring_sock
+        )
+        core.handoff = ring.send
+        core.handoff_limit = cfg.workers - 1
     monitor = OverloadMonitor(core, loop, sock, high=cfg.overload_queue_bytes or 1 << 62)
     if cfg.overload_queue_bytes:
         monitor.start()
@@ -115,9 +129,9 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         t.close()
     log.info(
         "worker %d stopped: %d received, %d sent, %d unparseable, %d rejected, %d shed (503) in %d overloads,"
-        " %d internal errors",
+        " %d internal errors, %d handed off",
         index, core.stats.received, core.stats.sent, core.stats.parse_errors, core.stats.rejected,
-        core.stats.shed, monitor.episodes, sum(p.internal_errors for p in protocols),
+        core.stats.shed, monitor.episodes, sum(p.internal_errors for p in protocols), core.stats.handed_off,
     )  # fmt: skip
 
 

@@ -129,6 +129,19 @@ class UdpListener(asyncio.DatagramProtocol):
         if t is not None and t < self._armed:
             self._arm(t)
 
+    def deliver(self, data: bytes, peer: Any, hops: int) -> None:
+        """A datagram handed over by another worker (transport/handoff.py), as if received here."""
+        core = self.core
+        try:
+            core.on_message(data, peer, reliable=False, now=self.loop.time(), hops=hops)
+        except Exception as exc:
+            self.internal_errors += 1
+            _internal_error(f"{type(exc).__name__}: {exc}", peer)
+        self._flush()
+        t = core.get_timer()
+        if t is not None and t < self._armed:
+            self._arm(t)
+
     def error_received(self, exc: Exception) -> None:
         # ICMP errors on a connected-less socket: nothing to do per RFC 3261 (timers handle it)
         pass

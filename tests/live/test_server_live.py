@@ -284,3 +284,90 @@ def test_hostile_datagrams_never_break_a_worker(server: Server) -> None:
     log = server.log()
     assert "internal error while handling" not in log, log[-2000:]
     assert re.findall(r"(\d+) internal errors", log) == ["0", "0"], log[-2000:]
+
+
+def test_cancel_and_non_2xx_ack_find_their_invite_in_any_worker(tmp_path: Path) -> None:
+    """INVITE -> 180 -> CANCEL -> 200 + 487 -> ACK, for calls whose CANCEL and ACK hash
+    to either worker: every CANCEL is matched (no 481) and every ACK stops the 487."""
+    import socket
+    import threading
+
+    from liveserver import start_server
+
+    from simplefast.sip import build_response
+
+    srv = start_server(tmp_path, workers=2)
+    uas = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    uas.bind(("127.0.0.1", 0))
+    uas.settimeout(0.2)
+    uas_port = uas.getsockname()[1]
+    stop = threading.Event()
+    invites: dict[str, object] = {}
+
+    def run_uas() -> None:
+        while not stop.is_set():
+            try:
+                data = uas.recv(65535)
+            except TimeoutError:
+                continue
+            m = parse_message(data)
+            if not m.is_request:
+                continue
+            to = (m.via_host, m.via_port or 5060)
+            if m.method == "INVITE":
+                invites[m.call_id] = m
+                uas.sendto(build_response(m, 180, "Ringing", to_tag="uas"), to)
+            elif m.method == "CANCEL":
+                uas.sendto(build_response(m, 200, "OK", to_tag="uas"), to)
+                inv = invites[m.call_id]
+                uas.sendto(build_response(inv, 487, "Request Terminated", to_tag="uas"), to)  # type: ignore[arg-type]
+
+    t = threading.Thread(target=run_uas, daemon=True)
+    t.start()
+    try:
+        assert register_contact(srv.port, "bob", uas_port) == 200
+        for k in range(12):
+            cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            cli.bind(("127.0.0.1", 0))
+            cli.settimeout(0.3)
+            cport = cli.getsockname()[1]
+
+            def req(method: str, k: int = k, cport: int = cport) -> bytes:
+                cseq = f"1 {method}"
+                return (
+                    f"{method} sip:bob@example.com SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bKcall{k};rport\r\nMax-Forwards: 70\r\n"
+                    f"From: <sip:alice@example.com>;tag=a{k}\r\nTo: <sip:bob@example.com>"
+                    f"{';tag=uas' if method == 'ACK' else ''}\r\nCall-ID: cancel-{k}\r\nCSeq: {cseq}\r\n"
+                    "Content-Length: 0\r\n\r\n"
+                ).encode()
+
+            def responses(until: float, cli: socket.socket = cli) -> list[tuple[int, str]]:
+                got = []
+                end = time.monotonic() + until
+                while time.monotonic() < end:
+                    try:
+                        r = parse_message(cli.recv(65535))
+                    except TimeoutError:
+                        continue
+                    got.append((r.status, r.cseq_method))
+                return got
+
+            cli.sendto(req("INVITE"), ("127.0.0.1", srv.port))
+            first = responses(0.4)
+            assert (180, "INVITE") in first, (k, first)
+            cli.sendto(req("CANCEL"), ("127.0.0.1", srv.port))
+            after = responses(0.4)
+            assert (200, "CANCEL") in after and (481, "CANCEL") not in after, (k, after)
+            assert (487, "INVITE") in after, (k, after)
+            cli.sendto(req("ACK"), ("127.0.0.1", srv.port))
+            late = responses(1.2)  # Timer G would resend the 487 at 0.5 s if the ACK were lost
+            assert (487, "INVITE") not in late, (k, late)
+            cli.close()
+    finally:
+        stop.set()
+        t.join(2)
+        uas.close()
+        assert srv.stop() == 0
+    handed = re.findall(r"(\d+) handed off", srv.log())
+    assert len(handed) == 2 and sum(map(int, handed)) > 0, handed  # the ring was used

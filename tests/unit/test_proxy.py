@@ -246,3 +246,24 @@ def test_response_with_vias_on_one_line_loses_only_ours() -> None:
     assert parse_message(_without_top_via(one) or b"").get_all("Via") == [
         "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKu1"
     ]
+
+
+def test_ack_and_cancel_without_their_invite_go_round_the_ring() -> None:
+    c = core()
+    handed: list[tuple[bytes, object, int]] = []
+    c.handoff = lambda data, peer, hops: handed.append((data, peer, hops))
+    c.handoff_limit = 2  # three workers: two others to ask
+    cancel = req("CANCEL", branch="z9hG4bKelsewhere")
+    c.on_message(cancel, UAC, reliable=False, now=0.0)
+    assert handed == [(cancel, UAC, 1)] and sent(c) == []  # passed on, not answered here
+    c.on_message(cancel, UAC, reliable=False, now=0.0, hops=1)
+    assert handed[-1] == (cancel, UAC, 2)
+    c.on_message(cancel, UAC, reliable=False, now=0.0, hops=2)  # the last worker: unmatched
+    assert [m.status for m, _ in sent(c)] == [481] and len(handed) == 2
+    # with its INVITE here, a CANCEL stays here
+    register(c, "bob", "sip:bob@192.0.2.20")
+    c.on_message(req("INVITE"), UAC, reliable=False, now=1.0)
+    c.outgoing()
+    c.on_message(req("CANCEL"), UAC, reliable=False, now=1.1)
+    assert len(handed) == 2 and 200 in [m.status for m, to in sent(c) if to == UAC]
+    assert c.stats.handed_off == 2
