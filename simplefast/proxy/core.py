@@ -107,6 +107,11 @@ class SipCore:
         self.overloaded = False
         self.retry_after = 5
 
+    def set_domains(self, domains: frozenset[str]) -> None:
+        """Domains served, changed at run time (SIGHUP)."""
+        self.config.domains = domains
+        self.registrar.config.domains = domains
+
     def busy(self) -> bool:
         """Transactions that still need the network (drain waits for them)."""
         return bool(self.tl.client) or any(t.state in (TRYING, PROCEEDING) for t in self.tl.server.values())

@@ -64,6 +64,8 @@ class Config:
     drain_seconds: float = 5.0
     location_capacity: int = 50_000
     overload_queue_bytes: int = 0  # 0: no load shedding (see README: it lost goodput when measured)
+    # where it came from, for SIGHUP: the file and the command-line values
+    source: tuple[Path | None, dict[str, Any]] = (None, {})
 
     def effective_domains(self) -> frozenset[str]:
         """Configured domains; without any, the listen hosts stand for the domain."""
@@ -106,6 +108,7 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         raw = dict(server)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     cfg = Config()
+    cfg.source = (path, dict(overrides))
     if "listen" in raw:
         items = raw["listen"]
         if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):

@@ -48,6 +48,7 @@ def create(cfg: Config) -> SharedState:
     size = shmindex.table_size(slots, AOR_MAX, BINDINGS_MAX)
     state = SharedState(shmindex.create_shared(size), slots)
     loc = state.location(create=True)
+    location_store.init(cfg.data_dir)
     n = 0
     for aor, bindings in location_store.load(cfg.data_dir, time.monotonic(), time.time()):
         loc.load(aor, bindings)

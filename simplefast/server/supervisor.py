@@ -32,10 +32,14 @@ def _spawn(cfg: Config, index: int, shared: SharedState) -> int:
     if pid == 0:  # the worker
         code = 1
         try:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(s, signal.SIG_DFL)
+            # a SIGHUP before the worker's loop takes it over must not kill the worker
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
             code = run_worker(cfg, index, shared)
+        except BaseException:
+            log.exception("worker %d failed", index)
         finally:
             os._exit(code)
     return pid

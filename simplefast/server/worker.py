@@ -13,11 +13,13 @@ import time
 import uvloop
 
 from simplefast import _impl
+from simplefast.errors import ConfigError
 from simplefast.logs import configure, get_logger
 from simplefast.proxy.auth import DigestAuth
 from simplefast.proxy.core import CoreConfig, SipCore
 from simplefast.proxy.proxy import ProxyAddress
 from simplefast.server.config import Config
+from simplefast.server.config import load as load_config
 from simplefast.server.shared import SharedState
 from simplefast.store import location as location_store
 from simplefast.store.users import load_users, nonce_secret
@@ -106,11 +108,22 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
 
-    def reload() -> None:  # SIGHUP: log level and users (the rest needs a restart for now)
+    def reload() -> None:
+        """SIGHUP: the config file is read again; log level, domains and users change at
+        once (listeners, workers, capacities and auth on/off need a restart)."""
+        path, overrides = cfg.source
+        try:
+            new = load_config(path, overrides)
+        except ConfigError as exc:
+            log.error("worker %d: SIGHUP ignored: %s", index, exc)
+            return
+        cfg.log_level, cfg.domains = new.log_level, new.domains
         configure(cfg.log_level)
+        core.set_domains(cfg.effective_domains())
         if auth is not None:
             core.users = load_users(cfg.data_dir)
-            log.info("worker %d: users reloaded (%d realms)", index, len(core.users))
+        log.info("worker %d: reloaded: domains %s, %d user realms", index,
+                 ",".join(sorted(cfg.effective_domains())), len(core.users))  # fmt: skip
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     if auth is None and index == 0:
@@ -124,7 +137,10 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         await asyncio.sleep(0.05)
     monitor.stop()
     writer.shutdown(wait=True)
-    location_store.save_encoded(cfg.data_dir, location.take_dirty(), loop.time(), time.time())
+    try:
+        location_store.save_encoded(cfg.data_dir, location.take_dirty(), loop.time(), time.time())
+    except Exception as exc:  # the supervisor saves the whole table after the workers stop anyway
+        log.error("worker %d: last write-behind failed: %s", index, exc)
     for t in transports:
         t.close()
     log.info(

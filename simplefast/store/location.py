@@ -32,12 +32,25 @@ _SCHEMA = (
 )
 
 
-def _connect(data_dir: Path) -> sqlite3.Connection:
+def init(data_dir: Path) -> None:
+    """Create the file in WAL mode (persistent in the file). Done once by the
+    supervisor before the workers exist: switching the journal mode needs an
+    exclusive lock that concurrent writers would refuse with "database is locked"."""
     data_dir.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(data_dir / "location.sqlite3", timeout=10.0)
-    db.execute("PRAGMA journal_mode=WAL")
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(_SCHEMA)
+        db.commit()
+    finally:
+        db.close()
+
+
+def _connect(data_dir: Path) -> sqlite3.Connection:
+    if not (data_dir / "location.sqlite3").exists():
+        init(data_dir)
+    db = sqlite3.connect(data_dir / "location.sqlite3", timeout=10.0)
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(_SCHEMA)
     return db
 
 

@@ -81,12 +81,15 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(tmp_path: Path, workers: int = 2, extra: tuple[str, ...] = (), auth: bool = False) -> Server:
+def start_server(
+    tmp_path: Path, workers: int = 2, extra: tuple[str, ...] = (), auth: bool = False, domain: bool = True
+) -> Server:
     port = free_udp_port()
     log_path = tmp_path / "server.log"
     cmd = [
         sys.executable, "-m", "simplefast", "serve", "--listen", f"udp:127.0.0.1:{port}",
-        "--domain", "example.com", "--workers", str(workers), "--data-dir", str(tmp_path / "data"),
+        *(("--domain", "example.com") if domain else ()),
+        "--workers", str(workers), "--data-dir", str(tmp_path / "data"),
         *(() if auth else ("--no-auth",)), *extra,
     ]  # fmt: skip
     logf = open(log_path, "wb")  # noqa: SIM115 - closed with the process

@@ -371,3 +371,33 @@ def test_cancel_and_non_2xx_ack_find_their_invite_in_any_worker(tmp_path: Path) 
         assert srv.stop() == 0
     handed = re.findall(r"(\d+) handed off", srv.log())
     assert len(handed) == 2 and sum(map(int, handed)) > 0, handed  # the ring was used
+
+
+def test_sighup_reloads_domains(tmp_path: Path) -> None:
+    import signal
+
+    from liveserver import start_server
+
+    conf = tmp_path / "sf.toml"
+    conf.write_text('[server]\ndomains = ["example.com"]\n')
+    srv = start_server(tmp_path, workers=2, extra=("-c", str(conf)), domain=False)  # domains from the file
+
+    def register(domain: str, n: int) -> int:
+        data = (
+            f"REGISTER sip:{domain} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKhup{n};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:dan@{domain}>;tag=h\r\nTo: <sip:dan@{domain}>\r\n"
+            f"Call-ID: hup{n}\r\nCSeq: 1 REGISTER\r\nContact: <sip:dan@127.0.0.1:9>\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        return int(parse_message(exchange(srv.port, data) or b"").status)
+
+    try:
+        # not ours yet: the proxy would forward it, but cannot resolve the name (503)
+        assert {register("new.example", n) for n in range(6)} == {503}
+        conf.write_text('[server]\ndomains = ["example.com", "new.example"]\n')
+        srv.proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert {register("new.example", n) for n in range(6, 12)} == {200}  # whichever worker answers
+    finally:
+        assert srv.stop() == 0
+    assert srv.log().count("reloaded: domains example.com,new.example") == 2
