@@ -67,7 +67,6 @@ _DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 @dataclass(slots=True)
 class Branch:
     txn: ClientTransaction
-    request: bytes
     final: int = 0  # status of the final response (408 for a timeout), 0 while pending
     response: SipMessage = None
     cancelled: bool = False
@@ -158,7 +157,7 @@ class Proxy:
                 continue
             data = self._forward_bytes(msg, target, route_set, mf, loop, txn.peer)
             client = self.tl.request(data, ("c", *dest), reliable=False, now=now)
-            ctx.branches.append(Branch(client, data))
+            ctx.branches.append(Branch(client))
             self.contexts[client] = ctx
         if not ctx.branches:
             return 503, "Service Unavailable"  # no numeric next hop (RFC 3263 resolution: not yet)

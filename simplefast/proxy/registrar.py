@@ -29,6 +29,7 @@ Bindings beyond ``max_contacts`` per AOR get 403. GRUUs are not issued
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,7 +133,13 @@ class Registrar:
                     del updated[idx]
                 if exp == 0:
                     continue
-                q = _q_value(c.params.get("q"))
+                raw_q = c.params.get("q")
+                q = _q_value(raw_q)
+                if raw_q is not None and q is None:
+                    bad = raw_q[:20].replace('"', "'")
+                    return Reply(
+                        400, "Bad Request", [("Warning", f'399 simplefast "q={bad} is not a qvalue"')]
+                    )
                 instance = c.params.get("+sip.instance")
                 updated.append(Binding(c.uri, now + exp, q, call_id, cseq, path, source, instance))
             if len(updated) > cfg.max_contacts:
@@ -155,14 +162,14 @@ class Registrar:
         return Reply(200, "OK", headers)
 
 
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+
+
 def _q_value(raw: str | None) -> float | None:
-    if raw is None:
+    """RFC 3261 25.1 qvalue ("0" ["." 0*3DIGIT] / "1" ["." 0*3("0")]); None if absent or malformed."""
+    if raw is None or not _QVALUE.fullmatch(raw):
         return None
-    try:
-        q = float(raw)
-    except ValueError:
-        return None
-    return q if 0.0 <= q <= 1.0 else None
+    return float(raw)
 
 
 def _contact_line(b: Binding, now: float) -> str:

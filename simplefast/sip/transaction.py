@@ -315,6 +315,7 @@ class TransactionLayer:
                 return
             txn.state = COMPLETED
             self._timers.cancel(txn, _RETRANSMIT)
+            txn.data_out = b""  # no more retransmissions; Timer K keeps the entry 5 s
             self._events.append(ResponseReceived(txn, msg, peer))
             if txn.reliable:
                 self._timers.cancel(txn, _TIMEOUT)

@@ -101,7 +101,6 @@ class UdpListener(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._armed = math.inf
-        self.closed = loop.create_future()
         self.internal_errors = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -111,10 +110,6 @@ class UdpListener(asyncio.DatagramProtocol):
             self.sockets.client = self.transport
         else:
             self.sockets.server = self.transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         core = self.core

@@ -267,3 +267,19 @@ def test_ack_and_cancel_without_their_invite_go_round_the_ring() -> None:
     c.on_message(req("CANCEL"), UAC, reliable=False, now=1.1)
     assert len(handed) == 2 and 200 in [m.status for m, to in sent(c) if to == UAC]
     assert c.stats.handed_off == 2
+
+
+def test_malformed_q_value_is_refused_with_400() -> None:
+    c = core()
+    for q, status in (("0.5", 200), ("1.000", 200), ("0.1234", 400), ("1.5", 400), ("nan", 400), ("-0", 400)):
+        data = (
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKq" + q + "\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:qq@example.com>;tag=r\r\nTo: <sip:qq@example.com>\r\n"
+            f"Call-ID: q-{q}\r\nCSeq: 1 REGISTER\r\nContact: <sip:qq@192.0.2.1>;q={q}\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        c.on_message(data, ("192.0.2.9", 5060), reliable=False, now=0.0)
+        ((resp, _),) = sent(c)
+        assert resp.status == status, (q, resp.status)
+        if status == 400:
+            assert "is not a qvalue" in (resp.get("Warning") or "")
