@@ -22,6 +22,7 @@ port, RFC 3261 section 18.2.2).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from simplefast.proxy.auth import DigestAuth, Users
 from simplefast.proxy.location import Location
 from simplefast.proxy.proxy import Proxy, ProxyAddress
 from simplefast.proxy.registrar import Registrar, RegistrarConfig, aor_of
+from simplefast.sip.peer import flow_of
 from simplefast.sip.transaction import (
     PROCEEDING,
     TRYING,
@@ -44,6 +46,7 @@ from simplefast.sip.transaction import (
     ServerTransaction,
     Terminated,
     TransactionLayer,
+    TransportFailed,
 )
 
 log = get_logger(__name__)
@@ -103,6 +106,10 @@ class SipCore:
         # handoff_limit is the number of other workers (see docs/process-model.md).
         self.handoff: Callable[[bytes, Any, int], None] | None = None
         self.handoff_limit = 0
+        # Set by the worker: route_response(index, data, peer) passes a response to the
+        # worker whose branch prefix it carries (sent over a connection owned here).
+        self.route_response: Callable[[int, bytes, Any], object] | None = None
+        self.index = -1
         # set by the transport when its receive queue backs up (see transport/udp.py)
         self.overloaded = False
         self.retry_after = 5
@@ -118,7 +125,8 @@ class SipCore:
 
     # ---- transport side
     def on_message(self, data: bytes, peer: Any, *, reliable: bool, now: float, hops: int = 0) -> None:
-        """One message from the network (``hops``: how many workers handed it on already)."""
+        """One datagram, or a message handed over by another worker (``hops``: how many
+        workers handed it on already)."""
         self.stats.received += 1
         try:
             msg = _codec.parse_message(data)
@@ -129,6 +137,29 @@ class SipCore:
             if answer is not None:
                 self.tl.send_stateless(answer, peer)
             return
+        self.on_parsed(msg, data, peer, reliable=reliable, now=now, hops=hops)
+
+    def on_stream_error(self, data: bytes, peer: Any, exc: SipParseError) -> None:
+        """A stream lost its framing (``data``: what was buffered from the start of the
+        bad message): the 400 the RFC asks for when it can be built (the transport
+        closes the connection after it)."""
+        self.stats.received += 1
+        self.stats.parse_errors += 1
+        self._bad_packet(str(exc), peer)
+        answer = salvage_response(data, exc.status_hint, str(exc))
+        if answer is not None:
+            self.tl.send_stateless(answer, peer)
+
+    def transport_error(self, data: bytes, now: float) -> None:
+        """The transport could not deliver ``data`` (see TransactionLayer.transport_error)."""
+        if self.tl.transport_error(data, now) is not None:
+            self._dispatch(now)
+
+    def on_parsed(
+        self, msg: Any, data: bytes | None, peer: Any, *, reliable: bool, now: float, hops: int = 0
+    ) -> None:
+        """One parsed message (a stream's framer parses as it frames; ``data``, its
+        octets, may be None: ``msg.to_bytes()`` gives them when a hand-off needs them)."""
         if msg.is_request:
             bad = _codec.validate_request(msg, supported=SUPPORTED)
             if bad is not None:
@@ -139,12 +170,13 @@ class SipCore:
                 (method == "ACK" or method == "CANCEL")
                 and self.handoff is not None
                 and hops < self.handoff_limit
+                and len(peer) != 4  # a stream's messages all reach the connection's owner
                 and self.tl.server_key(msg, "INVITE") not in self.tl.server
             ):
                 # Its INVITE may live in another worker (the cBPF hashes these octets
                 # elsewhere): pass it along the ring; the last worker handles it as unmatched.
                 self.stats.handed_off += 1
-                self.handoff(data, peer, hops + 1)
+                self.handoff(data if data is not None else msg.to_bytes(), peer, hops + 1)
                 return
             if (self.draining or self.overloaded) and method != "ACK":
                 if self.tl.server_key(msg) not in self.tl.server:
@@ -154,6 +186,16 @@ class SipCore:
         elif _codec.validate_request(msg) is not None:
             self.stats.responses_dropped += 1
             return
+        elif self.route_response is not None and hops == 0:
+            branch = msg.via_branch
+            if branch is not None and (branch, msg.cseq_method) not in self.tl.client:
+                owner = branch_owner(branch)
+                if owner is not None and owner != self.index:
+                    # the response to a request another worker sent over one of our
+                    # connections: that worker holds the client transaction
+                    self.stats.handed_off += 1
+                    self.route_response(owner, data if data is not None else msg.to_bytes(), peer)
+                    return
         self.tl.receive(msg, peer, reliable=reliable, now=now)
         self._dispatch(now)
 
@@ -182,6 +224,8 @@ class SipCore:
                 proxy.forget(ev.txn)
             elif isinstance(ev, AckReceived):
                 proxy.forward_ack(ev.msg)
+            elif isinstance(ev, TransportFailed):
+                proxy.handle_timeout(ev.txn, now, 503)
             elif isinstance(ev.txn, ClientTransaction):  # TimedOut of a client transaction
                 proxy.handle_timeout(ev.txn, now)
 
@@ -191,7 +235,7 @@ class SipCore:
         if method == "REGISTER" and self.registrar.is_ours(ruri.host):
             if self.auth is not None and not self._authenticated(txn, msg, peer, now, register=True):
                 return
-            r = self.registrar.register(msg, now, source=str(peer))
+            r = self.registrar.register(msg, now, source=flow_of(peer))
             self._respond(txn, msg, peer, r.status, r.reason, r.headers, now)
             return
         if method == "OPTIONS" and ruri.user is None and self._is_local(ruri.host, ruri.port):
@@ -304,9 +348,22 @@ class SipCore:
         self.tl.send_stateless(data, peer)
 
 
+def branch_prefix(index: int) -> str:
+    """A worker's branch prefix (after the magic cookie): random, then its index, so a
+    response that reaches another worker can be handed to the owner (``branch_owner``)."""
+    return f"{os.urandom(4).hex()}w{index}"
+
+
+def branch_owner(branch: str) -> int | None:
+    """The worker index in a branch made with ``branch_prefix``; None for other branches."""
+    head = branch[7:].partition(".")[0]
+    _, w, idx = head.rpartition("w")
+    return int(idx) if w and idx.isdigit() and len(idx) < 4 else None
+
+
 def _source_params(msg: Any, peer: Any) -> dict[str, Any]:
     """received/rport for the top Via (RFC 3261 18.2.1, RFC 3581) when the peer is an address."""
-    if type(peer) is tuple and len(peer) >= 2:
+    if type(peer) is tuple and len(peer) >= 2 and peer[0]:
         try:
             rport = msg.via_rport
         except SipParseError:

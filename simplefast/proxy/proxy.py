@@ -33,9 +33,13 @@ ACKs of 2xx and responses with no client transaction are forwarded
 statelessly (sections 16.11, 16.7 step "no match"). Timer C is not kept
 (the client transactions' Timer B bounds the wait for a final response).
 
-Outgoing requests name their destination as ``("c", host, port)`` so the
-transport sends them from the worker's own client socket: the responses then
-come back to the worker that holds the transactions.
+Outgoing requests over UDP name their destination ``(host, port, "c")`` so
+the transport sends them from the worker's own client socket: the responses
+then come back to the worker that holds the transactions. Over TCP/TLS
+(a ``transport`` parameter, a sips URI, or a contact that registered over a
+connection) they name ``(host, port, kind, cid)`` (simplefast/sip/peer.py);
+the responses come back on that connection, to the worker that owns it,
+which hands them to the worker whose branch prefix they carry.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from simplefast._impl import sipmsg as _codec
 from simplefast.errors import SipParseError
 from simplefast.proxy.location import Location
 from simplefast.proxy.registrar import Registrar, aor_of
+from simplefast.sip.peer import STREAMS, is_stream, stream_of_flow, transport_of
 from simplefast.sip.transaction import (
     ACCEPTED,
     PROCEEDING,
@@ -84,25 +89,68 @@ class Context:
 
 @dataclass(slots=True)
 class ProxyAddress:
-    """How the proxy names itself: the shared listen address (Record-Route,
-    loop detection) and the worker's client socket (Via of forwarded requests)."""
+    """How the proxy names itself.
+
+    ``host``/``port``: the first UDP listener (the shared listen address);
+    ``client_port``: the worker's client socket, in the Via of requests sent
+    over UDP so that responses come back to this worker. ``listeners`` holds
+    every (transport, host, port) the server listens on (several addresses,
+    TCP, TLS); ``client_ports`` the client socket of each address family
+    ("4"/"6"). Requests sent over a stream name the stream listener of that
+    transport in their Via (responses come back on the same connection).
+    """
 
     host: str
     port: int
     client_port: int
     transport: str = "UDP"
+    listeners: tuple[tuple[str, str, int], ...] = ()
+    client_ports: dict[str, tuple[str, int]] = field(default_factory=dict)
+    _mine: frozenset[tuple[str, int]] = field(default=frozenset(), init=False)
 
-    def record_route(self) -> str:
-        return f"<sip:{self._host()}:{self.port};lr>"
+    def __post_init__(self) -> None:
+        if not self.listeners:
+            self.listeners = (("udp", self.host, self.port),)
+        fam = "6" if ":" in self.host else "4"
+        self.client_ports.setdefault(fam, (self.host, self.client_port))
+        mine = {(h.lower(), p) for _, h, p in self.listeners}
+        mine |= {(h.lower(), p) for h, p in self.client_ports.values()}
+        self._mine = frozenset(mine)
+
+    def _pick(self, kind: str, v6: bool) -> tuple[str, int]:
+        """Our (host, port) for ``kind`` in that address family: the first such listener,
+        else the first listener of that family, else the primary one."""
+        fam = [(t, h, p) for t, h, p in self.listeners if (":" in h) == v6] or list(self.listeners)
+        for t, h, p in fam:
+            if t == kind:
+                return h, p
+        return fam[0][1], fam[0][2]
+
+    def via(self, kind: str, v6: bool, branch: str) -> str:
+        """Our Via element for a request sent over ``kind`` to a v4/v6 destination."""
+        if kind == "udp":
+            host, port = self.client_ports.get("6" if v6 else "4") or (self.host, self.client_port)
+        else:
+            host, port = self._pick(kind, v6)
+        return f"SIP/2.0/{kind.upper()} {_bracket(host)}:{port};branch={branch}"
+
+    def record_route(self, kind: str = "udp", v6: bool = False) -> str:
+        host, port = self._pick(kind, v6)
+        tp = "" if kind == "udp" else f";transport={kind}"
+        return f"<sip:{_bracket(host)}:{port}{tp};lr>"
 
     def _host(self) -> str:
-        return f"[{self.host}]" if ":" in self.host else self.host
+        return _bracket(self.host)
 
     def is_me(self, host: str | None, port: int | None) -> bool:
         if host is None:
             return False
         h = host[1:-1] if host.startswith("[") else host
-        return h.lower() == self.host.lower() and (port or 5060) in (self.port, self.client_port)
+        return (h.lower(), port or 5060) in self._mine
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class Proxy:
@@ -134,9 +182,9 @@ class Proxy:
         if self._is_my_uri(uri) and routes:  # strict router before us (section 16.4)
             uri = _strip_brackets(routes[-1])
             routes = routes[:-1]
-        if routes and self._is_my_uri(_strip_brackets(routes[0])):
-            routes = routes[1:]
-        targets: list[tuple[str, tuple[str, ...]]]
+        while routes and self._is_my_uri(_strip_brackets(routes[0])):
+            routes = routes[1:]  # ours (twice when we double record-routed)
+        targets: list[tuple[str, tuple[str, ...], str]]
         try:
             ruri = _codec.parse_uri(uri)
         except SipParseError:
@@ -146,17 +194,28 @@ class Proxy:
             bindings = sorted(self.location.get(aor, now), key=lambda b: -(b.q if b.q is not None else 1.0))
             if not bindings:
                 return 480, "Temporarily Unavailable"
-            targets = [(b.contact, b.path) for b in bindings]
+            targets = [(b.contact, b.path, b.source) for b in bindings]
         else:
-            targets = [(uri, ())]
+            targets = [(uri, (), "")]
         ctx = Context(txn, msg)
-        for target, path in targets:
+        for target, path, flow in targets:
             route_set = [*path, *routes]
             dest = _next_hop(route_set[0] if route_set else target)
-            if dest is None:
+            stream = stream_of_flow(flow) if flow and not path else None
+            if stream is not None:
+                # the contact registered over a connection: requests for it reuse that
+                # connection (RFC 5626 section 5.2 in spirit); the contact's own address,
+                # when numeric, is the way back if the connection is gone
+                kind, _, _, cid = stream
+                peer: tuple[Any, ...] = (
+                    (dest[0], dest[1], kind, cid) if dest is not None else ("", 0, kind, cid)
+                )
+            elif dest is None:
                 continue
-            data = self._forward_bytes(msg, target, route_set, mf, loop, txn.peer)
-            client = self.tl.request(data, ("c", *dest), reliable=False, now=now)
+            else:
+                peer = (dest[0], dest[1], "c") if dest[2] == "udp" else (dest[0], dest[1], dest[2], 0)
+            data = self._forward_bytes(msg, target, route_set, mf, loop, txn.peer, peer)
+            client = self.tl.request(data, peer, reliable=is_stream(peer), now=now)
             ctx.branches.append(Branch(client))
             self.contexts[client] = ctx
         if not ctx.branches:
@@ -172,16 +231,19 @@ class Proxy:
         return self.me.is_me(u.host, u.port)
 
     def _forward_bytes(
-        self, msg: SipMessage, target: str, routes: list[str], mf: int | None, loop: str, peer: Any
-    ) -> bytes:
+        self, msg: SipMessage, target: str, routes: list[str], mf: int | None, loop: str, peer: Any,
+        dest: tuple[Any, ...],
+    ) -> bytes:  # fmt: skip
         me = self.me
         branch = f"{self.tl.new_branch()}.{loop}"
-        lines = [
-            f"{msg.method} {target} SIP/2.0",
-            f"Via: SIP/2.0/{me.transport} {me._host()}:{me.client_port};branch={branch}",
-        ]
+        out_kind, out_v6 = transport_of(dest), ":" in dest[0]
+        lines = [f"{msg.method} {target} SIP/2.0", f"Via: {me.via(out_kind, out_v6, branch)}"]
         if msg.method in _DIALOG_FORMING:
-            lines.append(f"Record-Route: {me.record_route()}")
+            rr_out = me.record_route(out_kind, out_v6)
+            rr_in = me.record_route(transport_of(peer), ":" in str(peer[0]))
+            # double record-routing when the two sides differ (RFC 5658): the callee's
+            # side first, so each side's route set starts with the address it can reach
+            lines.append(f"Record-Route: {rr_out}" if rr_in == rr_out else f"Record-Route: {rr_out}, {rr_in}")
         lines += [f"Route: {r}" for r in routes]
         lines.append(f"Max-Forwards: {70 if mf is None else mf - 1}")
         stamped = False
@@ -219,8 +281,9 @@ class Proxy:
                 f"Call-ID: {sent.call_id}", f"CSeq: {sent.cseq_num} CANCEL", "Content-Length: 0", "", "",
             ]  # fmt: skip
             self.tl.request(
-                "\r\n".join(lines).encode("utf-8", "surrogateescape"), br.txn.peer, reliable=False, now=now
-            )
+                "\r\n".join(lines).encode("utf-8", "surrogateescape"), br.txn.peer,
+                reliable=br.txn.reliable, now=now,
+            )  # fmt: skip
 
     # ------------------------------------------------------------ responses
     def handle_response(self, txn: ClientTransaction | None, msg: SipMessage, now: float) -> None:
@@ -247,13 +310,15 @@ class Proxy:
             return
         self._maybe_finish(ctx, now)
 
-    def handle_timeout(self, txn: ClientTransaction, now: float) -> None:
+    def handle_timeout(self, txn: ClientTransaction, now: float, status: int = 408) -> None:
+        """No final response on a branch: Timer B/F (408), or the transport failed
+        (``status`` 503, section 16.9)."""
         ctx = self.contexts.get(txn)
         if ctx is None:
             return
         for br in ctx.branches:
             if br.txn is txn and not br.final:
-                br.final = 408
+                br.final = status
         self._maybe_finish(ctx, now)
 
     def forget(self, txn: ClientTransaction | ServerTransaction) -> None:
@@ -272,11 +337,10 @@ class Proxy:
         ctx.answered = True
         if best.response is not None:
             self._send_up(ctx, best.response, best.final, now)
-        else:  # every branch timed out: our own 408 (section 16.7 step 6)
-            data = _codec.build_response(
-                ctx.request, 408, "Request Timeout", to_tag=self.tl.new_branch()[-10:]
-            )
-            self.tl.respond(ctx.server, data, 408, now=now)
+        else:  # no branch answered: our own 408 or 503 (section 16.7 step 6, 16.9)
+            reason = "Request Timeout" if best.final == 408 else "Service Unavailable"
+            data = _codec.build_response(ctx.request, best.final, reason, to_tag=self.tl.new_branch()[-10:])
+            self.tl.respond(ctx.server, data, best.final, now=now)
 
     def _send_up(self, ctx: Context, msg: SipMessage, status: int, now: float) -> None:
         data = _without_top_via(msg)
@@ -291,14 +355,15 @@ class Proxy:
         nxt = vias[1]
         host = nxt.params.get("received") or nxt.host.strip("[]")
         rport = nxt.params.get("rport")
-        port = int(rport) if rport else (nxt.port or 5060)
+        kind = nxt.transport.lower()
+        port = int(rport) if rport else (nxt.port or (5061 if kind == "tls" else 5060))
         if data is not None:
-            self.tl.send_stateless(data, (host, port))
+            self.tl.send_stateless(data, (host, port, kind, 0) if kind in STREAMS else (host, port))
 
     def forward_ack(self, msg: SipMessage) -> None:
         """An ACK of a 2xx: forwarded statelessly along its Route (section 16.11)."""
         routes = msg.get_all("Route")
-        if routes and self._is_my_uri(_strip_brackets(routes[0])):
+        while routes and self._is_my_uri(_strip_brackets(routes[0])):
             routes = routes[1:]
         dest = _next_hop(routes[0] if routes else msg.uri)
         if dest is None or msg.max_forwards == 0:
@@ -308,10 +373,7 @@ class Proxy:
         branch = (
             f"z9hG4bK{hashlib.blake2s((msg.via_branch or '').encode(), digest_size=8).hexdigest()}.{loop}"
         )
-        lines = [
-            f"ACK {msg.uri} SIP/2.0",
-            f"Via: SIP/2.0/{me.transport} {me._host()}:{me.port};branch={branch}",
-        ]
+        lines = [f"ACK {msg.uri} SIP/2.0", f"Via: {me.via(dest[2], ':' in dest[0], branch)}"]
         lines += [f"Route: {r}" for r in routes]
         lines.append(f"Max-Forwards: {70 if msg.max_forwards is None else msg.max_forwards - 1}")
         for name, value in msg.headers():
@@ -319,8 +381,9 @@ class Proxy:
                 lines.append(f"{name}: {value}")
         body: bytes = msg.body
         lines.append(f"Content-Length: {len(body)}")
+        peer = (dest[0], dest[1], "c") if dest[2] == "udp" else (dest[0], dest[1], dest[2], 0)
         self.tl.send_stateless(
-            ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body, dest
+            ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body, peer
         )
 
 
@@ -336,7 +399,7 @@ def _loop_hash(msg: SipMessage) -> str:
 
 def _stamp_via(elem: str, peer: Any) -> str:
     """received / rport on the Via of a request we received (RFC 3261 18.2.1, RFC 3581 4)."""
-    if type(peer) is not tuple or len(peer) != 2:
+    if type(peer) is not tuple or len(peer) < 2 or not peer[0]:
         return elem
     try:
         via = _codec.parse_via(elem)
@@ -358,8 +421,9 @@ def _strip_brackets(value: str) -> str:
     return v
 
 
-def _next_hop(uri_text: str) -> tuple[str, int] | None:
-    """(host, port) of a URI when the host is numeric (RFC 3263 resolution is not done yet)."""
+def _next_hop(uri_text: str) -> tuple[str, int, str] | None:
+    """(host, port, transport) of a URI when the host is numeric (RFC 3263 section 4.1
+    and 4.2 for an IP literal: the transport parameter, else TLS for sips and UDP)."""
     try:
         u = _codec.parse_uri(_strip_brackets(uri_text))
     except SipParseError:
@@ -372,7 +436,9 @@ def _next_hop(uri_text: str) -> tuple[str, int] | None:
         host = maddr
     if not (host.replace(".", "").isdigit() or ":" in host):
         return None
-    return host, u.port or (5061 if u.scheme == "sips" else 5060)
+    tp = (u.params.get("transport") or "").lower()
+    kind = "tls" if u.scheme == "sips" else tp if tp in ("udp", "tcp", "tls") else "udp"
+    return host, u.port or (5061 if kind == "tls" else 5060), kind
 
 
 def _without_top_via(msg: SipMessage) -> bytes | None:

@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config", type=Path, help="TOML configuration file (see simplefast.toml)")
     s.add_argument(
         "--listen", action="append", metavar="TRANSPORT:HOST:PORT",
-        help="listener, e.g. udp:127.0.0.1:5060 or udp:[::1]:5060 (repeatable)",
+        help="listener: udp:127.0.0.1:5060, tcp:[::1]:5060, tls:127.0.0.1:5061 (repeatable)",
     )  # fmt: skip
     s.add_argument(
         "--domain", action="append", dest="domains", metavar="DOMAIN", help="served domain (repeatable)"
@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="addresses-of-record the shared location table holds (default 50000)")  # fmt: skip
     s.add_argument("--overload-queue-bytes", dest="overload_queue_bytes", type=int, metavar="BYTES",
                    help="shed new requests (503) when this much waits in the socket (0: never)")  # fmt: skip
+    s.add_argument("--tls-cert", dest="tls_cert", metavar="PEM", help="certificate chain of tls: listeners")
+    s.add_argument("--tls-key", dest="tls_key", metavar="PEM", help="private key of tls: listeners")
+    s.add_argument("--tls-ca", dest="tls_ca", metavar="PEM",
+                   help="CAs trusted for TLS connections we open (default: the system's)")  # fmt: skip
     s.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     u = sub.add_parser("user", help="manage digest credentials")
     usub = u.add_subparsers(dest="user_command", required=True)
@@ -72,19 +76,29 @@ def _user(args: argparse.Namespace) -> int:
 
 def _check_bind(cfg: config_mod.Config) -> None:
     """Fail before forking when a listen address cannot be bound (clear message, exit 1)."""
-    from simplefast.transport.reuseport import reuseport_udp_socket
+    from simplefast.transport.reuseport import reuseport_tcp_socket, reuseport_udp_socket
 
-    if len(cfg.listen) != 1:
-        raise ConfigError("server.listen: one listener for now (several, and tcp/tls: issue #4)")
     for lc in cfg.listen:
-        if lc.transport != "udp":
-            raise ConfigError(f"server.listen: {lc}: only udp listeners exist so far (tcp/tls: issue #4)")
         try:
-            reuseport_udp_socket(lc.host, lc.port).close()
+            if lc.transport == "udp":
+                reuseport_udp_socket(lc.host, lc.port).close()
+            else:
+                reuseport_tcp_socket(lc.host, lc.port).close()
         except OSError as exc:
             raise SystemExit(f"simplefast: cannot listen on {lc}: {exc.strerror}") from None
         except socket.gaierror as exc:
             raise SystemExit(f"simplefast: cannot listen on {lc}: {exc}") from None
+    if cfg.tls_cert is not None and cfg.tls_key is not None:
+        import ssl
+
+        from simplefast.transport.stream import server_context
+
+        try:
+            server_context(str(cfg.tls_cert), str(cfg.tls_key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"server.tls_cert/tls_key: cannot load {cfg.tls_cert}, {cfg.tls_key}: {exc}"
+            ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                     "listen": listen, "domains": args.domains, "workers": args.workers,
                     "data_dir": args.data_dir, "auth": args.auth, "log_level": args.log_level,
                     "auth_algorithms": args.auth_algorithms, "location_capacity": args.location_capacity,
-                    "overload_queue_bytes": args.overload_queue_bytes,
+                    "overload_queue_bytes": args.overload_queue_bytes, "tls_cert": args.tls_cert,
+                    "tls_key": args.tls_key, "tls_ca": args.tls_ca,
                 },
             )  # fmt: skip
             _check_bind(cfg)

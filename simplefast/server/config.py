@@ -64,6 +64,12 @@ class Config:
     drain_seconds: float = 5.0
     location_capacity: int = 50_000
     overload_queue_bytes: int = 0  # 0: no load shedding (see README: it lost goodput when measured)
+    tls_cert: Path | None = None  # PEM certificate chain of tls: listeners
+    tls_key: Path | None = None  # its private key (PEM)
+    tls_ca: Path | None = None  # CAs trusted for connections we open (default: the system's)
+    tls_verify: bool = True  # check the certificate of servers we connect to
+    tcp_idle_seconds: float = 3600.0  # a TCP/TLS connection idle this long is closed
+    tcp_max_connections: int = 16384  # per worker
     # where it came from, for SIGHUP: the file and the command-line values
     source: tuple[Path | None, dict[str, Any]] = (None, {})
 
@@ -85,6 +91,12 @@ _KEYS = {
     "log_level",
     "drain_seconds",
     "location_capacity",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "tls_verify",
+    "tcp_idle_seconds",
+    "tcp_max_connections",
 }
 
 
@@ -159,4 +171,34 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         if not isinstance(ds, int | float) or isinstance(ds, bool) or not 0 <= ds <= 600:
             raise ConfigError(f"server.drain_seconds: {ds!r}: must be 0-600")
         cfg.drain_seconds = float(ds)
+    for key in ("tls_cert", "tls_key", "tls_ca"):
+        if key in raw and raw[key] is not None:
+            if not isinstance(raw[key], str | Path) or not str(raw[key]):
+                raise ConfigError(f"server.{key}: must be a path to a PEM file")
+            path_value = Path(raw[key])
+            if not path_value.is_file():
+                raise ConfigError(f"server.{key}: {path_value}: no such file")
+            setattr(cfg, key, path_value)
+    if "tls_verify" in raw:
+        if not isinstance(raw["tls_verify"], bool):
+            raise ConfigError("server.tls_verify: must be true or false")
+        cfg.tls_verify = raw["tls_verify"]
+    if "tcp_idle_seconds" in raw:
+        ti = raw["tcp_idle_seconds"]
+        if not isinstance(ti, int | float) or isinstance(ti, bool) or not 10 <= ti <= 86400:
+            raise ConfigError(f"server.tcp_idle_seconds: {ti!r}: must be 10-86400")
+        cfg.tcp_idle_seconds = float(ti)
+    if "tcp_max_connections" in raw:
+        tm = raw["tcp_max_connections"]
+        if not isinstance(tm, int) or isinstance(tm, bool) or not 1 <= tm <= 1_000_000:
+            raise ConfigError(f"server.tcp_max_connections: {tm!r}: must be an integer 1-1000000")
+        cfg.tcp_max_connections = tm
+    if any(lc.transport == "tls" for lc in cfg.listen) and (cfg.tls_cert is None or cfg.tls_key is None):
+        raise ConfigError("server.listen: a tls: listener needs server.tls_cert and server.tls_key")
+    seen: set[tuple[str, str, int]] = set()
+    for lc in cfg.listen:
+        k = (lc.transport, lc.host, lc.port)
+        if k in seen:
+            raise ConfigError(f"server.listen: {lc} is listed twice")
+        seen.add(k)
     return cfg

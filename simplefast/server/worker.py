@@ -9,25 +9,30 @@ import os
 import signal
 import socket
 import time
+from typing import Any
 
 import uvloop
 
 from simplefast import _impl
 from simplefast.errors import ConfigError
-from simplefast.logs import configure, get_logger
+from simplefast.logs import RateLimited, configure, get_logger
 from simplefast.proxy.auth import DigestAuth
-from simplefast.proxy.core import CoreConfig, SipCore
+from simplefast.proxy.core import CoreConfig, SipCore, branch_prefix
 from simplefast.proxy.proxy import ProxyAddress
 from simplefast.server.config import Config
 from simplefast.server.config import load as load_config
 from simplefast.server.shared import SharedState
+from simplefast.sip.transaction import TransactionLayer
 from simplefast.store import location as location_store
 from simplefast.store.users import load_users, nonce_secret
 from simplefast.transport import handoff
-from simplefast.transport.reuseport import attach_payload_hash, reuseport_udp_socket
-from simplefast.transport.udp import OverloadMonitor, UdpListener, UdpSockets
+from simplefast.transport.driver import CoreDriver
+from simplefast.transport.reuseport import attach_payload_hash, reuseport_tcp_socket, reuseport_udp_socket
+from simplefast.transport.stream import StreamConn, StreamLimits, Streams, client_context, server_context
+from simplefast.transport.udp import OverloadMonitor, UdpListener
 
 log = get_logger(__name__)
+_send_failed = RateLimited(log, "could not send")
 
 
 def local_hosts(cfg: Config) -> frozenset[str]:
@@ -39,45 +44,121 @@ def local_hosts(cfg: Config) -> frozenset[str]:
     return frozenset(out)
 
 
+def _family(host: str) -> str:
+    return "6" if ":" in host else "4"
+
+
 async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     loop = asyncio.get_running_loop()
-    lc = cfg.listen[0]  # one UDP listener per worker for now (the CLI checks this)
-    sock = reuseport_udp_socket(lc.host, lc.port)
-    if cfg.workers > 1:
-        attach_payload_hash(sock, cfg.workers)
-    # the worker's own client socket: forwarded requests leave from it (see UdpSockets)
-    csock = socket.socket(sock.family, socket.SOCK_DGRAM)
-    csock.bind((lc.host, 0))
-    csock.setblocking(False)
-    me = ProxyAddress(lc.host, lc.port, csock.getsockname()[1])
+    udp_lcs = [lc for lc in cfg.listen if lc.transport == "udp"]
+    stream_lcs = [lc for lc in cfg.listen if lc.transport != "udp"]
+    udp_socks = []
+    for lc in udp_lcs:
+        s = reuseport_udp_socket(lc.host, lc.port)
+        if cfg.workers > 1:
+            attach_payload_hash(s, cfg.workers)
+        udp_socks.append(s)
+    # the worker's own client socket per address family: forwarded requests leave from
+    # it so that their responses come back to this worker (docs/process-model.md)
+    client_socks: dict[str, socket.socket] = {}
+    for lc in cfg.listen:
+        fam = _family(lc.host)
+        if fam not in client_socks:
+            cs = socket.socket(socket.AF_INET6 if fam == "6" else socket.AF_INET, socket.SOCK_DGRAM)
+            cs.bind((lc.host, 0))
+            cs.setblocking(False)
+            client_socks[fam] = cs
+    primary = udp_lcs[0] if udp_lcs else cfg.listen[0]
+    me = ProxyAddress(
+        primary.host, primary.port, client_socks[_family(primary.host)].getsockname()[1],
+        listeners=tuple((lc.transport, lc.host, lc.port) for lc in cfg.listen),
+        client_ports={f: (cs.getsockname()[0], cs.getsockname()[1]) for f, cs in client_socks.items()},
+    )  # fmt: skip
     core_cfg = CoreConfig(domains=cfg.effective_domains(), local_hosts=local_hosts(cfg))
     location = shared.location()
     auth = DigestAuth(nonce_secret(cfg.data_dir), algorithms=cfg.auth_algorithms) if cfg.auth else None
-    core = SipCore(core_cfg, location, me, auth=auth, users=load_users(cfg.data_dir) if auth else None)
-    sockets = UdpSockets()
+    tl = TransactionLayer(branch_prefix=branch_prefix(index))
+    core = SipCore(core_cfg, location, me, tl=tl, auth=auth, users=load_users(cfg.data_dir) if auth else None)
+    core.index = index
+
+    client_tls = client_context(str(cfg.tls_ca) if cfg.tls_ca else None, cfg.tls_verify)
+    limits = StreamLimits(max_connections=cfg.tcp_max_connections, idle_seconds=cfg.tcp_idle_seconds)
+    streams = Streams(loop, index, limits=limits, client_tls=client_tls)
+    udp_out: list[asyncio.DatagramTransport] = []
+    udp_fam: dict[bool, asyncio.DatagramTransport] = {}  # v6? -> the first UDP listener of that family
+    client_fam: dict[bool, asyncio.DatagramTransport] = {}
+
+    def send(data: bytes, peer: Any) -> None:
+        """The dispatcher: the peer names the socket or connection (simplefast/sip/peer.py)."""
+        n = len(peer)
+        try:
+            if n == 2:
+                t = udp_fam.get(":" in peer[0])
+                if t is not None:
+                    t.sendto(data, peer)
+            elif n == 3:
+                tag = peer[2]
+                t = client_fam.get(":" in peer[0]) if tag == "c" else udp_out[tag]
+                if t is not None:
+                    t.sendto(data, (peer[0], peer[1]))
+            else:
+                streams.send(data, peer)
+        except (OSError, ValueError, IndexError, KeyError) as exc:
+            _send_failed(f"{type(exc).__name__}: {exc}", peer)
+
+    driver = CoreDriver(core, loop, send)
+    streams.driver = driver
     transports: list[asyncio.BaseTransport] = []
     protocols: list[UdpListener] = []
-    for s, is_client in ((sock, False), (csock, True)):
+    for li, s in enumerate(udp_socks):
         transport, proto = await loop.create_datagram_endpoint(
-            lambda c=is_client: UdpListener(core, loop, sockets, client=c),  # type: ignore[misc]
+            lambda li=li: UdpListener(driver, li),  # type: ignore[misc]
             sock=s,
         )
         transports.append(transport)
         protocols.append(proto)
-    if cfg.workers > 1:  # ACK/CANCEL whose INVITE lives in another worker (transport/handoff.py)
-        listener = protocols[0]
-
-        def deliver(data: bytes, peer: object, hops: int) -> None:
-            listener.deliver(data, peer, hops)
-
+        udp_out.append(transport)
+        udp_fam.setdefault(":" in udp_lcs[li].host, udp_out[-1])
+    for fam, cs in client_socks.items():
+        transport, _ = await loop.create_datagram_endpoint(lambda: UdpListener(driver, "c"), sock=cs)
+        transports.append(transport)
+        client_fam[fam == "6"] = transport
+    servers: list[asyncio.AbstractServer] = []
+    server_tls = (
+        server_context(str(cfg.tls_cert), str(cfg.tls_key))
+        if cfg.tls_cert is not None and cfg.tls_key is not None
+        else None
+    )
+    for lc in stream_lcs:
+        tls = server_tls if lc.transport == "tls" else None
+        srv: asyncio.AbstractServer = await loop.create_server(
+            lambda kind=lc.transport: StreamConn(streams, kind),
+            sock=reuseport_tcp_socket(lc.host, lc.port), ssl=tls,
+            ssl_handshake_timeout=limits.handshake_seconds if tls is not None else None,
+        )  # fmt: skip
+        servers.append(srv)
+    streams.start()
+    ho: handoff.Handoff | None = None
+    if cfg.workers > 1:  # messages between workers (transport/handoff.py)
         ring_sock = handoff.bind(os.getppid(), index)
-        _, ring = await loop.create_datagram_endpoint(
-            lambda: handoff.HandoffRing(ring_sock, os.getppid(), index, cfg.workers, deliver), sock=ring_sock
-        )
-        core.handoff = ring.send
+        _, ho = await loop.create_datagram_endpoint(
+            lambda: handoff.Handoff(
+                ring_sock, os.getppid(), index, cfg.workers,
+                on_ring=driver.datagram,
+                on_response=lambda data, peer: driver.datagram(data, peer, 1, reliable=True),
+                on_send=lambda data, peer, origin: streams.send(data, peer, origin),
+                on_failed=driver.undeliverable,
+            ),
+            sock=ring_sock,
+        )  # fmt: skip
+        core.handoff = ho.ring
         core.handoff_limit = cfg.workers - 1
-    monitor = OverloadMonitor(core, loop, sock, high=cfg.overload_queue_bytes or 1 << 62)
-    if cfg.overload_queue_bytes:
+        core.route_response = ho.response
+        streams.hand_to = ho.send_on
+        streams.report_failed = ho.failed
+    monitor = OverloadMonitor(core, loop, udp_socks[0] if udp_socks else client_socks[_family(primary.host)],
+                              high=cfg.overload_queue_bytes or 1 << 62)  # fmt: skip
+    if cfg.overload_queue_bytes and udp_socks:
         monitor.start()
 
     # The cyclic GC walks every live container: with a few hundred thousand
@@ -136,6 +217,11 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     while core.busy() and loop.time() < deadline:
         await asyncio.sleep(0.05)
     monitor.stop()
+    for srv in servers:
+        srv.close()
+    streams.close_all()
+    if ho is not None:
+        ho.close()
     writer.shutdown(wait=True)
     try:
         location_store.save_encoded(cfg.data_dir, location.take_dirty(), loop.time(), time.time())
@@ -143,11 +229,14 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         log.error("worker %d: last write-behind failed: %s", index, exc)
     for t in transports:
         t.close()
+    driver.close()
     log.info(
         "worker %d stopped: %d received, %d sent, %d unparseable, %d rejected, %d shed (503) in %d overloads,"
-        " %d internal errors, %d handed off",
+        " %d internal errors, %d handed off; connections: %d accepted, %d opened, %d refused,"
+        " %d failed to open",
         index, core.stats.received, core.stats.sent, core.stats.parse_errors, core.stats.rejected,
-        core.stats.shed, monitor.episodes, sum(p.internal_errors for p in protocols), core.stats.handed_off,
+        core.stats.shed, monitor.episodes, driver.internal_errors, core.stats.handed_off,
+        streams.accepted, streams.opened, streams.refused, streams.connect_failures,
     )  # fmt: skip
 
 

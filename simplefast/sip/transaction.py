@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simplefast._impl import sipmsg as _codec
+from simplefast.errors import SipParseError
 from simplefast.sip.timers import TimerQueue
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -165,13 +166,21 @@ class TimedOut:
 
 
 @dataclass(frozen=True, slots=True)
+class TransportFailed:
+    """The transport could not deliver a client transaction's request (section 17.1.4):
+    the transaction is over; a proxy treats the branch as a 503 (section 16.9)."""
+
+    txn: ClientTransaction
+
+
+@dataclass(frozen=True, slots=True)
 class Terminated:
     """The transaction is gone from the layer."""
 
     txn: ClientTransaction | ServerTransaction
 
 
-Event = RequestReceived | AckReceived | ResponseReceived | TimedOut | Terminated
+Event = RequestReceived | AckReceived | ResponseReceived | TimedOut | TransportFailed | Terminated
 
 
 class TransactionError(Exception):
@@ -385,6 +394,26 @@ class TransactionLayer:
             txn.interval = self.t1
             self._timers.add(txn, _RETRANSMIT, self.t1, now)  # Timer A / E
         self._timers.add(txn, _TIMEOUT, 64 * self.t1, now)  # Timer B / F
+        return txn
+
+    def transport_error(self, data: bytes, now: float) -> ClientTransaction | None:
+        """``data`` (a request this layer sent) could not be delivered: a stream that
+        could not be opened or was lost before the final response. Its client
+        transaction, found by the top Via branch, ends with ``TransportFailed``.
+        Anything else (a response, an ACK, a retransmission after the final
+        response) is ignored: the peer's own timers cover it."""
+        try:
+            msg = _codec.parse_message(data)
+        except SipParseError:
+            return None
+        if not msg.is_request or msg.method == "ACK":
+            return None
+        txn = self.client.get((msg.via_branch or "", msg.method))
+        if txn is None or txn.state not in (CALLING, TRYING, PROCEEDING):
+            return None
+        self._timers.cancel(txn, _TIMEOUT)
+        self._events.append(TransportFailed(txn))
+        self._terminate_client(txn)
         return txn
 
     # ---- timers

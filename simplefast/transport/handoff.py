@@ -1,22 +1,42 @@
-"""Passing a datagram to the next worker (Unix datagram sockets in a ring).
+"""Messages between workers: one Unix datagram socket per worker.
 
-The cBPF program sends a retransmission to the worker holding its transaction,
-but the ACK of a non-2xx response and a CANCEL carry other octets than their
-INVITE and may reach another worker. A worker that finds no INVITE transaction
-for one of them passes the datagram, with the sender's address, to the next
-worker; after ``workers - 1`` hops the last one handles it as unmatched (ACK
-forwarded statelessly, CANCEL answered 481). The owner answers from its own
-listener socket, which shares the listen address, so the client sees the same
-source. Each worker binds ``\\0simplefast-<supervisor pid>-<index>`` (abstract
-namespace: nothing on disk, gone with the process).
+Each worker binds ``\\0simplefast-<supervisor pid>-<index>`` (abstract
+namespace: nothing on disk, gone with the process) and can reach every other
+worker by its index. Four kinds of frame, each ``b"<K> <fields>\\n" + message``:
 
-Frame: ``b"<hops> <host> <port>\\n" + datagram``.
+``A hops host port li``
+    The ring for ACK and CANCEL. The cBPF program sends a retransmission to
+    the worker holding its transaction, but the ACK of a non-2xx response and
+    a CANCEL carry other octets than their INVITE and may reach another
+    worker. A worker that finds no INVITE transaction for one of them passes
+    the datagram, with the sender's address and the listener it came on, to
+    the next worker; after ``workers - 1`` hops the last one handles it as
+    unmatched (ACK forwarded statelessly, CANCEL answered 481). The owner
+    answers from its own listener socket, which shares the listen address.
+``S host port kind cid origin``
+    "Send this on your connection ``cid``": a worker forwards a request to a
+    contact that registered over a TCP/TLS connection another worker
+    accepted (simplefast/sip/peer.py: the owner's index is in the cid).
+``R host port kind cid``
+    "A response for you": it came on one of the sender's connections, and its
+    top Via branch carries the receiver's prefix (it holds the client
+    transaction).
+``F``
+    "Your request could not be delivered" (the connection was gone and no
+    other could be opened): the origin fails the client transaction at once
+    instead of waiting for Timer F.
+
+Datagrams keep message boundaries and are atomic; the socket buffers are
+raised so that a message up to the codec's limits fits one datagram (a
+larger one is lost and counted). Each worker sends on sockets connected to
+the others (``_Out``) and parks frames while a receiver's queue is full.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -24,41 +44,153 @@ from simplefast.logs import get_logger
 
 log = get_logger(__name__)
 
+Peer = tuple[Any, ...]
+
+
+_QUEUE_MAX = 65536  # frames waiting for one slow worker; past it they are lost (and counted)
+
 
 def address(supervisor: int, index: int) -> str:
     return f"\0simplefast-{supervisor}-{index}"
 
 
-class HandoffRing(asyncio.DatagramProtocol):
+class _Out:
+    """A socket connected to one other worker, and the frames waiting for it.
+
+    Connected, because then the kernel reports it writable only when the
+    receiver's queue has room (``net.unix.max_dgram_qlen`` datagrams, 10 by
+    default, is easily filled by a burst): a full queue parks frames here
+    until the receiver reads, instead of losing them."""
+
+    __slots__ = ("sock", "queue")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.queue: deque[bytes] = deque()
+
+
+class Handoff(asyncio.DatagramProtocol):
     def __init__(
-        self, sock: socket.socket, supervisor: int, index: int, workers: int,
-        deliver: Callable[[bytes, Any, int], None],
+        self, sock: socket.socket, supervisor: int, index: int, workers: int, *,
+        on_ring: Callable[[bytes, Peer, int], None],
+        on_response: Callable[[bytes, Peer], None],
+        on_send: Callable[[bytes, Peer, int], None],
+        on_failed: Callable[[bytes], None],
     ) -> None:  # fmt: skip
-        self.sock = sock  # sends go straight to the socket (uvloop's sendto takes no abstract names)
-        self.next = address(supervisor, (index + 1) % workers)
-        self.deliver = deliver
+        self.sock = sock  # the bound socket others send to (receiving goes through the transport)
+        self.supervisor = supervisor
+        self.index = index
+        self.workers = workers
+        self.on_ring, self.on_response = on_ring, on_response
+        self.on_send, self.on_failed = on_send, on_failed
         self.transport: asyncio.DatagramTransport | None = None
-        self.lost = 0  # the next worker was not there (being replaced)
+        self._out: dict[int, _Out] = {}
+        self.lost = 0  # the other worker was not there (being replaced), or its queue was full
+        self.bad = 0  # frames that were not ours
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
-    def send(self, data: bytes, peer: Any, hops: int) -> None:
-        head = f"{hops} {peer[0]} {peer[1]}\n".encode()
-        try:
-            self.sock.sendto(head + data, self.next)
-        except OSError:  # the next worker is being replaced, or its queue is full
-            self.lost += 1
+    def _send(self, index: int, head: str, data: bytes) -> bool:
+        frame = head.encode() + b"\n" + data
+        for _ in range(2):  # a second try on a fresh socket when the worker was replaced
+            out = self._out.get(index) or self._connect(index)
+            if out is None:
+                break
+            if out.queue:
+                if len(out.queue) >= _QUEUE_MAX:
+                    break
+                out.queue.append(frame)
+                return True
+            try:
+                out.sock.send(frame)
+                return True
+            except BlockingIOError:  # its queue is full: wait until it reads
+                out.queue.append(frame)
+                asyncio.get_running_loop().add_writer(out.sock, self._flush, index)
+                return True
+            except OSError:
+                self._drop(index)
+        self.lost += 1
+        return False
 
+    def _connect(self, index: int) -> _Out | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.connect(address(self.supervisor, index))
+        except OSError:  # not there (yet, or being replaced)
+            sock.close()
+            return None
+        _buffers(sock)
+        sock.setblocking(False)
+        out = self._out[index] = _Out(sock)
+        return out
+
+    def _drop(self, index: int) -> None:
+        out = self._out.pop(index, None)
+        if out is not None:
+            if out.queue:
+                asyncio.get_running_loop().remove_writer(out.sock)
+                self.lost += len(out.queue)
+            out.sock.close()
+
+    def _flush(self, index: int) -> None:
+        out = self._out.get(index)
+        if out is None:
+            return
+        while out.queue:
+            try:
+                out.sock.send(out.queue[0])
+            except BlockingIOError:
+                return
+            except OSError:
+                self._drop(index)
+                return
+            out.queue.popleft()
+        asyncio.get_running_loop().remove_writer(out.sock)
+
+    def close(self) -> None:
+        for index in list(self._out):
+            self._drop(index)
+
+    # ---- sending
+    def ring(self, data: bytes, peer: Peer, hops: int) -> None:
+        li = peer[2] if len(peer) == 3 and type(peer[2]) is int else 0
+        self._send((self.index + 1) % self.workers, f"A {hops} {peer[0]} {peer[1]} {li}", data)
+
+    def send_on(self, index: int, data: bytes, peer: Peer, origin: int) -> bool:
+        return self._send(index, f"S {peer[0] or '-'} {peer[1]} {peer[2]} {peer[3]} {origin}", data)
+
+    def response(self, index: int, data: bytes, peer: Peer) -> bool:
+        return self._send(index, f"R {peer[0] or '-'} {peer[1]} {peer[2]} {peer[3]}", data)
+
+    def failed(self, index: int, data: bytes) -> bool:
+        return self._send(index, "F", data)
+
+    # ---- receiving
     def datagram_received(self, data: bytes, addr: Any) -> None:
         head, nl, body = data.partition(b"\n")
+        if not nl:
+            self.bad += 1
+            return
+        f = head.decode("ascii", "replace").split(" ")
         try:
-            hops_text, host, port_text = head.decode().split(" ")
-            hops, port = int(hops_text), int(port_text)
+            if f[0] == "A" and len(f) == 5:
+                li = int(f[4])
+                peer: Peer = (f[2], int(f[3])) if li == 0 else (f[2], int(f[3]), li)
+                self.on_ring(body, peer, int(f[1]))
+            elif f[0] == "S" and len(f) == 6:
+                host = "" if f[1] == "-" else f[1]
+                self.on_send(body, (host, int(f[2]), f[3], int(f[4])), int(f[5]))
+            elif f[0] == "R" and len(f) == 5:
+                host = "" if f[1] == "-" else f[1]
+                self.on_response(body, (host, int(f[2]), f[3], int(f[4])))
+            elif f[0] == "F":
+                self.on_failed(body)
+            else:
+                self.bad += 1
         except ValueError:
-            return  # not one of ours
-        if nl:
-            self.deliver(body, (host, port), hops)
+            self.bad += 1
 
     def error_received(self, exc: Exception) -> None:
         self.lost += 1
@@ -67,6 +199,17 @@ class HandoffRing(asyncio.DatagramProtocol):
 def bind(supervisor: int, index: int) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(address(supervisor, index))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    _buffers(sock)
     sock.setblocking(False)
     return sock
+
+
+def _buffers(sock: socket.socket) -> None:
+    for opt, force, size in (
+        (socket.SO_RCVBUF, 33, 8 << 20),  # SO_RCVBUFFORCE: past rmem_max when we may
+        (socket.SO_SNDBUF, 32, 2 << 20),  # SO_SNDBUFFORCE: a datagram can be this large
+    ):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)

@@ -110,3 +110,24 @@ def reuseport_udp_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def reuseport_tcp_socket(host: str, port: int, backlog: int = 4096) -> socket.socket:
+    """A listening, non-blocking TCP socket bound with SO_REUSEPORT (one per worker).
+
+    The kernel spreads new connections over the group by their address hash;
+    each connection then stays with the worker that accepted it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

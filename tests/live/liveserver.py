@@ -17,9 +17,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free for UDP and TCP on 127.0.0.1 (the live servers listen on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            try:
+                t.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port")
 
 
 def options(port: int, branch: str = "z9hG4bKprobe", timeout: float = 0.5) -> bytes | None:
@@ -82,9 +91,11 @@ class Server:
 
 
 def start_server(
-    tmp_path: Path, workers: int = 2, extra: tuple[str, ...] = (), auth: bool = False, domain: bool = True
-) -> Server:
-    port = free_udp_port()
+    tmp_path: Path, workers: int = 2, extra: tuple[str, ...] = (), auth: bool = False, domain: bool = True,
+    port: int | None = None,
+) -> Server:  # fmt: skip
+    """``extra`` may add listeners (``--listen tcp:127.0.0.1:PORT``); the first one is UDP on ``port``."""
+    port = port or free_udp_port()
     log_path = tmp_path / "server.log"
     cmd = [
         sys.executable, "-m", "simplefast", "serve", "--listen", f"udp:127.0.0.1:{port}",

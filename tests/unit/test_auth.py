@@ -189,7 +189,7 @@ def test_proxied_requests_get_407_from_our_users_and_pass_from_outside(tmp_path:
         reliable=False,
         now=0.0,
     )
-    assert [p for _, p in c.outgoing()] == [("c", "192.0.2.50", 5060)]  # forwarded
+    assert [p for _, p in c.outgoing()] == [("192.0.2.50", 5060, "c")]  # forwarded
     # from another domain to another domain: no open relay
     r = exchange(c, request("MESSAGE", "eve@evil.example", "x@192.0.2.60", "sip:x@192.0.2.60", 3))
     assert r.status == 403  # type: ignore[attr-defined]

@@ -46,7 +46,7 @@ def test_message_is_forwarded_to_the_binding_and_the_200_comes_back() -> None:
     register(c, "bob", "sip:bob@192.0.2.20:5080")
     c.on_message(req("MESSAGE"), UAC, reliable=False, now=1.0)
     ((fwd, dest),) = sent(c)
-    assert dest == ("c", "192.0.2.20", 5080)
+    assert dest == ("192.0.2.20", 5080, "c")
     assert fwd.uri == "sip:bob@192.0.2.20:5080" and fwd.max_forwards == 69 and fwd.body == b"hi"
     top, orig = fwd.vias()
     assert (top.host, top.port) == ("10.0.0.1", 40000) and top.branch.startswith("z9hG4bK")
@@ -72,7 +72,7 @@ def test_subscribe_gets_record_route_and_path_becomes_route() -> None:
     c.outgoing()
     c.on_message(req("SUBSCRIBE", extra="Event: presence\r\nExpires: 600\r\n"), UAC, reliable=False, now=1.0)
     ((fwd, dest),) = sent(c)
-    assert dest == ("c", "192.0.2.50", 5090)  # the Path hop first (RFC 3327)
+    assert dest == ("192.0.2.50", 5090, "c")  # the Path hop first (RFC 3327)
     assert fwd.get("Record-Route") == "<sip:10.0.0.1:5060;lr>"
     assert fwd.get_all("Route") == ["<sip:192.0.2.50:5090;lr>"]
 
@@ -82,7 +82,7 @@ def test_our_route_is_removed_and_the_next_route_is_the_next_hop() -> None:
     extra = "Route: <sip:10.0.0.1:5060;lr>, <sip:192.0.2.30:5080;lr>\r\n"
     c.on_message(req("BYE", "sip:bob@198.51.100.7", extra=extra), UAC, reliable=False, now=0.0)
     ((fwd, dest),) = sent(c)
-    assert dest == ("c", "192.0.2.30", 5080)
+    assert dest == ("192.0.2.30", 5080, "c")
     assert fwd.uri == "sip:bob@198.51.100.7" and fwd.get_all("Route") == ["<sip:192.0.2.30:5080;lr>"]
 
 
@@ -92,7 +92,7 @@ def test_strict_router_before_us() -> None:
     extra = "Route: <sip:bob@198.51.100.7:5062>\r\n"
     c.on_message(req("BYE", "sip:10.0.0.1:5060;lr", extra=extra), UAC, reliable=False, now=0.0)
     ((fwd, dest),) = sent(c)
-    assert fwd.uri == "sip:bob@198.51.100.7:5062" and dest == ("c", "198.51.100.7", 5062)
+    assert fwd.uri == "sip:bob@198.51.100.7:5062" and dest == ("198.51.100.7", 5062, "c")
     assert fwd.get("Route") is None
 
 
@@ -139,7 +139,7 @@ def test_forking_picks_the_best_final_response() -> None:
     register(c, "bob", "sip:bob@192.0.2.21", q=";q=0.5")
     c.on_message(req("MESSAGE"), UAC, reliable=False, now=1.0)
     branches = sent(c)
-    assert [d for _, d in branches] == [("c", "192.0.2.20", 5060), ("c", "192.0.2.21", 5060)]
+    assert [d for _, d in branches] == [("192.0.2.20", 5060, "c"), ("192.0.2.21", 5060, "c")]
     (a, _), (b, _) = branches
     c.on_message(
         build_response(a, 486, "Busy Here", to_tag="x"), ("192.0.2.20", 5060), reliable=False, now=1.1

@@ -1,0 +1,106 @@
+"""The one place where a worker's transports meet its SIP core.
+
+Every protocol (UDP sockets, stream connections, the hand-off socket) feeds
+the core through one ``CoreDriver``: it passes the message with the loop's
+clock, contains a failure of ours (logged rate-limited and counted, the
+worker goes on), sends what the core produced through ``send(data, peer)``
+(the worker's dispatcher, which picks the socket or connection from the
+peer, simplefast/sip/peer.py) and keeps a single ``loop.call_at`` for the
+core's earliest deadline, re-armed only when that deadline moves earlier so
+a busy worker does not touch the timer per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from typing import Any
+
+from simplefast.errors import SipParseError
+from simplefast.logs import RateLimited, get_logger
+from simplefast.proxy.core import SipCore
+
+log = get_logger(__name__)
+_internal_error = RateLimited(log, "internal error while handling a message (please report it)")
+
+
+class CoreDriver:
+    __slots__ = ("core", "loop", "send", "internal_errors", "_timer", "_armed")
+
+    def __init__(
+        self, core: SipCore, loop: asyncio.AbstractEventLoop, send: Callable[[bytes, Any], None]
+    ) -> None:
+        self.core = core
+        self.loop = loop
+        self.send = send
+        self.internal_errors = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed = math.inf
+
+    def datagram(self, data: bytes, peer: Any, hops: int = 0, *, reliable: bool = False) -> None:
+        """A datagram (or a message another worker handed over)."""
+        try:
+            self.core.on_message(data, peer, reliable=reliable, now=self.loop.time(), hops=hops)
+        except Exception as exc:  # a bug of ours: logged and counted, the worker goes on
+            self._failed(exc, peer)
+        self.after()
+
+    def messages(self, msgs: list[Any], peer: Any) -> None:
+        """Messages framed (and parsed) on a stream."""
+        core = self.core
+        now = self.loop.time()
+        for msg in msgs:
+            try:
+                core.on_parsed(msg, None, peer, reliable=True, now=now)
+            except Exception as exc:
+                self._failed(exc, peer)
+        self.after()
+
+    def stream_error(self, data: bytes, peer: Any, exc: SipParseError) -> None:
+        try:
+            self.core.on_stream_error(data, peer, exc)
+        except Exception as err:
+            self._failed(err, peer)
+        self.after()
+
+    def undeliverable(self, data: bytes) -> None:
+        """The transport could not send ``data``: a request's client transaction fails."""
+        try:
+            self.core.transport_error(data, self.loop.time())
+        except Exception as exc:
+            self._failed(exc, "-")
+        self.after()
+
+    def after(self) -> None:
+        send = self.send
+        for data, peer in self.core.outgoing():
+            send(data, peer)
+        t = self.core.get_timer()
+        if t is not None and t < self._armed:
+            self._arm(t)
+
+    def _failed(self, exc: Exception, peer: Any) -> None:
+        self.internal_errors += 1
+        _internal_error(f"{type(exc).__name__}: {exc}", peer)
+        log.debug("internal error", exc_info=True)
+
+    def _arm(self, t: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = t
+        self._timer = self.loop.call_at(t, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._armed = math.inf
+        try:
+            self.core.handle_timer(self.loop.time())
+        except Exception as exc:
+            self._failed(exc, "timer")
+        self.after()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
