@@ -43,6 +43,13 @@ cdef uint64_t _M32 = 0xFFFFFFFFULL
 cdef int _MAX_STRIPES = 1024
 cdef int _MIN_STRIPE_WIDTH = 16
 cdef int _PRUNE_MAX_STRIPES = 4
+# put_if_greater: the counter, 8 bytes big-endian, opens the value
+cdef int _COUNTER_BYTES = 8
+# what _put did
+cdef enum:
+    _PUT_DONE = 0
+    _PUT_REFUSED = 1
+    _PUT_FULL = 2
 
 
 # ---------------------------------------------------------------- geometry
@@ -127,6 +134,18 @@ cdef inline void _write_entry(sf_table* t, sf_shm_slot* sl, uint64_t hv,
     memcpy(sf_slot_key(sl), key, klen)
     memcpy(sf_slot_value(t, sl), val, vlen)
     sf_write_end(sl)
+
+
+cdef inline uint64_t _stored_counter(const sf_table* t, sf_shm_slot* sl) noexcept nogil:
+    """The counter of a LIVE slot: its first 8 value bytes, big-endian; a shorter
+    value reads as if padded with zero bytes on the right."""
+    cdef const unsigned char* v = sf_slot_value(t, sl)
+    cdef uint32_t vlen = sl.vlen
+    cdef uint64_t c = 0
+    cdef uint32_t k
+    for k in range(8):
+        c = (c << 8) | (v[k] if k < vlen else 0)
+    return c
 
 
 cdef inline void _write_state(sf_shm_slot* sl, uint32_t state) noexcept nogil:
@@ -443,6 +462,11 @@ cdef class ShmTable:
 
     # ------------------------------------------------------------ checks
 
+    cdef inline int _check_value_len(self, Py_ssize_t vlen) except -1:
+        if vlen > self._t.value_max:
+            raise ValueError(f"value is {vlen} bytes, longer than value_max {self._t.value_max}")
+        return 0
+
     cdef inline Py_ssize_t _check_key(self, key) except -1:
         if type(key) is not bytes:
             raise TypeError(f"key must be bytes, not {type(key).__name__}")
@@ -518,15 +542,36 @@ cdef class ShmTable:
         if type(value) is not bytes:
             raise TypeError(f"value must be bytes, not {type(value).__name__}")
         cdef Py_ssize_t vlen = PyBytes_GET_SIZE(value)
-        if vlen > self._t.value_max:
-            raise ValueError(f"value is {vlen} bytes, longer than value_max {self._t.value_max}")
+        self._check_value_len(vlen)
         if self._put(<const unsigned char*>PyBytes_AS_STRING(key), klen,
-                     <const unsigned char*>PyBytes_AS_STRING(value), <uint32_t>vlen):
+                     <const unsigned char*>PyBytes_AS_STRING(value), <uint32_t>vlen,
+                     False, 0) == _PUT_FULL:
             raise TableFullError(self._full_message)
 
-    cdef bint _put(self, const unsigned char* key, uint32_t klen,
-                   const unsigned char* val, uint32_t vlen):
-        """Insert or replace; True when the table is full."""
+    def put_if_greater(self, key, counter, tail=b""):
+        """Write ``counter`` (8 bytes big-endian) + ``tail`` unless the stored counter
+        is as high: compared under the home stripe lock (see the stub)."""
+        self._ready()
+        cdef uint32_t klen = <uint32_t>self._check_key(key)
+        _check_int("counter", counter, 0, 0xFFFFFFFFFFFFFFFF)
+        if type(tail) is not bytes:
+            raise TypeError(f"tail must be bytes, not {type(tail).__name__}")
+        cdef Py_ssize_t vlen = _COUNTER_BYTES + PyBytes_GET_SIZE(tail)
+        self._check_value_len(vlen)
+        cdef bytes value = counter.to_bytes(_COUNTER_BYTES, "big") + tail
+        cdef int r = self._put(<const unsigned char*>PyBytes_AS_STRING(key), klen,
+                               <const unsigned char*>PyBytes_AS_STRING(value), <uint32_t>vlen,
+                               True, <uint64_t>counter)
+        if r == _PUT_FULL:
+            raise TableFullError(self._full_message)
+        return r == _PUT_DONE
+
+    cdef int _put(self, const unsigned char* key, uint32_t klen,
+                  const unsigned char* val, uint32_t vlen,
+                  bint conditional, uint64_t counter):
+        """Insert or replace: _PUT_DONE, or _PUT_FULL (a new key, no room). With
+        ``conditional``, an existing entry whose stored counter is not lower
+        than ``counter`` is left alone: _PUT_REFUSED, nothing written."""
         cdef sf_table* t = &self._t
         cdef uint64_t hv = sf_fnv1a64(key, klen)
         cdef uint64_t h = hv % t.nslots
@@ -540,6 +585,13 @@ cdef class ShmTable:
             self._lock(sh)
             found = _scan(t, key, klen, hv, h, &free)
             if found >= 0:  # replace in place
+                # the home lock serializes every writer of this key and keeps
+                # compaction out: the slot holds still from here to the write
+                if conditional and _stored_counter(t, sf_slot(t, <uint64_t>found)) >= counter:
+                    sf_unlock(t, sh)
+                    return _PUT_REFUSED
+                if conditional:
+                    _pause()  # a test widens the compare-to-write window here
                 sp = sf_stripe_of(t, <uint64_t>found)
                 if sp != sh and not self._lock_second(sp, sh):
                     sf_unlock(t, sh)
@@ -553,10 +605,10 @@ cdef class ShmTable:
                 if sp != sh:
                     sf_unlock(t, sp)
                 sf_unlock(t, sh)
-                return False
+                return _PUT_DONE
             if free < 0:  # no free slot on the whole ring: cannot happen below max_nonempty
                 sf_unlock(t, sh)
-                return True
+                return _PUT_FULL
             sf = sf_stripe_of(t, <uint64_t>free)
             if sf != sh:
                 _pause()
@@ -576,7 +628,7 @@ cdef class ShmTable:
                 if sf != sh:
                     sf_unlock(t, sf)
                 sf_unlock(t, sh)
-                return True
+                return _PUT_FULL
             if was_empty and sf_addi64(&t.hdr.nonempty, 1) + 1 > t.max_nonempty:
                 sf_addi64(&t.hdr.nonempty, -1)
                 sf_addi64(&t.hdr.live, -1)
@@ -584,7 +636,7 @@ cdef class ShmTable:
                     sf_unlock(t, sf)
                 sf_unlock(t, sh)
                 if compactions == 4:  # others keep refilling: give up as full
-                    return True
+                    return _PUT_FULL
                 compactions += 1
                 self._compact(False)
                 continue
@@ -596,7 +648,7 @@ cdef class ShmTable:
             if sf != sh:
                 sf_unlock(t, sf)
             sf_unlock(t, sh)
-            return False
+            return _PUT_DONE
 
     def delete(self, key):
         self._ready()

@@ -11,7 +11,8 @@ values (bytes, at most ``value_max``) are stored inline in fixed-size slots.
 The supervisor creates the tables in one ``MAP_SHARED`` mapping before it
 forks (``create_shared``, then ``ShmTable(..., create=True)``); the workers
 inherit the mapping (or attach with ``create=False``) and all read and write
-concurrently.
+concurrently. ``put_if_greater`` is the one conditional write: an atomic
+"store this counter unless the stored one is at least as high".
 
 Placement: open addressing with **linear probing** from
 ``home = key_hash(key) % slots``, where ``key_hash`` is FNV-1a 64. At most 75%
@@ -68,7 +69,8 @@ def table_size(slots: int, key_max: int, value_max: int) -> int:
 def _debug_set_delay(spins: int) -> None:
     """Test hook: spin ``spins`` CPU pauses at every race-prone point of this
     process (between probe steps, between a writer's scan and its write,
-    inside a compaction move); 0 turns it off. The multi-process tests use it
+    between ``put_if_greater``'s comparison and its write, inside a
+    compaction move); 0 turns it off. The multi-process tests use it
     to meet the interleavings of a loaded machine. The reference ignores it.
     """
 
@@ -128,6 +130,44 @@ class ShmTable:
                 ``value_max`` (the message names the limit).
             TableFullError: ``key`` is new and the table holds ``capacity``
                 entries (a replace never raises it).
+        """
+    def put_if_greater(self, key: bytes, counter: int, tail: bytes = b"") -> bool:
+        """Store ``counter`` under ``key`` unless the stored counter is already
+        at least as high: an atomic "advance a high-water mark".
+
+        The value written is ``counter.to_bytes(8, "big") + tail`` (so
+        ``get`` returns it, and the order of the first 8 bytes is the order of
+        the counters). An existing entry is replaced, value and tail both,
+        only when its counter is lower than ``counter``; its counter is the
+        first 8 bytes of its value read big-endian, a shorter value (written
+        by ``put``) read as if padded with zero bytes on the right. A new key
+        is always inserted, whatever ``counter`` is.
+
+        Why this and not a general compare-and-swap: it needs no read first
+        and no retry loop. The comparison and the write happen under the
+        stripe lock of the key's home slot, the lock every writer of that key
+        (``put``, ``put_if_greater``, ``delete``) and every compaction holds,
+        so of several processes offering the same counter for one key exactly
+        one gets True, and a counter never goes down. A refusal writes no
+        slot (the lock word is taken and given back: the memory image ends
+        as it was). Readers take no lock as ever: ``get`` sees the old or the
+        new value, never a mix.
+
+        Use: the highest nonce-count per digest nonce (``proxy/auth.py``),
+        with the nonce's issue time as ``tail`` so that a sweep can delete the
+        entries of expired nonces.
+
+        Returns:
+            True if the value was written (key new, or its counter lower),
+            False if the stored counter was equal or higher (nothing written).
+
+        Raises:
+            TypeError: ``key`` or ``tail`` is not bytes, ``counter`` not an int.
+            ValueError: ``key`` longer than ``key_max``; ``counter`` outside
+                0 .. 2**64 - 1; ``8 + len(tail)`` longer than ``value_max``
+                ("value is N bytes, longer than value_max M").
+            TableFullError: ``key`` is new and the table holds ``capacity``
+                entries (an existing key never raises it, even when refused).
         """
     def delete(self, key: bytes) -> bool:
         """Remove ``key``; True if it was there.

@@ -34,6 +34,11 @@ reachable.
   everything is released and the operation starts over. An insert that had
   to take the second lock scans again under both locks and starts over if
   the first free slot moved.
+* ``put_if_greater`` is ``put`` with one comparison added: when the scan
+  (home lock held) finds the key, its stored counter (first 8 value bytes,
+  big-endian) is compared with the new one and, unless it is lower, the
+  lock is released with nothing written. Every writer of the key holds that
+  lock, so the comparison and the write are one atomic step.
 * An insert goes into the first free slot (TOMB or EMPTY) on the key's path.
   ``live`` is reserved in the header before the slot is written (at
   ``capacity`` the insert raises ``TableFullError``), and so is ``nonempty``
@@ -87,6 +92,7 @@ _M32 = (1 << 32) - 1
 _M64 = (1 << 64) - 1
 _CHECK_EVERY = 16  # yields between two looks at a lock owner's pid
 _PRUNE_MAX_STRIPES = 4  # a delete prunes a cluster spanning at most this many stripes
+_COUNTER_BYTES = 8  # put_if_greater: the counter, big-endian, opens the value
 
 # Native byte order, standard sizes, no padding: the C structs of _shmlayout.pxd.
 _GEOMETRY = struct.Struct("=QIIQIIIIIIQQ")  # header bytes 0..63
@@ -505,9 +511,34 @@ class ShmTable:
         key = self._check_key(key)
         if type(value) is not bytes:
             raise TypeError(f"value must be bytes, not {type(value).__name__}")
+        self._check_value_len(len(value))
+        self._put(key, value, None)
+
+    def put_if_greater(self, key: bytes, counter: int, tail: bytes = b"") -> bool:
+        key = self._check_key(key)
+        _check_int("counter", counter, 0, _M64)
+        if type(tail) is not bytes:
+            raise TypeError(f"tail must be bytes, not {type(tail).__name__}")
+        self._check_value_len(_COUNTER_BYTES + len(tail))
+        return self._put(key, counter.to_bytes(_COUNTER_BYTES, "big") + tail, counter)
+
+    def _check_value_len(self, vlen: int) -> None:
+        if vlen > self._g.value_max:
+            raise ValueError(f"value is {vlen} bytes, longer than value_max {self._g.value_max}")
+
+    def _stored_counter(self, i: int) -> int:
+        """The counter of the LIVE slot ``i``: its first 8 value bytes, big-endian;
+        a shorter value reads as if padded with zero bytes on the right."""
+        off = self._slot(i)
+        vlen = min(self._rd32(off + _O_VLEN), _COUNTER_BYTES)
+        v0 = off + _SLOT_HEAD + self._g.key_max
+        return int.from_bytes(bytes(self._mv[v0 : v0 + vlen]).ljust(_COUNTER_BYTES, b"\0"), "big")
+
+    def _put(self, key: bytes, value: bytes, counter: int | None) -> bool:
+        """Insert or replace ``key``. With ``counter``, an existing entry is replaced
+        only when its stored counter is lower; False then means nothing was written.
+        Raises TableFullError (a new key, no room)."""
         g = self._g
-        if len(value) > g.value_max:
-            raise ValueError(f"value is {len(value)} bytes, longer than value_max {g.value_max}")
         hv = key_hash(key)
         h = hv % g.slots
         sh = h // g.width
@@ -516,6 +547,13 @@ class ShmTable:
             self._lock(sh)
             found, free = self._scan(key, h, hv)
             if found >= 0:
+                # The home lock serializes every writer of this key and keeps
+                # compaction out: the slot cannot change between this comparison
+                # and the write below (the second lock, when needed, is only
+                # about other keys' slots of that stripe).
+                if counter is not None and self._stored_counter(found) >= counter:
+                    self._unlock(sh)
+                    return False
                 sp = found // g.width
                 if sp != sh and not self._lock_second(sp, sh):
                     self._unlock(sh)
@@ -530,7 +568,7 @@ class ShmTable:
                 if sp != sh:
                     self._unlock(sp)
                 self._unlock(sh)
-                return
+                return True
             if free < 0:  # no free slot on the whole ring: cannot happen below max_nonempty
                 self._unlock(sh)
                 raise TableFullError(_full_message(g))
@@ -576,7 +614,7 @@ class ShmTable:
             if sf != sh:
                 self._unlock(sf)
             self._unlock(sh)
-            return
+            return True
 
     def delete(self, key: bytes) -> bool:
         key = self._check_key(key)

@@ -76,7 +76,12 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     )  # fmt: skip
     core_cfg = CoreConfig(domains=cfg.effective_domains(), local_hosts=local_hosts(cfg))
     location = shared.location()
-    auth = DigestAuth(nonce_secret(cfg.data_dir), algorithms=cfg.auth_algorithms) if cfg.auth else None
+    auth = (
+        DigestAuth(nonce_secret(cfg.data_dir), algorithms=cfg.auth_algorithms,
+                   nonce_counts=shared.nonce_counts())  # replay protection shared by the workers
+        if cfg.auth
+        else None
+    )  # fmt: skip
     tl = TransactionLayer(branch_prefix=branch_prefix(index))
     core = SipCore(core_cfg, location, me, tl=tl, auth=auth, users=load_users(cfg.data_dir) if auth else None)
     core.index = index

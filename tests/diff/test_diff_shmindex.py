@@ -1,7 +1,8 @@
 """The two shared-table twins against each other, on generated operation sequences.
 
-* same operations on both: same results (values, errors with their messages)
-  and byte-identical memory images after every operation, which is the
+* same operations on both (put_if_greater among them): same results (values,
+  errors with their messages) and byte-identical memory images after every
+  operation, which is the
   strongest check that the layouts and the algorithms agree (tombstones,
   pruning, compaction, counters, sequence counts: everything is in the image);
 * one buffer, two twins: operations alternate between a ref table and an ext
@@ -38,9 +39,18 @@ Op = tuple[Any, ...]
 
 keys = st.one_of(st.sampled_from(POOL), st.binary(max_size=KMAX + 2))
 values = st.binary(max_size=VMAX + 2)
+# put_if_greater: small counters (so that they collide), any u64, out of range, not an int
+counters = st.one_of(
+    st.integers(0, 5),
+    st.integers(0, (1 << 64) - 1),
+    st.sampled_from([(1 << 64) - 1, 1 << 56, -1, 1 << 64, 1.5]),
+)
+tails = st.binary(max_size=VMAX - 8 + 2)
 ops = st.one_of(
     st.tuples(st.just("put"), keys, values),
     st.tuples(st.just("put"), st.sampled_from(POOL), st.binary(max_size=VMAX)),
+    st.tuples(st.just("pig"), keys, counters, tails),
+    st.tuples(st.just("pig"), st.sampled_from(POOL), st.integers(0, 5), st.binary(max_size=VMAX - 8)),
     st.tuples(st.just("get"), keys),
     st.tuples(st.just("delete"), keys),
     st.tuples(st.just("delete"), st.sampled_from(POOL)),
@@ -54,6 +64,8 @@ def apply(t: Any, op: Op) -> Any:
         name = op[0]
         if name == "put":
             return t.put(op[1], op[2])
+        if name == "pig":
+            return t.put_if_greater(op[1], op[2], op[3])
         if name == "get":
             return t.get(op[1])
         if name == "delete":
@@ -108,8 +120,10 @@ def test_long_churn_same_memory(slots: int, rng: random.Random) -> None:
     for n in range(600):
         r = rng.random()
         k = rng.choice(pool)
-        if r < 0.5:
+        if r < 0.35:
             sequence.append(("put", k, b"v%d" % n))
+        elif r < 0.5:
+            sequence.append(("pig", k, rng.randrange(8), b"%d" % rng.randrange(10)))
         elif r < 0.85:
             sequence.append(("delete", k))
         elif r < 0.99:
@@ -145,8 +159,21 @@ def test_twins_share_one_buffer(slots: int, sequence: list[tuple[bool, Op]]) -> 
     for use_ext, op in sequence:
         got = apply(tables[use_ext], op)
         name = op[0]
-        if name in ("put", "get", "delete") and len(op[1]) > KMAX:
+        if name in ("put", "pig", "get", "delete") and len(op[1]) > KMAX:
             assert got == ("ValueError", f"key is {len(op[1])} bytes, longer than key_max {KMAX}")
+        elif name == "pig" and (type(op[2]) is not int or not 0 <= op[2] < 1 << 64):
+            assert got[0] == ("TypeError" if type(op[2]) is not int else "ValueError")
+        elif name == "pig" and 8 + len(op[3]) > VMAX:
+            assert got == ("ValueError", f"value is {8 + len(op[3])} bytes, longer than value_max {VMAX}")
+        elif name == "pig":
+            if op[1] not in model and len(model) == capacity:
+                assert got[0] == "TableFullError"
+            else:
+                stored = model.get(op[1])
+                wins = stored is None or int.from_bytes(stored[:8].ljust(8, b"\0"), "big") < op[2]
+                assert got is wins
+                if wins:
+                    model[op[1]] = op[2].to_bytes(8, "big") + op[3]
         elif name == "put" and len(op[2]) > VMAX:
             assert got == ("ValueError", f"value is {len(op[2])} bytes, longer than value_max {VMAX}")
         elif name == "put":

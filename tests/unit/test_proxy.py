@@ -283,3 +283,101 @@ def test_malformed_q_value_is_refused_with_400() -> None:
         assert resp.status == status, (q, resp.status)
         if status == 400:
             assert "is not a qvalue" in (resp.get("Warning") or "")
+
+
+# ---------------------------------------------------------------- streams (simplefast/sip/peer.py)
+def register_over_stream(c: SipCore, user: str, contact: str, peer: tuple[object, ...]) -> None:
+    data = (
+        f"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.9:5060;branch=z9hG4bKs{user}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag=r\r\nTo: <sip:{user}@example.com>\r\n"
+        f"Call-ID: sreg-{user}\r\nCSeq: 1 REGISTER\r\nContact: <{contact}>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    c.on_message(data, peer, reliable=True, now=0.0)
+    ((resp, to),) = c.outgoing()
+    assert parse_message(resp).status == 200 and to == peer  # the answer goes back on the connection
+
+
+def test_a_contact_registered_over_a_connection_is_reached_on_that_connection() -> None:
+    c = core()
+    conn = ("192.0.2.9", 41000, "tcp", (1 << 40) | 7)  # an ephemeral port; worker 1's connection 7
+    register_over_stream(c, "bob", "sip:bob@192.0.2.9:5060;transport=tcp", conn)
+    c.on_message(req("MESSAGE"), UAC, reliable=False, now=1.0)
+    ((fwd, dest),) = sent(c)
+    # the connection id is kept; the contact's address is the way back if it is gone
+    assert dest == ("192.0.2.9", 5060, "tcp", (1 << 40) | 7)
+    top = fwd.vias()[0]
+    assert top.transport == "TCP" and (top.host, top.port) == ("10.0.0.1", 5060)
+    # reliable transport: no retransmission (Timer E off); Timer F still bounds the wait
+    while (t := c.get_timer()) is not None and t <= 20.0:
+        c.handle_timer(t)
+    assert [d for _, d in c.outgoing()] == []
+
+
+def test_transport_param_and_sips_choose_the_stream_and_dialogs_get_double_record_route() -> None:
+    me = ProxyAddress("10.0.0.1", 5060, 40000,
+                      listeners=(("udp", "10.0.0.1", 5060), ("tcp", "10.0.0.1", 5060), ("tls", "10.0.0.1", 5061)))  # fmt: skip
+    c = SipCore(CoreConfig(domains=frozenset({"example.com"})), MemoryLocation(), me)
+    register(c, "bob", "sip:bob@192.0.2.20:5070;transport=tcp")
+    register(c, "carol", "sips:carol@192.0.2.21")
+    c.on_message(req("INVITE"), UAC, reliable=False, now=1.0)
+    out = [(m, d) for m, d in sent(c) if d != UAC]  # less the 100 Trying
+    ((fwd, dest),) = out
+    assert dest == ("192.0.2.20", 5070, "tcp", 0)
+    assert fwd.vias()[0].transport == "TCP"
+    # UDP in, TCP out: two Record-Route values, the callee's side first (RFC 5658)
+    assert fwd.get_all("Record-Route") == ["<sip:10.0.0.1:5060;transport=tcp;lr>", "<sip:10.0.0.1:5060;lr>"]
+    c.on_message(req("MESSAGE", "sip:carol@example.com", branch="z9hG4bKsips"), UAC, reliable=False, now=1.0)
+    ((fwd2, dest2),) = sent(c)
+    assert dest2 == ("192.0.2.21", 5061, "tls", 0) and fwd2.vias()[0].transport == "TLS"
+    assert fwd2.vias()[0].port == 5061
+    # an in-dialog request carrying both of our Record-Route values as Route: both removed
+    extra = "Route: <sip:10.0.0.1:5060;transport=tcp;lr>, <sip:10.0.0.1:5060;lr>, <sip:192.0.2.30;lr>\r\n"
+    c.on_message(req("BYE", "sip:bob@192.0.2.20:5070", branch="z9hG4bKbye", extra=extra), UAC,
+                 reliable=False, now=2.0)  # fmt: skip
+    ((bye, dest3),) = sent(c)
+    assert dest3 == ("192.0.2.30", 5060, "c") and bye.get_all("Route") == ["<sip:192.0.2.30;lr>"]
+
+
+def test_a_transport_failure_answers_503_at_once() -> None:
+    c = core()
+    register(c, "bob", "sip:bob@192.0.2.20:5070;transport=tcp")
+    c.on_message(req("MESSAGE"), UAC, reliable=False, now=1.0)
+    ((data, dest),) = c.outgoing()
+    c.transport_error(data, now=1.1)  # the connection could not be opened (RFC 3261 16.9)
+    ((resp, to),) = sent(c)
+    assert (resp.status, to) == (503, UAC)
+    c.transport_error(data, now=1.2)  # a second report of the same request changes nothing
+    assert sent(c) == []
+
+
+def test_a_response_with_another_workers_branch_is_handed_to_that_worker() -> None:
+    from simplefast.proxy.core import branch_owner, branch_prefix
+    from simplefast.sip.transaction import TransactionLayer
+
+    assert branch_owner("z9hG4bK" + branch_prefix(3) + ".1f.abc") == 3
+    assert branch_owner("z9hG4bKu1") is None and branch_owner("z9hG4bKwx") is None
+    c = SipCore(CoreConfig(domains=frozenset({"example.com"})), MemoryLocation(), ME,
+                tl=TransactionLayer(branch_prefix=branch_prefix(0)))  # fmt: skip
+    c.index = 0
+    handed: list[tuple[int, bytes, object]] = []
+    c.route_response = lambda i, d, p: handed.append((i, d, p))
+    other = parse_message(req("MESSAGE", branch="z9hG4bK" + branch_prefix(1) + ".5.loop"))
+    resp = build_response(other, 200, "OK", to_tag="t")
+    conn = ("192.0.2.9", 41000, "tcp", 42)
+    c.on_message(resp, conn, reliable=True, now=0.0)
+    assert handed == [(1, resp, conn)] and c.outgoing() == []
+    # a stray response with a branch of ours is not handed anywhere
+    mine = build_response(parse_message(req("MESSAGE", branch="z9hG4bK" + branch_prefix(0) + ".9")), 200, "OK")
+    c.on_message(mine, conn, reliable=True, now=0.0)
+    assert len(handed) == 1
+
+
+def test_peer_flows_round_trip() -> None:
+    from simplefast.sip.peer import flow_of, owner_of, stream_of_flow, transport_of
+
+    cid = (5 << 40) | 99
+    assert flow_of(("2001:db8::1", 5060, "tls", cid)) == f"tls:2001:db8::1:5060/{cid}"
+    assert stream_of_flow(flow_of(("2001:db8::1", 5060, "tls", cid))) == ("tls", "2001:db8::1", 5060, cid)
+    assert owner_of(cid) == 5 and transport_of(("h", 1, "c")) == "udp" and transport_of(("h", 1)) == "udp"
+    assert stream_of_flow(flow_of(("192.0.2.1", 5060))) is None
+    assert stream_of_flow("tcp:garbage") is None and stream_of_flow("") is None

@@ -408,3 +408,126 @@ def test_abandoned_insert_leaves_counts_right(impl: SimpleNamespace) -> None:
     t._debug_hold_lock(b"a", 0)  # without mid_write nothing changes
     assert t.get(b"a") == b"1"
     assert t.stats()["lock_steals"] == 0
+
+
+# ---------------------------------------------------------------- put_if_greater
+
+
+def counter_value(counter: int, tail: bytes = b"") -> bytes:
+    return counter.to_bytes(8, "big") + tail
+
+
+def test_put_if_greater(impl: SimpleNamespace) -> None:
+    t = make(impl, 32, key_max=8, value_max=16)
+    assert t.put_if_greater(b"n", 0) is True  # a new key is stored whatever its counter
+    assert t.get(b"n") == counter_value(0)
+    assert t.put_if_greater(b"n", 0) is False
+    assert t.put_if_greater(b"n", 5, b"t1") is True
+    assert t.get(b"n") == counter_value(5, b"t1")
+    assert t.put_if_greater(b"n", 5, b"other") is False  # equal: refused, tail kept
+    assert t.put_if_greater(b"n", 4) is False
+    assert t.get(b"n") == counter_value(5, b"t1")
+    assert t.put_if_greater(b"n", 6) is True  # value and tail are replaced together
+    assert t.get(b"n") == counter_value(6)
+    top = (1 << 64) - 1
+    assert t.put_if_greater(b"n", top, b"x" * 8) is True  # exactly at value_max
+    assert t.put_if_greater(b"n", top) is False
+    assert t.get(b"n") == counter_value(top, b"x" * 8)
+    assert len(t) == 1
+    assert t.delete(b"n")
+    assert t.put_if_greater(b"n", 1) is True  # deleted: new again
+    assert t.get(b"n") == counter_value(1)
+
+
+def test_put_if_greater_reads_values_written_by_put(impl: SimpleNamespace) -> None:
+    t = make(impl, 32, key_max=8, value_max=16)
+    t.put(b"short", b"\x01")  # counter 0x0100000000000000: padded with zeros on the right
+    assert t.put_if_greater(b"short", 1 << 56) is False
+    assert t.put_if_greater(b"short", (1 << 56) + 1) is True
+    t.put(b"empty", b"")  # counter 0
+    assert t.put_if_greater(b"empty", 0) is False
+    assert t.put_if_greater(b"empty", 1) is True
+    t.put(b"long", counter_value(7, b"payload"))
+    assert t.put_if_greater(b"long", 7) is False  # the bytes after the first 8 do not count
+    assert t.put_if_greater(b"long", 8) is True
+
+
+def test_put_if_greater_errors(impl: SimpleNamespace) -> None:
+    t = make(impl, 16, key_max=8, value_max=12)
+    with pytest.raises(TypeError, match=r"^key must be bytes, not str$"):
+        t.put_if_greater("k", 1)
+    with pytest.raises(ValueError, match=r"^key is 9 bytes, longer than key_max 8$"):
+        t.put_if_greater(b"k" * 9, 1)
+    with pytest.raises(TypeError, match=r"^counter must be an int, not float$"):
+        t.put_if_greater(b"k", 1.0)
+    with pytest.raises(TypeError, match=r"^counter must be an int, not bool$"):
+        t.put_if_greater(b"k", True)
+    with pytest.raises(ValueError, match=r"^counter must be between 0 and 18446744073709551615, got -1$"):
+        t.put_if_greater(b"k", -1)
+    with pytest.raises(ValueError, match=r"got 18446744073709551616$"):
+        t.put_if_greater(b"k", 1 << 64)
+    with pytest.raises(TypeError, match=r"^tail must be bytes, not bytearray$"):
+        t.put_if_greater(b"k", 1, bytearray(b"t"))
+    with pytest.raises(ValueError, match=r"^value is 13 bytes, longer than value_max 12$"):
+        t.put_if_greater(b"k", 1, b"t" * 5)
+    assert len(t) == 0
+    small = make(impl, 16, key_max=8, value_max=4)  # no room for a counter at all
+    with pytest.raises(ValueError, match=r"^value is 8 bytes, longer than value_max 4$"):
+        small.put_if_greater(b"k", 1)
+
+
+def test_put_if_greater_full_table(impl: SimpleNamespace) -> None:
+    t = make(impl, 16)
+    for i in range(12):
+        assert t.put_if_greater(b"k%d" % i, i)
+    with pytest.raises(TableFullError, match=r"^shared table is full: 12 entries \(75% of 16 slots\)$"):
+        t.put_if_greater(b"new", 1)
+    assert t.get(b"new") is None
+    assert t.put_if_greater(b"k3", 3) is False  # an existing key needs no room, refused or not
+    assert t.put_if_greater(b"k3", 4) is True
+    assert len(t) == 12
+
+
+def test_put_if_greater_refusal_writes_nothing(impl: SimpleNamespace) -> None:
+    slots = 64
+    buf = bytearray(impl.shmindex.table_size(slots, 8, 16))
+    t = impl.shmindex.ShmTable(buf, slots, 8, 16, create=True)
+    chain = same_home(impl, slots, 14, 6)  # slots 14..19: across the stripe boundary at 16
+    for i, k in enumerate(chain):
+        assert t.put_if_greater(k, 10 + i, b"x")
+    before = bytes(buf)
+    for i, k in enumerate(chain):
+        assert t.put_if_greater(k, 10 + i) is False
+        assert t.put_if_greater(k, 0, b"y") is False
+    assert bytes(buf) == before  # not a byte moved, lock words free again
+    for i, k in enumerate(chain):  # entries in the next stripe take its lock too
+        assert t.put_if_greater(k, 11 + i, b"z") is True
+        assert t.get(k) == counter_value(11 + i, b"z")
+
+
+def test_put_if_greater_through_two_attachments(impl: SimpleNamespace) -> None:
+    m = impl.shmindex
+    buf = bytearray(m.table_size(32, 8, 16))
+    a = m.ShmTable(buf, 32, 8, 16, create=True)
+    b = m.ShmTable(buf, 32, 8, 16, create=False)
+    assert a.put_if_greater(b"nonce", 1)
+    assert not b.put_if_greater(b"nonce", 1)  # the replay, seen through the other attachment
+    assert b.put_if_greater(b"nonce", 2)
+    assert not a.put_if_greater(b"nonce", 2)
+    assert a.get(b"nonce") == counter_value(2)
+
+
+def test_put_if_greater_survives_compaction(impl: SimpleNamespace) -> None:
+    t = make(impl, 64)
+    keys = same_home(impl, 64, 60, 10)
+    for i, k in enumerate(keys):
+        t.put_if_greater(k, 100 + i)
+    for k in keys[:8:2]:
+        t.delete(k)
+    t.compact()
+    for i, k in enumerate(keys):
+        if i < 8 and i % 2 == 0:
+            assert t.get(k) is None
+        else:
+            assert not t.put_if_greater(k, 100 + i)
+            assert t.put_if_greater(k, 101 + i)

@@ -8,7 +8,9 @@
   sits in ``_debug_hold_lock`` and signals when ready) does not block the
   others: exactly one of them steals the lock, a write it left half-done
   costs only that entry, and everything else carries on;
-* a live holder is waited for, never robbed; readers do not wait for it.
+* a live holder is waited for, never robbed; readers do not wait for it;
+* put_if_greater: processes offer the same counts for the same keys at once
+  (nonce-counts offered by several workers); exactly one wins each count.
 
 Every child runs under ``alarm`` and the parent reaps with a generous
 deadline, so a deadlock fails the test instead of hanging it. Nothing here
@@ -17,6 +19,7 @@ asserts on time.
 
 from __future__ import annotations
 
+import mmap
 import os
 import random
 import select
@@ -236,3 +239,87 @@ def test_live_holder_is_waited_for() -> None:
     assert t.get(victim) == b"v"
     os.close(r)
     os.close(w)
+
+
+# ---------------------------------------------------------------- put_if_greater race
+
+RACE_KEYS, RACE_TOP = 12, 150  # nonces, and the counts 1..RACE_TOP each process offers for each
+RACE_ROUND = 6  # offers between two barriers
+
+
+def race_keys() -> list[bytes]:
+    """Nonce-like keys homed at stripe ends, so their slots often sit in the next stripe."""
+    return [k for k in (b"nonce-%d" % i for i in range(10_000)) if m.key_hash(k) % SLOTS % 16 >= 12][
+        :RACE_KEYS
+    ]
+
+
+def win_index(p: int, j: int, c: int) -> int:
+    return (p * RACE_KEYS + j) * (RACE_TOP + 1) + c
+
+
+def barrier(bar: Any, p: int, rnd: int) -> None:
+    """Wait until every process has reached round ``rnd`` (each writes only its own cell)."""
+    bar[8 * p : 8 * p + 8] = rnd.to_bytes(8, "little")
+    while any(int.from_bytes(bar[8 * q : 8 * q + 8], "little") < rnd for q in range(NPROC)):
+        os.sched_yield()
+
+
+def racer(mm: Any, p: int, wins: Any, bar: Any) -> None:
+    """Offer counts 1..RACE_TOP for every key, upwards per key; note each win in
+    ``wins``. Every process walks the same interleaving of the keys and they
+    meet at a barrier every RACE_ROUND offers, so that they keep offering the
+    same (key, count) at the same moment instead of one running ahead."""
+    t = m.ShmTable(mm, SLOTS, KMAX, VMAX, create=False)
+    m._debug_set_delay(DELAY)
+    keys = race_keys()
+    rng = random.Random(500)
+    nxt = [1] * RACE_KEYS
+    seen = [0] * RACE_KEYS
+    pending = list(range(RACE_KEYS))
+    n = 0
+    while pending:
+        if n % RACE_ROUND == 0:
+            barrier(bar, p, n // RACE_ROUND + 1)
+        j = rng.choice(pending)
+        c = nxt[j]
+        if t.put_if_greater(keys[j], c, b"p%d" % p):
+            wins[win_index(p, j, c)] = 1
+        got = t.get(keys[j])
+        assert got is not None, (j, c)
+        counter = int.from_bytes(got[:8], "big")
+        # won or refused, the stored count is now at least c; and it never goes down
+        assert counter >= max(c, seen[j]), (j, c, seen[j], got)
+        seen[j] = counter
+        nxt[j] += 1
+        if nxt[j] > RACE_TOP:
+            pending.remove(j)
+        n += 1
+        if p == 0 and n % 40 == 0:
+            t.compact()  # entries move while the others compare
+
+
+def test_put_if_greater_race_has_one_winner_per_count() -> None:
+    mm = m.create_shared(m.table_size(SLOTS, KMAX, VMAX))
+    t = m.ShmTable(mm, SLOTS, KMAX, VMAX, create=True)
+    wins = mmap.mmap(-1, NPROC * RACE_KEYS * (RACE_TOP + 1))  # anonymous: shared with the children
+    bar = mmap.mmap(-1, 8 * NPROC)
+    pids = [fork(racer, mm, p, wins, bar) for p in range(NPROC)]
+    assert [reap(pid) for pid in pids] == [0] * NPROC
+    keys = race_keys()
+    for j in range(RACE_KEYS):
+        for c in range(1, RACE_TOP + 1):
+            winners = [p for p in range(NPROC) if wins[win_index(p, j, c)]]
+            # each process offers the counts upwards, so the first offer of c
+            # always finds a lower counter: exactly one process wins each
+            assert len(winners) == 1, (j, c, winners)
+        last = [p for p in range(NPROC) if wins[win_index(p, j, RACE_TOP)]][0]
+        assert t.get(keys[j]) == RACE_TOP.to_bytes(8, "big") + b"p%d" % last
+    assert len(t) == RACE_KEYS
+    assert t.stats()["lock_steals"] == 0
+    assert sum(wins[:]) == RACE_KEYS * RACE_TOP
+    # the processes did race: wins are spread (a get-then-put emulation of
+    # put_if_greater, raced this way, lets about 2 in 3 counts win twice)
+    assert sum(any(wins[win_index(p, 0, 0) : win_index(p + 1, 0, 0)]) for p in range(NPROC)) >= 2
+    wins.close()
+    bar.close()
