@@ -317,3 +317,21 @@ def test_tls_register_and_message_both_ways(tmp_path: Path, ca: trustme.CA) -> N
         s.close()
     finally:
         assert srv.stop() == 0
+
+
+def test_sipp_register_over_tcp_one_connection_per_call_and_one_shared(
+    tcp_server: Server, tmp_path: Path
+) -> None:
+    from test_server_live import sipp
+
+    # -t tn: a connection per call; the kernel spreads the connections over the workers
+    stats = sipp("register.xml", tcp_server.port, 1000, 500, tmp_path, ("-t", "tn", "-max_socket", "2000"))
+    assert (stats["SuccessfulCall(C)"], stats["FailedCall(C)"]) == ("1000", "0"), stats
+    # -t t1: every call on one connection, which stays with the worker that accepted it
+    (tmp_path / "t1").mkdir()
+    stats = sipp("register.xml", tcp_server.port, 1000, 500, tmp_path / "t1", ("-t", "t1"))
+    assert (stats["SuccessfulCall(C)"], stats["FailedCall(C)"]) == ("1000", "0"), stats
+    assert stats["Retransmissions(C)"] == "0"  # reliable transport: SIPp does not retransmit
+    assert tcp_server.stop() == 0
+    accepted = [int(m) for m in re.findall(r"connections: (\d+) accepted", tcp_server.log())]
+    assert sum(accepted) >= 1001 and min(accepted) > 0, accepted
