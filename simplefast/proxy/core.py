@@ -199,6 +199,11 @@ class SipCore:
         self.tl.receive(msg, peer, reliable=reliable, now=now)
         self._dispatch(now)
 
+    def on_resolved(self, token: int, targets: list[Any], now: float) -> None:
+        """The resolver's targets for a next hop the proxy asked about (``proxy.resolve_out``)."""
+        self.proxy.on_resolved(token, targets, now)
+        self._dispatch(now)
+
     def outgoing(self) -> list[tuple[bytes, Any]]:
         out = self.tl.datagrams_to_send()
         self.stats.sent += len(out)
@@ -225,7 +230,7 @@ class SipCore:
             elif isinstance(ev, AckReceived):
                 proxy.forward_ack(ev.msg)
             elif isinstance(ev, TransportFailed):
-                proxy.handle_timeout(ev.txn, now, 503)
+                proxy.handle_transport_failure(ev.txn, now)
             elif isinstance(ev.txn, ClientTransaction):  # TimedOut of a client transaction
                 proxy.handle_timeout(ev.txn, now)
 

@@ -19,8 +19,10 @@ A request that is not for the server itself arrives as a server transaction
    binding's Path as Route (RFC 3327), our Via on top with a fresh branch
    ``z9hG4bK<worker-prefix>.<n>.<loop hash>``, and sends it in a client
    transaction to the first Route's URI if there is one (loose routing), else
-   the Request-URI (numeric hosts only until RFC 3263 resolution lands: a
-   host name gets 503);
+   the Request-URI. A host name is resolved first (RFC 3263, by the worker's
+   resolver through ``resolve_out``/``on_resolved``); the branch waits
+   without a client transaction meanwhile, goes to the first target, and to
+   the next one when the transport fails; no target at all is a 503;
 5. collects responses per request (section 16.7): 100 stays here, other 1xx
    and every 2xx go upstream at once (less our Via); 3xx-6xx wait until every
    branch has one, then the best goes up (6xx first, else the lowest class,
@@ -54,6 +56,7 @@ from simplefast.errors import SipParseError
 from simplefast.proxy.location import Location
 from simplefast.proxy.registrar import Registrar, aor_of
 from simplefast.sip.peer import STREAMS, is_stream, stream_of_flow, transport_of
+from simplefast.sip.rfc3263 import Target, UriParts
 from simplefast.sip.transaction import (
     ACCEPTED,
     PROCEEDING,
@@ -71,10 +74,13 @@ _DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 
 @dataclass(slots=True)
 class Branch:
-    txn: ClientTransaction
-    final: int = 0  # status of the final response (408 for a timeout), 0 while pending
+    txn: ClientTransaction | None  # None while its next hop is being resolved (RFC 3263)
+    final: int = 0  # status of the final response (408 timeout, 503 transport), 0 while pending
     response: SipMessage = None
     cancelled: bool = False
+    # to send it again elsewhere: (target, route set), and the RFC 3263 targets not tried yet
+    route: tuple[str, list[str]] | None = None
+    alternatives: list[Target] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -163,6 +169,12 @@ class Proxy:
         self.me = me
         self.contexts: dict[ClientTransaction, Context] = {}
         self.by_server: dict[ServerTransaction, Context] = {}
+        # next hops with a host name: (token, what to resolve) for the worker's resolver,
+        # answered through on_resolved(token, targets)
+        self.resolve_out: list[tuple[int, UriParts]] = []
+        self._resolving: dict[int, tuple[Context, Branch]] = {}
+        self._token = 0
+        self.can_resolve = False  # set when a resolver is wired (else host names get 503)
 
     # ------------------------------------------------------------ requests
     def handle_request(self, txn: ServerTransaction, msg: SipMessage, now: float) -> tuple[int, str] | None:
@@ -200,7 +212,8 @@ class Proxy:
         ctx = Context(txn, msg)
         for target, path, flow in targets:
             route_set = [*path, *routes]
-            dest = _next_hop(route_set[0] if route_set else target)
+            hop = route_set[0] if route_set else target
+            dest = _next_hop(hop)
             stream = stream_of_flow(flow) if flow and not path else None
             if stream is not None:
                 # the contact registered over a connection: requests for it reuse that
@@ -211,17 +224,73 @@ class Proxy:
                     (dest[0], dest[1], kind, cid) if dest is not None else ("", 0, kind, cid)
                 )
             elif dest is None:
+                parts = _hop_parts(hop) if self.can_resolve else None
+                if parts is None:
+                    continue
+                br = Branch(None, route=(target, route_set))
+                ctx.branches.append(br)
+                self._token += 1
+                self._resolving[self._token] = (ctx, br)
+                self.resolve_out.append((self._token, parts))
                 continue
             else:
                 peer = (dest[0], dest[1], "c") if dest[2] == "udp" else (dest[0], dest[1], dest[2], 0)
             data = self._forward_bytes(msg, target, route_set, mf, loop, txn.peer, peer)
             client = self.tl.request(data, peer, reliable=is_stream(peer), now=now)
-            ctx.branches.append(Branch(client))
+            ctx.branches.append(Branch(client, route=(target, route_set)))
             self.contexts[client] = ctx
         if not ctx.branches:
-            return 503, "Service Unavailable"  # no numeric next hop (RFC 3263 resolution: not yet)
+            return 503, "Service Unavailable"  # no next hop we can reach
         self.by_server[txn] = ctx
         return None
+
+    def on_resolved(self, token: int, targets: list[Target], now: float) -> None:
+        """The resolver's answer for a branch waiting on a host name (RFC 3263 section 4):
+        the request goes to the first target; the others are kept for a transport failure."""
+        entry = self._resolving.pop(token, None)
+        if entry is None:
+            return
+        ctx, br = entry
+        if ctx.answered or br.cancelled:
+            br.final = 487
+            self._maybe_finish(ctx, now)
+            return
+        br.alternatives = list(targets)
+        self._send_branch(ctx, br, now)
+
+    def _send_branch(self, ctx: Context, br: Branch, now: float) -> None:
+        """Send ``br`` to its next untried target; with none left it ends as a 503."""
+        assert br.route is not None
+        if not br.alternatives:
+            br.final = 503  # nothing resolved, or every target failed (sections 16.9, RFC 3263 4.3)
+            self._maybe_finish(ctx, now)
+            return
+        t = br.alternatives.pop(0)
+        peer: tuple[Any, ...] = (
+            (t.host, t.port, "c") if t.transport == "udp" else (t.host, t.port, t.transport, 0)
+        )
+        msg = ctx.request
+        target, route_set = br.route
+        mf = msg.max_forwards
+        data = self._forward_bytes(msg, target, route_set, mf, _loop_hash(msg), ctx.server.peer, peer)
+        client = self.tl.request(data, peer, reliable=is_stream(peer), now=now)
+        br.txn = client
+        self.contexts[client] = ctx
+
+    def handle_transport_failure(self, txn: ClientTransaction, now: float) -> None:
+        """The request could not be delivered: the next RFC 3263 target if there is one
+        (section 4.3), else the branch is a 503 (RFC 3261 section 16.9)."""
+        ctx = self.contexts.get(txn)
+        if ctx is None:
+            return
+        for br in ctx.branches:
+            if br.txn is txn and not br.final:
+                if br.alternatives and not br.cancelled and not ctx.answered:
+                    self._send_branch(ctx, br, now)
+                else:
+                    br.final = 503
+                    self._maybe_finish(ctx, now)
+                return
 
     def _is_my_uri(self, text: str) -> bool:
         try:
@@ -270,7 +339,12 @@ class Proxy:
 
     def _cancel_branches(self, ctx: Context, now: float) -> None:
         for br in ctx.branches:
-            if br.final or br.cancelled or not br.txn.invite:
+            if br.final or br.cancelled:
+                continue
+            if br.txn is None:  # still resolving: it will not be sent (on_resolved)
+                br.cancelled = True
+                continue
+            if not br.txn.invite:
                 continue
             br.cancelled = True
             sent = br.txn.request
@@ -325,7 +399,9 @@ class Proxy:
         """The transaction ended: drop what was keyed on it."""
         if isinstance(txn, ClientTransaction):
             ctx = self.contexts.pop(txn, None)
-            if ctx is not None and all(b.txn not in self.contexts for b in ctx.branches):
+            if ctx is not None and all(
+                b.txn is not None and b.txn not in self.contexts for b in ctx.branches
+            ):
                 self.by_server.pop(ctx.server, None)
         else:
             self.by_server.pop(txn, None)
@@ -338,7 +414,7 @@ class Proxy:
         if best.response is not None:
             self._send_up(ctx, best.response, best.final, now)
         else:  # no branch answered: our own 408 or 503 (section 16.7 step 6, 16.9)
-            reason = "Request Timeout" if best.final == 408 else "Service Unavailable"
+            reason = _OWN_REASONS.get(best.final, "Service Unavailable")
             data = _codec.build_response(ctx.request, best.final, reason, to_tag=self.tl.new_branch()[-10:])
             self.tl.respond(ctx.server, data, best.final, now=now)
 
@@ -412,6 +488,17 @@ def _stamp_via(elem: str, peer: Any) -> str:
     if (asked or host.lower() != str(peer[0]).lower()) and "received" not in via.params:
         elem += f";received={peer[0]}"
     return elem
+
+
+_OWN_REASONS = {408: "Request Timeout", 487: "Request Terminated", 503: "Service Unavailable"}
+
+
+def _hop_parts(uri_text: str) -> UriParts | None:
+    """What RFC 3263 needs of a next hop whose host is a name; None when it cannot be used."""
+    try:
+        return UriParts.from_uri(_codec.parse_uri(_strip_brackets(uri_text)))
+    except (SipParseError, ValueError):
+        return None
 
 
 def _strip_brackets(value: str) -> str:

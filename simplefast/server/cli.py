@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-key", dest="tls_key", metavar="PEM", help="private key of tls: listeners")
     s.add_argument("--tls-ca", dest="tls_ca", metavar="PEM",
                    help="CAs trusted for TLS connections we open (default: the system's)")  # fmt: skip
+    s.add_argument("--dns-server", action="append", dest="dns_servers", metavar="ADDR[:PORT]",
+                   help="DNS server for RFC 3263 (repeatable; default: /etc/resolv.conf)")  # fmt: skip
     s.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     u = sub.add_parser("user", help="manage digest credentials")
     usub = u.add_subparsers(dest="user_command", required=True)
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                     "data_dir": args.data_dir, "auth": args.auth, "log_level": args.log_level,
                     "auth_algorithms": args.auth_algorithms, "location_capacity": args.location_capacity,
                     "overload_queue_bytes": args.overload_queue_bytes, "tls_cert": args.tls_cert,
-                    "tls_key": args.tls_key, "tls_ca": args.tls_ca,
+                    "tls_key": args.tls_key, "tls_ca": args.tls_ca, "dns_servers": args.dns_servers,
                 },
             )  # fmt: skip
             _check_bind(cfg)

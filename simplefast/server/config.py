@@ -6,6 +6,7 @@ names the key and the problem (the CLI prints it on one line, exit code 2).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -52,6 +53,26 @@ def parse_listen(text: str, key: str = "listen") -> Listen:
     return Listen(transport.lower(), host, int(port_text))
 
 
+def _dns_server(text: str) -> tuple[str, int]:
+    """``127.0.0.1:53``, ``[::1]:5353`` or a bare address (port 53)."""
+    host, port = text, "53"
+    if text.startswith("["):
+        end = text.find("]")
+        host, rest = text[1:end], text[end + 1 :]
+        if end < 0 or (rest and not rest.startswith(":")):
+            raise ConfigError(f"server.dns_servers: {text!r}: IPv6 servers are written [addr]:port")
+        port = rest[1:] or "53"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"server.dns_servers: {text!r}: not an IP address") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"server.dns_servers: {text!r}: port must be 1-65535")
+    return host, int(port)
+
+
 @dataclass(slots=True)
 class Config:
     listen: list[Listen] = field(default_factory=lambda: [Listen("udp", "127.0.0.1", 5060)])
@@ -70,6 +91,7 @@ class Config:
     tls_verify: bool = True  # check the certificate of servers we connect to
     tcp_idle_seconds: float = 3600.0  # a TCP/TLS connection idle this long is closed
     tcp_max_connections: int = 16384  # per worker
+    dns_servers: list[tuple[str, int]] = field(default_factory=list)  # empty: /etc/resolv.conf
     # where it came from, for SIGHUP: the file and the command-line values
     source: tuple[Path | None, dict[str, Any]] = (None, {})
 
@@ -97,6 +119,7 @@ _KEYS = {
     "tls_verify",
     "tcp_idle_seconds",
     "tcp_max_connections",
+    "dns_servers",
 }
 
 
@@ -193,6 +216,11 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         if not isinstance(tm, int) or isinstance(tm, bool) or not 1 <= tm <= 1_000_000:
             raise ConfigError(f"server.tcp_max_connections: {tm!r}: must be an integer 1-1000000")
         cfg.tcp_max_connections = tm
+    if "dns_servers" in raw:
+        ds_items = raw["dns_servers"]
+        if not isinstance(ds_items, list) or not all(isinstance(i, str) for i in ds_items):
+            raise ConfigError("server.dns_servers: must be a list of strings like '127.0.0.1:53'")
+        cfg.dns_servers = [_dns_server(i) for i in ds_items]
     if any(lc.transport == "tls" for lc in cfg.listen) and (cfg.tls_cert is None or cfg.tls_key is None):
         raise ConfigError("server.listen: a tls: listener needs server.tls_cert and server.tls_key")
     seen: set[tuple[str, str, int]] = set()

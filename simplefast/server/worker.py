@@ -26,6 +26,7 @@ from simplefast.sip.transaction import TransactionLayer
 from simplefast.store import location as location_store
 from simplefast.store.users import load_users, nonce_secret
 from simplefast.transport import handoff
+from simplefast.transport.dns import DnsClient, Resolver
 from simplefast.transport.driver import CoreDriver
 from simplefast.transport.reuseport import attach_payload_hash, reuseport_tcp_socket, reuseport_udp_socket
 from simplefast.transport.stream import StreamConn, StreamLimits, Streams, client_context, server_context
@@ -50,14 +51,16 @@ def _family(host: str) -> str:
 
 async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     loop = asyncio.get_running_loop()
+    # the slow parts first (loading the CA store takes about 0.1 s): from the moment a
+    # listener socket is bound the kernel queues datagrams on it, until the loop reads
+    client_tls = client_context(str(cfg.tls_ca) if cfg.tls_ca else None, cfg.tls_verify)
+    server_tls = (
+        server_context(str(cfg.tls_cert), str(cfg.tls_key))
+        if cfg.tls_cert is not None and cfg.tls_key is not None
+        else None
+    )
     udp_lcs = [lc for lc in cfg.listen if lc.transport == "udp"]
     stream_lcs = [lc for lc in cfg.listen if lc.transport != "udp"]
-    udp_socks = []
-    for lc in udp_lcs:
-        s = reuseport_udp_socket(lc.host, lc.port)
-        if cfg.workers > 1:
-            attach_payload_hash(s, cfg.workers)
-        udp_socks.append(s)
     # the worker's own client socket per address family: forwarded requests leave from
     # it so that their responses come back to this worker (docs/process-model.md)
     client_socks: dict[str, socket.socket] = {}
@@ -86,10 +89,9 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     core = SipCore(core_cfg, location, me, tl=tl, auth=auth, users=load_users(cfg.data_dir) if auth else None)
     core.index = index
 
-    client_tls = client_context(str(cfg.tls_ca) if cfg.tls_ca else None, cfg.tls_verify)
     limits = StreamLimits(max_connections=cfg.tcp_max_connections, idle_seconds=cfg.tcp_idle_seconds)
     streams = Streams(loop, index, limits=limits, client_tls=client_tls)
-    udp_out: list[asyncio.DatagramTransport] = []
+    udp_out: list[asyncio.DatagramTransport | None] = []
     udp_fam: dict[bool, asyncio.DatagramTransport] = {}  # v6? -> the first UDP listener of that family
     client_fam: dict[bool, asyncio.DatagramTransport] = {}
 
@@ -113,27 +115,42 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
 
     driver = CoreDriver(core, loop, send)
     streams.driver = driver
+    dns = DnsClient(cfg.dns_servers) if cfg.dns_servers else DnsClient.from_resolv_conf()
+    driver.resolver = Resolver(dns, supported={"udp", "tcp", "tls"})
+    core.proxy.can_resolve = True
     transports: list[asyncio.BaseTransport] = []
     protocols: list[UdpListener] = []
+    # bound only now: from then on the kernel gives this socket its share of the traffic
+    udp_socks = []
+    for lc in udp_lcs:
+        s = reuseport_udp_socket(lc.host, lc.port)
+        if cfg.workers > 1:
+            attach_payload_hash(s, cfg.workers)
+        udp_socks.append(s)
     for li, s in enumerate(udp_socks):
+        udp_out.append(None)
+
+        def listener_ready(t: asyncio.DatagramTransport, li: int = li) -> None:
+            udp_out[li] = t
+            udp_fam.setdefault(":" in udp_lcs[li].host, t)
+
         transport, proto = await loop.create_datagram_endpoint(
-            lambda li=li: UdpListener(driver, li),  # type: ignore[misc]
+            lambda li=li, ready=listener_ready: UdpListener(driver, li, ready),  # type: ignore[misc]
             sock=s,
         )
         transports.append(transport)
         protocols.append(proto)
-        udp_out.append(transport)
-        udp_fam.setdefault(":" in udp_lcs[li].host, udp_out[-1])
     for fam, cs in client_socks.items():
-        transport, _ = await loop.create_datagram_endpoint(lambda: UdpListener(driver, "c"), sock=cs)
+
+        def client_ready(t: asyncio.DatagramTransport, v6: bool = fam == "6") -> None:
+            client_fam[v6] = t
+
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda ready=client_ready: UdpListener(driver, "c", ready),  # type: ignore[misc]
+            sock=cs,
+        )
         transports.append(transport)
-        client_fam[fam == "6"] = transport
     servers: list[asyncio.AbstractServer] = []
-    server_tls = (
-        server_context(str(cfg.tls_cert), str(cfg.tls_key))
-        if cfg.tls_cert is not None and cfg.tls_key is not None
-        else None
-    )
     for lc in stream_lcs:
         tls = server_tls if lc.transport == "tls" else None
         srv: asyncio.AbstractServer = await loop.create_server(
@@ -225,6 +242,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     for srv in servers:
         srv.close()
     streams.close_all()
+    await driver.resolver.aclose()
     if ho is not None:
         ho.close()
     writer.shutdown(wait=True)

@@ -7,7 +7,10 @@ worker goes on), sends what the core produced through ``send(data, peer)``
 (the worker's dispatcher, which picks the socket or connection from the
 peer, simplefast/sip/peer.py) and keeps a single ``loop.call_at`` for the
 core's earliest deadline, re-armed only when that deadline moves earlier so
-a busy worker does not touch the timer per packet.
+a busy worker does not touch the timer per packet. Next hops with a host
+name that the proxy asks about (``proxy.resolve_out``) go to the worker's
+RFC 3263 resolver (simplefast/transport/dns.py); its answer comes back
+through ``resolved``.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from typing import Any
 from simplefast.errors import SipParseError
 from simplefast.logs import RateLimited, get_logger
 from simplefast.proxy.core import SipCore
+from simplefast.sip.rfc3263 import Target, UriParts
+from simplefast.transport.dns import Resolver
 
 log = get_logger(__name__)
 _internal_error = RateLimited(log, "internal error while handling a message (please report it)")
 
 
 class CoreDriver:
-    __slots__ = ("core", "loop", "send", "internal_errors", "_timer", "_armed")
+    __slots__ = ("core", "loop", "send", "internal_errors", "_timer", "_armed", "resolver")
 
     def __init__(
         self, core: SipCore, loop: asyncio.AbstractEventLoop, send: Callable[[bytes, Any], None]
@@ -37,6 +42,7 @@ class CoreDriver:
         self.internal_errors = 0
         self._timer: asyncio.TimerHandle | None = None
         self._armed = math.inf
+        self.resolver: Resolver | None = None  # RFC 3263 for next hops with host names
 
     def datagram(self, data: bytes, peer: Any, hops: int = 0, *, reliable: bool = False) -> None:
         """A datagram (or a message another worker handed over)."""
@@ -76,9 +82,35 @@ class CoreDriver:
         send = self.send
         for data, peer in self.core.outgoing():
             send(data, peer)
+        proxy = self.core.proxy
+        if proxy.resolve_out and self.resolver is not None:
+            asks, proxy.resolve_out = proxy.resolve_out, []
+            for token, parts in asks:
+                self._resolve(token, parts)
         t = self.core.get_timer()
         if t is not None and t < self._armed:
             self._arm(t)
+
+    def _resolve(self, token: int, parts: UriParts) -> None:
+        assert self.resolver is not None
+
+        def done(targets: list[Target]) -> None:
+            self.resolved(token, targets)
+
+        try:
+            ready = self.resolver.resolve(parts, done)
+        except Exception as exc:  # a bug of ours: the branch gets its 503
+            self._failed(exc, parts.host)
+            ready = []
+        if ready is not None:  # cached or numeric: still answered from the loop, never re-entrantly
+            self.loop.call_soon(self.resolved, token, ready)
+
+    def resolved(self, token: int, targets: list[Target]) -> None:
+        try:
+            self.core.on_resolved(token, targets, self.loop.time())
+        except Exception as exc:
+            self._failed(exc, "resolver")
+        self.after()
 
     def _failed(self, exc: Exception, peer: Any) -> None:
         self.internal_errors += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any, cast
 
 from simplefast.logs import get_logger
@@ -71,14 +72,22 @@ class UdpListener(asyncio.DatagramProtocol):
     the peer tuple (simplefast/sip/peer.py): 0 gives ``(host, port)``, others
     ``(host, port, index)``, the client socket ``(host, port, "c")``."""
 
-    def __init__(self, driver: CoreDriver, index: int | str = 0) -> None:
+    def __init__(
+        self, driver: CoreDriver, index: int | str = 0,
+        ready: Callable[[asyncio.DatagramTransport], None] | None = None,
+    ) -> None:  # fmt: skip
         self.driver = driver
         self.index = index
+        self.ready = ready
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDPTransport has DatagramTransport's interface without subclassing it
         self.transport = cast(asyncio.DatagramTransport, transport)
+        if self.ready is not None:
+            # the dispatcher learns the transport now: the loop may deliver a datagram (and
+            # the core answer it) before create_datagram_endpoint returns to the worker
+            self.ready(self.transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.index != 0 or len(addr) != 2:  # IPv6 addresses come with flowinfo and scope
