@@ -212,8 +212,10 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
 
     def reload() -> None:
-        """SIGHUP: the config file is read again; log level, domains and users change at
-        once (listeners, workers, capacities and auth on/off need a restart)."""
+        """SIGHUP: the config file is read again; log level, domains, users and the
+        limits (TCP idle time and connection count, overload threshold, drain time, DNS
+        servers) change at once. Listeners, workers, TLS files, table capacities and
+        auth on/off need a restart."""
         path, overrides = cfg.source
         try:
             new = load_config(path, overrides)
@@ -225,8 +227,26 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         core.set_domains(cfg.effective_domains())
         if auth is not None:
             core.users = load_users(cfg.data_dir)
-        log.info("worker %d: reloaded: domains %s, %d user realms", index,
-                 ",".join(sorted(cfg.effective_domains())), len(core.users))  # fmt: skip
+        limits.idle_seconds, limits.max_connections = new.tcp_idle_seconds, new.tcp_max_connections
+        cfg.drain_seconds = new.drain_seconds
+        if new.overload_queue_bytes != cfg.overload_queue_bytes and udp_socks:
+            cfg.overload_queue_bytes = new.overload_queue_bytes
+            monitor.stop()
+            core.overloaded = False
+            if new.overload_queue_bytes:
+                monitor.high = new.overload_queue_bytes
+                monitor.low = min(monitor.low, monitor.high)
+                monitor.start()
+        if new.dns_servers != cfg.dns_servers:
+            cfg.dns_servers = new.dns_servers
+            old = driver.resolver
+            client = DnsClient(cfg.dns_servers) if cfg.dns_servers else DnsClient.from_resolv_conf()
+            driver.resolver = Resolver(client, supported={"udp", "tcp", "tls"})
+            if old is not None:  # lookups in flight finish on the old one first
+                loop.call_later(30.0, lambda: loop.create_task(old.aclose()))
+        log.info("worker %d: reloaded: domains %s, %d user realms, tcp idle %.0f s, max %d connections,"
+                 " overload %d bytes", index, ",".join(sorted(cfg.effective_domains())), len(core.users),
+                 limits.idle_seconds, limits.max_connections, cfg.overload_queue_bytes)  # fmt: skip
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     if auth is None and index == 0:
@@ -242,7 +262,8 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     for srv in servers:
         srv.close()
     streams.close_all()
-    await driver.resolver.aclose()
+    if driver.resolver is not None:
+        await driver.resolver.aclose()
     if ho is not None:
         ho.close()
     writer.shutdown(wait=True)

@@ -103,6 +103,8 @@ def start_server(
         "--workers", str(workers), "--data-dir", str(tmp_path / "data"),
         *(() if auth else ("--no-auth",)), *extra,
     ]  # fmt: skip
+    if "--dns-server" not in extra:  # live traffic stays on loopback: DNS to a port nobody serves
+        cmd += ["--dns-server", "127.0.0.1:9"]
     logf = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=str(REPO), env=dict(os.environ))
     logf.close()

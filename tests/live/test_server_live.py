@@ -392,12 +392,14 @@ def test_sighup_reloads_domains(tmp_path: Path) -> None:
         return int(parse_message(exchange(srv.port, data) or b"").status)
 
     try:
-        # not ours yet: the proxy would forward it, but cannot resolve the name (503)
+        # not ours yet: the proxy would forward it, but cannot resolve the name (503: the
+        # live servers' DNS server is a loopback port nobody serves)
         assert {register("new.example", n) for n in range(6)} == {503}
-        conf.write_text('[server]\ndomains = ["example.com", "new.example"]\n')
+        conf.write_text('[server]\ndomains = ["example.com", "new.example"]\ntcp_idle_seconds = 120\n')
         srv.proc.send_signal(signal.SIGHUP)
         time.sleep(1.0)
         assert {register("new.example", n) for n in range(6, 12)} == {200}  # whichever worker answers
     finally:
         assert srv.stop() == 0
     assert srv.log().count("reloaded: domains example.com,new.example") == 2
+    assert srv.log().count("tcp idle 120 s") == 2

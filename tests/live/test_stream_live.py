@@ -69,6 +69,7 @@ class Stream:
 
 def register_over(stream: Stream, user: str, transport: str = "TCP", contact_port: int | None = None) -> int:
     host, port = stream.local
+    host = f"[{host}]" if ":" in host else host
     cport = contact_port or port
     data = (
         "REGISTER sip:example.com SIP/2.0\r\n"
@@ -294,8 +295,8 @@ def test_tls_register_and_message_both_ways(tmp_path: Path, ca: trustme.CA) -> N
     port, tls_port = free_udp_port(), free_udp_port()
     srv = start_server(
         tmp_path, workers=2, port=port,
-        extra=("--listen", f"tls:127.0.0.1:{tls_port}", "--tls-cert", str(certfile), "--tls-key", str(keyfile),
-               "--tls-ca", str(cafile)),
+        extra=("--listen", f"tls:127.0.0.1:{tls_port}", "--tls-cert", str(certfile),
+               "--tls-key", str(keyfile), "--tls-ca", str(cafile)),
     )  # fmt: skip
     try:
         ctx = ssl.create_default_context()
@@ -335,3 +336,48 @@ def test_sipp_register_over_tcp_one_connection_per_call_and_one_shared(
     assert tcp_server.stop() == 0
     accepted = [int(m) for m in re.findall(r"connections: (\d+) accepted", tcp_server.log())]
     assert sum(accepted) >= 1001 and min(accepted) > 0, accepted
+
+
+def test_several_listeners_ipv4_and_ipv6(tmp_path: Path) -> None:
+    port = free_udp_port()
+    srv = start_server(
+        tmp_path, workers=2, port=port,
+        extra=("--listen", f"udp:[::1]:{port}", "--listen", f"tcp:[::1]:{port}"),
+    )  # fmt: skip
+    uas = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        uas.bind(("::1", 0))
+        uas.settimeout(3)
+        uport = uas.getsockname()[1]
+        # OPTIONS and REGISTER over IPv6 UDP: answered from the IPv6 listener
+        reg = (
+            "REGISTER sip:example.com SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP [::1]:{uport};branch=z9hG4bKv6reg;rport\r\nMax-Forwards: 70\r\n"
+            "From: <sip:v6bob@example.com>;tag=r\r\nTo: <sip:v6bob@example.com>\r\nCall-ID: v6reg\r\n"
+            f"CSeq: 1 REGISTER\r\nContact: <sip:v6bob@[::1]:{uport}>\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        uas.sendto(reg, ("::1", port))
+        data, addr = uas.recvfrom(65535)
+        assert parse_message(data).status == 200 and addr[1] == port
+        # over IPv4 to the IPv6 contact: forwarded from the worker's IPv6 client socket
+        results: dict[str, int] = {}
+        t = threading.Thread(
+            target=lambda: results.update(udp_transactions(port, [message("v6bob", "z9hG4bKv6m")]))
+        )
+        t.start()
+        data, addr = uas.recvfrom(65535)
+        fwd = parse_message(data)
+        assert fwd.method == "MESSAGE" and fwd.vias()[0].host == "[::1]"
+        uas.sendto(build_response(fwd, 200, "OK", to_tag="v6"), addr)
+        t.join(10)
+        assert results == {"z9hG4bKv6m": 200}
+        # and the IPv6 TCP listener answers too
+        s = Stream.__new__(Stream)
+        s.sock, s.parser, s.msgs, s.raw, s.closed = (
+            socket.create_connection(("::1", port), timeout=3), SipStreamParser(), [], b"", False,
+        )  # fmt: skip
+        assert register_over(s, "v6tcp") == 200
+        s.close()
+    finally:
+        uas.close()
+        assert srv.stop() == 0

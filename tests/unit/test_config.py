@@ -15,7 +15,8 @@ from simplefast.testing import REPO
 
 def test_example_file_loads() -> None:
     cfg = load(REPO / "simplefast.toml", {})
-    assert cfg.listen == [Listen("udp", "127.0.0.1", 5060)]
+    assert cfg.listen == [Listen("udp", "127.0.0.1", 5060), Listen("tcp", "127.0.0.1", 5060)]
+    assert cfg.tcp_idle_seconds == 3600 and cfg.tcp_max_connections == 16384 and cfg.dns_servers == []
     assert (
         cfg.domains == ["example.com"]
         and cfg.workers == 2
@@ -49,6 +50,11 @@ def test_ipv6_listen() -> None:
     assert str(parse_listen("udp:[::1]:5060")) == "udp:[::1]:5060"
 
 
+def test_dns_servers_forms() -> None:
+    cfg = load(None, {"dns_servers": ["127.0.0.1:5353", "[::1]:53", "192.0.2.1", "[2001:db8::1]"]})
+    assert cfg.dns_servers == [("127.0.0.1", 5353), ("::1", 53), ("192.0.2.1", 53), ("2001:db8::1", 53)]
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
@@ -59,6 +65,13 @@ def test_ipv6_listen() -> None:
         ("[server]\nlog_level = 'loud'\n", "server.log_level: 'loud': must be one of"),
         ("[server]\nauth = 'yes'\n", "server.auth: must be true or false"),
         ("[server\n", "config file"),
+        ("[server]\nlisten = ['tls:127.0.0.1:5061']\n", "a tls: listener needs server.tls_cert"),
+        ("[server]\nlisten = ['udp:127.0.0.1:5060', 'udp:127.0.0.1:5060']\n", "listed twice"),
+        ("[server]\ntls_cert = '/nonexistent.pem'\n", "server.tls_cert: /nonexistent.pem: no such file"),
+        ("[server]\ndns_servers = ['ns.example.com']\n", "server.dns_servers: 'ns.example.com': not an IP"),
+        ("[server]\ndns_servers = ['127.0.0.1:0']\n", "port must be 1-65535"),
+        ("[server]\ntcp_idle_seconds = 1\n", "server.tcp_idle_seconds: 1: must be 10-86400"),
+        ("[server]\ntcp_max_connections = 0\n", "server.tcp_max_connections"),
     ],
 )
 def test_bad_file(tmp_path: Path, toml: str, message: str) -> None:
