@@ -72,7 +72,7 @@ test-ref: build $(VENV)/.sipp
 # The server on 127.0.0.1:5060 (SIPp installed for trying it), state in ./state.
 run: build $(VENV)/.sipp
 	mkdir -p state
-	$(VENV)/bin/simplefast serve --listen udp:127.0.0.1:5060 --data-dir state $(RUN_ARGS)
+	$(VENV)/bin/simplefast serve --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 --data-dir state $(RUN_ARGS)
 
 bench: build $(VENV)/.bench
 	$(PY) -m pytest bench -q --benchmark-only --benchmark-autosave \
