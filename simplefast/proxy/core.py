@@ -240,7 +240,7 @@ class SipCore:
         if method == "REGISTER" and self.registrar.is_ours(ruri.host):
             if self.auth is not None and not self._authenticated(txn, msg, peer, now, register=True):
                 return
-            r = self.registrar.register(msg, now, source=flow_of(peer))
+            r = self.registrar.register(msg, now, flow_of(peer), ruri)
             self._respond(txn, msg, peer, r.status, r.reason, r.headers, now)
             return
         if method == "OPTIONS" and ruri.user is None and self._is_local(ruri.host, ruri.port):

@@ -107,6 +107,7 @@ class ShmLocation:
         # AOR -> encoded bindings as last written here (b"" for removed): the
         # write-behind takes these as they are, without reading the table again
         self._dirty: dict[str, bytes] = {}
+        self.track_dirty = True  # False: registrations are not persisted (nothing to write behind)
 
     def get(self, aor: str, now: float) -> list[Binding]:
         raw = self.table.get(aor.encode("utf-8", "surrogateescape"))
@@ -135,7 +136,8 @@ class ShmLocation:
                 raise LocationFullError(str(exc)) from exc
         else:
             self.table.delete(key)
-        self._dirty[aor] = value
+        if self.track_dirty:
+            self._dirty[aor] = value
 
     def count(self) -> int:
         return len(self.table)

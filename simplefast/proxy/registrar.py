@@ -83,9 +83,11 @@ class Registrar:
     def is_ours(self, host: str | None) -> bool:
         return host is not None and host.lower() in self.config.domains
 
-    def register(self, msg: SipMessage, now: float, source: str = "") -> Reply:
+    def register(self, msg: SipMessage, now: float, source: str = "", ruri: Any = None) -> Reply:
+        """Apply a REGISTER (``ruri``: its Request-URI parsed already, if the caller has it)."""
         cfg = self.config
-        ruri = _codec.parse_uri(msg.uri)
+        if ruri is None:
+            ruri = _codec.parse_uri(msg.uri)
         if not self.is_ours(ruri.host):
             return Reply(404, "Not Found", [("Warning", '399 simplefast "domain not served here"')])
         to = msg.to_addr()
@@ -101,7 +103,7 @@ class Registrar:
         cseq: int = msg.cseq_num
         current = self.location.get(aor, now)
 
-        if any(c.uri == "*" for c in contacts):  # step 6 (validate_request saw it stands alone)
+        if len(contacts) == 1 and contacts[0].uri == "*":  # step 6 (validate_request: it stands alone)
             if hdr_expires != 0:
                 return Reply(400, "Bad Request", [("Warning", '399 simplefast "* needs Expires: 0"')])
             if any(b.call_id == call_id and b.cseq >= cseq for b in current):

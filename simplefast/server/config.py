@@ -84,6 +84,7 @@ class Config:
     log_level: str = "info"
     drain_seconds: float = 5.0
     location_capacity: int = 50_000
+    persist_registrations: bool = True  # write-behind to <data_dir>/location.sqlite3
     overload_queue_bytes: int = 0  # 0: no load shedding (see README: it lost goodput when measured)
     tls_cert: Path | None = None  # PEM certificate chain of tls: listeners
     tls_key: Path | None = None  # its private key (PEM)
@@ -120,6 +121,7 @@ _KEYS = {
     "tcp_idle_seconds",
     "tcp_max_connections",
     "dns_servers",
+    "persist_registrations",
 }
 
 
@@ -202,6 +204,10 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
             if not path_value.is_file():
                 raise ConfigError(f"server.{key}: {path_value}: no such file")
             setattr(cfg, key, path_value)
+    if "persist_registrations" in raw:
+        if not isinstance(raw["persist_registrations"], bool):
+            raise ConfigError("server.persist_registrations: must be true or false")
+        cfg.persist_registrations = raw["persist_registrations"]
     if "tls_verify" in raw:
         if not isinstance(raw["tls_verify"], bool):
             raise ConfigError("server.tls_verify: must be true or false")

@@ -72,7 +72,7 @@ def supervise(cfg: Config) -> int:
                 log.error("workers keep exiting at start (last: %d); stopping", code)
                 _stop(workers, cfg)
                 return 1
-            if code != 0:
+            if code != 0 and cfg.persist_registrations:
                 save_all(shared, cfg)  # what it had not written behind yet
             if signal.sigpending() & {signal.SIGTERM, signal.SIGINT}:
                 continue  # stopping anyway: do not replace it
@@ -83,7 +83,8 @@ def supervise(cfg: Config) -> int:
         if info.si_signo in (signal.SIGTERM, signal.SIGINT):
             log.info("supervisor: %s, draining workers", signal.Signals(info.si_signo).name)
             code = _stop(workers, cfg)
-            log.info("supervisor: %d AORs saved", save_all(shared, cfg))
+            if cfg.persist_registrations:
+                log.info("supervisor: %d AORs saved", save_all(shared, cfg))
             return code
         if info.si_signo == signal.SIGHUP:
             for pid in workers:

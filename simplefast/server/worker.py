@@ -206,7 +206,9 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
             )
         loop.call_later(1.0, write_behind)
 
-    loop.call_later(1.0, write_behind)
+    location.track_dirty = cfg.persist_registrations
+    if cfg.persist_registrations:
+        loop.call_later(1.0, write_behind)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -268,7 +270,8 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         ho.close()
     writer.shutdown(wait=True)
     try:
-        location_store.save_encoded(cfg.data_dir, location.take_dirty(), loop.time(), time.time())
+        if cfg.persist_registrations:
+            location_store.save_encoded(cfg.data_dir, location.take_dirty(), loop.time(), time.time())
     except Exception as exc:  # the supervisor saves the whole table after the workers stop anyway
         log.error("worker %d: last write-behind failed: %s", index, exc)
     for t in transports:

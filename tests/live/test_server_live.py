@@ -248,6 +248,50 @@ def test_registrations_survive_worker_kill_and_server_restart(tmp_path: Path) ->
         assert srv2.stop() == 0
 
 
+def test_kill_9_during_sipp_load_loses_no_call_and_no_registration(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+
+    from liveserver import start_server
+
+    srv = start_server(tmp_path, workers=2)
+    try:
+        result: dict[str, str] = {}
+        load = threading.Thread(
+            target=lambda: result.update(sipp("register.xml", srv.port, 6000, 1000, tmp_path))
+        )
+        load.start()
+        time.sleep(2.0)  # about 2000 REGISTERs in
+        victim = srv.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        load.join(90)
+        # SIPp retransmits what the dead worker held; the other worker and the new one answer
+        assert (result["SuccessfulCall(C)"], result["FailedCall(C)"]) == ("6000", "0"), result
+        assert victim not in srv.worker_pids() and len(srv.worker_pids()) == 2
+        missing = [i for i in range(1, 6001, 37) if len(query_contacts(srv.port, f"u{i}")) != 1]
+        assert missing == []
+    finally:
+        assert srv.stop() in (0, 1)
+    assert "exited with -9" in srv.log()
+
+
+def test_no_persist_keeps_registrations_in_shared_memory_only(tmp_path: Path) -> None:
+    from liveserver import start_server
+
+    srv = start_server(tmp_path, workers=2, extra=("--no-persist",))
+    try:
+        assert register_contact(srv.port, "mem", 5999) == 200
+        assert query_contacts(srv.port, "mem") == ["sip:mem@127.0.0.1:5999"]
+    finally:
+        assert srv.stop() == 0
+    srv2 = start_server(tmp_path, workers=2)
+    try:
+        assert query_contacts(srv2.port, "mem") == []  # nothing was written to the store
+    finally:
+        assert srv2.stop() == 0
+
+
 def test_hostile_datagrams_never_break_a_worker(server: Server) -> None:
     """Every seed of the fuzz corpus and 3000 seeded mutations of it, sent over UDP:
     no worker dies or reports an internal error, and the server keeps answering."""

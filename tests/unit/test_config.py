@@ -16,6 +16,7 @@ from simplefast.testing import REPO
 def test_example_file_loads() -> None:
     cfg = load(REPO / "simplefast.toml", {})
     assert cfg.listen == [Listen("udp", "127.0.0.1", 5060), Listen("tcp", "127.0.0.1", 5060)]
+    assert cfg.persist_registrations is True
     assert cfg.tcp_idle_seconds == 3600 and cfg.tcp_max_connections == 16384 and cfg.dns_servers == []
     assert (
         cfg.domains == ["example.com"]
@@ -72,6 +73,7 @@ def test_dns_servers_forms() -> None:
         ("[server]\ndns_servers = ['127.0.0.1:0']\n", "port must be 1-65535"),
         ("[server]\ntcp_idle_seconds = 1\n", "server.tcp_idle_seconds: 1: must be 10-86400"),
         ("[server]\ntcp_max_connections = 0\n", "server.tcp_max_connections"),
+        ("[server]\npersist_registrations = 1\n", "server.persist_registrations: must be true or false"),
     ],
 )
 def test_bad_file(tmp_path: Path, toml: str, message: str) -> None:

@@ -314,8 +314,8 @@ def test_a_contact_registered_over_a_connection_is_reached_on_that_connection() 
 
 
 def test_transport_param_and_sips_choose_the_stream_and_dialogs_get_double_record_route() -> None:
-    me = ProxyAddress("10.0.0.1", 5060, 40000,
-                      listeners=(("udp", "10.0.0.1", 5060), ("tcp", "10.0.0.1", 5060), ("tls", "10.0.0.1", 5061)))  # fmt: skip
+    listeners = (("udp", "10.0.0.1", 5060), ("tcp", "10.0.0.1", 5060), ("tls", "10.0.0.1", 5061))
+    me = ProxyAddress("10.0.0.1", 5060, 40000, listeners=listeners)
     c = SipCore(CoreConfig(domains=frozenset({"example.com"})), MemoryLocation(), me)
     register(c, "bob", "sip:bob@192.0.2.20:5070;transport=tcp")
     register(c, "carol", "sips:carol@192.0.2.21")
@@ -367,7 +367,8 @@ def test_a_response_with_another_workers_branch_is_handed_to_that_worker() -> No
     c.on_message(resp, conn, reliable=True, now=0.0)
     assert handed == [(1, resp, conn)] and c.outgoing() == []
     # a stray response with a branch of ours is not handed anywhere
-    mine = build_response(parse_message(req("MESSAGE", branch="z9hG4bK" + branch_prefix(0) + ".9")), 200, "OK")
+    ours = parse_message(req("MESSAGE", branch="z9hG4bK" + branch_prefix(0) + ".9"))
+    mine = build_response(ours, 200, "OK")
     c.on_message(mine, conn, reliable=True, now=0.0)
     assert len(handed) == 1
 
