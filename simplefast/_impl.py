@@ -23,7 +23,7 @@ from simplefast.errors import SimplefastError
 
 # Every hot-path module that exists as a twin (ext/<name>.pyx and
 # simplefast/_ref/<name>.py).
-MODULES: tuple[str, ...] = ("sipmsg", "shmindex")
+MODULES: tuple[str, ...] = ("sipmsg", "shmindex", "udpio")
 
 _PACKAGES = {"ext": "simplefast._ext", "ref": "simplefast._ref"}
 
@@ -66,3 +66,4 @@ ACTIVE: str = _selected()
 _active = load(ACTIVE)
 sipmsg: ModuleType = _active.sipmsg
 shmindex: ModuleType = _active.shmindex
+udpio: ModuleType = _active.udpio
