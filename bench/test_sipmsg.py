@@ -98,3 +98,52 @@ def test_stream_feed(benchmark: Any, impl: SimpleNamespace) -> None:
     benchmark.extra_info["bytes"] = len(data)
     assert [m.cseq_method for m in feed_chunks(impl.sipmsg, chunks)] == ["PUBLISH", "REGISTER", "NOTIFY"]
     assert len(benchmark(feed_chunks, impl.sipmsg, chunks)) == 3
+
+
+# The proxy's hot path (RFC 3261 section 16): the response to a request that came
+# through NAT (rport asked, source differs from sent-by), the forwarded copy of a
+# request, and a response less our Via on its way back.
+SOURCE = {"received": "203.0.113.9", "rport": 41122}
+
+
+@pytest.mark.parametrize("name", ["register", "publish"])
+def test_build_response_stamped(benchmark: Any, impl: SimpleNamespace, name: str) -> None:
+    data = load(name)
+    _tag(benchmark, impl, "build_response stamped", name, None)
+    msg = impl.sipmsg.parse_message(data)
+    resp = benchmark(impl.sipmsg.build_response, msg, 200, "OK", to_tag="9fxced76sl", **SOURCE)
+    top = impl.sipmsg.parse_message(resp).vias()[0]
+    assert top.params["rport"] == "41122" and top.params["received"] == "203.0.113.9"
+
+
+def forward(sipmsg: ModuleType, msg: Any) -> bytes:
+    """The forwarded copy a record-routing proxy sends on (one Route left)."""
+    out: bytes = sipmsg.forward_request(
+        msg,
+        "sip:alice@192.0.2.60:5062;transport=tcp",
+        "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK8e2a3c7f1d.4f0c2a1b9e3d",
+        record_route="<sip:198.51.100.7:5060;lr>",
+        routes=["<sip:edge.example.com;lr>"],
+        max_forwards=69,
+        **SOURCE,
+    )
+    return out
+
+
+@pytest.mark.parametrize("name", ["register", "publish", "wsinv"])
+def test_forward_request(benchmark: Any, impl: SimpleNamespace, name: str) -> None:
+    data = load(name)
+    _tag(benchmark, impl, "forward_request", name, len(data))
+    msg = impl.sipmsg.parse_message(data)
+    out = benchmark(forward, impl.sipmsg, msg)
+    fwd = impl.sipmsg.parse_message(out)
+    assert fwd.via_branch == "z9hG4bK8e2a3c7f1d.4f0c2a1b9e3d" and fwd.max_forwards == 69
+    assert fwd.body == msg.body
+
+
+def test_strip_top_via(benchmark: Any, impl: SimpleNamespace) -> None:
+    data = load("ok200")
+    _tag(benchmark, impl, "strip_top_via", "ok200", len(data))
+    msg = impl.sipmsg.parse_message(data)
+    out = benchmark(impl.sipmsg.strip_top_via, msg)
+    assert out is not None and impl.sipmsg.parse_message(out).via_host == "192.0.2.60"

@@ -15,12 +15,25 @@
 #    the structured views.
 #  - error texts are built exactly as the reference builds them, on the
 #    (cold) error path only.
+#  - the writers (build_response, forward_request, strip_top_via) size the
+#    output first, allocate one bytes object and memcpy header lines straight
+#    from the parsed buffer; the top Via is stamped through a Stamp (at most
+#    two edits computed on the cached top-Via offsets, see _via_stamp).
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object o)
+
+cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int af, const char* src, void* dst)
+    enum:
+        AF_INET
+        AF_INET6
 
 from simplefast._sip_types import NameAddr, SipURI, Via
 from simplefast import _sipshared as _shared
@@ -136,6 +149,7 @@ _KEY = {n: i + 1 for i, n in enumerate(_names)}
 for _c, _full in _COMPACT.items():
     _KEY[_c] = _KEY[_full]
 cdef int _NKEYS = len(_names) + 1
+cdef int K_ROUTE = _KEY[b"route"]
 cdef bint _is_list[128]
 for _i in range(128):
     _is_list[_i] = False
@@ -763,6 +777,7 @@ cdef class SipMessage:
     cdef int _via_state         # 0 unknown, 1 parsed, 2 absent
     cdef ViaC _via
     cdef const uchar* _via_p
+    cdef Py_ssize_t _via_n      # length of the (stripped) top Via element at _via_p
     cdef bytes _via_keep        # owns _via_p when the Via was folded
     cdef int _from_state, _to_state
     cdef object _from_tag, _to_tag
@@ -981,6 +996,7 @@ cdef class SipMessage:
                 z -= 1
         _parse_via(p + a, z - a, &self._via)
         self._via_p = p + a
+        self._via_n = z - a
         self._via_state = 1
         return 0
 
@@ -1712,33 +1728,153 @@ def validate_request(SipMessage msg, *, supported=()):
 
 # ---------------------------------------------------------------- responses
 
-cdef bytes _rewrite_top_via(SipMessage msg, Hdr* h, object received, object rport):
-    """RFC 3261 section 18.2.1 (received) and RFC 3581 section 4 (rport)."""
-    cdef bytes line = _b(msg._p + h.ns, h.ve - h.ns)
-    cdef bytes raw = msg._raw_value(h)
-    elems = _split_commas(<const uchar*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+cdef struct Stamp:
+    # edits of the buffer that stamp the top Via (see _via_stamp), in buffer order:
+    # [s, e) is replaced by pre + txt
+    int n
+    Py_ssize_t s[2]
+    Py_ssize_t e[2]
+    const char* pre[2]
+    Py_ssize_t npre[2]
+    const char* txt[2]
+    Py_ssize_t ntxt[2]
+    Py_ssize_t delta            # output length minus input length
+    char port[8]
+
+cdef Py_ssize_t _fold_pos(const uchar* r, Py_ssize_t n, Py_ssize_t x) noexcept nogil:
+    """Offset in r[:n] (a folded value as written) of octet x of the value as
+    _raw_value reads it (lines stripped of SP/HT/CR, joined by one SP)."""
+    cdef Py_ssize_t i = 0, le, a, z, u = 0
+    cdef bint first = True
+    cdef const uchar* f
+    while i <= n:
+        f = <const uchar*>memchr(r + i, 10, n - i) if i < n else NULL
+        le = n if f == NULL else f - r
+        a = i
+        z = le
+        while a < z and (r[a] == 32 or r[a] == 9 or r[a] == 13):
+            a += 1
+        while z > a and (r[z - 1] == 32 or r[z - 1] == 9 or r[z - 1] == 13):
+            z -= 1
+        if z > a:
+            if not first:
+                u += 1
+            first = False
+            if x < u + (z - a):
+                return a + (x - u)
+            u += z - a
+        i = le + 1
+    return n
+
+cdef inline Py_ssize_t _fmt_uint(char* out, unsigned long long v) noexcept nogil:
+    """Decimal digits of v into out (at most 20); returns their number."""
+    cdef char tmp[20]
+    cdef Py_ssize_t k = 0, j
+    while True:
+        tmp[k] = <char>(48 + v % 10)
+        k += 1
+        v //= 10
+        if v == 0:
+            break
+    for j in range(k):
+        out[j] = tmp[k - 1 - j]
+    return k
+
+cdef inline void _stamp_add(Stamp* st, Py_ssize_t s, Py_ssize_t e, const char* pre, Py_ssize_t npre,
+                            const char* txt, Py_ssize_t ntxt) noexcept nogil:
+    st.s[st.n] = s
+    st.e[st.n] = e
+    st.pre[st.n] = pre
+    st.npre[st.n] = npre
+    st.txt[st.n] = txt
+    st.ntxt[st.n] = ntxt
+    st.n += 1
+
+cdef int _via_stamp(SipMessage msg, Hdr* h, object received, int rport, Stamp* st) except -1:
+    """RFC 3261 section 18.2.1 (received) and RFC 3581 section 4 (rport), as
+    the reference's _via_stamp: edits over the parsed top Via element, every
+    other octet kept. ``received`` is a checked IP address or None; rport 0 is
+    none. ``st`` keeps pointers into ``received``: the caller holds it."""
+    cdef const uchar* b
+    cdef const uchar* ip = NULL
+    cdef Py_ssize_t ipn = 0, hs, he, k, off, s, e, n
+    cdef int kr, kc
+    cdef bint asked, differs
+    cdef Param* pr
+    cdef Param* pc
+    st.n = 0
+    st.delta = 0
     try:
-        via = parse_via(elems[0])
+        msg._load_via()
     except SipParseError:
-        return line
-    params = dict(via.params)
-    asked = "rport" in params and params["rport"] is None
-    host = via.host[1:-1] if via.host.startswith("[") else via.host
-    add_received = received is not None and (host.lower() != received.lower() or asked)
-    set_rport = asked and rport is not None
-    if not add_received and not set_rport:
-        return line
-    if set_rport:
-        params["rport"] = str(rport)
-    if add_received:
-        params["received"] = received
-    top = f"{via.protocol}/{via.transport} {via.host}"
-    if via.port is not None:
-        top += f":{via.port}"
-    for k, v in params.items():
-        top += f";{k}" if v is None else f";{k}={v}"
-    name = _b(msg._p + h.ns, h.ne - h.ns)
-    return name + b": " + ", ".join([top] + elems[1:]).encode("utf-8", "surrogateescape")
+        return 0  # a malformed Via is sent back as written
+    if msg._via_state != 1:
+        return 0
+    b = msg._via_p
+    kr = _find_param(b, &msg._via.params, "rport", 5)
+    asked = kr >= 0 and msg._via.params.items[kr].ve < 0
+    if asked and rport > 0:
+        pr = &msg._via.params.items[kr]
+        st.port[0] = 61  # '='
+        n = _fmt_uint(st.port + 1, <unsigned long long>rport)
+        _stamp_add(st, pr.ne, pr.ne, NULL, 0, st.port, n + 1)
+    if received is not None:
+        ip = <const uchar*>PyUnicode_AsUTF8AndSize(received, &ipn)
+        hs = msg._via.hs
+        he = msg._via.he
+        if b[hs] == 91:
+            hs += 1
+            he -= 1
+        differs = he - hs != ipn
+        if not differs:
+            for k in range(ipn):
+                if _lower[b[hs + k]] != _lower[ip[k]]:
+                    differs = True
+                    break
+        if asked or differs:
+            kc = _find_param(b, &msg._via.params, "received", 8)
+            if kc < 0:
+                _stamp_add(st, msg._via_n, msg._via_n, ";received=", 10, <const char*>ip, ipn)
+            else:
+                pc = &msg._via.params.items[kc]
+                if pc.ve < 0:
+                    _stamp_add(st, pc.ne, pc.ne, "=", 1, <const char*>ip, ipn)
+                else:
+                    _stamp_add(st, pc.vs, pc.ve, NULL, 0, <const char*>ip, ipn)
+    if st.n == 2 and st.s[1] < st.s[0]:
+        st.s[0], st.s[1] = st.s[1], st.s[0]
+        st.e[0], st.e[1] = st.e[1], st.e[0]
+        st.pre[0], st.pre[1] = st.pre[1], st.pre[0]
+        st.npre[0], st.npre[1] = st.npre[1], st.npre[0]
+        st.txt[0], st.txt[1] = st.txt[1], st.txt[0]
+        st.ntxt[0], st.ntxt[1] = st.ntxt[1], st.ntxt[0]
+    # element offsets -> buffer offsets
+    if not h.folded:
+        off = b - msg._p
+        for k in range(st.n):
+            st.s[k] += off
+            st.e[k] += off
+    else:
+        off = b - <const uchar*>PyBytes_AS_STRING(msg._via_keep)
+        for k in range(st.n):
+            s = st.s[k] + off
+            e = st.e[k] + off
+            st.e[k] = h.vs + _fold_pos(msg._p + h.vs, h.ve - h.vs, e - 1) + 1
+            st.s[k] = h.vs + _fold_pos(msg._p + h.vs, h.ve - h.vs, s) if e > s else st.e[k]
+    for k in range(st.n):
+        st.delta += st.npre[k] + st.ntxt[k] - (st.e[k] - st.s[k])
+    return 0
+
+cdef char* _put_stamped(char* w, const uchar* p, Py_ssize_t start, Py_ssize_t end, Stamp* st) noexcept:
+    """p[start:end] with the stamp's edits applied."""
+    cdef int k
+    for k in range(st.n):
+        w = _put(w, p + start, st.s[k] - start)
+        if st.npre[k]:
+            w = _put(w, st.pre[k], st.npre[k])
+        w = _put(w, st.txt[k], st.ntxt[k])
+        start = st.e[k]
+    return _put(w, p + start, end - start)
 
 cdef inline char* _put(char* w, const void* src, Py_ssize_t n) noexcept:
     memcpy(w, src, n)
@@ -1767,14 +1903,16 @@ def build_response(SipMessage req, status, str reason, *, to_tag=None, extra_hea
     cdef Hdr* h
     cdef bint top_via = True, add_tag = False
     cdef const uchar* p = req._p
-    cdef bytes reason_b, tag_b = None, extra_b, via_b = None, out, tail
+    cdef bytes reason_b, tag_b = None, extra_b, out, tail
     cdef char* w
+    cdef Stamp st
+    cdef int stamped = -1       # index of the Via header stamped
     # the common call (int status, no received/rport, plain ASCII reason) is checked
     # inline; anything else goes through the checks the reference uses
     if not (type(status) is int and 100 <= status <= 699
             and (<str>reason).isascii() and "\r" not in reason and "\n" not in reason
             and (to_tag is None or (type(to_tag) is str and (<str>to_tag).isascii() and _is_token(to_tag)))
-            and (received is None or (type(received) is str and _shared.is_ip_address(received)))
+            and (received is None or _plain_ip(received))
             and (rport is None or (type(rport) is int and 1 <= rport <= 65535))):
         _shared.check_response_args(status, reason, to_tag, received, rport)
     if type(body) is not bytes:
@@ -1808,10 +1946,10 @@ def build_response(SipMessage req, status, str reason, *, to_tag=None, extra_hea
         h = &req._hdrs[i]
         if h.key == K_VIA:
             if top_via and (received is not None or rport is not None):
-                via_b = _rewrite_top_via(req, h, received, rport)
-                total += PyBytes_GET_SIZE(via_b) + 2
-            else:
-                total += h.ve - h.ns + 2
+                _via_stamp(req, h, received, 0 if rport is None else rport, &st)
+                stamped = i
+                total += st.delta
+            total += h.ve - h.ns + 2
             top_via = False
         elif h.key == K_TO or h.key == K_FROM or h.key == K_CALL_ID or h.key == K_CSEQ:
             total += h.ve - h.ns + 2
@@ -1827,16 +1965,14 @@ def build_response(SipMessage req, status, str reason, *, to_tag=None, extra_hea
     w[3] = 32
     w = _put(w + 4, PyBytes_AS_STRING(reason_b), PyBytes_GET_SIZE(reason_b))
     w = _put(w, b"\r\n", 2)
-    top_via = True
     for i in range(req._n):
         h = &req._hdrs[i]
         if h.key == K_VIA:
-            if top_via and via_b is not None:
-                w = _put(w, PyBytes_AS_STRING(via_b), PyBytes_GET_SIZE(via_b))
+            if i == stamped:
+                w = _put_stamped(w, p, h.ns, h.ve, &st)
             else:
                 w = _put(w, p + h.ns, h.ve - h.ns)
             w = _put(w, b"\r\n", 2)
-            top_via = False
         elif h.key == K_TO or h.key == K_FROM or h.key == K_CALL_ID or h.key == K_CSEQ:
             w = _put(w, p + h.ns, h.ve - h.ns)
             if h.key == K_TO and add_tag:
@@ -1845,6 +1981,202 @@ def build_response(SipMessage req, status, str reason, *, to_tag=None, extra_hea
     w = _put(w, PyBytes_AS_STRING(extra_b), PyBytes_GET_SIZE(extra_b))
     w = _put(w, PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail))
     _put(w, PyBytes_AS_STRING(body), blen)
+    return out
+
+# ---------------------------------------------------------------- forwarding
+
+cdef inline bint _plain_arg(object o, bint no_ws) noexcept:
+    """o is an ASCII str that _shared.header_value accepts as is (the common case,
+    checked without a Python call): not starting with SP/HT, no CR or LF, with
+    ``no_ws`` no SP/HT at all. False sends the caller to the shared checks."""
+    cdef const char* t
+    cdef Py_ssize_t n, k
+    cdef char c
+    if type(o) is not str or not PyUnicode_IS_ASCII(o):
+        return False
+    t = PyUnicode_AsUTF8AndSize(o, &n)
+    if n == 0 or t[0] == 32 or t[0] == 9:
+        return False
+    for k in range(n):
+        c = t[k]
+        if c == 13 or c == 10 or (no_ws and (c == 32 or c == 9)):
+            return False
+    return True
+
+cdef inline const char* _txt(object o, Py_ssize_t* n) except NULL:
+    """The octets of a checked value: bytes, or an ASCII str (its own buffer)."""
+    if type(o) is bytes:
+        n[0] = PyBytes_GET_SIZE(o)
+        return PyBytes_AS_STRING(o)
+    return PyUnicode_AsUTF8AndSize(o, n)
+
+cdef bint _plain_ip(object o) noexcept:
+    """o is an ASCII str that _shared.is_ip_address accepts: the same libc
+    inet_pton socket.inet_pton calls (no NUL, which Python refuses). False
+    sends the caller to the shared checks, which decide."""
+    cdef const char* t
+    cdef Py_ssize_t n
+    cdef unsigned char addr[16]
+    if type(o) is not str or not PyUnicode_IS_ASCII(o):
+        return False
+    t = PyUnicode_AsUTF8AndSize(o, &n)
+    if n == 0 or n > 64 or memchr(t, 0, n) != NULL:
+        return False
+    return inet_pton(AF_INET6 if memchr(t, 58, n) != NULL else AF_INET, t, addr) == 1
+
+def forward_request(SipMessage msg, uri, via, *, record_route, routes, max_forwards,
+                    received=None, rport=None):
+    cdef Py_ssize_t total, n, blen, k, nd_mf, nd_cl
+    cdef int i
+    cdef Hdr* h
+    cdef const uchar* p = msg._p
+    cdef const char* t
+    cdef bint fast, top_via = True
+    cdef Stamp st
+    cdef int stamped = -1
+    cdef bytes out
+    cdef char* w
+    cdef char mf_txt[20]
+    cdef char cl_txt[20]
+    fast = (msg._is_request and _plain_arg(uri, True) and _plain_arg(via, False)
+            and (record_route is None or _plain_arg(record_route, False))
+            and (type(routes) is list or type(routes) is tuple)
+            and type(max_forwards) is int and 0 <= max_forwards <= 255
+            and (received is None or _plain_ip(received))
+            and (rport is None or (type(rport) is int and 1 <= rport <= 65535)))
+    if fast:
+        for r in routes:
+            if not _plain_arg(r, False):
+                fast = False
+                break
+    if not fast:  # anything unusual: the reference's checks (they raise, or encode)
+        uri, via, record_route, routes = _shared.check_forward_args(
+            msg._is_request, uri, via, record_route, routes, max_forwards, received, rport)
+    blen = msg._body_end - msg._body_start
+    nd_mf = _fmt_uint(mf_txt, <unsigned long long>(<int>max_forwards))
+    nd_cl = _fmt_uint(cl_txt, <unsigned long long>blen)
+    # size first, then one allocation and memcpy of every piece
+    _txt(uri, &n)
+    total = (msg._a1 - msg._a0) + 1 + n + 10
+    _txt(via, &n)
+    total += 5 + n + 2
+    if record_route is not None:
+        _txt(record_route, &n)
+        total += 14 + n + 2
+    for r in routes:
+        _txt(r, &n)
+        total += 7 + n + 2
+    total += 14 + nd_mf + 2
+    for i in range(msg._n):
+        h = &msg._hdrs[i]
+        if h.key == K_ROUTE or h.key == K_MAX_FORWARDS or h.key == K_CONTENT_LENGTH:
+            continue
+        if h.key == K_VIA and top_via:
+            top_via = False
+            if received is not None or rport is not None:
+                _via_stamp(msg, h, received, 0 if rport is None else rport, &st)
+                stamped = i
+                total += st.delta
+        total += h.ve - h.ns + 2
+    total += 16 + nd_cl + 4 + blen
+    out = PyBytes_FromStringAndSize(NULL, total)
+    w = PyBytes_AS_STRING(out)
+    w = _put(w, p + msg._a0, msg._a1 - msg._a0)
+    w[0] = 32
+    t = _txt(uri, &n)
+    w = _put(w + 1, t, n)
+    w = _put(w, b" SIP/2.0\r\nVia: ", 15)
+    t = _txt(via, &n)
+    w = _put(w, t, n)
+    w = _put(w, b"\r\n", 2)
+    if record_route is not None:
+        w = _put(w, b"Record-Route: ", 14)
+        t = _txt(record_route, &n)
+        w = _put(w, t, n)
+        w = _put(w, b"\r\n", 2)
+    for r in routes:
+        w = _put(w, b"Route: ", 7)
+        t = _txt(r, &n)
+        w = _put(w, t, n)
+        w = _put(w, b"\r\n", 2)
+    w = _put(w, b"Max-Forwards: ", 14)
+    w = _put(w, mf_txt, nd_mf)
+    w = _put(w, b"\r\n", 2)
+    for i in range(msg._n):
+        h = &msg._hdrs[i]
+        if h.key == K_ROUTE or h.key == K_MAX_FORWARDS or h.key == K_CONTENT_LENGTH:
+            continue
+        if i == stamped:
+            w = _put_stamped(w, p, h.ns, h.ve, &st)
+        else:
+            w = _put(w, p + h.ns, h.ve - h.ns)
+        w = _put(w, b"\r\n", 2)
+    w = _put(w, b"Content-Length: ", 16)
+    w = _put(w, cl_txt, nd_cl)
+    w = _put(w, b"\r\n\r\n", 4)
+    _put(w, p + msg._body_start, blen)
+    return out
+
+def strip_top_via(SipMessage msg):
+    cdef Py_ssize_t total, blen, rest = 0, nd_cl
+    cdef int i, iv = -1
+    cdef Hdr* h
+    cdef const uchar* p = msg._p
+    cdef bytes out
+    cdef char* w
+    cdef char cl_txt[20]
+    if msg._is_request:
+        raise ValueError("strip_top_via needs a response, not a request")
+    for i in range(msg._n):
+        if msg._hdrs[i].key == K_VIA:
+            iv = i
+            break
+    if iv < 0:
+        return None
+    # the rest of the first Via line after its first element's comma, LWS skipped
+    h = &msg._hdrs[iv]
+    rest = h.vs + _first_elem_end(p + h.vs, h.ve - h.vs) + 1
+    while rest < h.ve and (p[rest] == 32 or p[rest] == 9 or p[rest] == 13 or p[rest] == 10):
+        rest += 1
+    blen = msg._body_end - msg._body_start
+    nd_cl = _fmt_uint(cl_txt, <unsigned long long>blen)
+    total = 12 + (msg._b1 - msg._b0) + 2
+    for i in range(msg._n):
+        h = &msg._hdrs[i]
+        if h.key == K_CONTENT_LENGTH:
+            continue
+        if i == iv:
+            if rest < h.ve:
+                total += (h.ne - h.ns) + 2 + (h.ve - rest) + 2
+        else:
+            total += h.ve - h.ns + 2
+    total += 16 + nd_cl + 4 + blen
+    out = PyBytes_FromStringAndSize(NULL, total)
+    w = PyBytes_AS_STRING(out)
+    w = _put(w, b"SIP/2.0 ", 8)
+    w[0] = <char>(48 + msg._status // 100)
+    w[1] = <char>(48 + msg._status // 10 % 10)
+    w[2] = <char>(48 + msg._status % 10)
+    w[3] = 32
+    w = _put(w + 4, p + msg._b0, msg._b1 - msg._b0)
+    w = _put(w, b"\r\n", 2)
+    for i in range(msg._n):
+        h = &msg._hdrs[i]
+        if h.key == K_CONTENT_LENGTH:
+            continue
+        if i == iv:
+            if rest < h.ve:
+                w = _put(w, p + h.ns, h.ne - h.ns)
+                w = _put(w, b": ", 2)
+                w = _put(w, p + rest, h.ve - rest)
+                w = _put(w, b"\r\n", 2)
+        else:
+            w = _put(w, p + h.ns, h.ve - h.ns)
+            w = _put(w, b"\r\n", 2)
+    w = _put(w, b"Content-Length: ", 16)
+    w = _put(w, cl_txt, nd_cl)
+    w = _put(w, b"\r\n\r\n", 4)
+    _put(w, p + msg._body_start, blen)
     return out
 
 # ---------------------------------------------------------------- streams

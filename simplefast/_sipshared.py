@@ -5,6 +5,7 @@ nothing per octet."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 
 from simplefast.errors import LocalProtocolError, SipParseError
 
@@ -72,6 +73,11 @@ def check_response_args(
         encode_output(to_tag, "To tag")
         if not is_token(to_tag):
             raise LocalProtocolError(f"To tag {to_tag!r} is not a token")
+    check_source(received, rport)
+
+
+def check_source(received: str | None, rport: object) -> None:
+    """The packet source given to build_response / forward_request (Via stamping)."""
     if received is not None and not is_ip_address(received):
         raise LocalProtocolError(f"received {received!r} is not an IP address")
     if rport is not None:
@@ -79,6 +85,48 @@ def check_response_args(
             raise TypeError(f"rport must be an int, not {type(rport).__name__}")
         if not 1 <= rport <= 65535:
             raise LocalProtocolError(f"rport {rport!r} is not a port")
+
+
+def header_value(value: object, what: str) -> bytes:
+    """A header value we are asked to write as given: a str, not blank, no CR or LF."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    if "\r" in value or "\n" in value:
+        raise LocalProtocolError(f"{what} contains CR or LF")
+    b = encode_output(value, what)
+    if not b.strip(b" \t"):
+        raise LocalProtocolError(f"{what} is empty")
+    return b
+
+
+def check_forward_args(
+    is_request: bool,
+    uri: object,
+    via: object,
+    record_route: object,
+    routes: Iterable[object],
+    max_forwards: object,
+    received: str | None,
+    rport: object,
+) -> tuple[bytes, bytes, bytes | None, list[bytes]]:
+    """forward_request's checks, in one order for both twins; returns the
+    encoded (uri, via, record_route, routes)."""
+    if not is_request:
+        raise ValueError("forward_request needs a request, not a response")
+    uri_b = header_value(uri, "Request-URI")
+    if b" " in uri_b or b"\t" in uri_b:
+        raise LocalProtocolError(f"Request-URI {uri!r} contains white space")
+    via_b = header_value(via, "Via")
+    rr_b = None if record_route is None else header_value(record_route, "Record-Route")
+    if isinstance(routes, (str, bytes)):
+        raise TypeError("routes must be a sequence of str, not a single value")
+    routes_b = [header_value(r, "Route") for r in routes]
+    if not isinstance(max_forwards, int) or isinstance(max_forwards, bool):
+        raise TypeError(f"max_forwards must be an int, not {type(max_forwards).__name__}")
+    if not 0 <= max_forwards <= 255:
+        raise LocalProtocolError(f"max_forwards {max_forwards} out of range 0-255")
+    check_source(received, rport)
+    return uri_b, via_b, rr_b, routes_b
 
 
 def header_pair_bytes(name: str, value: str) -> bytes:

@@ -194,15 +194,71 @@ def build_response(
     ``;tag=to_tag`` to To when given and To has no tag. ``extra_headers`` is
     either preformatted lines (each ending in CRLF) or (name, value) pairs.
     Content-Length is always written. With ``received``/``rport`` (the
-    packet's source), the top Via gets ``received=`` when it differs from the
-    sent-by host or rport was asked for, and an empty ``rport`` gets the
-    source port (RFC 3581).
+    packet's source), the first element of the top Via is stamped (see
+    "Via stamping" below); every other octet of that line is kept as written.
+
+    Via stamping (RFC 3261 section 18.2.1, RFC 3581 section 4), also done by
+    ``forward_request``: an ``rport`` without a value becomes
+    ``rport=<rport>`` in place (when ``rport`` is given); ``received`` is
+    written when it differs from the sent-by host (case-insensitive, IPv6
+    brackets ignored, compared as text) or when the element has an empty
+    ``rport``: appended as ``;received=<ip>`` after the element's last
+    octet, or, if the element already carries ``received``, as that
+    parameter's value (in place). A folded Via keeps its folding; a Via
+    element that does not parse is left as written.
 
     Raises:
         LocalProtocolError: a value we were asked to write would make an
             invalid message: status outside 100-699, CR or LF in the reason
             or a header value, a header name or To tag that is not a token,
             ``received`` that is not an IP address, ``rport`` outside 1-65535.
+    """
+
+def forward_request(
+    msg: SipMessage,
+    uri: str,
+    via: str,
+    *,
+    record_route: str | None,
+    routes: Sequence[str],
+    max_forwards: int,
+    received: str | None = None,
+    rport: int | None = None,
+) -> bytes:
+    """The copy of request ``msg`` a proxy forwards (RFC 3261 section 16.6).
+
+    Writes ``<METHOD> <uri> SIP/2.0`` (the method as written), ``Via: <via>``
+    (our new top Via, given whole), ``Record-Route: <record_route>`` when not
+    None, one ``Route: <r>`` line per element of ``routes``, ``Max-Forwards:
+    <max_forwards>``, then every header line of ``msg`` in order as written
+    (folding kept) except Route, Max-Forwards and Content-Length (``l``),
+    the first element of its first Via stamped with ``received``/``rport``
+    as ``build_response`` stamps it (the rest of that line kept), then
+    ``Content-Length: <len(body)>``, an empty line and the body.
+
+    Raises:
+        ValueError: ``msg`` is a response.
+        TypeError: a value is not a str (``routes`` a str or not iterable),
+            ``max_forwards`` or ``rport`` not an int.
+        LocalProtocolError: ``uri``, ``via``, ``record_route`` or a route
+            empty, holding CR or LF or not encodable as UTF-8; white space in
+            ``uri``; ``max_forwards`` outside 0-255; ``received`` or
+            ``rport`` as in ``build_response``.
+    """
+
+def strip_top_via(msg: SipMessage) -> bytes | None:
+    """Response ``msg`` less its first Via element (RFC 3261 section 16.7 step 3).
+
+    ``SIP/2.0 <status> <reason>`` (reason as written), then every header
+    line as written except Content-Length (``l``); of the first Via line the
+    first element is removed: the line is dropped when nothing follows that
+    element's comma, else it becomes ``<name as written>: <the rest>`` (LWS
+    after the comma skipped, folding in the rest kept). Then
+    ``Content-Length: <len(body)>``, an empty line and the body. None when
+    ``msg`` has no Via.
+
+    Raises:
+        ValueError: ``msg`` is a request.
     """
 
 @final

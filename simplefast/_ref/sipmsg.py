@@ -25,6 +25,15 @@ and parse their structure (Via, name-addr, CSeq, ...) with the small
 recursive-descent helpers below, raising ``SipParseError`` for bad syntax.
 ``SipStreamParser`` finds the end of the header block (resuming its search
 where it stopped), then frames with the same code.
+
+Writers (``build_response``, ``forward_request``, ``strip_top_via``) copy
+header lines as octets (name start to value end, folding included) and never
+re-encode them. Stamping the top Via with the packet's source (RFC 3261
+section 18.2.1, RFC 3581 section 4) is a splice: the first element is parsed
+to offsets (``_scan_via``), at most two edits are computed in those offsets
+(``rport=<port>`` into an empty rport, ``received=<ip>`` appended or put in
+place of an existing value) and mapped back to the buffer, through the line
+starts when the header was folded (``_value_lines``); all other octets stay.
 """
 
 from __future__ import annotations
@@ -714,25 +723,37 @@ def _quoted_end(b: bytes, i: int, what: str) -> int:
     raise _err(f"unterminated quoted string in {what}")
 
 
-def _parse_params(b: bytes, i: int, what: str) -> Params:
+class _Param(typing.NamedTuple):
+    """One generic-param as offsets: name [ns, ne), value [vs, ve) (vs = ve = -1: no value)."""
+
+    name: bytes  # lower-case
+    ns: int
+    ne: int
+    vs: int
+    ve: int
+
+
+def _param_spans(b: bytes, i: int, what: str) -> list[_Param]:
     """*( SEMI generic-param ), generic-param = token [ EQUAL gen-value ]."""
-    params: Params = {}
+    spans: list[_Param] = []
+    seen: set[bytes] = set()
     n = len(b)
     while True:
         i = _skip_ws(b, i)
         if i >= n:
-            return params
+            return spans
         if b[i] != 0x3B:
             raise _err(f"unexpected {b[i : i + 1]!r} at offset {i} in {what}")
         i = _skip_ws(b, i + 1)
+        ns = i
         ne = _token_end(b, i)
         if ne == i:
             raise _err(f"empty parameter at offset {i} in {what}")
-        if len(params) >= _MAX_PARAMS:
+        if len(spans) >= _MAX_PARAMS:
             raise _err(f"more than {_MAX_PARAMS} parameters in {what}")
-        name = _dec(b[i:ne].lower())
+        name = b[ns:ne].lower()
         i = _skip_ws(b, ne)
-        value: str | None = None
+        vs = ve = -1
         if i < n and b[i] == 0x3D:
             i = _skip_ws(b, i + 1)
             if i < n and b[i] == 0x22:
@@ -742,16 +763,31 @@ def _parse_params(b: bytes, i: int, what: str) -> Params:
                 while ve < n and b[ve] in _GENVAL_CH:
                     ve += 1
                 if ve == i:
-                    raise _err(f"empty value of parameter {name!r} in {what}")
-            value = _dec(b[i:ve])
+                    raise _err(f"empty value of parameter {_dec(name)!r} in {what}")
+            vs = i
             i = ve
-        if name in params:
-            raise _err(f"parameter {name!r} appears more than once in {what}")
-        params[name] = value
+        if name in seen:
+            raise _err(f"parameter {_dec(name)!r} appears more than once in {what}")
+        seen.add(name)
+        spans.append(_Param(name, ns, ne, vs, ve))
 
 
-def parse_via(value: str) -> Via:
-    b = _shared.encode_input(value, "Via")
+def _parse_params(b: bytes, i: int, what: str) -> Params:
+    return {_dec(p.name): None if p.vs < 0 else _dec(b[p.vs : p.ve]) for p in _param_spans(b, i, what)}
+
+
+class _ViaSpans(typing.NamedTuple):
+    """One Via element as offsets into its octets."""
+
+    parts: list[bytes]  # protocol name, version, transport as written
+    hs: int  # sent-by host [hs, he), IPv6 with its brackets
+    he: int
+    port: int | None
+    params: list[_Param]
+
+
+def _scan_via(b: bytes, value: str) -> _ViaSpans:
+    """Parse one Via element (``value`` is its text, for error messages)."""
     n = len(b)
     i = _skip_ws(b, 0)
     parts: list[bytes] = []
@@ -767,9 +803,18 @@ def parse_via(value: str) -> Via:
             i = _skip_ws(b, i + 1)
     if i == e:
         raise _err(f"no white space after the transport in Via {value[:64]!r}")
-    host, port, i = _parse_hostport(b, i, "Via", True)
-    params = _parse_params(b, i, "Via")
-    return Via(_dec(parts[0] + b"/" + parts[1]), _dec(parts[2].upper()), host, port, params)
+    hs = i
+    he, port, i = _hostport_spans(b, i, "Via", True)
+    return _ViaSpans(parts, hs, he, port, _param_spans(b, i, "Via"))
+
+
+def parse_via(value: str) -> Via:
+    b = _shared.encode_input(value, "Via")
+    v = _scan_via(b, value)
+    params = {_dec(p.name): None if p.vs < 0 else _dec(b[p.vs : p.ve]) for p in v.params}
+    return Via(
+        _dec(v.parts[0] + b"/" + v.parts[1]), _dec(v.parts[2].upper()), _dec(b[v.hs : v.he]), v.port, params
+    )
 
 
 def _host_ok(h: bytes) -> bool:
@@ -794,6 +839,12 @@ def _parse_hostport(b: bytes, i: int, what: str, lws: bool) -> tuple[str, int | 
 
     With ``lws`` (header context) white space may surround the colon.
     """
+    he, port, end = _hostport_spans(b, i, what, lws)
+    return _dec(b[i:he]), port, end
+
+
+def _hostport_spans(b: bytes, i: int, what: str, lws: bool) -> tuple[int, int | None, int]:
+    """host [ ":" port ] at b[i:]; returns (end of the host, port or None, offset after)."""
     n = len(b)
     hs = i
     if i < n and b[i] == 0x5B:
@@ -808,7 +859,7 @@ def _parse_hostport(b: bytes, i: int, what: str, lws: bool) -> tuple[str, int | 
             raise _err(f"missing host in {what}")
         if not _host_ok(b[hs:i]):
             raise _err(f"malformed host {_dec(b[hs:i][:64])!r} in {what}")
-    host = _dec(b[hs:i])
+    he = i
     port: int | None = None
     j = _skip_ws(b, i) if lws else i
     if j < n and b[j] == 0x3A:
@@ -820,7 +871,7 @@ def _parse_hostport(b: bytes, i: int, what: str, lws: bool) -> tuple[str, int | 
             raise _err(f"malformed port {b[ps : j + 1][:8]!r} in {what}")
         port = int(b[ps:j])
         i = j
-    return host, port, i
+    return he, port, i
 
 
 def parse_name_addr(value: str) -> NameAddr:
@@ -1129,32 +1180,115 @@ def _header_bytes(msg: SipMessage, h: _Header) -> bytes:
     return msg._buf[h.name_start : h.value_end]
 
 
-def _rewrite_top_via(msg: SipMessage, h: _Header, received: str | None, rport: int | None) -> bytes:
-    """RFC 3261 section 18.2.1 (received) and RFC 3581 section 4 (rport)."""
-    line = _header_bytes(msg, h)
-    elems = _split_commas(msg._value(h))
+def _first_comma(b: bytes, i: int, n: int) -> int:
+    """Offset of the first comma of b[i:n] outside quoted strings and <...>, else n."""
+    quoted = angle = False
+    while i < n:
+        c = b[i]
+        if quoted:
+            if c == 0x5C:  # quoted-pair
+                i += 1
+            elif c == 0x22:
+                quoted = False
+        elif angle:
+            if c == 0x3E:
+                angle = False
+        elif c == 0x22:
+            quoted = True
+        elif c == 0x3C:
+            angle = True
+        elif c == 0x2C:
+            return i
+        i += 1
+    return n
+
+
+def _value_lines(msg: SipMessage, h: _Header) -> tuple[bytes, list[tuple[int, int]]]:
+    """The value as ``_value`` reads it (a folded value's lines stripped and
+    joined by one SP), in octets, and where each of its lines starts:
+    (offset in that value, offset in the buffer)."""
+    buf = msg._buf
+    if not h.folded:
+        return buf[h.value_start : h.value_end], [(0, h.value_start)]
+    out = b""
+    starts: list[tuple[int, int]] = []
+    pos = h.value_start
+    for line in buf[h.value_start : h.value_end].split(b"\n"):
+        part = line.strip(b" \t\r")
+        if part:
+            if out:
+                out += b" "
+            starts.append((len(out), pos + len(line) - len(line.lstrip(b" \t\r"))))
+            out += part
+        pos += len(line) + 1
+    return out, starts
+
+
+def _via_stamp(
+    msg: SipMessage, h: _Header, received: str | None, rport: int | None
+) -> list[tuple[int, int, bytes]]:
+    """Edits (start, end, new octets), as buffer offsets in order, that stamp
+    the first element of Via header ``h`` with the packet's source address.
+
+    RFC 3261 section 18.2.1: ``received`` is added when the sent-by host is
+    not the source address; RFC 3581 section 4: an ``rport`` without a value
+    gets the source port, and then ``received`` is added even when it equals
+    sent-by. A ``received`` the element already carries gets the source
+    address as its value (an element holds a parameter once). Every other
+    octet stays as written; a malformed element gets no edits.
+    """
+    value, starts = _value_lines(msg, h)
+    a, z = 0, _first_comma(value, 0, len(value))
+    if z < len(value):  # a comma element is stripped of SP/HT, as get_all splits it
+        while a < z and value[a] in _WSP:
+            a += 1
+        while z > a and value[z - 1] in _WSP:
+            z -= 1
+    elem = value[a:z]
     try:
-        via = parse_via(elems[0])
+        via = _scan_via(elem, _dec(elem))
     except SipParseError:
-        return line
-    params = dict(via.params)
-    asked = "rport" in params and params["rport"] is None
-    host = via.host[1:-1] if via.host.startswith("[") else via.host
-    add_received = received is not None and (host.lower() != received.lower() or asked)
-    set_rport = asked and rport is not None
-    if not add_received and not set_rport:
-        return line
-    if set_rport:
-        params["rport"] = str(rport)
-    if add_received:
-        params["received"] = received
-    top = f"{via.protocol}/{via.transport} {via.host}"
-    if via.port is not None:
-        top += f":{via.port}"
-    for k, v in params.items():
-        top += f";{k}" if v is None else f";{k}={v}"
-    name = msg._buf[h.name_start : h.name_end]
-    return name + b": " + _enc(", ".join([top] + elems[1:]))
+        return []
+    params = {p.name: p for p in via.params}
+    rp = params.get(b"rport")
+    asked = rp is not None and rp.vs < 0
+    host = elem[via.hs : via.he]
+    if host.startswith(b"["):
+        host = host[1:-1]
+    edits: list[tuple[int, int, bytes]] = []  # offsets in elem
+    if rp is not None and asked and rport is not None:
+        edits.append((rp.ne, rp.ne, b"=%d" % rport))
+    if received is not None and (asked or host.lower() != _enc(received).lower()):
+        ip = _enc(received)
+        rc = params.get(b"received")
+        if rc is None:
+            edits.append((len(elem), len(elem), b";received=" + ip))
+        elif rc.vs < 0:
+            edits.append((rc.ne, rc.ne, b"=" + ip))
+        else:
+            edits.append((rc.vs, rc.ve, ip))
+    edits.sort(key=lambda e: e[0])
+
+    def buf_at(x: int) -> int:
+        """Buffer offset of octet x of the value (never a joining SP)."""
+        line_start, at = [s for s in starts if s[0] <= x][-1]
+        return at + x - line_start
+
+    out = []
+    for s, e, new in edits:
+        end = buf_at(a + e - 1) + 1
+        out.append((buf_at(a + s) if e > s else end, end, new))
+    return out
+
+
+def _spliced(buf: bytes, start: int, end: int, edits: list[tuple[int, int, bytes]]) -> bytes:
+    """buf[start:end] with the edits (in order, inside that range) applied."""
+    out = []
+    for s, e, new in edits:
+        out += [buf[start:s], new]
+        start = e
+    out.append(buf[start:end])
+    return b"".join(out)
 
 
 def build_response(
@@ -1178,7 +1312,8 @@ def build_response(
         key = h.key
         if key == b"via":
             if top_via and (received is not None or rport is not None):
-                out.append(_rewrite_top_via(req, h, received, rport) + b"\r\n")
+                edits = _via_stamp(req, h, received, rport)
+                out.append(_spliced(req._buf, h.name_start, h.value_end, edits) + b"\r\n")
             else:
                 out.append(_header_bytes(req, h) + b"\r\n")
             top_via = False
@@ -1199,6 +1334,74 @@ def build_response(
     else:
         for name, value in extra_headers:
             out.append(_shared.header_pair_bytes(name, value))
+    out.append(b"Content-Length: %d\r\n\r\n" % len(body))
+    out.append(body)
+    return b"".join(out)
+
+
+# Headers forward_request writes itself (RFC 3261 section 16.6 steps 3, 6, 7)
+_NOT_FORWARDED = frozenset([b"route", b"max-forwards", b"content-length"])
+
+
+def forward_request(
+    msg: SipMessage,
+    uri: str,
+    via: str,
+    *,
+    record_route: str | None,
+    routes: Sequence[str],
+    max_forwards: int,
+    received: str | None = None,
+    rport: int | None = None,
+) -> bytes:
+    uri_b, via_b, rr_b, routes_b = _shared.check_forward_args(
+        msg._is_request, uri, via, record_route, routes, max_forwards, received, rport
+    )
+    buf = msg._buf
+    out = [_enc(msg._method or "") + b" " + uri_b + b" SIP/2.0\r\n", b"Via: " + via_b + b"\r\n"]
+    if rr_b is not None:
+        out.append(b"Record-Route: " + rr_b + b"\r\n")
+    out += [b"Route: " + r + b"\r\n" for r in routes_b]
+    out.append(b"Max-Forwards: %d\r\n" % max_forwards)
+    stamp = received is not None or rport is not None
+    top_via = True
+    for h in msg._hdrs:
+        if h.key in _NOT_FORWARDED:
+            continue
+        edits: list[tuple[int, int, bytes]] = []
+        if h.key == b"via" and top_via:
+            top_via = False
+            if stamp:
+                edits = _via_stamp(msg, h, received, rport)
+        out.append(_spliced(buf, h.name_start, h.value_end, edits) + b"\r\n")
+    body = msg.body
+    out.append(b"Content-Length: %d\r\n\r\n" % len(body))
+    out.append(body)
+    return b"".join(out)
+
+
+def strip_top_via(msg: SipMessage) -> bytes | None:
+    if msg._is_request:
+        raise ValueError("strip_top_via needs a response, not a request")
+    buf = msg._buf
+    out = [b"SIP/2.0 %d " % (msg._status or 0) + _enc(msg._reason or "") + b"\r\n"]
+    found = False
+    for h in msg._hdrs:
+        if h.key == b"content-length":
+            continue
+        if h.key == b"via" and not found:
+            found = True
+            # the rest of the line after the first element's comma, LWS skipped
+            rest = _first_comma(buf, h.value_start, h.value_end) + 1
+            while rest < h.value_end and buf[rest] in b" \t\r\n":
+                rest += 1
+            if rest < h.value_end:
+                out.append(buf[h.name_start : h.name_end] + b": " + buf[rest : h.value_end] + b"\r\n")
+            continue
+        out.append(buf[h.name_start : h.value_end] + b"\r\n")
+    if not found:
+        return None
+    body = msg.body
     out.append(b"Content-Length: %d\r\n\r\n" % len(body))
     out.append(body)
     return b"".join(out)

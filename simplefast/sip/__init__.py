@@ -14,6 +14,8 @@ parse_uri = _codec.parse_uri
 parse_via = _codec.parse_via
 parse_name_addr = _codec.parse_name_addr
 build_response = _codec.build_response
+forward_request = _codec.forward_request
+strip_top_via = _codec.strip_top_via
 
 __all__ = [
     "NameAddr",
@@ -23,10 +25,12 @@ __all__ = [
     "SipURI",
     "Via",
     "build_response",
+    "forward_request",
     "parse_message",
     "parse_name_addr",
     "parse_uri",
     "parse_via",
+    "strip_top_via",
     "unsupported_requires",
     "validate_request",
 ]

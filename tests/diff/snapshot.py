@@ -2,7 +2,8 @@
 
 ``snapshot(mod, data)`` parses ``data`` with ``mod.parse_message`` and runs
 every accessor, view, ``validate_request``, ``unsupported_requires`` and a set
-of ``build_response`` calls on the result. Each item is recorded on its own as
+of ``build_response``, ``forward_request`` and ``strip_top_via`` calls on the
+result. Each item is recorded on its own as
 ``(what, outcome)``, the outcome being ``("ok", value)`` or
 ``("err", exception type, status_hint, message)``, so one failing accessor
 never hides the others. Two twins agree on an input when their snapshots are
@@ -109,6 +110,40 @@ _BAD_RESPONSES: tuple[tuple[str, tuple[Any, ...], dict[str, Any]], ...] = (
     ("bad rport negative", (200, "OK"), {"rport": -1, "received": "192.0.2.7"}),
 )
 
+# forward_request calls (a request must never make them raise; a response
+# raises ValueError) ...
+FORWARD_VIA = "SIP/2.0/UDP proxy.example.net:5060;branch=z9hG4bKsnap.1"
+_GOOD_FORWARDS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("plain", {"record_route": "<sip:proxy.example.net;lr>", "routes": (), "max_forwards": 69}),
+    (
+        "received+rport",
+        {
+            "record_route": None,
+            "routes": ["<sip:a.example.org;lr>", "<sip:[2001:db8::2];lr>"],
+            "max_forwards": 0,
+            "received": "192.0.2.7",
+            "rport": 5070,
+        },
+    ),
+    ("received=::1", {"record_route": None, "routes": [], "max_forwards": 255, "received": "::1"}),
+    ("rport only", {"record_route": '"é" <sip:p;lr>', "routes": ("<sip:x>",), "max_forwards": 1, "rport": 1}),
+    ("received=sent-by", {"record_route": None, "routes": [], "max_forwards": 2, "received": "192.0.2.1"}),
+)
+# ... and with bad ones (LocalProtocolError, ValueError for a response).
+_BAD_FORWARDS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("uri space", "sip:a b", {}),
+    ("uri CRLF", "sip:a\r\nX: y", {}),
+    ("route LF", "sip:a", {"routes": ["<sip:r>\n"]}),
+    ("max_forwards 256", "sip:a", {"max_forwards": 256}),
+    ("received name", "sip:a", {"received": "example.com", "rport": 1}),
+)
+
+
+def _forward_kw(kw: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"record_route": None, "routes": (), "max_forwards": 70}
+    out.update(kw)
+    return out
+
 
 def _plain(v: Any) -> Any:
     """A value comparable with == that keeps types and order visible."""
@@ -149,6 +184,10 @@ def _allowed(what: str) -> frozenset[str]:
     """Error types the contract allows for an item of a snapshot."""
     if what.startswith("build bad"):
         return frozenset([_LOCAL_ERR])
+    if what.startswith("forward bad"):
+        return frozenset([_LOCAL_ERR, "builtins.ValueError"])
+    if what.startswith(("forward ", "strip_top_via")):
+        return frozenset(["builtins.ValueError"])
     if what.startswith(("build ", "validate", "unsupported", "repr", "stream state")):
         return frozenset()
     return frozenset([_PARSE_ERR])
@@ -193,6 +232,21 @@ def _message_items(mod: ModuleType, msg: Any, names: Sequence[str]) -> list[tupl
         add((f"build {label}", attempt(lambda args=args, kw=kw: mod.build_response(msg, *args, **kw))))
     for label, args, kw in _BAD_RESPONSES:
         add((f"build {label}", attempt(lambda args=args, kw=kw: mod.build_response(msg, *args, **kw))))
+    for label, kw in _GOOD_FORWARDS:
+        add(
+            (
+                f"forward {label}",
+                attempt(lambda kw=kw: mod.forward_request(msg, "sip:next@192.0.2.99", FORWARD_VIA, **kw)),
+            )
+        )
+    for label, uri, kw in _BAD_FORWARDS:
+        add(
+            (
+                f"forward bad {label}",
+                attempt(lambda uri=uri, kw=kw: mod.forward_request(msg, uri, FORWARD_VIA, **_forward_kw(kw))),
+            )
+        )
+    add(("strip_top_via", attempt(lambda: mod.strip_top_via(msg))))
     # The accessors cache: asking again (after everything else) must give the same.
     for a in ACCESSORS:
         add((a + " again", attempt(lambda a=a: getattr(msg, a))))

@@ -1788,6 +1788,356 @@ def test_build_response_without_source_leaves_via_alone(impl: SimpleNamespace) -
     assert resp.vias()[0].params == {"rport": None, "branch": "z9hG4bKalone"}
 
 
+# ---------------------------------------------------------------- Via stamping (byte splice)
+
+
+def _top_via_line(impl: SimpleNamespace, via_lines: Sequence[str], **kw: Any) -> bytes:
+    """The first Via line of build_response's output for a request with these Via lines."""
+    lines = [f"Via: {v}" if ":" not in v.split(" ", 1)[0] else v for v in via_lines]
+    req = raw(
+        "OPTIONS sip:b@example.com SIP/2.0",
+        *lines,
+        "From: <sip:a@example.com>;tag=1",
+        "To: <sip:b@example.com>",
+        "Call-ID: c1",
+        "CSeq: 1 OPTIONS",
+    )
+    m = impl.sipmsg
+    out = m.build_response(m.parse_message(req), 200, "OK", **kw)
+    return out.split(b"\r\n")[1]
+
+
+@pytest.mark.parametrize(
+    ("via", "kw", "want"),
+    [
+        # RFC 3581 section 4: rport filled in place, received appended after the last octet
+        (
+            "SIP/2.0/UDP 10.1.1.1:4540;rport;branch=z9hG4bKx",
+            {"received": "192.0.2.1", "rport": 9988},
+            "Via: SIP/2.0/UDP 10.1.1.1:4540;rport=9988;branch=z9hG4bKx;received=192.0.2.1",
+        ),
+        # LWS, parameter case and transport case are kept as written
+        (
+            "sip / 2.0 / udp  10.1.1.1 : 4540 ; RPort ; Branch = z9hG4bKx ",
+            {"received": "192.0.2.1", "rport": 9988},
+            "Via: sip / 2.0 / udp  10.1.1.1 : 4540 ; RPort=9988 ; Branch = z9hG4bKx;received=192.0.2.1",
+        ),
+        # rport last: its value, then received
+        (
+            "SIP/2.0/UDP h.example.com;branch=z9hG4bKx;rport",
+            {"received": "192.0.2.1", "rport": 5060},
+            "Via: SIP/2.0/UDP h.example.com;branch=z9hG4bKx;rport=5060;received=192.0.2.1",
+        ),
+        # several elements on the line: only the first is stamped, the rest kept
+        (
+            "SIP/2.0/UDP a.example.com;rport , SIP/2.0/TCP b.example.com;rport",
+            {"received": "192.0.2.1", "rport": 7},
+            "Via: SIP/2.0/UDP a.example.com;rport=7;received=192.0.2.1 , SIP/2.0/TCP b.example.com;rport",
+        ),
+        # compact form, no space after the colon
+        (
+            "v:SIP/2.0/UDP a.example.com",
+            {"received": "192.0.2.1"},
+            "v:SIP/2.0/UDP a.example.com;received=192.0.2.1",
+        ),
+        # rport given but not asked for: nothing for rport; sent-by equal: no received
+        ("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx", {"received": "192.0.2.1", "rport": 1}, None),
+        # a valued rport is kept; received still added (sent-by differs)
+        (
+            "SIP/2.0/UDP 10.0.0.1;rport=4540",
+            {"received": "192.0.2.1", "rport": 1},
+            "Via: SIP/2.0/UDP 10.0.0.1;rport=4540;received=192.0.2.1",
+        ),
+        # only rport given: rport filled, no received
+        ("SIP/2.0/UDP 10.0.0.1;rport", {"rport": 2}, "Via: SIP/2.0/UDP 10.0.0.1;rport=2"),
+        # IPv6: brackets ignored, hex compared without case
+        ("SIP/2.0/UDP [2001:DB8::1]:5060;branch=z9hG4bKx", {"received": "2001:db8::1"}, None),
+        (
+            "SIP/2.0/UDP [2001:db8::1];rport",
+            {"received": "2001:db8::9", "rport": 5062},
+            "Via: SIP/2.0/UDP [2001:db8::1];rport=5062;received=2001:db8::9",
+        ),
+        # a received the element carries gets the source address, in place
+        (
+            "SIP/2.0/UDP 10.0.0.1;received=10.9.9.9;branch=z9hG4bKx",
+            {"received": "192.0.2.1"},
+            "Via: SIP/2.0/UDP 10.0.0.1;received=192.0.2.1;branch=z9hG4bKx",
+        ),
+        (
+            "SIP/2.0/UDP 10.0.0.1;RECEIVED;rport",
+            {"received": "192.0.2.1", "rport": 3},
+            "Via: SIP/2.0/UDP 10.0.0.1;RECEIVED=192.0.2.1;rport=3",
+        ),
+        # a malformed first element is left as written
+        ("SIP/2.0/UDP bad host;rport", {"received": "192.0.2.1", "rport": 3}, None),
+        ("SIP/2.0/UDP h;rport;rport", {"received": "192.0.2.1", "rport": 3}, None),
+    ],
+)
+def test_build_response_stamps_the_top_via_in_place(
+    impl: SimpleNamespace, via: str, kw: dict[str, Any], want: str | None
+) -> None:
+    line = _top_via_line(impl, [via], **kw)
+    written = via if via.startswith("v:") else f"Via: {via}"
+    assert line == (written if want is None else want).encode()
+
+
+def test_build_response_stamps_only_the_first_via_line(impl: SimpleNamespace) -> None:
+    req = request(hdr={"Via": "SIP/2.0/UDP 10.0.0.1;rport"}, add=[("Via", "SIP/2.0/UDP 10.0.0.2;rport")])
+    out, resp = _response_of(impl, req, 200, "OK", received="192.0.2.1", rport=9)
+    assert b"Via: SIP/2.0/UDP 10.0.0.1;rport=9;received=192.0.2.1\r\n" in out
+    assert b"Via: SIP/2.0/UDP 10.0.0.2;rport\r\n" in out
+    assert resp.via_rport == 9
+
+
+def test_build_response_stamps_a_folded_via_keeping_the_folds(impl: SimpleNamespace) -> None:
+    m = impl.sipmsg
+    req = (
+        b"OPTIONS sip:b@example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP\r\n 10.0.0.1:5060 ;rport\r\n\t;branch=z9hG4bKf ,\r\n SIP/2.0/UDP b.example.com\r\n"
+        b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n"
+    )
+    out = m.build_response(m.parse_message(req), 200, "OK", received="192.0.2.1", rport=4)
+    assert (
+        b"Via: SIP/2.0/UDP\r\n 10.0.0.1:5060 ;rport=4\r\n\t;branch=z9hG4bKf;received=192.0.2.1 ,\r\n"
+        b" SIP/2.0/UDP b.example.com\r\n"
+    ) in out
+    resp = m.parse_message(out)
+    assert resp.vias()[0].params == {"rport": "4", "branch": "z9hG4bKf", "received": "192.0.2.1"}
+
+
+# ================================================================ forward_request
+
+FWD_VIA = "SIP/2.0/UDP proxy.example.net:5060;branch=z9hG4bKfwd1"
+FWD_RR = "<sip:proxy.example.net;lr>"
+
+
+def _forward(impl: SimpleNamespace, req: bytes, **kw: Any) -> bytes:
+    m = impl.sipmsg
+    args: dict[str, Any] = {"record_route": FWD_RR, "routes": (), "max_forwards": 69}
+    args.update(kw)
+    out = m.forward_request(m.parse_message(req), "sip:bob@192.0.2.9:5062", FWD_VIA, **args)
+    assert type(out) is bytes
+    return out
+
+
+def test_forward_request_layout(impl: SimpleNamespace) -> None:
+    req = request(
+        body=b"v=0\r\n",
+        add=[("Route", "<sip:proxy.example.net;lr>, <sip:edge.example.org;lr>"), ("Subject", "hi")],
+    )
+    out = _forward(impl, req, routes=["<sip:edge.example.org;lr>", "<sip:core;lr>"])
+    assert out == (
+        b"INVITE sip:bob@192.0.2.9:5062 SIP/2.0\r\n"
+        b"Via: " + FWD_VIA.encode() + b"\r\n"
+        b"Record-Route: <sip:proxy.example.net;lr>\r\n"
+        b"Route: <sip:edge.example.org;lr>\r\n"
+        b"Route: <sip:core;lr>\r\n"
+        b"Max-Forwards: 69\r\n"
+        b"Via: " + TOP_VIA.encode() + b"\r\n"
+        b"To: Bob <sip:bob@example.com>\r\n"
+        b"From: Alice <sip:alice@example.com>;tag=1928301774\r\n"
+        b"Call-ID: a84b4c76e66710@pc33.example.com\r\n"
+        b"CSeq: 314159 INVITE\r\n"
+        b"Contact: <sip:alice@pc33.example.com>\r\n"
+        b"Subject: hi\r\n"
+        b"Content-Length: 5\r\n\r\nv=0\r\n"
+    )
+    fwd = impl.sipmsg.parse_message(out)
+    assert impl.sipmsg.validate_request(fwd) is None
+    assert [v.branch for v in fwd.vias()] == ["z9hG4bKfwd1", "z9hG4bK776asdhds"]
+
+
+def test_forward_request_without_record_route_and_routes(impl: SimpleNamespace) -> None:
+    out = _forward(impl, request("BYE"), record_route=None, max_forwards=0)
+    fwd = impl.sipmsg.parse_message(out)
+    assert fwd.method == "BYE" and fwd.uri == "sip:bob@192.0.2.9:5062"
+    assert fwd.count("Record-Route") == 0 and fwd.count("Route") == 0
+    assert fwd.max_forwards == 0 and fwd.count("Max-Forwards") == 1
+
+
+def test_forward_request_drops_compact_content_length_and_keeps_the_body(impl: SimpleNamespace) -> None:
+    req = raw(
+        "MESSAGE sip:b@example.com SIP/2.0",
+        "v: SIP/2.0/TCP a.example.com;branch=z9hG4bKc",
+        "l: 3",
+        "max-forwards: 10",
+        "ROUTE: <sip:x;lr>",
+        body=b"abcTRAILING",
+    )
+    out = _forward(impl, req)
+    assert b"l: 3" not in out and b"max-forwards" not in out and b"ROUTE" not in out
+    assert b"v: SIP/2.0/TCP a.example.com;branch=z9hG4bKc\r\n" in out
+    assert out.endswith(b"\r\nContent-Length: 3\r\n\r\nabc")
+
+
+def test_forward_request_keeps_header_octets_as_written(impl: SimpleNamespace) -> None:
+    req = raw(
+        "INVITE sip:b@example.com SIP/2.0",
+        "Via  :  SIP/2.0/UDP a.example.com;branch=z9hG4bKw",
+        "X-Odd:\tvalue with \xff octet".encode("latin-1").decode("utf-8", "surrogateescape"),
+        "Subject: folded",
+        " over two lines",
+    )
+    out = _forward(impl, req)
+    assert b"Via  :  SIP/2.0/UDP a.example.com;branch=z9hG4bKw\r\n" in out
+    assert b"X-Odd:\tvalue with \xff octet\r\n" in out
+    assert b"Subject: folded\r\n over two lines\r\n" in out
+
+
+def test_forward_request_stamps_the_first_via_element_only(impl: SimpleNamespace) -> None:
+    req = raw(
+        "INVITE sip:b@example.com SIP/2.0",
+        "Via: SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKa, SIP/2.0/UDP 10.0.0.2;rport",
+        "Via: SIP/2.0/UDP 10.0.0.3;rport",
+    )
+    out = _forward(impl, req, received="192.0.2.1", rport=40000)
+    assert (
+        b"Via: SIP/2.0/UDP 10.0.0.1:5060;rport=40000;branch=z9hG4bKa;received=192.0.2.1, "
+        b"SIP/2.0/UDP 10.0.0.2;rport\r\n"
+    ) in out
+    assert b"Via: SIP/2.0/UDP 10.0.0.3;rport\r\n" in out
+
+
+def test_forward_request_stamps_as_build_response_does(impl: SimpleNamespace) -> None:
+    m = impl.sipmsg
+    for via in (
+        "SIP/2.0/UDP 10.0.0.1;rport",
+        "SIP/2.0/UDP [::1]:5060;branch=z9hG4bK6",
+        "SIP/2.0/TCP h;rport=1",
+    ):
+        msg = m.parse_message(request(hdr={"Via": via}))
+        for src in ({"received": "::1", "rport": 5}, {"received": "10.0.0.1"}, {"rport": 9}):
+            resp = m.build_response(msg, 200, "OK", **src)
+            fwd = m.forward_request(
+                msg, "sip:x", FWD_VIA, record_route=None, routes=[], max_forwards=1, **src
+            )
+            assert resp.split(b"\r\n")[1] == fwd.split(b"\r\n")[3], (via, src)
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc", "match"),
+    [
+        ({"uri": "sip:a\r\nX: 1"}, LocalProtocolError, "Request-URI contains CR or LF"),
+        ({"uri": "sip:a b"}, LocalProtocolError, "contains white space"),
+        ({"uri": ""}, LocalProtocolError, "Request-URI is empty"),
+        ({"uri": "sip:\ud800"}, LocalProtocolError, "cannot be encoded"),
+        ({"uri": 5}, TypeError, "Request-URI must be a str"),
+        ({"via": "SIP/2.0/UDP h\n"}, LocalProtocolError, "Via contains CR or LF"),
+        ({"via": " "}, LocalProtocolError, "Via is empty"),
+        ({"record_route": "<sip:a>\r"}, LocalProtocolError, "Record-Route contains CR or LF"),
+        ({"routes": ["<sip:a>", "<sip:b>\n"]}, LocalProtocolError, "Route contains CR or LF"),
+        ({"routes": [""]}, LocalProtocolError, "Route is empty"),
+        ({"routes": "<sip:a>"}, TypeError, "routes must be a sequence"),
+        ({"routes": [b"<sip:a>"]}, TypeError, "Route must be a str"),
+        ({"max_forwards": 256}, LocalProtocolError, "max_forwards 256 out of range"),
+        ({"max_forwards": -1}, LocalProtocolError, "out of range"),
+        ({"max_forwards": True}, TypeError, "max_forwards must be an int"),
+        ({"received": "example.com"}, LocalProtocolError, "is not an IP address"),
+        ({"received": "[::1]"}, LocalProtocolError, "is not an IP address"),
+        ({"received": "1.2.3.4\x00"}, LocalProtocolError, "is not an IP address"),
+        ({"rport": 0}, LocalProtocolError, "is not a port"),
+        ({"rport": "5060"}, TypeError, "rport must be an int"),
+    ],
+)
+def test_forward_request_rejects_bad_values(
+    impl: SimpleNamespace, kw: dict[str, Any], exc: type[Exception], match: str
+) -> None:
+    m = impl.sipmsg
+    args: dict[str, Any] = {
+        "uri": "sip:b@example.com",
+        "via": FWD_VIA,
+        "record_route": FWD_RR,
+        "routes": ["<sip:n;lr>"],
+        "max_forwards": 69,
+    }
+    args.update(kw)
+    msg = m.parse_message(request())
+    with pytest.raises(exc, match=match):
+        m.forward_request(msg, args.pop("uri"), args.pop("via"), **args)
+
+
+def test_forward_request_accepts_any_iterable_of_routes_and_utf8(impl: SimpleNamespace) -> None:
+    out = _forward(impl, request(), routes=(r for r in ["<sip:é@x;lr>"]), record_route='"Pröxy" <sip:p;lr>')
+    assert "Route: <sip:é@x;lr>\r\n".encode() in out
+    assert 'Record-Route: "Pröxy" <sip:p;lr>\r\n'.encode() in out
+
+
+def test_forward_request_refuses_a_response(impl: SimpleNamespace) -> None:
+    m = impl.sipmsg
+    with pytest.raises(ValueError, match="needs a request"):
+        m.forward_request(
+            m.parse_message(response()), "sip:a", FWD_VIA, record_route=None, routes=[], max_forwards=1
+        )
+
+
+# ================================================================ strip_top_via
+
+
+def _strip(impl: SimpleNamespace, data: bytes) -> bytes | None:
+    m = impl.sipmsg
+    out: bytes | None = m.strip_top_via(m.parse_message(data))
+    return out
+
+
+def test_strip_top_via_drops_a_one_element_line(impl: SimpleNamespace) -> None:
+    data = response(add=[("Via", "SIP/2.0/UDP second.example.com;branch=z9hG4bK2")], body=b"xy")
+    out = _strip(impl, data)
+    assert out is not None
+    assert out.startswith(b"SIP/2.0 200 OK\r\nMax-Forwards: 70\r\n")
+    assert TOP_VIA.encode() not in out
+    assert b"\r\nVia: SIP/2.0/UDP second.example.com;branch=z9hG4bK2\r\n" in out
+    assert out.endswith(b"\r\nContent-Length: 2\r\n\r\nxy")
+    assert out.count(b"Content-Length") == 1
+
+
+def test_strip_top_via_keeps_the_rest_of_the_line(impl: SimpleNamespace) -> None:
+    data = raw(
+        "SIP/2.0 180 Ringing",
+        'v : SIP/2.0/UDP me;branch=z9hG4bK1;x="a,b" ,  SIP/2.0/TCP b.example.com, SIP/2.0/UDP c',
+        "Via: SIP/2.0/UDP d",
+        "l: 0",
+    )
+    assert _strip(impl, data) == (
+        b"SIP/2.0 180 Ringing\r\n"
+        b"v: SIP/2.0/TCP b.example.com, SIP/2.0/UDP c\r\n"
+        b"Via: SIP/2.0/UDP d\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+
+
+def test_strip_top_via_folded_line(impl: SimpleNamespace) -> None:
+    data = raw("SIP/2.0 200 OK", "Via: SIP/2.0/UDP me;branch=z9hG4bK1 ,", " SIP/2.0/UDP\tb", "  ;branch=x")
+    assert (
+        _strip(impl, data)
+        == b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP\tb\r\n  ;branch=x\r\nContent-Length: 0\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "line"),
+    [("SIP/2.0 200 OK", b"SIP/2.0 200 OK"), ("sip/2.0 100", b"SIP/2.0 100 "), ("SIP/2.0 503 N\xe4", None)],
+)
+def test_strip_top_via_status_line(impl: SimpleNamespace, start: str, line: bytes | None) -> None:
+    out = _strip(impl, raw(start, "Via: SIP/2.0/UDP a", "Via: SIP/2.0/UDP b"))
+    assert out is not None
+    want = line if line is not None else start.encode("utf-8")
+    assert out.split(b"\r\n")[0] == want
+
+
+def test_strip_top_via_without_via_is_none(impl: SimpleNamespace) -> None:
+    assert _strip(impl, raw("SIP/2.0 200 OK", "Call-ID: x")) is None
+
+
+def test_strip_top_via_last_element_leaves_no_via(impl: SimpleNamespace) -> None:
+    out = _strip(impl, raw("SIP/2.0 200 OK", "Via: SIP/2.0/UDP a ,  ", "Call-ID: x"))
+    assert out == b"SIP/2.0 200 OK\r\nCall-ID: x\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_strip_top_via_refuses_a_request(impl: SimpleNamespace) -> None:
+    with pytest.raises(ValueError, match="needs a response"):
+        _strip(impl, request())
+
+
 # ================================================================ unsupported_requires
 
 
