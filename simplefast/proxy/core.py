@@ -33,7 +33,7 @@ from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.logs import RateLimited, get_logger
 from simplefast.proxy.auth import DigestAuth, Users
 from simplefast.proxy.location import Location
-from simplefast.proxy.proxy import Proxy, ProxyAddress
+from simplefast.proxy.proxy import Proxy, ProxyAddress, source_params
 from simplefast.proxy.registrar import Registrar, RegistrarConfig, aor_of
 from simplefast.sip.peer import flow_of
 from simplefast.sip.transaction import (
@@ -318,7 +318,7 @@ class SipCore:
     ) -> None:  # fmt: skip
         headers = [*headers, ("Server", self.config.server_header)]
         data = _codec.build_response(
-            msg, status, reason, to_tag=self._to_tag(), extra_headers=headers, **_source_params(msg, peer)
+            msg, status, reason, to_tag=self._to_tag(), extra_headers=headers, **source_params(msg, peer)
         )
         self.tl.respond(txn, data, status, now=now)
 
@@ -364,17 +364,6 @@ def branch_owner(branch: str) -> int | None:
     head = branch[7:].partition(".")[0]
     _, w, idx = head.rpartition("w")
     return int(idx) if w and idx.isdigit() and len(idx) < 4 else None
-
-
-def _source_params(msg: Any, peer: Any) -> dict[str, Any]:
-    """received/rport for the top Via (RFC 3261 18.2.1, RFC 3581) when the peer is an address."""
-    if type(peer) is tuple and len(peer) >= 2 and peer[0]:
-        try:
-            rport = msg.via_rport
-        except SipParseError:
-            return {}
-        return {"received": peer[0], "rport": peer[1] if rport is not None else None}
-    return {}
 
 
 _REASONS = {400: "Bad Request", 413: "Request Entity Too Large", 416: "Unsupported URI Scheme",

@@ -47,12 +47,11 @@ which hands them to the worker whose branch prefix they carry.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from simplefast._impl import sipmsg as _codec
-from simplefast.errors import SipParseError
+from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.proxy.location import Location
 from simplefast.proxy.registrar import Registrar, aor_of
 from simplefast.sip.peer import STREAMS, is_stream, stream_of_flow, transport_of
@@ -235,7 +234,10 @@ class Proxy:
                 continue
             else:
                 peer = (dest[0], dest[1], "c") if dest[2] == "udp" else (dest[0], dest[1], dest[2], 0)
-            data = self._forward_bytes(msg, target, route_set, mf, loop, txn.peer, peer)
+            try:
+                data = self._forward_bytes(msg, target, route_set, mf, loop, txn.peer, peer)
+            except LocalProtocolError:  # a contact or route we cannot write into a request
+                continue
             client = self.tl.request(data, peer, reliable=is_stream(peer), now=now)
             ctx.branches.append(Branch(client, route=(target, route_set)))
             self.contexts[client] = ctx
@@ -272,7 +274,12 @@ class Proxy:
         msg = ctx.request
         target, route_set = br.route
         mf = msg.max_forwards
-        data = self._forward_bytes(msg, target, route_set, mf, _loop_hash(msg), ctx.server.peer, peer)
+        try:
+            data = self._forward_bytes(msg, target, route_set, mf, _loop_hash(msg), ctx.server.peer, peer)
+        except LocalProtocolError:
+            br.final = 503
+            self._maybe_finish(ctx, now)
+            return
         client = self.tl.request(data, peer, reliable=is_stream(peer), now=now)
         br.txn = client
         self.contexts[client] = ctx
@@ -303,31 +310,25 @@ class Proxy:
         self, msg: SipMessage, target: str, routes: list[str], mf: int | None, loop: str, peer: Any,
         dest: tuple[Any, ...],
     ) -> bytes:  # fmt: skip
+        """The forwarded copy (section 16.6), built by the codec: new Request-URI, our Via,
+        Record-Route for dialogs (double when the two sides differ, RFC 5658: the callee's
+        side first), the route set, Max-Forwards less one, the previous hop's Via stamped
+        with received/rport."""
         me = self.me
         branch = f"{self.tl.new_branch()}.{loop}"
         out_kind, out_v6 = transport_of(dest), ":" in dest[0]
-        lines = [f"{msg.method} {target} SIP/2.0", f"Via: {me.via(out_kind, out_v6, branch)}"]
+        rr = None
         if msg.method in _DIALOG_FORMING:
-            rr_out = me.record_route(out_kind, out_v6)
+            rr = me.record_route(out_kind, out_v6)
             rr_in = me.record_route(transport_of(peer), ":" in str(peer[0]))
-            # double record-routing when the two sides differ (RFC 5658): the callee's
-            # side first, so each side's route set starts with the address it can reach
-            lines.append(f"Record-Route: {rr_out}" if rr_in == rr_out else f"Record-Route: {rr_out}, {rr_in}")
-        lines += [f"Route: {r}" for r in routes]
-        lines.append(f"Max-Forwards: {70 if mf is None else mf - 1}")
-        stamped = False
-        for name, value in msg.headers():
-            low = name.lower()
-            if low in ("route", "max-forwards", "content-length", "l"):
-                continue
-            if not stamped and low in ("via", "v"):
-                stamped = True
-                first, tail = _first_element(msg, value)
-                value = _stamp_via(first, peer) + tail
-            lines.append(f"{name}: {value}")
-        body: bytes = msg.body
-        lines.append(f"Content-Length: {len(body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
+            if rr_in != rr:
+                rr = f"{rr}, {rr_in}"
+        return bytes(
+            _codec.forward_request(
+                msg, target, me.via(out_kind, out_v6, branch), record_route=rr, routes=routes,
+                max_forwards=70 if mf is None else min(mf - 1, 255), **source_params(msg, peer),
+            )
+        )  # fmt: skip
 
     def _cancel(self, cancel: SipMessage, now: float) -> tuple[int, str]:
         inv = self.tl.find_server(cancel, "INVITE")
@@ -473,21 +474,16 @@ def _loop_hash(msg: SipMessage) -> str:
     return hashlib.blake2s("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
 
 
-def _stamp_via(elem: str, peer: Any) -> str:
-    """received / rport on the Via of a request we received (RFC 3261 18.2.1, RFC 3581 4)."""
-    if type(peer) is not tuple or len(peer) < 2 or not peer[0]:
-        return elem
-    try:
-        via = _codec.parse_via(elem)
-    except SipParseError:
-        return elem
-    host = via.host[1:-1] if via.host.startswith("[") else via.host
-    asked = "rport" in via.params and via.params["rport"] is None
-    if asked:
-        elem = re.sub(r";\s*rport(?=\s*(;|$))", f";rport={peer[1]}", elem, count=1, flags=re.IGNORECASE)
-    if (asked or host.lower() != str(peer[0]).lower()) and "received" not in via.params:
-        elem += f";received={peer[0]}"
-    return elem
+def source_params(msg: SipMessage, peer: Any) -> dict[str, Any]:
+    """received/rport for the previous hop's Via (RFC 3261 18.2.1, RFC 3581 4): what the
+    codec stamps on it; nothing when the peer has no address."""
+    if type(peer) is tuple and len(peer) >= 2 and peer[0]:
+        try:
+            rport = msg.via_rport
+        except SipParseError:
+            return {}
+        return {"received": peer[0], "rport": peer[1] if rport is not None else None}
+    return {}
 
 
 _OWN_REASONS = {408: "Request Timeout", 487: "Request Terminated", 503: "Service Unavailable"}
@@ -529,31 +525,6 @@ def _next_hop(uri_text: str) -> tuple[str, int, str] | None:
 
 
 def _without_top_via(msg: SipMessage) -> bytes | None:
-    """The response less its first Via element (section 16.7 step 3)."""
-    lines = [f"SIP/2.0 {msg.status} {msg.reason}"]
-    removed = False
-    for name, value in msg.headers():
-        if not removed and name.lower() in ("via", "v"):
-            removed = True
-            rest = _first_element(msg, value)[1].lstrip(" \t").removeprefix(",").strip()
-            if rest:
-                lines.append(f"{name}: {rest}")
-            continue
-        if name.lower() in ("content-length", "l"):
-            continue
-        lines.append(f"{name}: {value}")
-    if not removed:
-        return None
-    body: bytes = msg.body
-    lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
-
-
-def _first_element(msg: SipMessage, value: str) -> tuple[str, str]:
-    """(first Via element, the rest of the first Via line) without a Python-level scan:
-    the codec splits the elements (get_all), the first one is where that line starts."""
-    first: str = msg.get_all("Via")[0]
-    at = value.find(first)
-    if at < 0:  # not expected: elements are substrings of their line
-        return value, ""
-    return first, value[at + len(first) :]
+    """The response less its first Via element (section 16.7 step 3), by the codec."""
+    out = _codec.strip_top_via(msg)
+    return None if out is None else bytes(out)

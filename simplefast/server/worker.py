@@ -30,7 +30,7 @@ from simplefast.transport.dns import DnsClient, Resolver
 from simplefast.transport.driver import CoreDriver
 from simplefast.transport.reuseport import attach_payload_hash, reuseport_tcp_socket, reuseport_udp_socket
 from simplefast.transport.stream import StreamConn, StreamLimits, Streams, client_context, server_context
-from simplefast.transport.udp import OverloadMonitor, UdpListener
+from simplefast.transport.udp import OverloadMonitor, UdpPort
 
 log = get_logger(__name__)
 _send_failed = RateLimited(log, "could not send")
@@ -91,23 +91,23 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
 
     limits = StreamLimits(max_connections=cfg.tcp_max_connections, idle_seconds=cfg.tcp_idle_seconds)
     streams = Streams(loop, index, limits=limits, client_tls=client_tls)
-    udp_out: list[asyncio.DatagramTransport | None] = []
-    udp_fam: dict[bool, asyncio.DatagramTransport] = {}  # v6? -> the first UDP listener of that family
-    client_fam: dict[bool, asyncio.DatagramTransport] = {}
+    udp_out: list[UdpPort] = []  # by listener number
+    udp_fam: dict[bool, UdpPort] = {}  # v6? -> the first UDP listener of that family
+    client_fam: dict[bool, UdpPort] = {}
 
     def send(data: bytes, peer: Any) -> None:
         """The dispatcher: the peer names the socket or connection (simplefast/sip/peer.py)."""
         n = len(peer)
         try:
             if n == 2:
-                t = udp_fam.get(":" in peer[0])
-                if t is not None:
-                    t.sendto(data, peer)
+                port = udp_fam.get(":" in peer[0])
+                if port is not None:
+                    port.send(data, peer)
             elif n == 3:
                 tag = peer[2]
-                t = client_fam.get(":" in peer[0]) if tag == "c" else udp_out[tag]
-                if t is not None:
-                    t.sendto(data, (peer[0], peer[1]))
+                port = client_fam.get(":" in peer[0]) if tag == "c" else udp_out[tag]
+                if port is not None:
+                    port.send(data, (peer[0], peer[1]))
             else:
                 streams.send(data, peer)
         except (OSError, ValueError, IndexError, KeyError) as exc:
@@ -118,8 +118,6 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     dns = DnsClient(cfg.dns_servers) if cfg.dns_servers else DnsClient.from_resolv_conf()
     driver.resolver = Resolver(dns, supported={"udp", "tcp", "tls"})
     core.proxy.can_resolve = True
-    transports: list[asyncio.BaseTransport] = []
-    protocols: list[UdpListener] = []
     # bound only now: from then on the kernel gives this socket its share of the traffic
     udp_socks = []
     for lc in udp_lcs:
@@ -128,28 +126,14 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
             attach_payload_hash(s, cfg.workers)
         udp_socks.append(s)
     for li, s in enumerate(udp_socks):
-        udp_out.append(None)
-
-        def listener_ready(t: asyncio.DatagramTransport, li: int = li) -> None:
-            udp_out[li] = t
-            udp_fam.setdefault(":" in udp_lcs[li].host, t)
-
-        transport, proto = await loop.create_datagram_endpoint(
-            lambda li=li, ready=listener_ready: UdpListener(driver, li, ready),  # type: ignore[misc]
-            sock=s,
-        )
-        transports.append(transport)
-        protocols.append(proto)
+        port = UdpPort(s, driver, li, loop)
+        udp_out.append(port)
+        udp_fam.setdefault(":" in udp_lcs[li].host, port)
     for fam, cs in client_socks.items():
-
-        def client_ready(t: asyncio.DatagramTransport, v6: bool = fam == "6") -> None:
-            client_fam[v6] = t
-
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda ready=client_ready: UdpListener(driver, "c", ready),  # type: ignore[misc]
-            sock=cs,
-        )
-        transports.append(transport)
+        client_fam[fam == "6"] = UdpPort(cs, driver, "c", loop)
+    udp_ports = [*udp_out, *client_fam.values()]
+    for port in udp_ports:
+        port.start()
     servers: list[asyncio.AbstractServer] = []
     for lc in stream_lcs:
         tls = server_tls if lc.transport == "tls" else None
@@ -274,8 +258,8 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
             location_store.save_encoded(cfg.data_dir, location.take_dirty(), loop.time(), time.time())
     except Exception as exc:  # the supervisor saves the whole table after the workers stop anyway
         log.error("worker %d: last write-behind failed: %s", index, exc)
-    for t in transports:
-        t.close()
+    for port in udp_ports:
+        port.close()
     driver.close()
     log.info(
         "worker %d stopped: %d received, %d sent, %d unparseable, %d rejected, %d shed (503) in %d overloads,"

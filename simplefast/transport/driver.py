@@ -31,7 +31,7 @@ _internal_error = RateLimited(log, "internal error while handling a message (ple
 
 
 class CoreDriver:
-    __slots__ = ("core", "loop", "send", "internal_errors", "_timer", "_armed", "resolver")
+    __slots__ = ("core", "loop", "send", "internal_errors", "_timer", "_armed", "resolver", "dirty")
 
     def __init__(
         self, core: SipCore, loop: asyncio.AbstractEventLoop, send: Callable[[bytes, Any], None]
@@ -43,6 +43,8 @@ class CoreDriver:
         self._timer: asyncio.TimerHandle | None = None
         self._armed = math.inf
         self.resolver: Resolver | None = None  # RFC 3263 for next hops with host names
+        # batched senders (transport/udp.py UdpPort) with datagrams queued by ``send``
+        self.dirty: list[Any] = []
 
     def datagram(self, data: bytes, peer: Any, hops: int = 0, *, reliable: bool = False) -> None:
         """A datagram (or a message another worker handed over)."""
@@ -50,6 +52,17 @@ class CoreDriver:
             self.core.on_message(data, peer, reliable=reliable, now=self.loop.time(), hops=hops)
         except Exception as exc:  # a bug of ours: logged and counted, the worker goes on
             self._failed(exc, peer)
+        self.after()
+
+    def datagrams(self, batch: list[tuple[bytes, Any]]) -> None:
+        """A batch of datagrams read at once: answered in one batch too."""
+        core = self.core
+        now = self.loop.time()
+        for data, peer in batch:
+            try:
+                core.on_message(data, peer, reliable=False, now=now)
+            except Exception as exc:
+                self._failed(exc, peer)
         self.after()
 
     def messages(self, msgs: list[Any], peer: Any) -> None:
@@ -82,6 +95,10 @@ class CoreDriver:
         send = self.send
         for data, peer in self.core.outgoing():
             send(data, peer)
+        if self.dirty:
+            ports, self.dirty = self.dirty, []
+            for port in ports:
+                port.flush()
         proxy = self.core.proxy
         if proxy.resolve_out and self.resolver is not None:
             asks, proxy.resolve_out = proxy.resolve_out, []

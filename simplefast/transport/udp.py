@@ -1,4 +1,4 @@
-"""UDP sockets of a worker: datagrams into the core's driver; the overload monitor.
+"""UDP sockets of a worker (batched receive and send); the overload monitor.
 
 No parsing or policy here (STYLE.md section 1): simplefast/transport/driver.py
 feeds the core, sends what it produced and keeps its one timer.
@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import Callable
-from typing import Any, cast
 
+from simplefast._impl import udpio as _udpio
 from simplefast.logs import get_logger
 from simplefast.proxy.core import SipCore
 from simplefast.transport.driver import CoreDriver
@@ -66,34 +65,76 @@ class OverloadMonitor:
         self._handle = self.loop.call_later(self.interval, self._tick)
 
 
-class UdpListener(asyncio.DatagramProtocol):
-    """One protocol per UDP socket (a listener or the client socket); all feed the
-    worker's one core through its driver. ``index`` is the listener's number in
-    the peer tuple (simplefast/sip/peer.py): 0 gives ``(host, port)``, others
-    ``(host, port, index)``, the client socket ``(host, port, "c")``."""
+class UdpPort:
+    """One UDP socket of the worker, read and written in batches (recvmmsg/sendmmsg
+    through simplefast._impl.udpio) straight from the loop's reader callback.
 
-    def __init__(
-        self, driver: CoreDriver, index: int | str = 0,
-        ready: Callable[[asyncio.DatagramTransport], None] | None = None,
-    ) -> None:  # fmt: skip
+    ``tag`` says how its peers are named (simplefast/sip/peer.py): listener 0
+    gives ``(host, port)``, listener ``n`` ``(host, port, n)``, the client
+    socket ``(host, port, "c")``. A readable socket is drained in batches of
+    64, at most ``_MAX_BATCHES`` per wake-up so timers and other sockets get
+    their turn (the reader fires again while data waits); the core's answers
+    to a whole batch leave in one ``send_batch``. What the kernel does not take
+    (EAGAIN) waits in ``backlog`` behind a writer callback, in order."""
+
+    _MAX_BATCHES = 8
+
+    def __init__(self, sock: socket.socket, driver: CoreDriver, tag: int | str,
+                 loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
+        self.sock = sock
         self.driver = driver
-        self.index = index
-        self.ready = ready
-        self.transport: asyncio.DatagramTransport | None = None
+        self.tag = tag
+        self.loop = loop
+        self.pending: list[tuple[bytes, tuple[str, int]]] = []  # answers of the batch being handled
+        self.backlog: list[tuple[bytes, tuple[str, int]]] = []  # what the kernel refused for now
+        self.received = self.recv_errors = 0
+        self._fd = sock.fileno()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's UDPTransport has DatagramTransport's interface without subclassing it
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        if self.ready is not None:
-            # the dispatcher learns the transport now: the loop may deliver a datagram (and
-            # the core answer it) before create_datagram_endpoint returns to the worker
-            self.ready(self.transport)
+    def start(self) -> None:
+        self.loop.add_reader(self._fd, self._readable)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.index != 0 or len(addr) != 2:  # IPv6 addresses come with flowinfo and scope
-            addr = (addr[0], addr[1]) if self.index == 0 else (addr[0], addr[1], self.index)
-        self.driver.datagram(data, addr)
+    def close(self) -> None:
+        self.loop.remove_reader(self._fd)
+        if self.backlog:
+            self.loop.remove_writer(self._fd)
+        self.sock.close()
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors on an unconnected socket: nothing to do per RFC 3261 (timers handle it)
-        pass
+    def _readable(self) -> None:
+        recv = _udpio.recv_batch
+        driver = self.driver
+        tag = self.tag
+        for _ in range(self._MAX_BATCHES):
+            try:
+                batch = recv(self.sock, 64)
+            except OSError:  # an ICMP error reported on the socket: nothing to do (timers)
+                self.recv_errors += 1
+                continue
+            if not batch:
+                break
+            self.received += len(batch)
+            if tag == 0:
+                driver.datagrams(batch)
+            else:
+                driver.datagrams([(d, (a[0], a[1], tag)) for d, a in batch])
+
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Queue one datagram; ``flush`` (the driver calls it after each batch) sends."""
+        if not self.pending:
+            self.driver.dirty.append(self)
+        self.pending.append((data, addr))
+
+    def flush(self) -> None:
+        out, self.pending = self.pending, []
+        if self.backlog:
+            self.backlog += out
+            return
+        sent = _udpio.send_batch(self.sock, out)
+        if sent < len(out):
+            self.backlog = out[sent:]
+            self.loop.add_writer(self._fd, self._writable)
+
+    def _writable(self) -> None:
+        sent = _udpio.send_batch(self.sock, self.backlog)
+        del self.backlog[:sent]
+        if not self.backlog:
+            self.loop.remove_writer(self._fd)
