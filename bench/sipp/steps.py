@@ -51,13 +51,13 @@ def cpu_and_rss(pids: list[int]) -> tuple[float, int]:
     return cpu, rss
 
 
-def start_simplefast(workers: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_simplefast(workers: int, data_dir: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], int]:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     cmd = [sys.executable, "-m", "simplefast", "serve", "--listen", f"udp:127.0.0.1:{port}", "--domain",
            "example.com", "--workers", str(workers), "--no-auth", "--data-dir", str(data_dir),
-           "--location-capacity", "1000000", "--log-level", "warning"]  # fmt: skip
+           "--location-capacity", "1000000", "--log-level", "warning", *extra]  # fmt: skip
     print("server:", shlex.join(cmd), flush=True)
     proc = subprocess.Popen(cmd, cwd=REPO)
     wait_ready(port)
@@ -163,6 +163,8 @@ def main() -> int:
     ap.add_argument("--step", type=int, default=2000)
     ap.add_argument("--max", type=int, default=40000)
     ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--server-arg", action="append", default=[], dest="server_args", metavar="ARG",
+                    help="extra argument for simplefast: --server-arg=--no-persist")  # fmt: skip
     args = ap.parse_args()
     print("command:", shlex.join([sys.executable, *sys.argv]))
     print(
@@ -178,7 +180,7 @@ def main() -> int:
     if args.target:
         target, pids = args.target, [int(p) for p in args.server_pids.split(",") if p]
     else:
-        proc, port = start_simplefast(args.workers, tmp / "data")
+        proc, port = start_simplefast(args.workers, tmp / "data", args.server_args)
         target, pids = f"127.0.0.1:{port}", children(proc.pid)
     uas = None
     if args.scenario == "message":

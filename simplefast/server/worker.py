@@ -68,6 +68,10 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         fam = _family(lc.host)
         if fam not in client_socks:
             cs = socket.socket(socket.AF_INET6 if fam == "6" else socket.AF_INET, socket.SOCK_DGRAM)
+            # as large as the listener's: the responses to a burst of forwarded requests
+            # land here, and a full buffer loses them (each then costs a retransmission)
+            cs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            cs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
             cs.bind((lc.host, 0))
             cs.setblocking(False)
             client_socks[fam] = cs
