@@ -13,15 +13,14 @@ Times are the event loop's clock (CLOCK_MONOTONIC), the same in every worker.
 from __future__ import annotations
 
 import marshal
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from simplefast.errors import SimplefastError
 
 
-@dataclass(frozen=True, slots=True)
-class Binding:
-    """One registered contact of an address-of-record."""
+class Binding(NamedTuple):
+    """One registered contact of an address-of-record (a NamedTuple: one is built per
+    binding read from the shared table, and a frozen dataclass costs several times more)."""
 
     contact: str  # the Contact URI as the UA wrote it (without < >)
     expires_at: float  # absolute time (the layer's clock)
@@ -33,8 +32,7 @@ class Binding:
     instance: str | None = None  # +sip.instance (RFC 5626), if given
 
     def _replace_expiry(self, expires_at: float) -> Binding:
-        return Binding(self.contact, expires_at, self.q, self.call_id, self.cseq, self.path, self.source,
-                       self.instance)  # fmt: skip
+        return self._replace(expires_at=expires_at)
 
 
 class Location(Protocol):
@@ -90,13 +88,11 @@ class LocationFullError(SimplefastError):
 def encode_bindings(bindings: list[Binding]) -> bytes:
     """Compact bytes of a binding list (marshal: the table lives in memory only;
     the store on disk has its own columns)."""
-    return marshal.dumps(
-        [(b.contact, b.expires_at, b.q, b.call_id, b.cseq, b.path, b.source, b.instance) for b in bindings]
-    )
+    return marshal.dumps([tuple(b) for b in bindings])  # marshal takes plain tuples only
 
 
 def decode_bindings(data: bytes) -> list[Binding]:
-    return [Binding(*row) for row in marshal.loads(data)]
+    return list(map(Binding._make, marshal.loads(data)))
 
 
 class ShmLocation:

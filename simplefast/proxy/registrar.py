@@ -122,10 +122,12 @@ class Registrar:
                 if 0 < exp < cfg.min_expires:
                     return Reply(423, "Interval Too Brief", [("Min-Expires", str(cfg.min_expires))])
                 exp = min(exp, cfg.max_expires)
-                curi = _codec.parse_uri(c.uri)
-                idx = next(
-                    (i for i, b in enumerate(updated) if _codec.parse_uri(b.contact).equivalent(curi)), -1
-                )
+                idx = -1
+                if updated:  # a new AOR (the common case) has nothing to compare with
+                    curi = _codec.parse_uri(c.uri)
+                    idx = next(
+                        (i for i, b in enumerate(updated) if _codec.parse_uri(b.contact).equivalent(curi)), -1
+                    )
                 if idx >= 0:
                     old = updated[idx]
                     if old.call_id == call_id and old.cseq >= cseq:

@@ -130,9 +130,11 @@ class ClientTransaction:
 
 
 # ---------------------------------------------------------------- events
+# Plain slotted dataclasses: one is made per message, and a frozen dataclass costs
+# about three times as much to build. Treat them as read-only.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived:
     """A new request (not a retransmission); answer it with ``respond(txn, ...)``."""
 
@@ -141,7 +143,7 @@ class RequestReceived:
     peer: Peer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AckReceived:
     """An ACK outside any transaction: the ACK of a 2xx (section 17.2.1, RFC 6026)."""
 
@@ -149,7 +151,7 @@ class AckReceived:
     peer: Peer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseReceived:
     """A response for a client transaction, or (txn None) one that matches none."""
 
@@ -158,14 +160,14 @@ class ResponseReceived:
     peer: Peer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimedOut:
     """Timer B or F (client: no final response) or H (server: no ACK) fired."""
 
     txn: ClientTransaction | ServerTransaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransportFailed:
     """The transport could not deliver a client transaction's request (section 17.1.4):
     the transaction is over; a proxy treats the branch as a 503 (section 16.9)."""
@@ -173,7 +175,7 @@ class TransportFailed:
     txn: ClientTransaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Terminated:
     """The transaction is gone from the layer."""
 
