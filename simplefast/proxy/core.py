@@ -161,28 +161,33 @@ class SipCore:
         """One parsed message (a stream's framer parses as it frames; ``data``, its
         octets, may be None: ``msg.to_bytes()`` gives them when a hand-off needs them)."""
         if msg.is_request:
+            method = msg.method
+            # Before validation, which is the dearest check: hand-offs and load shedding
+            # only need the top Via, and the owner or the client validates anyway.
+            try:
+                if (
+                    (method == "ACK" or method == "CANCEL")
+                    and self.handoff is not None
+                    and hops < self.handoff_limit
+                    and len(peer) != 4  # a stream's messages all reach the connection's owner
+                    and self.tl.server_key(msg, "INVITE") not in self.tl.server
+                ):
+                    # Its INVITE may live in another worker (the cBPF hashes these octets
+                    # elsewhere): pass it along the ring; the last worker handles it as unmatched.
+                    self.stats.handed_off += 1
+                    self.handoff(data if data is not None else msg.to_bytes(), peer, hops + 1)
+                    return
+                if (self.draining or self.overloaded) and method != "ACK":
+                    if self.tl.server_key(msg) not in self.tl.server:
+                        if self.overloaded:  # shed load before any transaction exists
+                            self._overload_reply(msg, peer)
+                        return  # drain: no new transactions (retransmissions and ACKs still served)
+            except SipParseError:
+                pass  # a malformed top Via: validation below answers it
             bad = _codec.validate_request(msg, supported=SUPPORTED)
             if bad is not None:
                 self._reject(msg, peer, bad[0], bad[1])
                 return
-            method = msg.method
-            if (
-                (method == "ACK" or method == "CANCEL")
-                and self.handoff is not None
-                and hops < self.handoff_limit
-                and len(peer) != 4  # a stream's messages all reach the connection's owner
-                and self.tl.server_key(msg, "INVITE") not in self.tl.server
-            ):
-                # Its INVITE may live in another worker (the cBPF hashes these octets
-                # elsewhere): pass it along the ring; the last worker handles it as unmatched.
-                self.stats.handed_off += 1
-                self.handoff(data if data is not None else msg.to_bytes(), peer, hops + 1)
-                return
-            if (self.draining or self.overloaded) and method != "ACK":
-                if self.tl.server_key(msg) not in self.tl.server:
-                    if self.overloaded:  # shed load before any transaction exists
-                        self._overload_reply(msg, peer)
-                    return  # drain: no new transactions (retransmissions and ACKs still served)
         elif _codec.validate_request(msg) is not None:
             self.stats.responses_dropped += 1
             return
@@ -333,7 +338,7 @@ class SipCore:
             data = _codec.build_response(
                 msg, 503, "Service Unavailable", to_tag=self._to_tag(), extra_headers=extra
             )
-        except LocalProtocolError:
+        except (LocalProtocolError, SipParseError):  # not validated: it may be malformed
             return
         self.tl.send_stateless(data, peer)
 
