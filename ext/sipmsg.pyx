@@ -12,7 +12,12 @@
 #  - nothing becomes a Python object until asked: accessors decode on demand
 #    and cache. The top Via, From and To are parsed by C scanners into
 #    offsets (ViaC / NameAddrC / ParamList); named tuples are built only by
-#    the structured views.
+#    the structured views, straight from the buffer's offsets and without
+#    their Python-level __new__ (see "result objects").
+#  - validate_request scans the tokenized headers with the same C parsers
+#    and makes no Python object for a valid message; it leaves the top Via
+#    parsed in the message's cache. Error texts naming a URI are decoded
+#    only when raised (UriText).
 #  - error texts are built exactly as the reference builds them, on the
 #    (cold) error path only.
 #  - the writers (build_response, forward_request, strip_top_via) size the
@@ -24,10 +29,36 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memchr, memcmp, memcpy
+from cpython.ref cimport PyObject, Py_INCREF
+from cpython.tuple cimport PyTuple_SET_ITEM
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object o)
+
+cdef extern from *:
+    """
+    /* An instance of a tuple subclass (the result named tuples) with n empty
+       slots: what tuple.__new__(cls, items) allocates before copying the
+       items in, without the Python-level __new__ of namedtuple. */
+    static PyObject* __sf_tuple_alloc(PyObject* cls, Py_ssize_t n) {
+        return ((PyTypeObject*)cls)->tp_alloc((PyTypeObject*)cls, n);
+    }
+    /* p[:n] (ASCII) as a str, each octet mapped through table. */
+    static PyObject* __sf_ascii_map(const unsigned char* p, Py_ssize_t n, const unsigned char* table) {
+        PyObject* s = PyUnicode_New(n, 127);
+        Py_UCS1* d;
+        Py_ssize_t i;
+        if (s == NULL || n == 0)
+            return s;
+        d = PyUnicode_1BYTE_DATA(s);
+        for (i = 0; i < n; i++)
+            d[i] = table[p[i]];
+        return s;
+    }
+    """
+    object __sf_tuple_alloc(object cls, Py_ssize_t n)
+    object __sf_ascii_map(const unsigned char* p, Py_ssize_t n, const unsigned char* table)
 
 cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int af, const char* src, void* dst)
@@ -66,6 +97,7 @@ cdef enum:
 
 cdef unsigned short _cls[256]
 cdef uchar _lower[256]
+cdef uchar _upper[256]
 
 cdef void _fill(bytes chars, unsigned short flag):
     cdef uchar c
@@ -77,6 +109,7 @@ cdef void _init_classes():
     for i in range(256):
         _cls[i] = 0
         _lower[i] = i + 32 if 65 <= i <= 90 else i
+        _upper[i] = i - 32 if 97 <= i <= 122 else i
     alpha = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     digits = b"0123456789"
     alnum = alpha + digits
@@ -222,6 +255,32 @@ cdef tuple _query(str name):
 cdef inline str _s(const uchar* p, Py_ssize_t n):
     return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogateescape")
 
+_METHODS = ("REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "SUBSCRIBE", "NOTIFY",
+            "PUBLISH", "MESSAGE", "INFO", "PRACK", "UPDATE", "REFER")
+_METHODS_B = tuple([_m.encode("ascii") for _m in _METHODS])
+cdef enum:
+    NMETHODS = 14
+cdef const char* _mt_c[NMETHODS]
+cdef Py_ssize_t _mt_l[NMETHODS]
+cdef PyObject* _mt_o[NMETHODS]
+
+cdef void _init_methods():
+    cdef int j
+    for j in range(NMETHODS):
+        _mt_c[j] = PyBytes_AS_STRING(_METHODS_B[j])
+        _mt_l[j] = PyBytes_GET_SIZE(_METHODS_B[j])
+        _mt_o[j] = <PyObject*>_METHODS[j]
+
+_init_methods()
+
+cdef str _method_s(const uchar* p, Py_ssize_t n):
+    """p[:n] decoded; one shared str for the RFC methods (written in upper case)."""
+    cdef int j
+    for j in range(NMETHODS):
+        if _mt_l[j] == n and memcmp(p, _mt_c[j], n) == 0:
+            return <str>_mt_o[j]
+    return _s(p, n)
+
 cdef inline bytes _b(const uchar* p, Py_ssize_t n):
     return PyBytes_FromStringAndSize(<const char*>p, n)
 
@@ -239,10 +298,17 @@ cdef inline Py_ssize_t _skip_ws(const uchar* b, Py_ssize_t i, Py_ssize_t n) noex
         i += 1
     return i
 
-cdef inline Py_ssize_t _token_end(const uchar* b, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
-    while i < n and _is(b[i], C_TOK):
+cdef inline Py_ssize_t _span(const uchar* b, Py_ssize_t i, Py_ssize_t n, unsigned short flag) noexcept nogil:
+    """End of the run of octets of class flag from i: four octets a step
+    (independent loads, one branch), then one at a time."""
+    while i + 4 <= n and (_cls[b[i]] & _cls[b[i + 1]] & _cls[b[i + 2]] & _cls[b[i + 3]] & flag):
+        i += 4
+    while i < n and (_cls[b[i]] & flag):
         i += 1
     return i
+
+cdef inline Py_ssize_t _token_end(const uchar* b, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    return _span(b, i, n, C_TOK)
 
 cdef inline bint _all_digits(const uchar* b, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
@@ -271,23 +337,23 @@ cdef inline Py_ssize_t _nz(const uchar* b, Py_ssize_t n) noexcept nogil:
 cdef bint _host_ok(const uchar* h, Py_ssize_t n) noexcept nogil:
     """RFC 3261 section 25.1 structure of a host of alphanum, '-', '.' (see the reference)."""
     cdef Py_ssize_t i, ls, groups = 1, run = 0
-    cdef bint numeric = True
-    for i in range(n):
-        if h[i] != 46 and not _is(h[i], C_DIG):
-            numeric = False
+    cdef bint v4 = True     # so far a valid run of IPv4 groups
+    cdef uchar c
+    for i in range(n):  # all digits and dots: IPv4address, else a hostname
+        c = h[i]
+        if c == 46:
+            if run == 0:
+                v4 = False
+            groups += 1
+            run = 0
+        elif 48 <= c <= 57:
+            run += 1
+            if run > 3:
+                v4 = False
+        else:
             break
-    if numeric:
-        for i in range(n):
-            if h[i] == 46:
-                if run == 0:
-                    return False
-                groups += 1
-                run = 0
-            else:
-                run += 1
-                if run > 3:
-                    return False
-        return groups == 4 and run > 0
+    else:
+        return v4 and groups == 4 and run > 0
     if n > 0 and h[n - 1] == 46:
         n -= 1
     ls = 0
@@ -314,6 +380,102 @@ cdef bytes _as_bytes(object data):
     if type(data) is bytes:
         return <bytes>data
     return bytes(data)
+
+# ---------------------------------------------------------------- result objects
+# The named tuples of simplefast._sip_types are built without a call of their
+# Python-level __new__ (one Python frame per result): the tuple subclass is
+# allocated and its slots filled, which is what namedtuple's __new__ does
+# (tuple.__new__(cls, items)). Every value is made before the allocation, so
+# no garbage collection can see a half-filled tuple.
+
+for _t, _nf in ((NameAddr, 3), (SipURI, 8), (Via, 5)):
+    if not (isinstance(_t, type) and issubclass(_t, tuple) and len(_t._fields) == _nf):
+        raise ImportError(f"simplefast._ext.sipmsg: {_t!r} is not the {_nf}-field named tuple it builds")
+cdef object _NameAddr_t = NameAddr
+cdef object _SipURI_t = SipURI
+cdef object _Via_t = Via
+
+cdef inline void _slot(object t, Py_ssize_t i, object v) noexcept:
+    Py_INCREF(v)
+    PyTuple_SET_ITEM(t, i, v)
+
+cdef object _mk_name_addr(object display, object uri, object params):
+    cdef object t = __sf_tuple_alloc(_NameAddr_t, 3)
+    _slot(t, 0, display)
+    _slot(t, 1, uri)
+    _slot(t, 2, params)
+    return t
+
+cdef object _mk_via(object protocol, object transport, object host, object port, object params):
+    cdef object t = __sf_tuple_alloc(_Via_t, 5)
+    _slot(t, 0, protocol)
+    _slot(t, 1, transport)
+    _slot(t, 2, host)
+    _slot(t, 3, port)
+    _slot(t, 4, params)
+    return t
+
+cdef object _mk_uri(object scheme, object user, object password, object host, object port,
+                    object params, object headers, object opaque):
+    cdef object t = __sf_tuple_alloc(_SipURI_t, 8)
+    _slot(t, 0, scheme)
+    _slot(t, 1, user)
+    _slot(t, 2, password)
+    _slot(t, 3, host)
+    _slot(t, 4, port)
+    _slot(t, 5, params)
+    _slot(t, 6, headers)
+    _slot(t, 7, opaque)
+    return t
+
+# parameter names met on nearly every message: one shared str each (hash cached)
+_PNAMES = ("tag", "branch", "rport", "received", "expires", "transport", "lr", "user",
+           "maddr", "ttl", "method", "ob", "q", "reg-id", "+sip.instance", "alias")
+_PNAMES_B = tuple([_t.encode("ascii") for _t in _PNAMES])
+cdef enum:
+    MAXPNAMES = 16
+cdef const char* _pn_c[MAXPNAMES]
+cdef Py_ssize_t _pn_l[MAXPNAMES]
+cdef PyObject* _pn_o[MAXPNAMES]
+
+cdef void _init_pnames():
+    cdef int j
+    for j in range(MAXPNAMES):
+        _pn_c[j] = PyBytes_AS_STRING(_PNAMES_B[j])
+        _pn_l[j] = PyBytes_GET_SIZE(_PNAMES_B[j])
+        _pn_o[j] = <PyObject*>_PNAMES[j]
+
+_init_pnames()
+
+cdef inline bint _ascii(const uchar* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(n):
+        if p[k] >= 128:
+            return False
+    return True
+
+cdef str _pname(const uchar* p, Py_ssize_t n):
+    """p[:n].lower() as a str: the reference's lower-cased parameter name."""
+    cdef int j
+    for j in range(MAXPNAMES):
+        if _pn_l[j] == n and _ci_eq(p, n, _pn_c[j], n):
+            return <str>_pn_o[j]
+    if not _ascii(p, n):
+        return _s(p, n).lower()
+    return __sf_ascii_map(p, n, _lower)
+
+cdef str _upper_s(const uchar* p, Py_ssize_t n):
+    """p[:n] decoded and upper-cased (Via transport)."""
+    if n == 3:
+        if _ci_eq(p, 3, "udp", 3):
+            return "UDP"
+        if _ci_eq(p, 3, "tcp", 3):
+            return "TCP"
+        if _ci_eq(p, 3, "tls", 3):
+            return "TLS"
+    if not _ascii(p, n):
+        return _s(p, n).upper()
+    return __sf_ascii_map(p, n, _upper)
 
 # ---------------------------------------------------------------- parameters
 
@@ -380,9 +542,7 @@ cdef int _parse_params(const uchar* b, Py_ssize_t n, Py_ssize_t i, ParamList* pl
             if i < n and b[i] == 34:
                 ve = _quoted_end(b, i, n, what)
             else:
-                ve = i
-                while ve < n and _is(b[ve], C_GEN):
-                    ve += 1
+                ve = _span(b, i, n, C_GEN)
                 if ve == i:
                     raise _err(f"empty value of parameter {_s(b + p.ns, ne - p.ns).lower()!r} in {what}")
             p.vs = i
@@ -406,7 +566,7 @@ cdef dict _params_dict(const uchar* b, ParamList* pl):
     cdef Param* p
     for k in range(pl.n):
         p = &pl.items[k]
-        d[_s(b + p.ns, p.ne - p.ns).lower()] = None if p.ve < 0 else _s(b + p.vs, p.ve - p.vs)
+        d[_pname(b + p.ns, p.ne - p.ns)] = None if p.ve < 0 else _s(b + p.vs, p.ve - p.vs)
     return d
 
 # ---------------------------------------------------------------- Via
@@ -417,9 +577,29 @@ cdef struct ViaC:
     int port                                  # -1: none
     ParamList params
 
+cdef struct UriText:
+    # a URI as its error texts name it, decoded only when one is raised:
+    # the caller's str (parse_uri), or when NULL the octets b[:n] decoded (the
+    # reference parses the decoded text of a header's URI)
+    PyObject* text
+    const uchar* b
+    Py_ssize_t n
+
+cdef str _utext(UriText* ut):
+    if ut.text != NULL:
+        return <str>ut.text
+    return _s(ut.b, ut.n)
+
+cdef object _what(object what, UriText* ut):
+    """what, or for a URI (what None) the reference's f"URI {text[:64]!r}"."""
+    if what is None:
+        return f"URI {_utext(ut)[:64]!r}"
+    return what
+
 cdef int _parse_hostport(const uchar* b, Py_ssize_t n, Py_ssize_t i, bint lws,
-                         Py_ssize_t* hs, Py_ssize_t* he, int* port, object what) except -1:
-    """Returns the offset after host[:port]; see the reference's _parse_hostport."""
+                         Py_ssize_t* hs, Py_ssize_t* he, int* port, object what, UriText* ut) except -1:
+    """Returns the offset after host[:port]; see the reference's _parse_hostport.
+    what names the context in error texts; None for a URI, named by ut."""
     cdef Py_ssize_t e, j, ps, k
     cdef const uchar* q
     hs[0] = i
@@ -427,18 +607,17 @@ cdef int _parse_hostport(const uchar* b, Py_ssize_t n, Py_ssize_t i, bint lws,
         q = <const uchar*>memchr(b + i, 93, n - i)
         e = -1 if q == NULL else q - b
         if e < 0 or e == i + 1:
-            raise _err(f"malformed IPv6 reference in {what}")
+            raise _err(f"malformed IPv6 reference in {_what(what, ut)}")
         for k in range(i + 1, e):
             if not _is(b[k], C_IP6):
-                raise _err(f"malformed IPv6 reference in {what}")
+                raise _err(f"malformed IPv6 reference in {_what(what, ut)}")
         i = e + 1
     else:
-        while i < n and _is(b[i], C_HST):
-            i += 1
+        i = _span(b, i, n, C_HST)
         if i == hs[0]:
-            raise _err(f"missing host in {what}")
+            raise _err(f"missing host in {_what(what, ut)}")
         if not _host_ok(b + hs[0], i - hs[0]):
-            raise _err(f"malformed host {_s(b + hs[0], i - hs[0])[:64]!r} in {what}")
+            raise _err(f"malformed host {_s(b + hs[0], i - hs[0])[:64]!r} in {_what(what, ut)}")
     he[0] = i
     port[0] = -1
     j = _skip_ws(b, i, n) if lws else i
@@ -449,7 +628,7 @@ cdef int _parse_hostport(const uchar* b, Py_ssize_t n, Py_ssize_t i, bint lws,
             j += 1
         k = _nz(b + ps, j - ps)
         if j == ps or j - ps - k > 5 or _digits_value(b + ps + k, j - ps - k) > 65535:
-            raise _err(f"malformed port {_b(b + ps, min(j + 1, n) - ps)[:8]!r} in {what}")
+            raise _err(f"malformed port {_b(b + ps, min(j + 1, n) - ps)[:8]!r} in {_what(what, ut)}")
         port[0] = <int>_digits_value(b + ps + k, j - ps - k)
         i = j
     return i
@@ -473,22 +652,39 @@ cdef int _parse_via(const uchar* b, Py_ssize_t n, ViaC* v) except -1:
     if i == e:
         raise _err(f"no white space after the transport in Via {_s(b, n)[:64]!r}")
     v.n1s = s[0]; v.n1e = t[0]; v.n2s = s[1]; v.n2e = t[1]; v.ts = s[2]; v.te = t[2]
-    i = _parse_hostport(b, n, i, True, &v.hs, &v.he, &v.port, "Via")
+    i = _parse_hostport(b, n, i, True, &v.hs, &v.he, &v.port, "Via", NULL)
     _parse_params(b, n, i, &v.params, "Via")
     return 0
 
 cdef object _via_obj(const uchar* b, ViaC* v):
-    return Via(_s(b + v.n1s, v.n1e - v.n1s) + "/" + _s(b + v.n2s, v.n2e - v.n2s),
-               _s(b + v.ts, v.te - v.ts).upper(),
-               _s(b + v.hs, v.he - v.hs),
-               None if v.port < 0 else v.port,
-               _params_dict(b, &v.params))
+    cdef object protocol
+    if v.n2s == v.n1e + 1:  # "SIP/2.0" written without LWS: one span
+        if v.n2e - v.n1s == 7 and memcmp(b + v.n1s, b"SIP/2.0", 7) == 0:
+            protocol = "SIP/2.0"
+        else:
+            protocol = _s(b + v.n1s, v.n2e - v.n1s)
+    else:
+        protocol = _s(b + v.n1s, v.n1e - v.n1s) + "/" + _s(b + v.n2s, v.n2e - v.n2s)
+    return _mk_via(protocol,
+                   _upper_s(b + v.ts, v.te - v.ts),
+                   _s(b + v.hs, v.he - v.hs),
+                   None if v.port < 0 else v.port,
+                   _params_dict(b, &v.params))
+
+cdef object _input(str text, str what):
+    """What a parser reads of text: the str itself when ASCII (its UTF-8 is its
+    own buffer, see _txt), else its UTF-8 (surrogateescape) encoding."""
+    if text is not None and PyUnicode_IS_ASCII(text):
+        return text
+    return _encode_input(text, what)
 
 def parse_via(str value):
-    cdef bytes raw = _encode_input(value, "Via")
+    cdef object src = _input(value, "Via")
+    cdef Py_ssize_t n
+    cdef const uchar* p = <const uchar*>_txt(src, &n)
     cdef ViaC v
-    _parse_via(<const uchar*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &v)
-    return _via_obj(<const uchar*>PyBytes_AS_STRING(raw), &v)
+    _parse_via(p, n, &v)
+    return _via_obj(p, &v)
 
 # ---------------------------------------------------------------- name-addr
 
@@ -530,7 +726,9 @@ cdef int _parse_name_addr(const uchar* v, Py_ssize_t vn, NameAddrC* na, Py_ssize
         na.us = 0
         na.ue = 1
         return 0
-    if n and b[0] == 34:
+    if n and b[0] == 60:  # "<URI>...": no display name, no quote before the '<'
+        i = 0
+    elif n and b[0] == 34:
         qe = _quoted_end(b, 0, n, "display name")
         na.ds = 1
         na.de = qe - 1
@@ -599,14 +797,14 @@ cdef object _na_obj(const uchar* b, NameAddrC* na):
     cdef object display = None
     if na.ds >= 0:
         display = _unquote(b + na.ds, na.de - na.ds) if na.quoted else _s(b + na.ds, na.de - na.ds)
-    return NameAddr(display, _s(b + na.us, na.ue - na.us), _params_dict(b, &na.params))
+    return _mk_name_addr(display, _s(b + na.us, na.ue - na.us), _params_dict(b, &na.params))
 
 def parse_name_addr(str value):
-    cdef bytes raw = _encode_input(value, "name-addr")
+    cdef object src = _input(value, "name-addr")
+    cdef Py_ssize_t n, base
+    cdef const uchar* p = <const uchar*>_txt(src, &n)
     cdef NameAddrC na
-    cdef Py_ssize_t base
-    cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(raw)
-    _parse_name_addr(p, PyBytes_GET_SIZE(raw), &na, &base)
+    _parse_name_addr(p, n, &na, &base)
     return _na_obj(p + base, &na)
 
 # ---------------------------------------------------------------- comma lists
@@ -650,32 +848,12 @@ cdef inline str _strip_s(const uchar* b, Py_ssize_t a, Py_ssize_t z):
 
 cdef Py_ssize_t _first_elem_end(const uchar* b, Py_ssize_t n) noexcept nogil:
     """End of the first comma element of b[:n] (n when there is no comma)."""
-    cdef Py_ssize_t i = 0
-    cdef bint quoted = False, angle = False
-    cdef uchar c
-    while i < n:
-        c = b[i]
-        if quoted:
-            if c == 92:
-                i += 1
-            elif c == 34:
-                quoted = False
-        elif angle:
-            if c == 62:
-                angle = False
-        elif c == 34:
-            quoted = True
-        elif c == 60:
-            angle = True
-        elif c == 44:
-            return i
-        i += 1
-    return n
+    return _elem_end(b, n, 0)
 
 # ---------------------------------------------------------------- scalar values
 
-cdef object _parse_cseq(const uchar* b, Py_ssize_t n, long* num):
-    """Returns the method (str); num gets the number."""
+cdef Py_ssize_t _parse_cseq(const uchar* b, Py_ssize_t n, long* num) except -1:
+    """Returns the offset of the method (it runs to n); num gets the number."""
     cdef Py_ssize_t i = 0, j, e, z
     while i < n and _is(b[i], C_DIG):
         i += 1
@@ -689,13 +867,16 @@ cdef object _parse_cseq(const uchar* b, Py_ssize_t n, long* num):
     if i - z > 10 or _digits_value(b + z, i - z) > 2147483647:
         raise _err(f"CSeq number {_s(b, i)[:32]} is out of range (0 to 2**31-1)")
     num[0] = <long>_digits_value(b + z, i - z)
-    return _s(b + j, n - j)
+    return j
+
+# a C constant: the literal 2**32-1 in a comparison would be a Python int
+cdef unsigned long long _MAX_DELTA = 4294967295
 
 cdef long long _parse_delta(const uchar* b, Py_ssize_t n, str what) except -1:
     if not _all_digits(b, n):
         raise _err(f"{what} {_s(b, n)[:32]!r} is not a number")
     cdef Py_ssize_t z = _nz(b, n)
-    if n - z > 10 or _digits_value(b + z, n - z) > 4294967295:
+    if n - z > 10 or _digits_value(b + z, n - z) > _MAX_DELTA:
         raise _err(f"{what} {_s(b, n)[:32]!r} is out of range (0 to 2**32-1)")
     return <long long>_digits_value(b + z, n - z)
 
@@ -707,7 +888,8 @@ cdef int _parse_max_forwards(const uchar* b, Py_ssize_t n) except -1:
         raise _err(f"Max-Forwards {_s(b, n)[:32]!r} is out of range (0 to 255)")
     return <int>_digits_value(b + z, n - z)
 
-cdef str _parse_event(const uchar* b, Py_ssize_t n):
+cdef int _event_span(const uchar* b, Py_ssize_t n, Py_ssize_t* ea, Py_ssize_t* ez) except -1:
+    """The event package b[ea:ez] (checked, no object made)."""
     cdef const uchar* f = <const uchar*>memchr(b, 59, n)
     cdef Py_ssize_t a = 0, z = n if f == NULL else f - b
     while a < z and (b[a] == 32 or b[a] == 9):
@@ -716,6 +898,13 @@ cdef str _parse_event(const uchar* b, Py_ssize_t n):
         z -= 1
     if z == a or _token_end(b, a, z) != z:
         raise _err(f"Event {_s(b, n)[:64]!r} is malformed")
+    ea[0] = a
+    ez[0] = z
+    return 0
+
+cdef str _parse_event(const uchar* b, Py_ssize_t n):
+    cdef Py_ssize_t a, z
+    _event_span(b, n, &a, &z)
     return _s(b + a, z - a)
 
 cdef int _rport_value(const uchar* b, Param* p) except -2:
@@ -773,12 +962,17 @@ cdef class SipMessage:
     # caches
     cdef int _cseq_state        # 0 unknown, 1 parsed, 2 absent
     cdef long _cseq_num
-    cdef object _cseq_method
+    cdef object _cseq_method    # None until asked: the method is _cseq_mp[:_cseq_mn]
+    cdef const uchar* _cseq_mp
+    cdef Py_ssize_t _cseq_mn
+    cdef bytes _cseq_keep       # owns _cseq_mp when the CSeq was folded
     cdef int _via_state         # 0 unknown, 1 parsed, 2 absent
     cdef ViaC _via
     cdef const uchar* _via_p
     cdef Py_ssize_t _via_n      # length of the (stripped) top Via element at _via_p
     cdef bytes _via_keep        # owns _via_p when the Via was folded
+    cdef object _via_branch_s, _via_host_s   # made on first read (None until then)
+    cdef object _call_id_s
     cdef int _from_state, _to_state
     cdef object _from_tag, _to_tag
 
@@ -827,7 +1021,7 @@ cdef class SipMessage:
 
     @property
     def method(self):
-        return _s(self._p + self._a0, self._a1 - self._a0) if self._is_request else None
+        return _method_s(self._p + self._a0, self._a1 - self._a0) if self._is_request else None
 
     @property
     def uri(self):
@@ -940,12 +1134,19 @@ cdef class SipMessage:
     # -- hot accessors
     @property
     def call_id(self):
-        cdef Hdr* h = self._first(K_CALL_ID)
-        return None if h == NULL else self._value(h)
+        cdef Hdr* h
+        if self._call_id_s is None:  # a transaction and dialog key: read many times
+            h = self._first(K_CALL_ID)
+            if h == NULL:
+                return None
+            self._call_id_s = self._value(h)
+        return self._call_id_s
 
     cdef int _load_cseq(self) except -1:
         cdef Hdr* h
         cdef bytes raw
+        cdef const uchar* p
+        cdef Py_ssize_t n, j
         if self._cseq_state:
             return 0
         h = self._first(K_CSEQ)
@@ -954,9 +1155,15 @@ cdef class SipMessage:
             return 0
         if h.folded:
             raw = self._raw_value(h)
-            self._cseq_method = _parse_cseq(<const uchar*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &self._cseq_num)
+            p = <const uchar*>PyBytes_AS_STRING(raw)
+            n = PyBytes_GET_SIZE(raw)
+            self._cseq_keep = raw
         else:
-            self._cseq_method = _parse_cseq(self._p + h.vs, h.ve - h.vs, &self._cseq_num)
+            p = self._p + h.vs
+            n = h.ve - h.vs
+        j = _parse_cseq(p, n, &self._cseq_num)
+        self._cseq_mp = p + j
+        self._cseq_mn = n - j
         self._cseq_state = 1
         return 0
 
@@ -968,7 +1175,11 @@ cdef class SipMessage:
     @property
     def cseq_method(self):
         self._load_cseq()
-        return self._cseq_method if self._cseq_state == 1 else None
+        if self._cseq_state != 1:
+            return None
+        if self._cseq_method is None:
+            self._cseq_method = _method_s(self._cseq_mp, self._cseq_mn)
+        return self._cseq_method
 
     cdef int _load_via(self) except -1:
         cdef Hdr* h
@@ -1011,15 +1222,19 @@ cdef class SipMessage:
             return None
         if self._via.params.items[k].ve < 0:
             return None
-        return _s(self._via_p + self._via.params.items[k].vs,
-                  self._via.params.items[k].ve - self._via.params.items[k].vs)
+        if self._via_branch_s is None:  # the transaction layer reads it more than once
+            self._via_branch_s = _s(self._via_p + self._via.params.items[k].vs,
+                                    self._via.params.items[k].ve - self._via.params.items[k].vs)
+        return self._via_branch_s
 
     @property
     def via_host(self):
         self._load_via()
         if self._via_state != 1:
             return None
-        return _s(self._via_p + self._via.hs, self._via.he - self._via.hs)
+        if self._via_host_s is None:
+            self._via_host_s = _s(self._via_p + self._via.hs, self._via.he - self._via.hs)
+        return self._via_host_s
 
     @property
     def via_port(self):
@@ -1033,7 +1248,7 @@ cdef class SipMessage:
         self._load_via()
         if self._via_state != 1:
             return None
-        return _s(self._via_p + self._via.ts, self._via.te - self._via.ts).upper()
+        return _upper_s(self._via_p + self._via.ts, self._via.te - self._via.ts)
 
     @property
     def via_rport(self):
@@ -1104,6 +1319,29 @@ cdef class SipMessage:
             return _parse_max_forwards(p, n)
         return _parse_event(p, n)
 
+    cdef int _check_scalar(self, int key, int kind) except -1:
+        """_scalar's checks (same errors), making no object."""
+        cdef Hdr* h = self._first(key)
+        cdef bytes raw
+        cdef const uchar* p
+        cdef Py_ssize_t n, a, z
+        if h == NULL:
+            return 0
+        if h.folded:
+            raw = self._raw_value(h)
+            p = <const uchar*>PyBytes_AS_STRING(raw)
+            n = PyBytes_GET_SIZE(raw)
+        else:
+            p = self._p + h.vs
+            n = h.ve - h.vs
+        if kind == 0:
+            _parse_delta(p, n, "Expires")
+        elif kind == 1:
+            _parse_max_forwards(p, n)
+        else:
+            _event_span(p, n, &a, &z)
+        return 0
+
     @property
     def expires(self):
         return self._scalar(K_EXPIRES, 0)
@@ -1148,19 +1386,80 @@ cdef class SipMessage:
         return _s(p + a + base + na.us, na.ue - na.us)
 
     # -- structured views
+    # Parsed straight from the buffer: the reference parses the decoded value
+    # (or its comma elements, stripped of SP/HT), whose UTF-8 (surrogateescape)
+    # octets are the buffer's octets, so results and error texts are the same.
+    cdef object _addr(self, int key):
+        cdef Hdr* h = self._first(key)
+        cdef bytes raw
+        cdef const uchar* p
+        cdef Py_ssize_t n, base
+        cdef NameAddrC na
+        if h == NULL:
+            return None
+        if h.folded:
+            raw = self._raw_value(h)
+            p = <const uchar*>PyBytes_AS_STRING(raw)
+            n = PyBytes_GET_SIZE(raw)
+        else:
+            p = self._p + h.vs
+            n = h.ve - h.vs
+        _parse_name_addr(p, n, &na, &base)
+        return _na_obj(p + base, &na)
+
+    cdef list _elements(self, int key):
+        """Every comma element of every header with this key, parsed: Via
+        (key K_VIA) or name-addr (Contact) results, in order."""
+        cdef list out = []
+        cdef int i
+        cdef Hdr* h
+        cdef bytes raw
+        cdef const uchar* p
+        cdef Py_ssize_t n, s, e, a, z, base
+        cdef ViaC v
+        cdef NameAddrC na
+        for i in range(self._n):
+            h = &self._hdrs[i]
+            if h.key != key:
+                continue
+            if h.folded:
+                raw = self._raw_value(h)
+                p = <const uchar*>PyBytes_AS_STRING(raw)
+                n = PyBytes_GET_SIZE(raw)
+            else:
+                p = self._p + h.vs
+                n = h.ve - h.vs
+            s = 0
+            while True:
+                e = _elem_end(p, n, s)
+                a = s
+                z = e
+                while a < z and (p[a] == 32 or p[a] == 9):
+                    a += 1
+                while z > a and (p[z - 1] == 32 or p[z - 1] == 9):
+                    z -= 1
+                if key == K_VIA:
+                    _parse_via(p + a, z - a, &v)
+                    out.append(_via_obj(p + a, &v))
+                else:
+                    _parse_name_addr(p + a, z - a, &na, &base)
+                    out.append(_na_obj(p + a + base, &na))
+                if e >= n:
+                    break
+                s = e + 1
+        return out
+
     def vias(self):
-        return [parse_via(v) for v in self.get_all("via")]
+        return self._elements(K_VIA)
 
     def from_addr(self):
-        v = self.get("from")
-        return None if v is None else parse_name_addr(v)
+        return self._addr(K_FROM)
 
     def to_addr(self):
-        v = self.get("to")
-        return None if v is None else parse_name_addr(v)
+        return self._addr(K_TO)
 
     def contacts(self):
-        return [parse_name_addr(v) for v in self.get_all("contact")]
+        return self._elements(K_CONTACT)
 
 # ---------------------------------------------------------------- framing
 
@@ -1381,20 +1680,20 @@ def parse_message(data, *, max_header_bytes=DEFAULT_MAX_HEADER_BYTES,
 
 # ---------------------------------------------------------------- URIs
 
-cdef int _check_chars(const uchar* b, Py_ssize_t n, unsigned short allowed, str what, str text) except -1:
+cdef int _check_chars(const uchar* b, Py_ssize_t n, unsigned short allowed, str what, UriText* ut) except -1:
     cdef Py_ssize_t i = 0
     cdef uchar c
-    while i < n:
+    while True:
+        i = _span(b, i, n, allowed)  # no class allowed here holds '%'
+        if i >= n:
+            return 0
         c = b[i]
         if c == 37:
             if i + 2 >= n or not _is(b[i + 1], C_HEX) or not _is(b[i + 2], C_HEX):
-                raise _err(f"bad escape in {what} of URI {text[:64]!r}")
+                raise _err(f"bad escape in {what} of URI {_utext(ut)[:64]!r}")
             i += 3
             continue
-        if not _is(c, allowed):
-            raise _err(f"invalid character {_b(b + i, 1)!r} in {what} of URI {text[:64]!r}")
-        i += 1
-    return 0
+        raise _err(f"invalid character {_b(b + i, 1)!r} in {what} of URI {_utext(ut)[:64]!r}")
 
 cdef struct UriC:
     bint sip
@@ -1407,18 +1706,18 @@ cdef struct UriC:
     Py_ssize_t rs              # start of the part after the scheme's ':'
     ParamList params
 
-cdef int _parse_uri(const uchar* b, Py_ssize_t n, UriC* u, str text) except -1:
+cdef int _parse_uri(const uchar* b, Py_ssize_t n, UriC* u, UriText* ut) except -1:
     cdef Py_ssize_t i, at, colon, m, s, e, vs, k, ub
     cdef const uchar* r
     cdef const uchar* f
     cdef Param* pp
     if n == 0 or not _is(b[0], C_ALP):
-        raise _err(f"URI {text[:64]!r} has no scheme")
+        raise _err(f"URI {_utext(ut)[:64]!r} has no scheme")
     i = 1
     while i < n and _is(b[i], C_SCH):
         i += 1
     if i >= n or b[i] != 58:
-        raise _err(f"URI {text[:64]!r} has no scheme")
+        raise _err(f"URI {_utext(ut)[:64]!r} has no scheme")
     u.ss = 0
     u.se = i
     u.rs = i + 1
@@ -1430,10 +1729,10 @@ cdef int _parse_uri(const uchar* b, Py_ssize_t n, UriC* u, str text) except -1:
     m = n - i - 1
     if not u.sip:
         if m == 0:
-            raise _err(f"URI {text[:64]!r} is empty after the scheme")
+            raise _err(f"URI {_utext(ut)[:64]!r} is empty after the scheme")
         for k in range(m):
             if r[k] <= 32 or r[k] >= 127 or r[k] == 60 or r[k] == 62 or r[k] == 34:
-                raise _err(f"invalid character {_b(r + k, 1)!r} in URI {text[:64]!r}")
+                raise _err(f"invalid character {_b(r + k, 1)!r} in URI {_utext(ut)[:64]!r}")
         return 0
     f = <const uchar*>memchr(r, 64, m)
     if f != NULL:
@@ -1442,18 +1741,18 @@ cdef int _parse_uri(const uchar* b, Py_ssize_t n, UriC* u, str text) except -1:
         colon = -1 if f == NULL else f - r
         ub = at if colon < 0 else colon
         if ub == 0:
-            raise _err(f"empty user part in URI {text[:64]!r}")
-        _check_chars(r, ub, C_USR, "user part", text)
+            raise _err(f"empty user part in URI {_utext(ut)[:64]!r}")
+        _check_chars(r, ub, C_USR, "user part", ut)
         u.us = u.rs
         u.ue = u.rs + ub
         if colon >= 0:
-            _check_chars(r + colon + 1, at - colon - 1, C_PAS, "password", text)
+            _check_chars(r + colon + 1, at - colon - 1, C_PAS, "password", ut)
             u.ps = u.rs + colon + 1
             u.pe = u.rs + at
         r = r + at + 1
         m = m - at - 1
     # offsets below are relative to r; convert when storing
-    i = _parse_hostport(r, m, 0, False, &u.hs, &u.he, &u.port, f"URI {text[:64]!r}")
+    i = _parse_hostport(r, m, 0, False, &u.hs, &u.he, &u.port, None, ut)
     u.hs += r - b
     u.he += r - b
     while i < m and r[i] == 59:
@@ -1462,10 +1761,10 @@ cdef int _parse_uri(const uchar* b, Py_ssize_t n, UriC* u, str text) except -1:
         while e < m and r[e] != 59 and r[e] != 63 and r[e] != 61:
             e += 1
         if e == s:
-            raise _err(f"empty parameter in URI {text[:64]!r}")
-        _check_chars(r + s, e - s, C_PRM, "parameter", text)
+            raise _err(f"empty parameter in URI {_utext(ut)[:64]!r}")
+        _check_chars(r + s, e - s, C_PRM, "parameter", ut)
         if u.params.n >= MAXPARAMS:
-            raise _err(f"more than {MAXPARAMS} parameters in URI {text[:64]!r}")
+            raise _err(f"more than {MAXPARAMS} parameters in URI {_utext(ut)[:64]!r}")
         pp = &u.params.items[u.params.n]
         pp.ns = s + (r - b)
         pp.ne = e + (r - b)
@@ -1475,23 +1774,23 @@ cdef int _parse_uri(const uchar* b, Py_ssize_t n, UriC* u, str text) except -1:
             e = vs
             while e < m and r[e] != 59 and r[e] != 63:
                 e += 1
-            _check_chars(r + vs, e - vs, C_PRM, "parameter", text)
+            _check_chars(r + vs, e - vs, C_PRM, "parameter", ut)
             pp.vs = vs + (r - b)
             pp.ve = e + (r - b)
         for k in range(u.params.n):
             if _name_eq(b, &u.params.items[k], pp):
-                raise _err(f"URI parameter {_s(b + pp.ns, pp.ne - pp.ns).lower()!r} appears more than once in {text[:64]!r}")
+                raise _err(f"URI parameter {_s(b + pp.ns, pp.ne - pp.ns).lower()!r} appears more than once in {_utext(ut)[:64]!r}")
         u.params.n += 1
         i = e
     if i < m and r[i] == 63:
         u.qs = i + (r - b)
-        _check_uri_headers(r + i + 1, m - i - 1, text)
+        _check_uri_headers(r + i + 1, m - i - 1, ut)
         i = m
     if i < m:
-        raise _err(f"unexpected {_b(r + i, 1)!r} in URI {text[:64]!r}")
+        raise _err(f"unexpected {_b(r + i, 1)!r} in URI {_utext(ut)[:64]!r}")
     return 0
 
-cdef int _check_uri_headers(const uchar* h, Py_ssize_t n, str text) except -1:
+cdef int _check_uri_headers(const uchar* h, Py_ssize_t n, UriText* ut) except -1:
     cdef Py_ssize_t s = 0, e, eq
     cdef const uchar* f
     while True:
@@ -1500,40 +1799,50 @@ cdef int _check_uri_headers(const uchar* h, Py_ssize_t n, str text) except -1:
         f = <const uchar*>memchr(h + s, 61, e - s) if e > s else NULL
         eq = -1 if f == NULL else f - h
         if eq <= s:
-            raise _err(f"malformed header {_b(h + s, min(e - s, 32))!r} in URI {text[:64]!r}")
-        _check_chars(h + s, eq - s, C_HDR, "header", text)
-        _check_chars(h + eq + 1, e - eq - 1, C_HDR, "header", text)
+            raise _err(f"malformed header {_b(h + s, min(e - s, 32))!r} in URI {_utext(ut)[:64]!r}")
+        _check_chars(h + s, eq - s, C_HDR, "header", ut)
+        _check_chars(h + eq + 1, e - eq - 1, C_HDR, "header", ut)
         if e >= n:
             return 0
         s = e + 1
 
 cdef object _uri_obj(const uchar* b, Py_ssize_t n, UriC* u):
-    cdef list headers = []
-    cdef Py_ssize_t s, e, eq
-    if not u.sip:
-        return SipURI(_s(b, u.se).lower(), None, None, None, None, {}, (), _s(b + u.rs, n - u.rs))
+    cdef list headers
+    cdef object scheme, hdrs = ()
+    cdef Py_ssize_t eq
+    if not u.sip:  # the scheme is ALPHA *(alphanum / "+" / "-" / "."): ASCII
+        return _mk_uri(__sf_ascii_map(b, u.se, _lower), None, None, None, None, {}, (),
+                       _s(b + u.rs, n - u.rs))
+    scheme = "sip" if u.se == 3 else "sips"
     if u.qs >= 0:
+        headers = []
         for item in _b(b + u.qs + 1, n - u.qs - 1).split(b"&"):
             eq = item.find(b"=")
             headers.append((item[:eq].decode("utf-8", "surrogateescape"),
                             item[eq + 1:].decode("utf-8", "surrogateescape")))
-    return SipURI(
-        _s(b, u.se).lower(),
+        hdrs = tuple(headers)
+    return _mk_uri(
+        scheme,
         None if u.us < 0 else _s(b + u.us, u.ue - u.us),
         None if u.ps < 0 else _s(b + u.ps, u.pe - u.ps),
         _s(b + u.hs, u.he - u.hs),
         None if u.port < 0 else u.port,
         _params_dict(b, &u.params),
-        tuple(headers),
+        hdrs,
         None,
     )
 
 def parse_uri(str text):
-    cdef bytes raw = _encode_input(text, "URI")
+    cdef object src = _input(text, "URI")
+    cdef Py_ssize_t n
+    cdef const uchar* p = <const uchar*>_txt(src, &n)
     cdef UriC u
-    cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(raw)
-    _parse_uri(p, PyBytes_GET_SIZE(raw), &u, text)
-    return _uri_obj(p, PyBytes_GET_SIZE(raw), &u)
+    cdef UriText ut
+    ut.text = <PyObject*>text
+    ut.b = p
+    ut.n = n
+    _parse_uri(p, n, &u, &ut)
+    return _uri_obj(p, n, &u)
 
 # ---------------------------------------------------------------- validation
 
@@ -1541,47 +1850,72 @@ SUPPORTED_URI_SCHEMES = frozenset(["sip", "sips", "tel", "pres", "im"])
 _REQUIRED = (("Via", K_VIA), ("From", K_FROM), ("To", K_TO), ("Call-ID", K_CALL_ID), ("CSeq", K_CSEQ))
 _SINGLE = tuple((n, _KEY[n.lower().encode()]) for n in
                 ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type", "Expires"))
+# the same keys as C arrays, scanned without touching the tuples (names only for the answer)
+cdef enum:
+    NREQUIRED = 5
+    NSINGLE = 8
+cdef int _required_key[NREQUIRED]
+cdef int _single_key[NSINGLE]
+
+cdef void _init_checks():
+    cdef int j
+    for j in range(NREQUIRED):
+        _required_key[j] = _REQUIRED[j][1]
+    for j in range(NSINGLE):
+        _single_key[j] = _SINGLE[j][1]
+
+_init_checks()
 
 cdef Py_ssize_t _elem_end(const uchar* b, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
-    """End of the comma element starting at i (see _split_commas)."""
-    cdef bint quoted = False, angle = False
+    """End of the comma element starting at i: the first comma outside a
+    quoted string (backslash escapes the next octet) and <...>, else n (the
+    state machine of _split_commas, with the <...> and quoted runs skipped
+    in one go)."""
+    cdef const uchar* f
     cdef uchar c
+    if i >= n or memchr(b + i, 44, n - i) == NULL:  # no comma at all: one element
+        return n
     while i < n:
         c = b[i]
-        if quoted:
-            if c == 92:
-                i += 1
-            elif c == 34:
-                quoted = False
-        elif angle:
-            if c == 62:
-                angle = False
-        elif c == 34:
-            quoted = True
-        elif c == 60:
-            angle = True
-        elif c == 44:
+        if c == 44:
             return i
-        i += 1
-    return n if i > n else i
+        if c == 60:
+            f = <const uchar*>memchr(b + i + 1, 62, n - i - 1)
+            if f == NULL:
+                return n
+            i = f - b + 1
+        elif c == 34:
+            i += 1
+            while i < n and b[i] != 34:
+                if b[i] == 92:
+                    i += 1
+                i += 1
+            i += 1
+        else:
+            i += 1
+    return n
 
 cdef int _check_uri(const uchar* p, Py_ssize_t n) except -1:
     cdef UriC u
-    _parse_uri(p, n, &u, _s(p, n))
+    cdef UriText ut
+    ut.text = NULL
+    ut.b = p
+    ut.n = n
+    _parse_uri(p, n, &u, &ut)
     return 0
 
-cdef int _check_elements(SipMessage msg, int key, int what) except -1:
+cdef int _check_elements(SipMessage msg, int key, int what, int skip) except -1:
     """validate_request's checks of every comma element of Via (what=0) or
     Contact (what=1), in the reference's order: all elements parsed first,
-    then (Contact) each URI and expires parameter."""
-    cdef int i, k, rnd, count = 0, stars = 0
+    then (Contact) each URI and expires parameter. The first ``skip``
+    elements are taken as checked (the top Via, parsed by _load_via)."""
+    cdef int i, rnd, count = 0, stars = 0
     cdef Hdr* h
     cdef bytes keep
-    cdef const uchar* p
-    cdef Py_ssize_t n, s, e, a, z, base
+    cdef const uchar* p = NULL
+    cdef Py_ssize_t n, s, e, a = 0, z, base = 0
     cdef ViaC v
     cdef NameAddrC na
-    cdef Param* pp
     for rnd in range(1 if what == 0 else 2):
         for i in range(msg._n):
             h = &msg._hdrs[i]
@@ -1604,24 +1938,41 @@ cdef int _check_elements(SipMessage msg, int key, int what) except -1:
                 while z > a and (p[z - 1] == 32 or p[z - 1] == 9):
                     z -= 1
                 if what == 0:
-                    _parse_via(p + a, z - a, &v)
+                    if skip:
+                        skip -= 1
+                    else:
+                        _parse_via(p + a, z - a, &v)
                 else:
                     _parse_name_addr(p + a, z - a, &na, &base)
                     if rnd == 0:
                         count += 1
                         stars += na.ue - na.us == 1 and p[a + base + na.us] == 42
-                    if rnd == 1:
-                        if not (na.ue - na.us == 1 and p[a + base + na.us] == 42):
-                            _check_uri(p + a + base + na.us, na.ue - na.us)
-                        k = _find_param(p + a + base, &na.params, "expires", 7)
-                        if k >= 0 and na.params.items[k].ve >= 0:
-                            pp = &na.params.items[k]
-                            _parse_delta(p + a + base + pp.vs, pp.ve - pp.vs, "Contact expires")
+                    else:
+                        _check_contact(p + a + base, &na)
                 if e >= n:
                     break
                 s = e + 1
-        if rnd == 0 and stars and count > 1:
-            raise _err("'*' must be the only Contact")
+        if rnd == 0 and what == 1:
+            if stars and count > 1:
+                raise _err("'*' must be the only Contact")
+            if count <= 1:
+                # one element (the usual REGISTER): it is still parsed in na,
+                # at p + a + base (keep owns a folded value): no second round
+                if count == 1:
+                    _check_contact(p + a + base, &na)
+                return 0
+    return 0
+
+cdef int _check_contact(const uchar* b, NameAddrC* na) except -1:
+    """The URI (unless '*') and the expires parameter of a parsed Contact element."""
+    cdef int k
+    cdef Param* pp
+    if not (na.ue - na.us == 1 and b[na.us] == 42):
+        _check_uri(b + na.us, na.ue - na.us)
+    k = _find_param(b, &na.params, "expires", 7)
+    if k >= 0 and na.params.items[k].ve >= 0:
+        pp = &na.params.items[k]
+        _parse_delta(b + pp.vs, pp.ve - pp.vs, "Contact expires")
     return 0
 
 cdef int _check_addr(SipMessage msg, int key) except -1:
@@ -1650,10 +2001,14 @@ def unsupported_requires(SipMessage msg, supported=()):
     return [t for t in msg.get_all("require") if t and t not in known]
 
 def validate_request(SipMessage msg, *, supported=()):
+    # Checks run on the tokenized headers in the reference's order; Python
+    # objects are made only for an answer (or the Require check, which needs
+    # ``supported``). Error texts are those of the reference's accessors.
     cdef str what
     cdef int i, k
     cdef int counts[128]
     cdef UriC u
+    cdef UriText ut
     cdef Hdr* h
     cdef bytes keep
     cdef const uchar* p
@@ -1661,30 +2016,36 @@ def validate_request(SipMessage msg, *, supported=()):
     cdef bint req = msg._is_request
     if not _ci_eq(msg._p + msg._v0, msg._v1 - msg._v0, "sip/2.0", 7):
         return 505, "Version Not Supported"
-    for k in range(_NKEYS):
-        counts[k] = 0
+    memset(counts, 0, sizeof(counts))
     for i in range(msg._n):
         counts[msg._hdrs[i].key] += 1
-    for name, k in _REQUIRED:
-        if counts[k] == 0:
-            return 400, f"Missing {name} header"
-    for name, k in _SINGLE:
-        if counts[k] > 1:
-            return 400, f"Multiple {name} headers"
+    for k in range(NREQUIRED):
+        if counts[_required_key[k]] == 0:
+            return 400, f"Missing {_REQUIRED[k][0]} header"
+    for k in range(NSINGLE):
+        if counts[_single_key[k]] > 1:
+            return 400, f"Multiple {_SINGLE[k][0]} headers"
     if msg._cl >= 0 and msg._cl > msg._body_end - msg._body_start:
         return 400, "Content-Length larger than the message body"
     if req:
+        ut.text = NULL
+        ut.b = msg._p + msg._b0
+        ut.n = msg._b1 - msg._b0
         try:
-            _parse_uri(msg._p + msg._b0, msg._b1 - msg._b0, &u, msg.uri)
+            _parse_uri(ut.b, ut.n, &u, &ut)
         except SipParseError as e:
             return 400, f"Malformed Request-URI: {e}"
-        if not u.sip and _s(msg._p + msg._b0, u.se).lower() not in SUPPORTED_URI_SCHEMES:
+        if not u.sip and __sf_ascii_map(msg._p + msg._b0, u.se, _lower) not in SUPPORTED_URI_SCHEMES:
             return 416, "Unsupported URI Scheme"
         if u.sip and u.qs >= 0:
             return 400, "Request-URI must not contain headers"
     what = "CSeq"
     try:
-        if msg.cseq_method != msg.method and req:
+        # the reference compares msg.cseq_method with msg.method: the same
+        # octets (decoding is one-to-one), and it reads CSeq for a response too
+        msg._load_cseq()
+        if req and not (msg._cseq_mn == msg._a1 - msg._a0
+                        and memcmp(msg._cseq_mp, msg._p + msg._a0, msg._cseq_mn) == 0):
             return 400, "CSeq method does not match the request method"
         what = "Call-ID"
         h = msg._first(K_CALL_ID)
@@ -1701,24 +2062,26 @@ def validate_request(SipMessage msg, *, supported=()):
             if p[i] <= 0x20 or p[i] == 0x7F:
                 return 400, "Malformed Call-ID"
         what = "Max-Forwards"
-        msg._scalar(K_MAX_FORWARDS, 1)
+        msg._check_scalar(K_MAX_FORWARDS, 1)
         what = "Expires"
-        msg._scalar(K_EXPIRES, 0)
+        msg._check_scalar(K_EXPIRES, 0)
         what = "Via"
-        _check_elements(msg, K_VIA, 0)
+        # the top Via through the message's cache (the same element, the same
+        # errors): the via_* accessors read it next without parsing again
+        msg._load_via()
+        _check_elements(msg, K_VIA, 0, 1)
         what = "From"
         _check_addr(msg, K_FROM)
         what = "To"
         _check_addr(msg, K_TO)
         what = "Contact"
-        _check_elements(msg, K_CONTACT, 1)
+        _check_elements(msg, K_CONTACT, 1, 0)
         what = "Event"
-        msg._scalar(K_EVENT, 2)
+        msg._check_scalar(K_EVENT, 2)
     except SipParseError as e:
         return 400, f"Malformed {what}: {e}"
     if counts[K_DATE]:
-        date = msg.get("date")
-        if not _check_date(date.encode("utf-8", "surrogateescape")):
+        if not _check_date(msg._raw_value(msg._first(K_DATE))):
             return 400, "Malformed Date"
     if req and counts[K_REQUIRE] and not (msg._a1 - msg._a0 == 3 and memcmp(msg._p + msg._a0, b"ACK", 3) == 0) \
             and not (msg._a1 - msg._a0 == 6 and memcmp(msg._p + msg._a0, b"CANCEL", 6) == 0):
