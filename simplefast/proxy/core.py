@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -319,7 +319,7 @@ class SipCore:
 
     def _respond(
         self, txn: ServerTransaction, msg: Any, peer: Any, status: int, reason: str,
-        headers: list[tuple[str, str]], now: float,
+        headers: Sequence[tuple[str, str]], now: float,
     ) -> None:  # fmt: skip
         headers = [*headers, ("Server", self.config.server_header)]
         data = _codec.build_response(

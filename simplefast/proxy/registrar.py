@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from simplefast._impl import sipmsg as _codec
 from simplefast.errors import SipParseError
@@ -41,11 +42,10 @@ from simplefast.proxy.location import Binding, Location, LocationFullError
 SipMessage = Any
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     status: int
     reason: str
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    headers: Sequence[tuple[str, str]] = ()
 
 
 @dataclass(slots=True)
