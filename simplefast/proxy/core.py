@@ -321,6 +321,7 @@ class SipCore:
         self, txn: ServerTransaction, msg: Any, peer: Any, status: int, reason: str,
         headers: Sequence[tuple[str, str]], now: float,
     ) -> None:  # fmt: skip
+        txn.watched = False  # answered here: nothing of the proxy is keyed on it
         headers = [*headers, ("Server", self.config.server_header)]
         data = _codec.build_response(
             msg, status, reason, to_tag=self._to_tag(), extra_headers=headers, **source_params(msg, peer)

@@ -70,14 +70,19 @@ class TimerQueue:
         """Every live (owner, channel) whose deadline is <= now, in deadline order
         within each queue. Each returned timer is disarmed before it is returned."""
         due: list[tuple[float, int, TimerOwner, int]] = []
+        sources = 0
         for q in self._queues.values():
-            while q and q[0][0] <= now:
-                due.append(q.popleft())
+            if q and q[0][0] <= now:
+                sources += 1
+                while q and q[0][0] <= now:
+                    due.append(q.popleft())
         heap = self._heap
-        while heap and heap[0][0] <= now:
-            due.append(heapq.heappop(heap))
-        if len(due) > 1:
-            due.sort(key=lambda e: (e[0], e[1]))
+        if heap and heap[0][0] <= now:
+            sources += 1
+            while heap and heap[0][0] <= now:
+                due.append(heapq.heappop(heap))
+        if sources > 1:  # one FIFO queue (or the heap) alone is in order already
+            due.sort()  # by (deadline, token): tokens are unique, owners are never compared
         out: list[tuple[TimerOwner, int]] = []
         for _, token, owner, channel in due:
             if owner.tokens[channel] == token:

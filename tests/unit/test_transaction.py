@@ -136,6 +136,31 @@ def test_server_non_invite_absorbs_retransmissions_and_waits_timer_j() -> None:
     assert tl.server == {}
 
 
+def test_an_unwatched_server_transaction_ends_without_an_event() -> None:
+    tl = TransactionLayer()
+    tl.receive(parse_message(req()), PEER, reliable=False, now=0.0)
+    (ev,) = events(tl)
+    txn = ev.txn  # type: ignore[attr-defined]
+    txn.watched = False  # the TU keeps nothing keyed on it (a registrar's answer)
+    tl.respond(txn, build_response(ev.msg, 200, "OK", to_tag="w"), 200, now=0.1)  # type: ignore[attr-defined]
+    run_until(tl, 40.0)
+    assert tl.server == {} and events(tl) == []
+
+
+def test_timers_from_several_queues_fire_in_deadline_order() -> None:
+    class Owner:
+        def __init__(self, name: str) -> None:
+            self.name, self.tokens = name, [0, 0]
+
+    q = TimerQueue()
+    a, b, c, d = Owner("a"), Owner("b"), Owner("c"), Owner("d")
+    q.add(a, 0, 32.0, now=0.0)  # 32.0
+    q.add(b, 0, 0.5, now=31.0)  # 31.5
+    q.add(c, 1, 4.0, now=28.5)  # 32.5
+    q.add(d, 0, 0.5, now=31.6)  # 32.1
+    assert [(o.name, ch) for o, ch in q.pop_due(40.0)] == [("b", 0), ("a", 0), ("d", 0), ("c", 1)]
+
+
 def test_server_non_invite_provisional_then_final() -> None:
     tl = TransactionLayer()
     msg = parse_message(req())
