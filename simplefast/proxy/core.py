@@ -111,8 +111,23 @@ class SipCore:
         self.route_response: Callable[[int, bytes, Any], object] | None = None
         self.index = -1
         # set by the transport when its receive queue backs up (see transport/udp.py)
-        self.overloaded = False
+        # Fraction (0-1) of new requests to shed, set by the transport's overload monitor
+        # (transport/udp.py) while its receive queue backs up. A request's fate follows
+        # a hash of its Call-ID, so its retransmissions get the same answer.
+        self.shed_fraction = 0.0
         self.retry_after = 5
+
+    @property
+    def overloaded(self) -> bool:
+        return self.shed_fraction > 0.0
+
+    @overloaded.setter
+    def overloaded(self, value: bool) -> None:
+        self.shed_fraction = 1.0 if value else 0.0
+
+    def _sheds(self, msg: Any) -> bool:
+        f = self.shed_fraction
+        return f >= 1.0 or (hash(msg.call_id) & 0xFFFF) < f * 65536.0
 
     def set_domains(self, domains: frozenset[str]) -> None:
         """Domains served, changed at run time (SIGHUP)."""
@@ -177,11 +192,13 @@ class SipCore:
                     self.stats.handed_off += 1
                     self.handoff(data if data is not None else msg.to_bytes(), peer, hops + 1)
                     return
-                if (self.draining or self.overloaded) and method != "ACK":
+                if (self.draining or self.shed_fraction) and method != "ACK":
                     if self.tl.server_key(msg) not in self.tl.server:
-                        if self.overloaded:  # shed load before any transaction exists
+                        if self.draining:
+                            return  # no new transactions (retransmissions and ACKs still served)
+                        if self._sheds(msg):  # shed load before any transaction exists
                             self._overload_reply(msg, peer)
-                        return  # drain: no new transactions (retransmissions and ACKs still served)
+                            return
             except SipParseError:
                 pass  # a malformed top Via: validation below answers it
             bad = _codec.validate_request(msg, supported=SUPPORTED)

@@ -23,18 +23,27 @@ SO_MEMINFO = 55  # linux/sock_diag.h: SK_MEMINFO_RMEM_ALLOC is the first u32
 
 class OverloadMonitor:
     """Watches the listener's receive queue (bytes waiting in the kernel, read
-    with SO_MEMINFO every ``interval``) and sets ``core.overloaded`` once it has
-    stayed above ``high`` bytes for ``sustain`` readings, until it falls below
-    ``low``. A queue that grows
-    is the one sign of falling behind that costs nothing per packet; loop lag
-    does not show it (libuv drains a bounded batch per iteration)."""
+    with SO_MEMINFO every ``interval``) and sets how much new work the core
+    sheds (``core.shed_fraction``). A queue that grows is the one sign of
+    falling behind that costs nothing per packet; loop lag does not show it
+    (the loop drains a bounded batch per iteration).
+
+    Shedding starts once the queue has stayed above ``high`` bytes for
+    ``sustain`` readings (a backlog, not a burst) at ``step``; each further
+    reading above ``high`` adds ``step``, a reading below ``low`` halves it
+    (to nothing under ``step``), in between it holds. The worker thus keeps
+    taking as many new requests as it can serve and answers only the excess
+    with 503: shedding every new request until the queue empties (the first
+    version) threw away more goodput than the backlog cost."""
 
     def __init__(
         self, core: SipCore, loop: asyncio.AbstractEventLoop, sock: socket.socket,
         *, high: int = 512 << 10, low: int = 64 << 10, interval: float = 0.005, sustain: int = 4,
+        step: float = 0.1,
     ) -> None:  # fmt: skip
         self.core, self.loop, self.sock = core, loop, sock
         self.high, self.low, self.interval, self.sustain = high, min(low, high), interval, sustain
+        self.step = step
         self.episodes = 0
         self._above = 0
         self._handle: asyncio.TimerHandle | None = None
@@ -56,12 +65,17 @@ class OverloadMonitor:
         except OSError:
             return  # socket closed
         core = self.core
+        f = core.shed_fraction
         self._above = self._above + 1 if q > self.high else 0
-        if not core.overloaded and self._above >= self.sustain:  # a backlog, not a burst
-            core.overloaded = True
-            self.episodes += 1
-        elif core.overloaded and q < self.low:
-            core.overloaded = False
+        if q > self.high:
+            if f > 0.0:
+                core.shed_fraction = min(1.0, f + self.step)
+            elif self._above >= self.sustain:
+                core.shed_fraction = self.step
+                self.episodes += 1
+        elif q < self.low and f > 0.0:
+            f *= 0.5
+            core.shed_fraction = f if f >= self.step else 0.0
         self._handle = self.loop.call_later(self.interval, self._tick)
 
 

@@ -192,6 +192,21 @@ def test_overloaded_core_sheds_new_requests_with_503_retry_after() -> None:
     assert c.stats.shed == 1
 
 
+def test_partial_shedding_follows_the_call_id() -> None:
+    c = core()
+    c.shed_fraction = 0.5
+    fates = {}
+    for i in range(200):
+        c.on_message(req("MESSAGE", branch=f"z9hG4bKp{i}", call_id=f"cid{i}"), UAC, reliable=False, now=0.0)
+        fates[i] = [m.status for m, _ in sent(c)]
+    shed = [i for i, st in fates.items() if st == [503]]
+    assert 60 < len(shed) < 140 and all(st in ([503], [480]) for st in fates.values())
+    # a retransmission of a shed request (no transaction was made) is shed again
+    for i in shed[:5]:
+        c.on_message(req("MESSAGE", branch=f"z9hG4bKp{i}", call_id=f"cid{i}"), UAC, reliable=False, now=0.1)
+        assert [m.status for m, _ in sent(c)] == [503]
+
+
 def test_overload_monitor_reads_the_kernel_queue() -> None:
     import asyncio
     import socket
