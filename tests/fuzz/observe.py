@@ -65,6 +65,45 @@ def _observe_message(mod: ModuleType, msg: Any, out: list[tuple[str, Outcome]]) 
     )
 
 
+def _observe_forwarding(mod: ModuleType, msg: Any, out: list[tuple[str, Outcome]]) -> None:
+    """The proxy's builders: a forwarded request, a response less its top Via."""
+    if msg.is_request:
+        out.append(
+            (
+                "forward",
+                _try(
+                    lambda: mod.forward_request(
+                        msg,
+                        "sip:bob@192.0.2.1;transport=tcp",
+                        "SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKf",
+                        record_route="<sip:192.0.2.9;lr>",
+                        routes=["<sip:192.0.2.8;lr>"],
+                        max_forwards=69,
+                        received="192.0.2.7",
+                        rport=5070,
+                    )  # fmt: skip
+                ),
+            )
+        )
+    else:
+        out.append(("strip-via", _try(lambda: mod.strip_top_via(msg))))
+
+
+def _observe_validated_first(mod: ModuleType, data: bytes, out: list[tuple[str, Outcome]]) -> None:
+    """validate_request before any accessor: it leaves parsed state behind that the
+    accessors then use (the order the server calls them in)."""
+    fresh = _try(lambda: mod.parse_message(data, max_header_bytes=4096, max_headers=64, max_body_bytes=65536))
+    if fresh[0] != "ok":
+        return
+    msg = fresh[1]
+    out.append(("validate first", _try(lambda: mod.validate_request(msg, supported=("path", "outbound")))))
+    for name in ("via_branch", "via_host", "via_port", "via_rport", "call_id", "cseq_num", "expires"):
+        out.append(("after validate " + name, _try(lambda n=name: getattr(msg, n))))
+    out.append(("after validate contacts", _try(lambda: msg.contacts())))
+    out.append(("after validate to", _try(lambda: msg.to_addr())))
+    _observe_forwarding(mod, msg, out)
+
+
 def _cuts(data: bytes) -> list[bytes]:
     """Chunks at points taken from the input itself, so the fuzzer steers them."""
     if not data:
@@ -98,6 +137,8 @@ def observe_all(mod: ModuleType, data: bytes) -> list[tuple[str, Outcome]]:
     out.append(("parse", ("ok",) if parsed[0] == "ok" else parsed))
     if parsed[0] == "ok":
         _observe_message(mod, parsed[1], out)
+        _observe_forwarding(mod, parsed[1], out)
+    _observe_validated_first(mod, data, out)
     _observe_stream(mod, data, out)
     text = data.decode("utf-8", "surrogateescape")
     first = text.split("\n", 1)[0].strip()
