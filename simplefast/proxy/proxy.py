@@ -108,7 +108,6 @@ class ProxyAddress:
     host: str
     port: int
     client_port: int
-    transport: str = "UDP"
     listeners: tuple[tuple[str, str, int], ...] = ()
     client_ports: dict[str, tuple[str, int]] = field(default_factory=dict)
     _mine: frozenset[tuple[str, int]] = field(default=frozenset(), init=False)
@@ -385,15 +384,14 @@ class Proxy:
             return
         self._maybe_finish(ctx, now)
 
-    def handle_timeout(self, txn: ClientTransaction, now: float, status: int = 408) -> None:
-        """No final response on a branch: Timer B/F (408), or the transport failed
-        (``status`` 503, section 16.9)."""
+    def handle_timeout(self, txn: ClientTransaction, now: float) -> None:
+        """No final response on a branch before Timer B/F: it counts as a 408."""
         ctx = self.contexts.get(txn)
         if ctx is None:
             return
         for br in ctx.branches:
             if br.txn is txn and not br.final:
-                br.final = status
+                br.final = 408
         self._maybe_finish(ctx, now)
 
     def forget(self, txn: ClientTransaction | ServerTransaction) -> None:
