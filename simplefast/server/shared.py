@@ -39,6 +39,7 @@ class SharedState:
     mapping: mmap.mmap
     slots: int
     nonces: mmap.mmap | None = None  # the nonce-count table; None when auth is off
+    rundir: str = ""  # 0700 directory of the workers' hand-off sockets (transport/handoff.py)
 
     def location(self, *, create: bool = False) -> ShmLocation:
         table = shmindex.ShmTable(self.mapping, self.slots, AOR_MAX, BINDINGS_MAX, create=create)

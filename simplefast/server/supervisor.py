@@ -10,7 +10,9 @@ code 1 (a port taken, a broken build): a crash loop helps no one.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import time
 
 from simplefast.logs import configure, get_logger
@@ -50,6 +52,14 @@ def supervise(cfg: Config) -> int:
     if cfg.auth:
         nonce_secret(cfg.data_dir)  # created once here, before the workers read it
     shared = create_shared_state(cfg)  # mapped before fork: every worker sees it
+    shared.rundir = tempfile.mkdtemp(prefix="simplefast-")  # mode 0700: the hand-off sockets
+    try:
+        return _supervise(cfg, shared)
+    finally:
+        shutil.rmtree(shared.rundir, ignore_errors=True)
+
+
+def _supervise(cfg: Config, shared: SharedState) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
     for i in range(cfg.workers):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
-import os
 import signal
 import socket
 import time
@@ -150,10 +149,10 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     streams.start()
     ho: handoff.Handoff | None = None
     if cfg.workers > 1:  # messages between workers (transport/handoff.py)
-        ring_sock = handoff.bind(os.getppid(), index)
+        ring_sock = handoff.bind(shared.rundir, index)
         _, ho = await loop.create_datagram_endpoint(
             lambda: handoff.Handoff(
-                ring_sock, os.getppid(), index, cfg.workers,
+                ring_sock, shared.rundir, index, cfg.workers,
                 on_ring=driver.datagram,
                 on_response=lambda data, peer: driver.datagram(data, peer, 1, reliable=True),
                 on_send=lambda data, peer, origin: streams.send(data, peer, origin),

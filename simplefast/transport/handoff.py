@@ -1,8 +1,11 @@
 """Messages between workers: one Unix datagram socket per worker.
 
-Each worker binds ``\\0simplefast-<supervisor pid>-<index>`` (abstract
-namespace: nothing on disk, gone with the process) and can reach every other
-worker by its index. Four kinds of frame, each ``b"<K> <fields>\\n" + message``:
+Each worker binds ``<rundir>/w<index>``, ``rundir`` being a directory the
+supervisor makes with mode 0700 before it forks (and removes at exit): only
+our own user can write to these sockets. (An abstract-namespace name, the
+first version, is writable by any local process: it could have injected
+messages with a forged source address.) A worker reaches every other one by
+its index. Four kinds of frame, each ``b"<K> <fields>\\n" + message``:
 
 ``A hops host port li``
     The ring for ACK and CANCEL. The cBPF program sends a retransmission to
@@ -35,6 +38,8 @@ the others (``_Out``) and parks frames while a receiver's queue is full.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -50,8 +55,8 @@ Peer = tuple[Any, ...]
 _QUEUE_MAX = 65536  # frames waiting for one slow worker; past it they are lost (and counted)
 
 
-def address(supervisor: int, index: int) -> str:
-    return f"\0simplefast-{supervisor}-{index}"
+def address(rundir: str, index: int) -> str:
+    return os.path.join(rundir, f"w{index}")
 
 
 class _Out:
@@ -71,14 +76,14 @@ class _Out:
 
 class Handoff(asyncio.DatagramProtocol):
     def __init__(
-        self, sock: socket.socket, supervisor: int, index: int, workers: int, *,
+        self, sock: socket.socket, rundir: str, index: int, workers: int, *,
         on_ring: Callable[[bytes, Peer, int], None],
         on_response: Callable[[bytes, Peer], None],
         on_send: Callable[[bytes, Peer, int], None],
         on_failed: Callable[[bytes], None],
     ) -> None:  # fmt: skip
         self.sock = sock  # the bound socket others send to (receiving goes through the transport)
-        self.supervisor = supervisor
+        self.rundir = rundir
         self.index = index
         self.workers = workers
         self.on_ring, self.on_response = on_ring, on_response
@@ -117,7 +122,7 @@ class Handoff(asyncio.DatagramProtocol):
     def _connect(self, index: int) -> _Out | None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            sock.connect(address(self.supervisor, index))
+            sock.connect(address(self.rundir, index))
         except OSError:  # not there (yet, or being replaced)
             sock.close()
             return None
@@ -196,9 +201,12 @@ class Handoff(asyncio.DatagramProtocol):
         self.lost += 1
 
 
-def bind(supervisor: int, index: int) -> socket.socket:
+def bind(rundir: str, index: int) -> socket.socket:
+    path = address(rundir, index)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # left by the worker this one replaces
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(address(supervisor, index))
+    sock.bind(path)
     _buffers(sock)
     sock.setblocking(False)
     return sock
