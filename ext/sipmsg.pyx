@@ -298,6 +298,12 @@ cdef inline Py_ssize_t _skip_ws(const uchar* b, Py_ssize_t i, Py_ssize_t n) noex
         i += 1
     return i
 
+cdef inline Py_ssize_t _rskip_ws(const uchar* b, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """End of b[i:n] less trailing SP/HT (i when it is all white space)."""
+    while n > i and (b[n - 1] == 32 or b[n - 1] == 9):
+        n -= 1
+    return n
+
 cdef inline Py_ssize_t _span(const uchar* b, Py_ssize_t i, Py_ssize_t n, unsigned short flag) noexcept nogil:
     """End of the run of octets of class flag from i: four octets a step
     (independent loads, one branch), then one at a time."""
@@ -1048,6 +1054,20 @@ cdef class SipMessage:
         parts = [line.strip(b" \t\r") for line in _b(p + h.vs, h.ve - h.vs).split(b"\n")]
         return b" ".join([x for x in parts if x])
 
+    cdef object _view(self, Hdr* h, const uchar** p, Py_ssize_t* n):
+        """Where a header's value is: ``p[0]``, ``n[0]``. Returns the bytes the
+        caller keeps alive while it reads them (a folded value is unfolded into
+        new bytes), or None (the value is read in place)."""
+        cdef bytes raw
+        if h.folded:
+            raw = self._raw_value(h)
+            p[0] = <const uchar*>PyBytes_AS_STRING(raw)
+            n[0] = PyBytes_GET_SIZE(raw)
+            return raw
+        p[0] = self._p + h.vs
+        n[0] = h.ve - h.vs
+        return None
+
     cdef str _value(self, Hdr* h):
         if not h.folded:
             return _s(self._p + h.vs, h.ve - h.vs)
@@ -1191,20 +1211,12 @@ cdef class SipMessage:
         if h == NULL:
             self._via_state = 2
             return 0
-        if h.folded:
-            self._via_keep = self._raw_value(h)
-            p = <const uchar*>PyBytes_AS_STRING(self._via_keep)
-            n = PyBytes_GET_SIZE(self._via_keep)
-        else:
-            p = self._p + h.vs
-            n = h.ve - h.vs
+        self._via_keep = self._view(h, &p, &n)
         z = _first_elem_end(p, n)
         a = 0
         if z < n:  # the reference strips a split element of SP/HT
-            while a < z and (p[a] == 32 or p[a] == 9):
-                a += 1
-            while z > a and (p[z - 1] == 32 or p[z - 1] == 9):
-                z -= 1
+            a = _skip_ws(p, 0, z)
+            z = _rskip_ws(p, a, z)
         _parse_via(p + a, z - a, &self._via)
         self._via_p = p + a
         self._via_n = z - a
@@ -1272,13 +1284,7 @@ cdef class SipMessage:
         cdef int k
         if h == NULL:
             return None
-        if h.folded:
-            raw = self._raw_value(h)
-            p = <const uchar*>PyBytes_AS_STRING(raw)
-            n = PyBytes_GET_SIZE(raw)
-        else:
-            p = self._p + h.vs
-            n = h.ve - h.vs
+        raw = self._view(h, &p, &n)
         _parse_name_addr(p, n, &na, &base)
         k = _find_param(p + base, &na.params, "tag", 3)
         if k < 0 or na.params.items[k].ve < 0:
@@ -1306,13 +1312,7 @@ cdef class SipMessage:
         cdef Py_ssize_t n
         if h == NULL:
             return None
-        if h.folded:
-            raw = self._raw_value(h)
-            p = <const uchar*>PyBytes_AS_STRING(raw)
-            n = PyBytes_GET_SIZE(raw)
-        else:
-            p = self._p + h.vs
-            n = h.ve - h.vs
+        raw = self._view(h, &p, &n)
         if kind == 0:
             return _parse_delta(p, n, "Expires")
         if kind == 1:
@@ -1327,13 +1327,7 @@ cdef class SipMessage:
         cdef Py_ssize_t n, a, z
         if h == NULL:
             return 0
-        if h.folded:
-            raw = self._raw_value(h)
-            p = <const uchar*>PyBytes_AS_STRING(raw)
-            n = PyBytes_GET_SIZE(raw)
-        else:
-            p = self._p + h.vs
-            n = h.ve - h.vs
+        raw = self._view(h, &p, &n)
         if kind == 0:
             _parse_delta(p, n, "Expires")
         elif kind == 1:
@@ -1368,20 +1362,12 @@ cdef class SipMessage:
         cdef Py_ssize_t base
         if h == NULL:
             return None
-        if h.folded:
-            raw = self._raw_value(h)
-            p = <const uchar*>PyBytes_AS_STRING(raw)
-            n = PyBytes_GET_SIZE(raw)
-        else:
-            p = self._p + h.vs
-            n = h.ve - h.vs
+        raw = self._view(h, &p, &n)
         z = _first_elem_end(p, n)
         a = 0
         if z < n:  # the reference strips a split element of SP/HT
-            while a < z and (p[a] == 32 or p[a] == 9):
-                a += 1
-            while z > a and (p[z - 1] == 32 or p[z - 1] == 9):
-                z -= 1
+            a = _skip_ws(p, 0, z)
+            z = _rskip_ws(p, a, z)
         _parse_name_addr(p + a, z - a, &na, &base)
         return _s(p + a + base + na.us, na.ue - na.us)
 
@@ -1397,13 +1383,7 @@ cdef class SipMessage:
         cdef NameAddrC na
         if h == NULL:
             return None
-        if h.folded:
-            raw = self._raw_value(h)
-            p = <const uchar*>PyBytes_AS_STRING(raw)
-            n = PyBytes_GET_SIZE(raw)
-        else:
-            p = self._p + h.vs
-            n = h.ve - h.vs
+        raw = self._view(h, &p, &n)
         _parse_name_addr(p, n, &na, &base)
         return _na_obj(p + base, &na)
 
@@ -1422,22 +1402,12 @@ cdef class SipMessage:
             h = &self._hdrs[i]
             if h.key != key:
                 continue
-            if h.folded:
-                raw = self._raw_value(h)
-                p = <const uchar*>PyBytes_AS_STRING(raw)
-                n = PyBytes_GET_SIZE(raw)
-            else:
-                p = self._p + h.vs
-                n = h.ve - h.vs
+            raw = self._view(h, &p, &n)
             s = 0
             while True:
                 e = _elem_end(p, n, s)
-                a = s
-                z = e
-                while a < z and (p[a] == 32 or p[a] == 9):
-                    a += 1
-                while z > a and (p[z - 1] == 32 or p[z - 1] == 9):
-                    z -= 1
+                a = _skip_ws(p, s, e)
+                z = _rskip_ws(p, a, e)
                 if key == K_VIA:
                     _parse_via(p + a, z - a, &v)
                     out.append(_via_obj(p + a, &v))
@@ -1921,22 +1891,12 @@ cdef int _check_elements(SipMessage msg, int key, int what, int skip) except -1:
             h = &msg._hdrs[i]
             if h.key != key:
                 continue
-            if h.folded:
-                keep = msg._raw_value(h)
-                p = <const uchar*>PyBytes_AS_STRING(keep)
-                n = PyBytes_GET_SIZE(keep)
-            else:
-                p = msg._p + h.vs
-                n = h.ve - h.vs
+            keep = msg._view(h, &p, &n)
             s = 0
             while True:
                 e = _elem_end(p, n, s)
-                a = s
-                z = e
-                while a < z and (p[a] == 32 or p[a] == 9):
-                    a += 1
-                while z > a and (p[z - 1] == 32 or p[z - 1] == 9):
-                    z -= 1
+                a = _skip_ws(p, s, e)
+                z = _rskip_ws(p, a, e)
                 if what == 0:
                     if skip:
                         skip -= 1
@@ -2049,13 +2009,7 @@ def validate_request(SipMessage msg, *, supported=()):
             return 400, "CSeq method does not match the request method"
         what = "Call-ID"
         h = msg._first(K_CALL_ID)
-        if h.folded:
-            keep = msg._raw_value(h)
-            p = <const uchar*>PyBytes_AS_STRING(keep)
-            n = PyBytes_GET_SIZE(keep)
-        else:
-            p = msg._p + h.vs
-            n = h.ve - h.vs
+        keep = msg._view(h, &p, &n)
         if n == 0:
             return 400, "Malformed Call-ID"
         for i in range(n):
