@@ -264,14 +264,16 @@ cdef const char* _mt_c[NMETHODS]
 cdef Py_ssize_t _mt_l[NMETHODS]
 cdef PyObject* _mt_o[NMETHODS]
 
-cdef void _init_methods():
+cdef void _intern_table(tuple names, tuple names_b, const char** c, Py_ssize_t* l, PyObject** o, int n):
+    """Fill a table of shared strings: C text and length to compare against, and the
+    str object handed out (kept alive by the module-level tuples)."""
     cdef int j
-    for j in range(NMETHODS):
-        _mt_c[j] = PyBytes_AS_STRING(_METHODS_B[j])
-        _mt_l[j] = PyBytes_GET_SIZE(_METHODS_B[j])
-        _mt_o[j] = <PyObject*>_METHODS[j]
+    for j in range(n):
+        c[j] = PyBytes_AS_STRING(names_b[j])
+        l[j] = PyBytes_GET_SIZE(names_b[j])
+        o[j] = <PyObject*>names[j]
 
-_init_methods()
+_intern_table(_METHODS, _METHODS_B, _mt_c, _mt_l, _mt_o, NMETHODS)
 
 cdef str _method_s(const uchar* p, Py_ssize_t n):
     """p[:n] decoded; one shared str for the RFC methods (written in upper case)."""
@@ -444,14 +446,7 @@ cdef const char* _pn_c[MAXPNAMES]
 cdef Py_ssize_t _pn_l[MAXPNAMES]
 cdef PyObject* _pn_o[MAXPNAMES]
 
-cdef void _init_pnames():
-    cdef int j
-    for j in range(MAXPNAMES):
-        _pn_c[j] = PyBytes_AS_STRING(_PNAMES_B[j])
-        _pn_l[j] = PyBytes_GET_SIZE(_PNAMES_B[j])
-        _pn_o[j] = <PyObject*>_PNAMES[j]
-
-_init_pnames()
+_intern_table(_PNAMES, _PNAMES_B, _pn_c, _pn_l, _pn_o, MAXPNAMES)
 
 cdef inline bint _ascii(const uchar* p, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t k

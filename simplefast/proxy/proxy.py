@@ -111,6 +111,7 @@ class ProxyAddress:
     listeners: tuple[tuple[str, str, int], ...] = ()
     client_ports: dict[str, tuple[str, int]] = field(default_factory=dict)
     _mine: frozenset[tuple[str, int]] = field(default=frozenset(), init=False)
+    _picked: dict[tuple[str, bool], tuple[str, int]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         if not self.listeners:
@@ -123,12 +124,14 @@ class ProxyAddress:
 
     def _pick(self, kind: str, v6: bool) -> tuple[str, int]:
         """Our (host, port) for ``kind`` in that address family: the first such listener,
-        else the first listener of that family, else the primary one."""
-        fam = [(t, h, p) for t, h, p in self.listeners if (":" in h) == v6] or list(self.listeners)
-        for t, h, p in fam:
-            if t == kind:
-                return h, p
-        return fam[0][1], fam[0][2]
+        else the first listener of that family, else the primary one (worked out once per
+        (kind, family): every forwarded request asks)."""
+        got = self._picked.get((kind, v6))
+        if got is None:
+            fam = [(t, h, p) for t, h, p in self.listeners if (":" in h) == v6] or list(self.listeners)
+            got = next(((h, p) for t, h, p in fam if t == kind), (fam[0][1], fam[0][2]))
+            self._picked[(kind, v6)] = got
+        return got
 
     def via(self, kind: str, v6: bool, branch: str) -> str:
         """Our Via element for a request sent over ``kind`` to a v4/v6 destination."""
