@@ -34,11 +34,11 @@ def _spawn(cfg: Config, index: int, shared: SharedState) -> int:
     if pid == 0:  # the worker
         code = 1
         try:
-            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
                 signal.signal(s, signal.SIG_DFL)
-            # a SIGHUP before the worker's loop takes it over must not kill the worker
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            # SIGTERM, SIGINT and SIGHUP stay blocked (pending, not lost) until the worker's
+            # loop has its handlers: a stop during start-up is then a clean drain, not a kill
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             code = run_worker(cfg, index, shared)
         except BaseException:
             log.exception("worker %d failed", index)

@@ -238,6 +238,8 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
                  limits.idle_seconds, limits.max_connections, cfg.overload_queue_bytes)  # fmt: skip
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    # blocked since the fork (server/supervisor.py): one that came during start-up runs now
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
     if auth is None and index == 0:
         log.warning("digest authentication is off (--no-auth): every request is accepted")
     log.info("worker %d serving %s (codec: %s)", index, ", ".join(map(str, cfg.listen)), _impl.ACTIVE)
