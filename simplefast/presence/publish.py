@@ -23,27 +23,36 @@ section 6 in order:
 6. every success mints a new entity-tag: the 200 carries SIP-ETag and the
    granted Expires.
 
-Publications live per (resource, package) in insertion order; each keeps the
-time its state last changed (``changed_at``, for composition: the newest
-wins). They expire by ``expire(now)``, driven by the caller from
-``next_deadline()`` (a heap with lazy deletion). Every call that changes the
-state a watcher would see reports the resource in ``Result.changed`` /
-``expire``'s return, and bumps the resource's ``version``.
+Publications live in a ``PresentityStore`` (``state.py``): in memory for one
+process, or the shared-memory table every worker uses, where each change is
+a compare-and-swap of the presentity's row, retried when another worker
+changed it in between (``conflicts`` counts the retries). Each publication
+keeps the time its state last changed (``changed_at``, for composition: the
+newest wins). A change the watchers would see (new state, modify, remove,
+expiry) bumps the presentity's ``version`` and rebuilds its document with
+``compose`` (once per version, never per watcher) and reports the resource
+in ``Result.changed`` / ``expire``'s return. A refresh changes no version.
+
+Expiry: ``expire(now)``, driven by the caller from ``next_deadline()`` (a
+heap of (deadline, resource), stale entries skipped). A worker tracks the
+presentities it changed and those it is told about (``track``); two workers
+expiring the same publication is harmless: the second finds it gone.
 
 Entity-tags are a random per-instance prefix and a counter: unique for this
-instance's life, not guessable from another's. Storage is in this process
-for now; the shared-memory table is the next step (issue #5 section 4).
+instance's life, not guessable from another's. A tag names a publication of
+one resource only (the lookup is in that resource's row).
 """
 
 from __future__ import annotations
 
 import heapq
 import secrets
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from simplefast.errors import ProtocolError
+from simplefast.presence.state import MemoryPresentities, Presentity, PresentityStore, PubRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +73,6 @@ class PublishConfig:
     max_expires: int = 86400
 
 
-@dataclass(slots=True)
-class Publication:
-    etag: str
-    resource: str
-    event: str
-    content_type: str
-    body: bytes
-    document: Any  # what the package's parser returned
-    changed_at: float  # when its state last changed (a refresh does not change it)
-    expires_at: float
-
-
 class Result(NamedTuple):
     status: int
     reason: str
@@ -83,40 +80,49 @@ class Result(NamedTuple):
     changed: str | None = None  # the resource whose published state changed
 
 
-@dataclass(slots=True)
-class _Resource:
-    version: int = 0
-    by_event: dict[str, dict[str, Publication]] = field(default_factory=dict)
-
-
 class Publications:
-    def __init__(self, packages: Mapping[str, Package], config: PublishConfig | None = None) -> None:
+    def __init__(
+        self, packages: Mapping[str, Package], config: PublishConfig | None = None,
+        store: PresentityStore | None = None,
+        compose: Callable[[str, Sequence[tuple[PubRecord, Any]]], bytes] | None = None,
+    ) -> None:  # fmt: skip
         self.packages = dict(packages)
         self.config = config or PublishConfig()
-        self._resources: dict[str, _Resource] = {}
-        self._by_etag: dict[str, Publication] = {}
-        self._expiry: list[tuple[float, str]] = []  # (expires_at, etag), stale entries skipped
+        self.store: PresentityStore = store if store is not None else MemoryPresentities()
+        # (resource, [(publication, parsed document)]) -> the document watchers get
+        self.compose = compose
+        self._expiry: list[tuple[float, str]] = []  # (expires_at, resource), stale entries skipped
         self._prefix = secrets.token_hex(5)
         self._seq = 0
+        self._parsed: dict[bytes, Any] = {}  # body -> the package's parse of it
+        self.conflicts = 0  # compare-and-swap retries (another worker changed it meanwhile)
 
     # ------------------------------------------------------------------ queries
-    def of(self, resource: str, event: str) -> list[Publication]:
+    def of(self, resource: str, event: str) -> list[PubRecord]:
         """The live publications of ``resource`` for ``event``, oldest first."""
-        r = self._resources.get(resource)
-        if r is None:
-            return []
-        return list(r.by_event.get(event, {}).values())
+        return [p for p in self.store.load(resource).pubs if p.event == event]
 
     def version(self, resource: str) -> int:
         """Bumped at every change of the resource's published state."""
-        r = self._resources.get(resource)
-        return r.version if r is not None else 0
+        return self.store.load(resource).version
+
+    def state(self, resource: str) -> Presentity:
+        return self.store.load(resource)
 
     def __len__(self) -> int:
-        return len(self._by_etag)
+        return sum(len(self.store.load(a).pubs) for a in self.store.aors())
 
     def next_deadline(self) -> float | None:
         return self._expiry[0][0] if self._expiry else None
+
+    def track(self, resource: str, state: Presentity | None = None) -> None:
+        """Watch ``resource``'s publications for expiry (a change made elsewhere, or
+        the state restored at start). Every worker may expire a publication: the
+        compare-and-swap makes the first one do it and the others find nothing."""
+        if state is None:
+            state = self.store.load(resource)
+        if state.pubs:
+            heapq.heappush(self._expiry, (min(p.expires_at for p in state.pubs), resource))
 
     # ------------------------------------------------------------------ PUBLISH
     def publish(
@@ -129,60 +135,71 @@ class Publications:
         package = self.packages.get((event or "").strip().lower())
         if package is None:
             return Result(489, "Bad Event", [("Allow-Events", ", ".join(sorted(self.packages)))])
-        old: Publication | None = None
-        if if_match is not None:
-            old = self._by_etag.get(if_match.strip())
-            if old is None or old.resource != resource or old.event != package.name:
-                return Result(412, "Conditional Request Failed", [])
-        elif not body:
+        tag = if_match.strip() if if_match is not None else None
+        if tag is None and not body:
             return Result(400, "Bad Request", [_warning("an initial PUBLISH needs a body")])
         if expires is None:
             expires = package.default_expires
-        if expires == 0:
-            if old is None:
-                return Result(400, "Bad Request", [_warning("Expires: 0 needs SIP-If-Match")])
-            self._remove(old)
-            return Result(200, "OK", [("Expires", "0")], resource)
-        if expires < cfg.min_expires:
+        if expires == 0 and tag is None:
+            return Result(400, "Bad Request", [_warning("Expires: 0 needs SIP-If-Match")])
+        if 0 < expires < cfg.min_expires:
             return Result(423, "Interval Too Brief", [("Min-Expires", str(cfg.min_expires))])
         expires = min(expires, cfg.max_expires)
-        if body:
+        ctype = ""
+        if body and expires:
             ctype = (content_type or "").split(";", 1)[0].strip().lower()
             if ctype not in package.content_types:
                 return Result(415, "Unsupported Media Type", [("Accept", ", ".join(package.content_types))])
             try:
-                document = package.parse(body)
+                self._parse(package, bytes(body))
             except ProtocolError as exc:
                 return Result(
                     exc.status_hint, _REASONS.get(exc.status_hint, "Bad Request"), [_warning(str(exc))]
                 )
-            etag = self._mint()
-            pub = Publication(etag, resource, package.name, ctype, bytes(body), document, now, now + expires)
-            if old is not None:
-                self._forget(old)  # modify: the new state replaces it, under a new entity-tag
-            self._add(pub)
-            changed: str | None = resource
-        else:
-            assert old is not None
-            self._forget(old)
-            old.etag = self._mint()
-            old.expires_at = now + expires
-            self._add(old, bump=False)  # refresh: same state, new tag and life
-            etag, changed = old.etag, None
-        return Result(200, "OK", [("SIP-ETag", etag), ("Expires", str(expires))], changed)
+        for _ in range(_RETRIES):
+            state = self.store.load(resource)
+            old: PubRecord | None = None
+            if tag is not None:
+                old = next((p for p in state.pubs if p.etag == tag and p.event == package.name), None)
+                if old is None or old.expires_at <= now:
+                    return Result(412, "Conditional Request Failed", [])
+            live = [p for p in state.pubs if p is not old and p.expires_at > now]
+            expired = len(live) + (old is not None) != len(state.pubs)
+            if expires == 0:
+                headers = [("Expires", "0")]
+                changed = True
+            else:
+                etag = self._mint()
+                if body:
+                    live.append(PubRecord(etag, package.name, ctype, bytes(body), now, now + expires))
+                    changed = True
+                else:
+                    assert old is not None  # refresh: same state, new tag and life
+                    live.append(old._replace(etag=etag, expires_at=now + expires))
+                    changed = expired
+                headers = [("SIP-ETag", etag), ("Expires", str(expires))]
+            if self._write(resource, state, live, changed):
+                return Result(200, "OK", headers, resource if changed else None)
+            self.conflicts += 1
+        return Result(500, "Server Internal Error", [_warning("the presentity changed too often; retry")])
 
     def expire(self, now: float) -> list[str]:
         """Remove the publications whose time is up; the resources that changed."""
         changed: list[str] = []
         heap = self._expiry
+        due: set[str] = set()
         while heap and heap[0][0] <= now:
-            at, etag = heapq.heappop(heap)
-            pub = self._by_etag.get(etag)
-            if pub is None or pub.expires_at != at:
-                continue  # refreshed, modified or removed since
-            self._remove(pub)
-            if pub.resource not in changed:
-                changed.append(pub.resource)
+            due.add(heapq.heappop(heap)[1])
+        for resource in sorted(due):
+            for _ in range(_RETRIES):
+                state = self.store.load(resource)
+                live = [p for p in state.pubs if p.expires_at > now]
+                if len(live) == len(state.pubs):
+                    break  # refreshed or removed since, or another worker expired them
+                if self._write(resource, state, live, True):
+                    changed.append(resource)
+                    break
+                self.conflicts += 1
         return changed
 
     # ------------------------------------------------------------------ internals
@@ -190,38 +207,35 @@ class Publications:
         self._seq += 1
         return f"{self._prefix}{self._seq:x}"
 
-    def _add(self, pub: Publication, *, bump: bool = True) -> None:
-        r = self._resources.get(pub.resource)
-        if r is None:
-            r = self._resources[pub.resource] = _Resource()
-        r.by_event.setdefault(pub.event, {})[pub.etag] = pub
-        if bump:
-            r.version += 1
-        self._by_etag[pub.etag] = pub
-        heapq.heappush(self._expiry, (pub.expires_at, pub.etag))
+    def _parse(self, package: Package, body: bytes) -> Any:
+        doc = self._parsed.get(body)
+        if doc is None:
+            doc = package.parse(body)
+            if len(self._parsed) >= _PARSED_MAX:
+                self._parsed.clear()
+            self._parsed[body] = doc
+        return doc
 
-    def _forget(self, pub: Publication) -> None:
-        """Take ``pub`` out of the indexes (its heap entry goes stale)."""
-        self._by_etag.pop(pub.etag, None)
-        r = self._resources.get(pub.resource)
-        if r is not None:
-            pubs = r.by_event.get(pub.event)
-            if pubs is not None:
-                pubs.pop(pub.etag, None)
-
-    def _remove(self, pub: Publication) -> None:
-        self._forget(pub)
-        r = self._resources.get(pub.resource)
-        if r is None:
-            return
-        r.version += 1
-        if not r.by_event.get(pub.event):
-            r.by_event.pop(pub.event, None)
-        if not r.by_event:
-            # the version must keep growing across an empty spell: a watcher compares it
-            self._resources[pub.resource] = _Resource(version=r.version)
+    def _write(self, resource: str, state: Presentity, live: list[PubRecord], changed: bool) -> bool:
+        """Compare-and-swap the new publication list (and, when the state changed, the
+        composed document and a new version; a refresh keeps both)."""
+        document = state.document
+        if changed:
+            document = b""
+            if live and self.compose is not None:
+                docs = [(p, self._parse(self.packages[p.event], p.body)) for p in live]
+                document = self.compose(resource, docs)
+        version = state.version + 1 if changed else state.version
+        new = Presentity(version, tuple(live), document, state.seq + 1)
+        if not self.store.replace(resource, state.seq, new):
+            return False
+        if live:
+            heapq.heappush(self._expiry, (min(p.expires_at for p in live), resource))
+        return True
 
 
+_RETRIES = 8
+_PARSED_MAX = 4096
 _REASONS = {400: "Bad Request", 413: "Request Entity Too Large", 415: "Unsupported Media Type"}
 
 

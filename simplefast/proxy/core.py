@@ -11,6 +11,10 @@ users:
   listen addresses or domains, no user part): 200 with Allow, Accept,
   Supported (the readiness probe);
 - REGISTER for our domains: the registrar;
+- PUBLISH and SUBSCRIBE for AORs of our domains: the presence agent
+  (simplefast/presence/agent.py), which also gets the outcomes of its NOTIFY
+  client transactions; a SUBSCRIBE inside a dialog another worker owns is
+  handed to that worker before any transaction exists here;
 - other requests: the proxy core (simplefast/proxy/proxy.py), which also gets
   responses, ACKs of 2xx, client timeouts and ended transactions.
 
@@ -31,12 +35,14 @@ from typing import Any
 from simplefast._impl import sipmsg as _codec
 from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.logs import RateLimited, get_logger
+from simplefast.presence.agent import PresenceAgent
 from simplefast.proxy.auth import DigestAuth, Users
 from simplefast.proxy.location import Location
 from simplefast.proxy.proxy import Proxy, ProxyAddress, source_params
 from simplefast.proxy.registrar import Registrar, RegistrarConfig, aor_of
 from simplefast.sip.peer import flow_of
 from simplefast.sip.transaction import (
+    CALLING,
     PROCEEDING,
     TRYING,
     AckReceived,
@@ -54,6 +60,7 @@ log = get_logger(__name__)
 _METHODS = "INVITE ACK CANCEL BYE OPTIONS REGISTER MESSAGE SUBSCRIBE NOTIFY PUBLISH INFO UPDATE PRACK REFER"
 ALLOW = ", ".join(_METHODS.split())
 ACCEPT = "application/sdp, application/pidf+xml, message/cpim, text/plain"
+ALLOW_EVENTS = "presence"
 SUPPORTED = ("path", "outbound")
 
 
@@ -88,8 +95,10 @@ class SipCore:
         tl: TransactionLayer | None = None,
         auth: DigestAuth | None = None,
         users: dict[str, Users] | None = None,
+        presence: PresenceAgent | None = None,
     ) -> None:
         self.config = config
+        self.presence = presence
         self.tl = tl or TransactionLayer()
         self.registrar = Registrar(config.registrar, location)
         self.proxy = Proxy(self.tl, self.registrar, location, me)
@@ -109,6 +118,9 @@ class SipCore:
         # Set by the worker: route_response(index, data, peer) passes a response to the
         # worker whose branch prefix it carries (sent over a connection owned here).
         self.route_response: Callable[[int, bytes, Any], object] | None = None
+        # Set by the worker: route_dialog(index, data, peer) passes a request inside a
+        # subscription dialog to the worker that owns the subscription.
+        self.route_dialog: Callable[[int, bytes, Any], object] | None = None
         self.index = -1
         # set by the transport when its receive queue backs up (see transport/udp.py)
         # Fraction (0-1) of new requests to shed, set by the transport's overload monitor
@@ -136,7 +148,9 @@ class SipCore:
 
     def busy(self) -> bool:
         """Transactions that still need the network (drain waits for them)."""
-        return bool(self.tl.client) or any(t.state in (TRYING, PROCEEDING) for t in self.tl.server.values())
+        return any(t.state in (CALLING, TRYING, PROCEEDING) for t in self.tl.client.values()) or any(
+            t.state in (TRYING, PROCEEDING) for t in self.tl.server.values()
+        )
 
     # ---- transport side
     def on_message(self, data: bytes, peer: Any, *, reliable: bool, now: float, hops: int = 0) -> None:
@@ -192,6 +206,16 @@ class SipCore:
                     self.stats.handed_off += 1
                     self.handoff(data if data is not None else msg.to_bytes(), peer, hops + 1)
                     return
+                if method == "SUBSCRIBE" and self.route_dialog is not None and hops == 0:
+                    tag = msg.to_tag
+                    if tag is not None and self.presence is not None:
+                        notifier = self.presence.notifier
+                        if tag not in notifier.by_key:
+                            owner = notifier.owner_of(tag)
+                            if owner is not None and owner != self.index:
+                                self.stats.handed_off += 1
+                                self.route_dialog(owner, data if data is not None else msg.to_bytes(), peer)
+                                return
                 if (self.draining or self.shed_fraction) and method != "ACK":
                     if self.tl.server_key(msg) not in self.tl.server:
                         if self.draining:
@@ -232,11 +256,27 @@ class SipCore:
         return out
 
     def get_timer(self) -> float | None:
-        return self.tl.get_timer()
+        t = self.tl.get_timer()
+        if self.presence is not None:
+            p = self.presence.next_deadline()
+            if p is not None and (t is None or p < t):
+                return p
+        return t
 
     def handle_timer(self, now: float) -> None:
         self.tl.handle_timer(now)
         self._dispatch(now)
+        if self.presence is not None:
+            d = self.presence.next_deadline()
+            if d is not None and d <= now:
+                self.presence.handle_timer(now)
+                self._dispatch(now)
+
+    def presence_changed(self, resource: str, now: float) -> None:
+        """Another worker changed a presentity (a hand-off frame)."""
+        if self.presence is not None:
+            self.presence.remote_changed(resource, now)
+            self._dispatch(now)
 
     # ---- TU dispatch
     def _dispatch(self, now: float) -> None:
@@ -246,15 +286,25 @@ class SipCore:
             if isinstance(ev, RequestReceived):
                 self._on_request(ev.txn, ev.msg, ev.peer, now)
             elif isinstance(ev, ResponseReceived):
-                proxy.handle_response(ev.txn, ev.msg, now)
+                if ev.txn is not None and ev.txn.data is not None:
+                    self.presence.notifier.on_response(ev.txn, ev.msg, now)  # type: ignore[union-attr]
+                else:
+                    proxy.handle_response(ev.txn, ev.msg, now)
             elif isinstance(ev, Terminated):
-                proxy.forget(ev.txn)
+                if ev.txn.data is None:
+                    proxy.forget(ev.txn)
             elif isinstance(ev, AckReceived):
                 proxy.forward_ack(ev.msg)
             elif isinstance(ev, TransportFailed):
-                proxy.handle_transport_failure(ev.txn, now)
+                if ev.txn.data is not None:
+                    self.presence.notifier.on_transport_failed(ev.txn, now)  # type: ignore[union-attr]
+                else:
+                    proxy.handle_transport_failure(ev.txn, now)
             elif isinstance(ev.txn, ClientTransaction):  # TimedOut of a client transaction
-                proxy.handle_timeout(ev.txn, now)
+                if ev.txn.data is not None:
+                    self.presence.notifier.on_timeout(ev.txn, now)  # type: ignore[union-attr]
+                else:
+                    proxy.handle_timeout(ev.txn, now)
 
     def _on_request(self, txn: ServerTransaction, msg: Any, peer: Any, now: float) -> None:
         method = msg.method
@@ -267,14 +317,72 @@ class SipCore:
             return
         if method == "OPTIONS" and ruri.user is None and self._is_local(ruri.host, ruri.port):
             hdrs = [("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", ", ".join(SUPPORTED))]
+            if self.presence is not None:
+                hdrs.append(("Allow-Events", ALLOW_EVENTS))
             self._respond(txn, msg, peer, 200, "OK", hdrs, now)
             return
         if self.auth is not None and method not in ("ACK", "CANCEL"):  # never challenged (22.1)
             if not self._authenticated(txn, msg, peer, now, register=False):
                 return
+        if (method == "SUBSCRIBE" or method == "PUBLISH") and self.presence is not None:
+            if msg.to_tag is not None and method == "SUBSCRIBE":
+                if not (self._is_local(ruri.host, ruri.port) or self.registrar.is_ours(ruri.host)):
+                    answer = self.proxy.handle_request(txn, msg, now)  # someone else's dialog
+                    if answer is not None:
+                        self._respond(txn, msg, peer, answer[0], answer[1], [], now)
+                    return
+                self._presence_answer(txn, msg, peer, self.presence.refresh(msg, peer, now), now)
+                return
+            if self.registrar.is_ours(ruri.host) and (
+                method == "PUBLISH"
+                or msg.event in self.presence.notifier.packages
+                or not self._reachable(msg, now)
+            ):
+                # another event package of a registered user is the user's business: proxied
+                self._presence(txn, msg, peer, ruri, now)
+                return
         answer = self.proxy.handle_request(txn, msg, now)
         if answer is not None:
             self._respond(txn, msg, peer, answer[0], answer[1], [], now)
+
+    def _presence(self, txn: ServerTransaction, msg: Any, peer: Any, ruri: Any, now: float) -> None:
+        """PUBLISH or initial SUBSCRIBE to an AOR of our domains (authenticated already)."""
+        assert self.presence is not None
+        try:
+            resource, domain = aor_of(msg.uri)
+            watcher = aor_of(msg.from_addr().uri)[0]
+        except SipParseError as exc:
+            self._respond(txn, msg, peer, 400, "Bad Request", [_warning(str(exc))], now)
+            return
+        if ruri.user is None or (self.auth is not None and ruri.user not in self.users.get(domain, {})):
+            self._respond(txn, msg, peer, 404, "Not Found", [("Allow-Events", ALLOW_EVENTS)], now)
+            return
+        if msg.method == "PUBLISH":
+            if self.auth is not None and watcher != resource:
+                warn = _warning("only the presentity publishes its state")
+                self._respond(txn, msg, peer, 403, "Forbidden", [warn], now)
+                return
+            r = self.presence.publish(msg, resource, now)
+            self._respond(
+                txn, msg, peer, r.status, r.reason, [*r.headers, ("Allow-Events", ALLOW_EVENTS)], now
+            )
+            self.presence.publish_done(r, now)
+            return
+        self._presence_answer(txn, msg, peer, self.presence.subscribe(msg, peer, resource, watcher, now), now)
+
+    def _reachable(self, msg: Any, now: float) -> bool:
+        try:
+            return bool(self.location.get(aor_of(msg.uri)[0], now))
+        except SipParseError:
+            return False
+
+    def _presence_answer(self, txn: ServerTransaction, msg: Any, peer: Any, a: Any, now: float) -> None:
+        """The notifier's answer, then (for a 200) the NOTIFY it owes (RFC 6665 4.2.1.2)."""
+        headers = [*a.headers, ("Allow-Events", ALLOW_EVENTS)]
+        self._respond(txn, msg, peer, a.status, a.reason, headers, now, to_tag=a.to_tag)
+        if a.sub is not None:
+            assert self.presence is not None
+            self.presence.notifier.notify_now(a.sub, now)
 
     def _authenticated(
         self, txn: ServerTransaction, msg: Any, peer: Any, now: float, *, register: bool
@@ -336,12 +444,16 @@ class SipCore:
 
     def _respond(
         self, txn: ServerTransaction, msg: Any, peer: Any, status: int, reason: str,
-        headers: Sequence[tuple[str, str]], now: float,
+        headers: Sequence[tuple[str, str]], now: float, *, to_tag: str | None = None,
     ) -> None:  # fmt: skip
         txn.watched = False  # answered here: nothing of the proxy is keyed on it
         headers = [*headers, ("Server", self.config.server_header)]
+        if msg.to_tag is None:
+            to_tag = to_tag or self._to_tag()
+        else:
+            to_tag = None
         data = _codec.build_response(
-            msg, status, reason, to_tag=self._to_tag(), extra_headers=headers, **source_params(msg, peer)
+            msg, status, reason, to_tag=to_tag, extra_headers=headers, **source_params(msg, peer)
         )
         self.tl.respond(txn, data, status, now=now)
 
@@ -374,6 +486,11 @@ class SipCore:
         except LocalProtocolError:
             return
         self.tl.send_stateless(data, peer)
+
+
+def _warning(text: str) -> tuple[str, str]:
+    clean = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text[:160])
+    return ("Warning", f'399 simplefast "{clean}"')
 
 
 def branch_prefix(index: int) -> str:

@@ -146,6 +146,12 @@ class ProxyAddress:
         tp = "" if kind == "udp" else f";transport={kind}"
         return f"<sip:{_bracket(host)}:{port}{tp};lr>"
 
+    def contact_uri(self, kind: str = "udp", v6: bool = False) -> str:
+        """Our URI for a Contact (of a NOTIFY): the listener of that transport and family."""
+        host, port = self._pick(kind, v6)
+        tp = "" if kind == "udp" else f";transport={kind}"
+        return f"sip:{_bracket(host)}:{port}{tp}"
+
     def _host(self) -> str:
         return _bracket(self.host)
 

@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="CAs trusted for TLS connections we open (default: the system's)")  # fmt: skip
     s.add_argument("--dns-server", action="append", dest="dns_servers", metavar="ADDR[:PORT]",
                    help="DNS server for RFC 3263 (repeatable; default: /etc/resolv.conf)")  # fmt: skip
+    s.add_argument(
+        "--min-notify-interval",
+        dest="min_notify_interval",
+        type=float,
+        metavar="SECONDS",
+        help="presence: at most one NOTIFY per watcher this often (default 5; 0: off)",
+    )
     s.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     u = sub.add_parser("user", help="manage digest credentials")
     usub = u.add_subparsers(dest="user_command", required=True)
@@ -127,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                     "overload_queue_bytes": args.overload_queue_bytes, "tls_cert": args.tls_cert,
                     "tls_key": args.tls_key, "tls_ca": args.tls_ca, "dns_servers": args.dns_servers,
                     "persist_registrations": args.persist_registrations,
+                    "min_notify_interval": args.min_notify_interval,
                 },
             )  # fmt: skip
             _check_bind(cfg)

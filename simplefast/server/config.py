@@ -15,6 +15,8 @@ from typing import Any
 
 from simplefast.errors import ConfigError
 from simplefast.logs import LEVELS
+from simplefast.presence.agent import PresenceConfig
+from simplefast.presence.subscribe import POLICIES
 
 TRANSPORTS = ("udp", "tcp", "tls")
 
@@ -93,6 +95,11 @@ class Config:
     tcp_idle_seconds: float = 3600.0  # a TCP/TLS connection idle this long is closed
     tcp_max_connections: int = 16384  # per worker
     dns_servers: list[tuple[str, int]] = field(default_factory=list)  # empty: /etc/resolv.conf
+    presence: PresenceConfig = field(default_factory=PresenceConfig)  # the [presence] table
+    # shared-memory tables of presence (sizes fixed at start)
+    presentity_capacity: int = 20_000
+    subscription_capacity: int = 200_000
+    presentity_state_bytes: int = 16_384  # publications and composed document of one presentity
     # where it came from, for SIGHUP: the file and the command-line values
     source: tuple[Path | None, dict[str, Any]] = (None, {})
 
@@ -142,7 +149,19 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         unknown = set(server) - _KEYS
         if unknown:
             raise ConfigError(f"server.{sorted(unknown)[0]}: unknown key")
+        presence_raw = raw.get("presence", {})
+        if not isinstance(presence_raw, dict):
+            raise ConfigError("presence: must be a table")
+        unknown = set(raw) - {"server", "presence"}
+        if unknown:
+            raise ConfigError(f"{sorted(unknown)[0]}: unknown table (expected [server] and [presence])")
         raw = dict(server)
+    else:
+        presence_raw = {}
+    presence_raw = dict(presence_raw)
+    if overrides.get("min_notify_interval") is not None:
+        presence_raw["min_notify_interval"] = overrides["min_notify_interval"]
+    overrides = {k: v for k, v in overrides.items() if k != "min_notify_interval"}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     cfg = Config()
     cfg.source = (path, dict(overrides))
@@ -227,6 +246,7 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         if not isinstance(ds_items, list) or not all(isinstance(i, str) for i in ds_items):
             raise ConfigError("server.dns_servers: must be a list of strings like '127.0.0.1:53'")
         cfg.dns_servers = [_dns_server(i) for i in ds_items]
+    _load_presence(cfg, presence_raw)
     if any(lc.transport == "tls" for lc in cfg.listen) and (cfg.tls_cert is None or cfg.tls_key is None):
         raise ConfigError("server.listen: a tls: listener needs server.tls_cert and server.tls_key")
     seen: set[tuple[str, str, int]] = set()
@@ -236,3 +256,61 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
             raise ConfigError(f"server.listen: {lc} is listed twice")
         seen.add(k)
     return cfg
+
+
+_PRESENCE_INTS = {  # key -> (lowest, highest)
+    "min_expires": (0, 86400),
+    "max_expires": (1, 86400 * 7),
+    "publish_min_expires": (0, 86400),
+    "publish_max_expires": (1, 86400 * 7),
+    "presentity_capacity": (16, 10_000_000),
+    "subscription_capacity": (16, 10_000_000),
+    "presentity_state_bytes": (1024, 1 << 20),
+}
+
+
+def _load_presence(cfg: Config, raw: dict[str, Any]) -> None:
+    """The ``[presence]`` table (simplefast.toml documents every key)."""
+    p = cfg.presence
+    known = {"default_policy", "policies", "min_notify_interval", "notify_grace", "default_document",
+             "default_note", *_PRESENCE_INTS}  # fmt: skip
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"presence.{sorted(unknown)[0]}: unknown key")
+    if "default_policy" in raw:
+        if raw["default_policy"] not in POLICIES:
+            raise ConfigError(f"presence.default_policy: {raw['default_policy']!r}: must be one of "
+                              f"{', '.join(POLICIES)}")  # fmt: skip
+        p.default_policy = raw["default_policy"]
+    if "policies" in raw:
+        pol = raw["policies"]
+        if not isinstance(pol, dict) or any(v not in POLICIES for v in pol.values()):
+            raise ConfigError(f"presence.policies: must map domains to one of {', '.join(POLICIES)}")
+        p.policies = {str(k).lower(): v for k, v in pol.items()}
+    if "min_notify_interval" in raw:
+        mi = raw["min_notify_interval"]
+        if not isinstance(mi, int | float) or isinstance(mi, bool) or not 0 <= mi <= 3600:
+            raise ConfigError(f"presence.min_notify_interval: {mi!r}: must be 0-3600 seconds")
+        p.min_notify_interval = float(mi)
+    if "notify_grace" in raw:
+        if not isinstance(raw["notify_grace"], bool):
+            raise ConfigError("presence.notify_grace: must be true or false")
+        p.notify_grace = raw["notify_grace"]
+    if "default_document" in raw:
+        if raw["default_document"] not in ("closed", "note", "empty"):
+            raise ConfigError("presence.default_document: must be closed, note or empty")
+        p.default_document = raw["default_document"]
+    if "default_note" in raw:
+        if not isinstance(raw["default_note"], str):
+            raise ConfigError("presence.default_note: must be a string")
+        p.default_note = raw["default_note"]
+    for key, (lo, hi) in _PRESENCE_INTS.items():
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ConfigError(f"presence.{key}: {v!r}: must be an integer {lo}-{hi}")
+            setattr(cfg if hasattr(cfg, key) else p, key, v)
+    if p.min_expires > p.max_expires:
+        raise ConfigError("presence.min_expires: must not exceed presence.max_expires")
+    if p.publish_min_expires > p.publish_max_expires:
+        raise ConfigError("presence.publish_min_expires: must not exceed presence.publish_max_expires")

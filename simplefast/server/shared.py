@@ -5,6 +5,7 @@ from __future__ import annotations
 import mmap
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from simplefast._impl import shmindex
 from simplefast.logs import get_logger
@@ -34,12 +35,40 @@ NONCE_SLOTS = (NONCE_CAPACITY + 1) * 4 // 3 + 4  # + 1: the sweep claim entry
 NONCE_VALUE_MAX = 16
 
 
+# Presence (simplefast/presence/state.py, subscribe.py). Presentities: AOR ->
+# publications and composed document, value up to presence.presentity_state_bytes.
+# Subscriptions: our dialog tag (at most 32 ASCII bytes) -> the row a worker needs
+# to go on with it, up to SUB_VALUE_MAX bytes (a longer one stays in its worker only,
+# counted). One slot: align8(24 + 32 + 480) = 536 bytes, 715 bytes per subscription
+# at the table's 75 % fill.
+SUB_KEY_MAX = 32
+SUB_VALUE_MAX = 480
+
+
+def _slots(capacity: int) -> int:
+    return capacity * 4 // 3 + 4  # a table holds entries in at most 75% of its slots
+
+
 @dataclass
 class SharedState:
     mapping: mmap.mmap
     slots: int
     nonces: mmap.mmap | None = None  # the nonce-count table; None when auth is off
     rundir: str = ""  # 0700 directory of the workers' hand-off sockets (transport/handoff.py)
+    presentities: mmap.mmap | None = None
+    presentity_geometry: tuple[int, int, int] = (0, 0, 0)  # slots, key_max, value_max
+    subscriptions: mmap.mmap | None = None
+    subscription_slots: int = 0
+
+    def presentity_table(self, *, create: bool = False) -> Any:
+        assert self.presentities is not None
+        return shmindex.ShmTable(self.presentities, *self.presentity_geometry, create=create)
+
+    def subscription_table(self, *, create: bool = False) -> Any:
+        assert self.subscriptions is not None
+        return shmindex.ShmTable(
+            self.subscriptions, self.subscription_slots, SUB_KEY_MAX, SUB_VALUE_MAX, create=create
+        )
 
     def location(self, *, create: bool = False) -> ShmLocation:
         table = shmindex.ShmTable(self.mapping, self.slots, AOR_MAX, BINDINGS_MAX, create=create)
@@ -81,6 +110,16 @@ def create(cfg: Config) -> SharedState:
         nonces = shmindex.ShmTable(state.nonces, NONCE_SLOTS, NONCE_LEN, NONCE_VALUE_MAX, create=True)
         nonces.put_if_greater(SWEEP_KEY, 0)  # present from the start: claiming a sweep never needs room
         log.info("nonce-count table: %d nonces, %d MiB shared", NONCE_CAPACITY, nsize >> 20)
+    state.presentity_geometry = (_slots(cfg.presentity_capacity), AOR_MAX, cfg.presentity_state_bytes)
+    psize = shmindex.table_size(*state.presentity_geometry)
+    state.presentities = shmindex.create_shared(psize)
+    state.presentity_table(create=True)
+    state.subscription_slots = _slots(cfg.subscription_capacity)
+    ssize = shmindex.table_size(state.subscription_slots, SUB_KEY_MAX, SUB_VALUE_MAX)
+    state.subscriptions = shmindex.create_shared(ssize)
+    state.subscription_table(create=True)
+    log.info("presence tables: %d presentities (%d MiB), %d subscriptions (%d MiB), shared",
+             cfg.presentity_capacity, psize >> 20, cfg.subscription_capacity, ssize >> 20)  # fmt: skip
     location_store.init(cfg.data_dir)
     n = 0
     for aor, bindings in location_store.load(cfg.data_dir, time.monotonic(), time.time()):

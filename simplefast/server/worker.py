@@ -15,12 +15,16 @@ import uvloop
 from simplefast import _impl
 from simplefast.errors import ConfigError
 from simplefast.logs import RateLimited, configure, get_logger
+from simplefast.presence.agent import PresenceAgent
+from simplefast.presence.state import ShmPresentities
+from simplefast.presence.subscribe import ShmSubscriptions
 from simplefast.proxy.auth import DigestAuth
 from simplefast.proxy.core import CoreConfig, SipCore, branch_prefix
 from simplefast.proxy.proxy import ProxyAddress
 from simplefast.server.config import Config
 from simplefast.server.config import load as load_config
 from simplefast.server.shared import SharedState
+from simplefast.sip.peer import transport_of
 from simplefast.sip.transaction import TransactionLayer
 from simplefast.store import location as location_store
 from simplefast.store.users import load_users, nonce_secret
@@ -89,8 +93,18 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         else None
     )  # fmt: skip
     tl = TransactionLayer(branch_prefix=branch_prefix(index))
-    core = SipCore(core_cfg, location, me, tl=tl, auth=auth, users=load_users(cfg.data_dir) if auth else None)
+    presence = PresenceAgent(
+        tl, ShmPresentities(shared.presentity_table()), cfg.presence,
+        contact=lambda peer: f"<{me.contact_uri(transport_of(peer), ':' in str(peer[0]))}>",
+        via=lambda dest, branch: me.via(transport_of(dest), ":" in str(dest[0]), branch),
+        table=ShmSubscriptions(shared.subscription_table()), index=index,
+    )  # fmt: skip
+    core = SipCore(core_cfg, location, me, tl=tl, auth=auth, users=load_users(cfg.data_dir) if auth else None,
+                   presence=presence)  # fmt: skip
     core.index = index
+    adopted = presence.restore(loop.time())
+    if adopted:
+        log.info("worker %d: took back %d subscriptions", index, adopted)
 
     limits = StreamLimits(max_connections=cfg.tcp_max_connections, idle_seconds=cfg.tcp_idle_seconds)
     streams = Streams(loop, index, limits=limits, client_tls=client_tls)
@@ -157,12 +171,16 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
                 on_response=lambda data, peer: driver.datagram(data, peer, 1, reliable=True),
                 on_send=lambda data, peer, origin: streams.send(data, peer, origin),
                 on_failed=driver.undeliverable,
+                on_dialog=lambda data, peer: driver.datagram(data, peer, 1, reliable=len(peer) == 4),
+                on_changed=driver.presence_changed,
             ),
             sock=ring_sock,
         )  # fmt: skip
         core.handoff = ho.ring
         core.handoff_limit = cfg.workers - 1
         core.route_response = ho.response
+        core.route_dialog = ho.dialog
+        presence.broadcast = ho.changed
         streams.hand_to = ho.send_on
         streams.report_failed = ho.failed
     monitor = OverloadMonitor(core, loop, udp_socks[0] if udp_socks else client_socks[_family(primary.host)],

@@ -91,6 +91,14 @@ class CoreDriver:
             self._failed(exc, "-")
         self.after()
 
+    def presence_changed(self, resource: str) -> None:
+        """Another worker changed a presentity: NOTIFY the watchers held here."""
+        try:
+            self.core.presence_changed(resource, self.loop.time())
+        except Exception as exc:
+            self._failed(exc, "presence")
+        self.after()
+
     def after(self) -> None:
         send = self.send
         for data, peer in self.core.outgoing():

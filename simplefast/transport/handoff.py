@@ -5,7 +5,7 @@ supervisor makes with mode 0700 before it forks (and removes at exit): only
 our own user can write to these sockets. (An abstract-namespace name, the
 first version, is writable by any local process: it could have injected
 messages with a forged source address.) A worker reaches every other one by
-its index. Four kinds of frame, each ``b"<K> <fields>\\n" + message``:
+its index. Six kinds of frame, each ``b"<K> <fields>\\n" + message``:
 
 ``A hops host port li``
     The ring for ACK and CANCEL. The cBPF program sends a retransmission to
@@ -28,6 +28,18 @@ its index. Four kinds of frame, each ``b"<K> <fields>\\n" + message``:
     "Your request could not be delivered" (the connection was gone and no
     other could be opened): the origin fails the client transaction at once
     instead of waiting for Timer F.
+``D host port tag cid``
+    "A request in one of your dialogs": a SUBSCRIBE whose To tag names a
+    subscription the receiver owns (the shared subscription table says
+    which worker). ``tag`` is the listener number for UDP (``-`` for the
+    first), ``c`` for the client socket, or the transport of a connection
+    (``cid`` then names it; ``-`` otherwise). The owner answers it as if it
+    had received it, from its own socket of that listener or through the
+    connection's owner.
+``P``
+    "This presentity changed" (the message is its AOR, UTF-8): sent to
+    every other worker after a PUBLISH or an expiry changed the state, so
+    that each NOTIFYs its own watchers.
 
 Datagrams keep message boundaries and are atomic; the socket buffers are
 raised so that a message up to the codec's limits fits one datagram (a
@@ -81,6 +93,8 @@ class Handoff(asyncio.DatagramProtocol):
         on_response: Callable[[bytes, Peer], None],
         on_send: Callable[[bytes, Peer, int], None],
         on_failed: Callable[[bytes], None],
+        on_dialog: Callable[[bytes, Peer], None] | None = None,
+        on_changed: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
         self.sock = sock  # the bound socket others send to (receiving goes through the transport)
         self.rundir = rundir
@@ -88,6 +102,7 @@ class Handoff(asyncio.DatagramProtocol):
         self.workers = workers
         self.on_ring, self.on_response = on_ring, on_response
         self.on_send, self.on_failed = on_send, on_failed
+        self.on_dialog, self.on_changed = on_dialog, on_changed
         self.transport: asyncio.DatagramTransport | None = None
         self._out: dict[int, _Out] = {}
         self.lost = 0  # the other worker was not there (being replaced), or its queue was full
@@ -172,6 +187,17 @@ class Handoff(asyncio.DatagramProtocol):
     def failed(self, index: int, data: bytes) -> bool:
         return self._send(index, "F", data)
 
+    def dialog(self, index: int, data: bytes, peer: Peer) -> bool:
+        third = "-" if len(peer) == 2 else str(peer[2])
+        cid = str(peer[3]) if len(peer) == 4 else "-"
+        return self._send(index, f"D {peer[0] or '-'} {peer[1]} {third} {cid}", data)
+
+    def changed(self, resource: str) -> None:
+        data = resource.encode("utf-8", "surrogateescape")
+        for index in range(self.workers):
+            if index != self.index:
+                self._send(index, "P", data)
+
     # ---- receiving
     def datagram_received(self, data: bytes, addr: Any) -> None:
         head, nl, body = data.partition(b"\n")
@@ -192,6 +218,17 @@ class Handoff(asyncio.DatagramProtocol):
                 self.on_response(body, (host, int(f[2]), f[3], int(f[4])))
             elif f[0] == "F":
                 self.on_failed(body)
+            elif f[0] == "D" and len(f) == 5 and self.on_dialog is not None:
+                host = "" if f[1] == "-" else f[1]
+                port = int(f[2])
+                if f[4] != "-":
+                    self.on_dialog(body, (host, port, f[3], int(f[4])))
+                elif f[3] == "-":
+                    self.on_dialog(body, (host, port))
+                else:
+                    self.on_dialog(body, (host, port, f[3] if f[3] == "c" else int(f[3])))
+            elif f[0] == "P" and self.on_changed is not None:
+                self.on_changed(body.decode("utf-8", "surrogateescape"))
             else:
                 self.bad += 1
         except ValueError:

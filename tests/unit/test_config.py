@@ -74,6 +74,13 @@ def test_dns_servers_forms() -> None:
         ("[server]\ntcp_idle_seconds = 1\n", "server.tcp_idle_seconds: 1: must be 10-86400"),
         ("[server]\ntcp_max_connections = 0\n", "server.tcp_max_connections"),
         ("[server]\npersist_registrations = 1\n", "server.persist_registrations: must be true or false"),
+        ("[presence]\ndefault_policy = 'maybe'\n", "presence.default_policy: 'maybe': must be one of"),
+        ("[presence]\npolicies = { 'a.com' = 'x' }\n", "presence.policies: must map domains"),
+        ("[presence]\nmin_notify_interval = -1\n", "presence.min_notify_interval: -1: must be 0-3600"),
+        ("[presence]\nsubscription_capacity = 3\n", "presence.subscription_capacity: 3: must be an integer"),
+        ("[presence]\nmin_expires = 100\nmax_expires = 50\n", "presence.min_expires: must not exceed"),
+        ("[presence]\nfoo = 1\n", "presence.foo: unknown key"),
+        ("[other]\nfoo = 1\n", "other: unknown table"),
     ],
 )
 def test_bad_file(tmp_path: Path, toml: str, message: str) -> None:
@@ -102,3 +109,25 @@ def test_cli_missing_file_exit_2(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert out.returncode == 2 and "config file" in out.stderr and "No such file" in out.stderr
+
+
+def test_presence_table_and_cli_override(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(
+        "[presence]\ndefault_policy = 'confirm'\npolicies = { 'Example.com' = 'allow' }\n"
+        "min_notify_interval = 2\nsubscription_capacity = 5000\nnotify_grace = true\n"
+    )
+    cfg = load(p, {})
+    assert cfg.presence.default_policy == "confirm" and cfg.presence.policies == {"example.com": "allow"}
+    assert cfg.presence.policy("sip:b@x.org", "sip:a@example.com", "presence") == "allow"
+    assert cfg.presence.policy("sip:b@x.org", "sip:a@other.org", "presence") == "confirm"
+    assert cfg.subscription_capacity == 5000 and cfg.presence.notify_grace
+    assert load(p, {"min_notify_interval": 0.0}).presence.min_notify_interval == 0.0
+    assert load(p, {}).presence.min_notify_interval == 2.0
+
+
+def test_shipped_example_config_loads() -> None:
+    from simplefast.testing import REPO
+
+    cfg = load(REPO / "simplefast.toml", {})
+    assert cfg.presence.min_notify_interval == 5.0 and cfg.presentity_capacity == 20000

@@ -1,0 +1,151 @@
+"""Presentity state shared by the workers: publications, composed document, version.
+
+Theory of operation
+-------------------
+A presentity (an AOR of ours) has one record: its live publications (RFC
+3903), the document composed from them, and a version that grows with every
+change a watcher could see. Any worker may receive a PUBLISH for any
+presentity, so the record lives in a shared-memory table
+(``simplefast/_impl.shmindex``, one row per AOR) and every change is a
+compare-and-swap on the row's write counter ``seq``:
+
+1. ``load(aor)`` reads the row: counter ``s`` and the decoded record;
+2. the caller computes the new record (``publish.py``);
+3. ``replace(aor, s, new)`` writes it with ``put_if_greater(aor, s + 1)``:
+   the table compares the stored counter under the row's stripe lock, so of
+   two workers changing the same presentity from ``s`` exactly one
+   succeeds; the other reads again and retries (``publish.py``).
+
+``version`` is the state watchers see: bumped when the document changes, not
+by a refresh (which only moves an entity-tag and an expiry).
+
+A row is never deleted while the server runs: a presentity whose last
+publication ends keeps an empty row, so its version keeps growing (a
+watcher compares versions) and the compare-and-swap never meets a row that
+vanished between read and write. Rows are as many as presentities that
+ever published since start; the capacity is configured
+(``presence.presentity_capacity``).
+
+Row value: ``seq`` (8 bytes, big-endian: the counter ``put_if_greater``
+compares) then ``marshal`` of ``(version, document, publications)`` with each
+publication a plain tuple (``PubRecord``). Times are the loop's monotonic
+clock (one clock for every process of the machine); the store on disk
+converts to wall time.
+"""
+
+from __future__ import annotations
+
+import marshal
+from typing import Any, NamedTuple, Protocol
+
+from simplefast.errors import SimplefastError
+
+
+class PubRecord(NamedTuple):
+    """One live publication: entity-tag, package, body type, body, when its state last
+    changed, when it ends."""
+
+    etag: str
+    event: str
+    content_type: str
+    body: bytes
+    changed_at: float
+    expires_at: float
+
+
+class Presentity(NamedTuple):
+    version: int  # of the state watchers see: bumped when the document changes
+    pubs: tuple[PubRecord, ...]
+    document: bytes  # composed from pubs (b"": none; watchers get the configured default)
+    seq: int = 0  # of the row: bumped by every write (the compare-and-swap counter)
+
+
+EMPTY = Presentity(0, (), b"", 0)
+
+
+class StateFullError(SimplefastError):
+    """The presentity's record does not fit the table (too large, or no room left)."""
+
+    status_hint = 500
+
+
+class PresentityStore(Protocol):
+    def load(self, aor: str) -> Presentity: ...
+
+    def replace(self, aor: str, seq: int, new: Presentity) -> bool:
+        """Write ``new`` (its ``seq`` must be ``seq + 1``) unless the stored row moved
+        on from ``seq``; False then (read again and retry)."""
+        ...
+
+    def aors(self) -> list[str]: ...
+
+
+class MemoryPresentities:
+    """One process (tests, single worker)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, Presentity] = {}
+
+    def load(self, aor: str) -> Presentity:
+        return self._rows.get(aor, EMPTY)
+
+    def replace(self, aor: str, seq: int, new: Presentity) -> bool:
+        if self._rows.get(aor, EMPTY).seq != seq:
+            return False
+        self._rows[aor] = new
+        return True
+
+    def aors(self) -> list[str]:
+        return list(self._rows)
+
+
+def encode(p: Presentity) -> bytes:
+    """The row's payload (after the 8-byte ``seq``)."""
+    return marshal.dumps((p.version, p.document, [tuple(x) for x in p.pubs]))
+
+
+def decode(seq: int, payload: bytes) -> Presentity:
+    version, document, pubs = marshal.loads(payload)
+    return Presentity(version, tuple(map(PubRecord._make, pubs)), document, seq)
+
+
+class ShmPresentities:
+    """The shared-memory table of every worker (see the module docstring)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        # decoded rows by AOR, reused while the stored version is the same (a fan-out
+        # reads the document once per worker and version, not per watcher)
+        self._cache: dict[str, Presentity] = {}
+
+    def load(self, aor: str) -> Presentity:
+        raw = self.table.get(aor.encode("utf-8", "surrogateescape"))
+        if raw is None:
+            return EMPTY
+        seq = int.from_bytes(raw[:8], "big")
+        hit = self._cache.get(aor)
+        if hit is not None and hit.seq == seq:
+            return hit
+        p = decode(seq, raw[8:])
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[aor] = p
+        return p
+
+    def replace(self, aor: str, seq: int, new: Presentity) -> bool:
+        key = aor.encode("utf-8", "surrogateescape")
+        if len(key) > self.table.key_max:
+            raise StateFullError(f"presentity {aor[:64]!r} is longer than {self.table.key_max} bytes")
+        payload = encode(new)
+        if len(payload) + 8 > self.table.value_max:
+            raise StateFullError(
+                f"the state of {aor[:64]!r} would take {len(payload) + 8} bytes, more than the"
+                f" {self.table.value_max} of presence.state_max_bytes"
+            )
+        try:
+            return bool(self.table.put_if_greater(key, seq + 1, payload))
+        except SimplefastError as exc:  # TableFullError
+            raise StateFullError(f"presentity table full: {exc}") from exc
+
+    def aors(self) -> list[str]:
+        return [k.decode("utf-8", "surrogateescape") for k in self.table.keys()]

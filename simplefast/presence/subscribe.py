@@ -1,0 +1,585 @@
+"""The notifier side of SIP events (RFC 6665), sans-IO: subscriptions and their NOTIFYs.
+
+Theory of operation
+-------------------
+``Notifier.subscribe`` takes an initial SUBSCRIBE (already routed to a
+resource of ours and authenticated) and returns the answer; when it makes a
+subscription the caller sends the 200 and then calls ``notify_now``, which
+queues the first NOTIFY (RFC 6665 §4.2.1.2: at once). ``Notifier.refresh``
+takes a SUBSCRIBE inside one of our dialogs (refresh, or Expires 0:
+unsubscribe). Checks, in order:
+
+- the Event package must be registered (``EventPackage``), else 489 with
+  Allow-Events;
+- Accept must admit one of the package's body types, else 406;
+- Expires (absent: the package default) below ``min_expires`` and not 0:
+  423 with Min-Expires; above ``max_expires``: shortened, the 200 states it;
+- the authorization policy (``Policy``) decides the state: ``allow`` makes it
+  active, ``confirm`` pending (the watcher waits; its NOTIFYs carry no
+  state), ``polite-block`` active with the package's "nothing to see"
+  document, ``block`` a 403;
+- Expires 0 on an initial SUBSCRIBE is a fetch: one NOTIFY with the state
+  and ``terminated;reason=timeout``, nothing kept.
+
+A subscription is one dialog: the local tag is ours (the To tag of the 200,
+unique: ``tag_prefix`` and a counter), the NOTIFYs carry CSeq numbers of
+our own that only grow, the route set is the SUBSCRIBE's Record-Route.
+NOTIFYs go back along the flow the SUBSCRIBE came on: over the same
+connection for TCP/TLS, for UDP to the first route or else to the address
+the SUBSCRIBE came from (which is where a watcher behind NAT can be
+reached); the remote target (Contact) is the Request-URI.
+
+Changes: ``changed(resource, now)`` is called for every new version of a
+resource (here or in another worker); each active subscription whose last
+NOTIFY showed an older version gets one, paced (RFC 3856 §6.10): at most one
+per ``min_notify_interval`` seconds per subscription; a change inside the
+interval is held and the NOTIFY, when it goes, carries the state current
+then (never a stale one; never out of order, since the CSeq and the version
+only grow). A final NOTIFY is never held back.
+
+NOTIFY outcomes (RFC 6665 §4.2.2): 481 ends the subscription; 408, Timer F
+or a transport failure end it too, unless ``notify_grace`` is on, when the
+subscription stays and the next change tries again. Every end is counted by
+reason in ``ended``.
+
+Subscriptions live in this process (``by_key``, and ``watchers``: resource ->
+its subscriptions here), and each is mirrored in a ``SubscriptionTable``
+row (shared memory in the server) that names the owning worker: a SUBSCRIBE
+inside the dialog that reaches another worker is handed to the owner, and a
+worker that replaces a killed one takes its rows back (``adopt``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import itertools
+import marshal
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from simplefast._impl import sipmsg as _codec
+from simplefast.errors import SimplefastError, SipParseError
+from simplefast.sip.peer import STREAMS
+
+ALLOW = "allow"
+CONFIRM = "confirm"
+BLOCK = "block"
+POLITE_BLOCK = "polite-block"
+POLICIES = (ALLOW, CONFIRM, BLOCK, POLITE_BLOCK)
+
+ACTIVE, PENDING, TERMINATED = "active", "pending", "terminated"
+
+
+class Body(NamedTuple):
+    version: int
+    content_type: str
+    data: bytes
+
+
+class EventPackage(Protocol):
+    """What a package gives the notifier: its name, the body types it sends, and the
+    current state of a resource for a subscriber (by policy class)."""
+
+    name: str
+    content_types: tuple[str, ...]
+    default_expires: int
+
+    def version(self, resource: str) -> int: ...
+
+    def body(self, resource: str, policy: str, content_type: str) -> Body: ...
+
+
+Policy = Callable[[str, str, str], str]  # (watcher AOR, resource, event) -> one of POLICIES
+
+
+@dataclass(slots=True)
+class NotifierConfig:
+    min_expires: int = 60
+    max_expires: int = 3600
+    min_notify_interval: float = 5.0
+    notify_grace: bool = False  # a NOTIFY timeout keeps the subscription (retry on the next change)
+
+
+@dataclass(slots=True, eq=False)
+class Subscription:
+    key: str  # our tag: the dialog's local tag, unique
+    call_id: str
+    remote_tag: str
+    local_uri: str  # the To URI of the SUBSCRIBE: From of our NOTIFYs
+    remote_uri: str  # its From URI
+    target: str  # its Contact: the NOTIFYs' Request-URI
+    routes: tuple[str, ...]
+    peer: tuple[Any, ...]  # the flow it came on
+    event: str
+    event_id: str | None
+    resource: str
+    watcher: str  # the watcher's AOR (policy)
+    content_type: str
+    policy: str
+    expires_at: float
+    cseq: int = 0  # of our last NOTIFY
+    remote_cseq: int = 0  # of the watcher's last SUBSCRIBE
+    version: int = -1  # of the state its last NOTIFY carried
+    last_sent: float = -1e18
+    held: bool = False  # a change waits for the pacing interval
+    state: str = ACTIVE
+    owner: int = 0
+    head: str = field(default="", repr=False)  # the NOTIFY headers that never change
+
+
+class SubscriptionTable(Protocol):
+    def put(self, sub: Subscription) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def owner(self, key: str) -> int | None: ...
+
+    def rows(self, owner: int) -> list[Subscription]: ...
+
+
+class MemorySubscriptions:
+    """One process (tests)."""
+
+    def __init__(self) -> None:
+        self.rows_: dict[str, tuple[Any, ...]] = {}
+
+    def put(self, sub: Subscription) -> None:
+        self.rows_[sub.key] = to_row(sub)
+
+    def delete(self, key: str) -> None:
+        self.rows_.pop(key, None)
+
+    def owner(self, key: str) -> int | None:
+        row = self.rows_.get(key)
+        return None if row is None else int(row[0])
+
+    def rows(self, owner: int) -> list[Subscription]:
+        return [from_row(r) for r in self.rows_.values() if r[0] == owner]
+
+
+class ShmSubscriptions:
+    """Rows in a shared-memory table (``shmindex``): our tag -> ``marshal`` of ``to_row``.
+
+    Only the owner writes a row; any worker reads one to find the owner."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.full = 0  # subscriptions that did not fit (kept in this worker only)
+
+    def put(self, sub: Subscription) -> None:
+        value = marshal.dumps(to_row(sub))
+        key = sub.key.encode("ascii")
+        if len(value) > self.table.value_max:
+            self.full += 1
+            self.table.delete(key)  # an old row would name a stale CSeq
+            return
+        try:
+            self.table.put(key, value)
+        except SimplefastError:  # TableFullError
+            self.full += 1
+
+    def delete(self, key: str) -> None:
+        self.table.delete(key.encode("ascii", "replace"))
+
+    def owner(self, key: str) -> int | None:
+        try:
+            raw = self.table.get(key.encode("ascii"))
+        except (UnicodeEncodeError, ValueError):
+            return None
+        return None if raw is None else int(marshal.loads(raw)[0])
+
+    def rows(self, owner: int) -> list[Subscription]:
+        out = []
+        for k in self.table.keys():
+            raw = self.table.get(k)
+            if raw is not None:
+                row = marshal.loads(raw)
+                if row[0] == owner:
+                    out.append(from_row(row))
+        return out
+
+
+_ROW = ("owner", "key", "call_id", "remote_tag", "local_uri", "remote_uri", "target", "routes", "peer",
+        "event", "event_id", "resource", "watcher", "content_type", "policy", "expires_at", "cseq",
+        "remote_cseq", "version", "state")  # fmt: skip
+
+
+def to_row(sub: Subscription) -> tuple[Any, ...]:
+    """A plain tuple (marshal-able) of what a subscription needs to go on elsewhere."""
+    return tuple(getattr(sub, f) for f in _ROW)
+
+
+def from_row(row: tuple[Any, ...]) -> Subscription:
+    kw = dict(zip(_ROW, row, strict=True))
+    kw["routes"] = tuple(kw["routes"])
+    kw["peer"] = tuple(kw["peer"])
+    return Subscription(**kw)
+
+
+class Answer(NamedTuple):
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    sub: Subscription | None = None  # made or refreshed: send the 200 with its tag, then notify_now
+    to_tag: str | None = None
+
+
+class Notifier:
+    def __init__(
+        self, tl: Any, packages: dict[str, EventPackage], *, policy: Policy,
+        contact: Callable[[tuple[Any, ...]], str], via: Callable[[tuple[Any, ...], str], str],
+        config: NotifierConfig | None = None, table: SubscriptionTable | None = None,
+        index: int = 0, tag_prefix: str = "",
+    ) -> None:  # fmt: skip
+        self.tl = tl
+        self.packages = packages
+        self.policy = policy
+        self.contact = contact  # our Contact URI for a flow
+        self.via = via  # our Via value for a NOTIFY to a peer, with this branch
+        self.config = config or NotifierConfig()
+        self.table: SubscriptionTable = table if table is not None else MemorySubscriptions()
+        self.index = index
+        self.tag_prefix = tag_prefix or tl.new_branch()[-8:]
+        self._seq = itertools.count(1)
+        self.by_key: dict[str, Subscription] = {}
+        self.watchers: dict[str, dict[str, Subscription]] = {}  # resource -> key -> sub
+        self._timers: list[tuple[float, int, str]] = []  # (when, kind, key); stale entries skipped
+        self.ended: Counter[str] = Counter()  # subscriptions ended, by reason
+        self.kept: Counter[str] = Counter()  # NOTIFY failures survived (notify_grace)
+        self.notifies_sent = 0
+        self.allow_events = ", ".join(sorted(packages))
+
+    # ------------------------------------------------------------------ SUBSCRIBE
+    def subscribe(self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float) -> Answer:
+        """An initial SUBSCRIBE (no To tag) for ``resource`` by ``watcher`` (AORs)."""
+        package, event_id, bad = self._package(msg)
+        if bad is not None:
+            return bad
+        assert package is not None
+        ctype = _negotiate(msg.get_all("Accept"), package.content_types)
+        if ctype is None:
+            return Answer(406, "Not Acceptable", [("Accept", ", ".join(package.content_types))])
+        expires, bad = self._expires(msg, package)
+        if bad is not None:
+            return bad
+        policy = ALLOW if watcher == resource else self.policy(watcher, resource, package.name)
+        if policy == BLOCK:
+            return Answer(403, "Forbidden", [])
+        target = msg.contact_uri
+        if target is None:
+            return Answer(400, "Bad Request", [_warning("SUBSCRIBE needs a Contact")])
+        to = msg.to_addr()
+        frm = msg.from_addr()
+        key = f"{self.tag_prefix}{next(self._seq):x}"
+        sub = Subscription(
+            key=key, call_id=msg.call_id, remote_tag=msg.from_tag or "", local_uri=to.uri,
+            remote_uri=frm.uri, target=target, routes=tuple(_record_routes(msg)), peer=tuple(peer),
+            event=package.name, event_id=event_id, resource=resource, watcher=watcher,
+            content_type=ctype, policy=policy, expires_at=now + expires, remote_cseq=msg.cseq_num,
+            state=PENDING if policy == CONFIRM else ACTIVE, owner=self.index,
+        )  # fmt: skip
+        headers = [("Expires", str(expires)), ("Contact", self.contact(sub.peer))]
+        if expires == 0:  # a fetch: one NOTIFY, nothing kept
+            sub.state = TERMINATED
+            return Answer(200, "OK", headers, sub, key)
+        self._add(sub)
+        return Answer(200, "OK", headers, sub, key)
+
+    def refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
+        """A SUBSCRIBE in one of our dialogs: refresh, or unsubscribe (Expires 0)."""
+        sub = self.by_key.get(msg.to_tag or "")
+        if sub is None or sub.call_id != msg.call_id or sub.remote_tag != (msg.from_tag or ""):
+            return Answer(481, "Subscription Does Not Exist", [])
+        package, event_id, bad = self._package(msg)
+        if bad is not None:
+            return bad
+        if package is None or package.name != sub.event or event_id != sub.event_id:
+            return Answer(481, "Subscription Does Not Exist", [])  # another subscription's event
+        cseq = msg.cseq_num or 0
+        if cseq <= sub.remote_cseq:
+            return Answer(500, "Server Internal Error", [_warning("CSeq out of order")])
+        expires, bad = self._expires(msg, package)
+        if bad is not None:
+            return bad
+        sub.remote_cseq = cseq
+        target = msg.contact_uri
+        if target is not None:
+            sub.target = target  # a refresh may update the remote target (RFC 6665 §4.1.2.1)
+            sub.head = ""
+        sub.peer = tuple(peer)
+        headers = [("Expires", str(expires)), ("Contact", self.contact(sub.peer))]
+        if expires == 0:
+            self._remove(sub, "unsubscribed")
+            sub.state = TERMINATED
+        else:
+            sub.expires_at = now + expires
+            heapq.heappush(self._timers, (sub.expires_at, _EXPIRE, sub.key))
+            self.table.put(sub)
+        return Answer(200, "OK", headers, sub, sub.key)
+
+    def notify_now(self, sub: Subscription, now: float, reason: str | None = None) -> None:
+        """The NOTIFY a SUBSCRIBE asks for: the state now (RFC 6665 §4.2.1.2), also for a
+        refresh; ``terminated`` for a fetch or an unsubscribe."""
+        self._send(sub, now, reason or ("timeout" if sub.state == TERMINATED else None))
+
+    # ------------------------------------------------------------------ changes
+    def changed(self, resource: str, now: float) -> int:
+        """The state of ``resource`` changed: NOTIFY its watchers here (paced); how many went."""
+        subs = self.watchers.get(resource)
+        if not subs:
+            return 0
+        sent = 0
+        interval = self.config.min_notify_interval
+        for sub in list(subs.values()):
+            if sub.state != ACTIVE:
+                continue
+            due = sub.last_sent + interval
+            if due > now:
+                if not sub.held:
+                    sub.held = True
+                    heapq.heappush(self._timers, (due, _PACE, sub.key))
+                continue
+            self._send(sub, now, None)
+            sent += 1
+        return sent
+
+    # ------------------------------------------------------------------ NOTIFY outcomes
+    def on_response(self, txn: Any, msg: Any, now: float) -> None:
+        status = msg.status
+        if status < 200:
+            return
+        sub: Subscription = txn.data
+        if 200 <= status < 300:
+            return
+        if status == 481:
+            self._remove(sub, "notify 481")
+        elif status == 408:
+            self._failed(sub, "notify 408")
+
+    def on_timeout(self, txn: Any, now: float) -> None:
+        self._failed(txn.data, "notify timeout")
+
+    def on_transport_failed(self, txn: Any, now: float) -> None:
+        self._failed(txn.data, "notify transport failure")
+
+    def _failed(self, sub: Subscription, reason: str) -> None:
+        if self.config.notify_grace and sub.state != TERMINATED:
+            self.kept[reason] += 1
+            sub.version = -1  # the next change gets through
+            return
+        self._remove(sub, reason)
+
+    # ------------------------------------------------------------------ timers
+    def next_deadline(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def handle_timer(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, kind, key = heapq.heappop(timers)
+            sub = self.by_key.get(key)
+            if sub is None:
+                continue
+            if kind == _EXPIRE:
+                if sub.expires_at <= now:
+                    self._remove(sub, "timeout")
+                    sub.state = TERMINATED
+                    self._send(sub, now, "timeout")
+            elif sub.held:
+                sub.held = False
+                if sub.state == ACTIVE and self.packages[sub.event].version(sub.resource) != sub.version:
+                    self._send(sub, now, None)
+
+    # ------------------------------------------------------------------ workers
+    def owner_of(self, key: str) -> int | None:
+        return self.table.owner(key)
+
+    def adopt(self, now: float) -> int:
+        """Take back the subscriptions this worker index owned (a replaced worker), and
+        NOTIFY those whose resource changed meanwhile; how many were taken."""
+        n = 0
+        for sub in self.table.rows(self.index):
+            if sub.key in self.by_key:
+                continue
+            if sub.expires_at <= now:
+                self.table.delete(sub.key)
+                self.ended["timeout"] += 1
+                continue
+            self._add(sub, write=False)
+            n += 1
+            if sub.state == ACTIVE and self.packages[sub.event].version(sub.resource) != sub.version:
+                self._send(sub, now, None)
+        return n
+
+    def count(self) -> int:
+        return len(self.by_key)
+
+    # ------------------------------------------------------------------ internals
+    def _package(self, msg: Any) -> tuple[EventPackage | None, str | None, Answer | None]:
+        event = msg.get("Event")
+        name, event_id = _event(event)
+        package = self.packages.get(name or "")
+        if package is None:
+            return None, None, Answer(489, "Bad Event", [("Allow-Events", self.allow_events)])
+        return package, event_id, None
+
+    def _expires(self, msg: Any, package: EventPackage) -> tuple[int, Answer | None]:
+        try:
+            expires = msg.expires
+        except SipParseError:
+            return 0, Answer(400, "Bad Request", [_warning("malformed Expires")])
+        if expires is None:
+            expires = package.default_expires
+        cfg = self.config
+        if 0 < expires < cfg.min_expires:
+            return 0, Answer(423, "Interval Too Brief", [("Min-Expires", str(cfg.min_expires))])
+        return min(expires, cfg.max_expires), None
+
+    def _add(self, sub: Subscription, *, write: bool = True) -> None:
+        sub.owner = self.index
+        self.by_key[sub.key] = sub
+        self.watchers.setdefault(sub.resource, {})[sub.key] = sub
+        heapq.heappush(self._timers, (sub.expires_at, _EXPIRE, sub.key))
+        if write:
+            self.table.put(sub)
+
+    def _remove(self, sub: Subscription, reason: str) -> None:
+        if self.by_key.pop(sub.key, None) is None:
+            return
+        subs = self.watchers.get(sub.resource)
+        if subs is not None:
+            subs.pop(sub.key, None)
+            if not subs:
+                del self.watchers[sub.resource]
+        self.table.delete(sub.key)
+        self.ended[reason] += 1
+
+    def _send(self, sub: Subscription, now: float, reason: str | None) -> None:
+        package = self.packages[sub.event]
+        sub.cseq += 1
+        sub.last_sent = now
+        sub.held = False
+        remaining = max(0, int(sub.expires_at - now + 0.5))
+        if reason is not None or sub.state == TERMINATED:
+            state = f"terminated;reason={reason or 'timeout'}"
+        else:
+            state = f"{sub.state};expires={remaining}"
+        body = b""
+        ctype = ""
+        if sub.state != PENDING:
+            b = package.body(sub.resource, sub.policy, sub.content_type)
+            sub.version, body, ctype = b.version, b.data, b.content_type
+        if not sub.head:
+            sub.head = self._head(sub)
+        branch = self.tl.new_branch()
+        peer = sub.peer
+        dest = _destination(sub)
+        ct = f"Content-Type: {ctype}\r\n" if body else ""
+        data = (
+            f"NOTIFY {sub.target} SIP/2.0\r\nVia: {self.via(dest, branch)}\r\n{sub.head}"
+            f"CSeq: {sub.cseq} NOTIFY\r\nSubscription-State: {state}\r\n{ct}"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("utf-8", "surrogateescape") + body
+        txn = self.tl.request(data, dest, reliable=len(peer) == 4, now=now)
+        txn.data = sub
+        self.notifies_sent += 1
+        if sub.key in self.by_key:
+            self.table.put(sub)  # the CSeq and version a restarted worker goes on from
+
+    def _head(self, sub: Subscription) -> str:
+        routes = "".join(f"Route: {r}\r\n" for r in sub.routes)
+        ev = sub.event if sub.event_id is None else f"{sub.event};id={sub.event_id}"
+        return (
+            f"{routes}Max-Forwards: 70\r\nFrom: <{sub.local_uri}>;tag={sub.key}\r\n"
+            f"To: <{sub.remote_uri}>;tag={sub.remote_tag}\r\nCall-ID: {sub.call_id}\r\n"
+            f"Contact: {self.contact(sub.peer)}\r\nEvent: {ev}\r\n"
+        )
+
+
+_EXPIRE, _PACE = 0, 1
+
+
+def _destination(sub: Subscription) -> tuple[Any, ...]:
+    """Where a NOTIFY goes: the SUBSCRIBE's connection for TCP/TLS; for UDP the first
+    route when it names an address, else the SUBSCRIBE's source; sent from the worker's
+    client socket (``"c"``: its responses come back to this worker)."""
+    peer = sub.peer
+    if len(peer) == 4 and peer[2] in STREAMS:
+        return peer
+    if sub.routes:
+        try:
+            u = _codec.parse_uri(_codec.parse_name_addr(sub.routes[0]).uri)
+        except SipParseError:
+            u = None
+        if u is not None and u.host is not None and _is_ip(u.host):
+            host = u.host[1:-1] if u.host.startswith("[") else u.host
+            return (host, u.port or 5060, "c")
+    return (peer[0], peer[1], "c")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") else host)
+    except ValueError:
+        return False
+    return True
+
+
+def _record_routes(msg: Any) -> list[str]:
+    out: list[str] = []
+    for value in msg.get_all("Record-Route"):
+        out.extend(v.strip() for v in _split_commas(value) if v.strip())
+    return out
+
+
+def _split_commas(value: str) -> list[str]:
+    """Split a header value at commas outside <...> and quotes."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, c in enumerate(value):
+        if c == '"':
+            quoted = not quoted
+        elif not quoted and c == "<":
+            depth += 1
+        elif not quoted and c == ">":
+            depth -= 1
+        elif not quoted and depth == 0 and c == ",":
+            parts.append(value[start:i])
+            start = i + 1
+    parts.append(value[start:])
+    return parts
+
+
+def _event(value: str | None) -> tuple[str | None, str | None]:
+    """(package, id) of an Event header value."""
+    if value is None:
+        return None, None
+    name, _, params = value.partition(";")
+    event_id = None
+    for p in params.split(";"):
+        k, _, v = p.partition("=")
+        if k.strip().lower() == "id":
+            event_id = v.strip()
+    return name.strip().lower() or None, event_id
+
+
+def _negotiate(accepts: list[str], offered: tuple[str, ...]) -> str | None:
+    """The first body type of ``offered`` the Accept headers admit (none: the first)."""
+    if not accepts:
+        return offered[0]
+    wanted = [a.split(";", 1)[0].strip().lower() for v in accepts for a in v.split(",")]
+    wanted = [w for w in wanted if w]
+    if not wanted:
+        return offered[0]
+    for ct in offered:
+        major = ct.split("/", 1)[0]
+        if ct in wanted or f"{major}/*" in wanted or "*/*" in wanted:
+            return ct
+    return None
+
+
+def _warning(text: str) -> tuple[str, str]:
+    clean = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text[:160])
+    return ("Warning", f'399 simplefast "{clean}"')

@@ -1,0 +1,281 @@
+"""Presence through the SIP core (RFC 6665 notifier, RFC 3903 PUBLISH, RFC 3856), fake clock, one process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from simplefast.presence.agent import PresenceAgent, PresenceConfig
+from simplefast.presence.state import MemoryPresentities
+from simplefast.presence.subscribe import MemorySubscriptions
+from simplefast.proxy.core import CoreConfig, SipCore
+from simplefast.proxy.location import Binding, MemoryLocation
+from simplefast.proxy.proxy import ProxyAddress
+from simplefast.sip import parse_message
+from simplefast.sip.peer import transport_of
+from simplefast.sip.transaction import TransactionLayer
+from simplefast.testing import REPO
+
+ME = ProxyAddress("10.0.0.1", 5060, 40000)
+W = ("10.0.0.9", 5070)  # the watcher
+P = ("10.0.0.8", 5080)  # the publisher
+PIDF = (REPO / "tests" / "vectors" / "pidf" / "rfc3863-4.2.2-default-ns.xml").read_bytes()
+CT = "application/pidf+xml"
+
+
+def make(interval: float = 0.0, **cfg: Any) -> tuple[SipCore, PresenceAgent]:
+    tl = TransactionLayer()
+    agent = PresenceAgent(
+        tl, MemoryPresentities(), PresenceConfig(min_notify_interval=interval, **cfg),
+        contact=lambda peer: f"<{ME.contact_uri(transport_of(peer), False)}>",
+        via=lambda dest, br: ME.via(transport_of(dest), False, br), table=MemorySubscriptions(),
+    )  # fmt: skip
+    core = SipCore(CoreConfig(domains=frozenset({"example.com"}), local_hosts=frozenset({"10.0.0.1"})),
+                   MemoryLocation(), ME, tl=tl, presence=agent)  # fmt: skip
+    return core, agent
+
+
+def subscribe(c: SipCore, *, cseq: int = 1, to_tag: str | None = None, expires: int | None = 600,
+              event: str = "presence", extra: str = "", user: str = "alice", now: float = 0.0,
+              call_id: str = "s1") -> list[Any]:  # fmt: skip
+    to = f"<sip:{user}@example.com>" + (f";tag={to_tag}" if to_tag else "")
+    exp = f"Expires: {expires}\r\n" if expires is not None else ""
+    data = (
+        f"SUBSCRIBE sip:{user}@example.com SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKs{cseq}{call_id}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=b1\r\nTo: {to}\r\nCall-ID: {call_id}\r\n"
+        f"CSeq: {cseq} SUBSCRIBE\r\nContact: <sip:bob@10.0.0.9:5070>\r\nEvent: {event}\r\n{exp}{extra}"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    c.on_message(data, W, reliable=False, now=now)
+    return out(c)
+
+
+def publish(c: SipCore, body: bytes = PIDF, *, etag: str | None = None, expires: int = 600, now: float = 0.0,
+            n: int = 1, ctype: str = CT) -> list[Any]:  # fmt: skip
+    hdr = f"SIP-If-Match: {etag}\r\n" if etag else ""
+    ct = f"Content-Type: {ctype}\r\n" if body else ""
+    data = (
+        f"PUBLISH sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.8:5080;branch=z9hG4bKp{n}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a{n}\r\nTo: <sip:alice@example.com>\r\n"
+        f"Call-ID: p{n}\r\nCSeq: 1 PUBLISH\r\nEvent: presence\r\nExpires: {expires}\r\n{hdr}{ct}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    c.on_message(data, P, reliable=False, now=now)
+    return out(c)
+
+
+def out(c: SipCore) -> list[Any]:
+    return [(parse_message(d), peer) for d, peer in c.outgoing()]
+
+
+def answer(c: SipCore, notify: Any, status: int = 200, now: float = 0.0) -> None:
+    lines = [f"SIP/2.0 {status} X", *(f"Via: {v}" for v in notify.get_all("Via")),
+             f"From: {notify.get('From')}", f"To: {notify.get('To')}", f"Call-ID: {notify.call_id}",
+             f"CSeq: {notify.get('CSeq')}", "Content-Length: 0"]  # fmt: skip
+    c.on_message(("\r\n".join(lines) + "\r\n\r\n").encode(), ("10.0.0.9", 5070), reliable=False, now=now)
+
+
+def run_until(c: SipCore, t: float) -> list[Any]:
+    """Run every timer due up to ``t``; what was sent meanwhile."""
+    sent: list[Any] = []
+    while (nt := c.get_timer()) is not None and nt <= t:
+        c.handle_timer(nt)
+        sent += out(c)
+    return sent
+
+
+def notifies(msgs: list[Any]) -> list[Any]:
+    return [m for m, _ in msgs if m.is_request and m.method == "NOTIFY"]
+
+
+def test_subscribe_gets_200_then_a_notify_with_the_default_document() -> None:
+    c, _ = make()
+    (ok, okpeer), (n, npeer) = subscribe(c)
+    assert (ok.status, ok.get("Expires"), ok.get("Allow-Events")) == (200, "600", "presence")
+    assert ok.to_tag and okpeer == W
+    assert n.method == "NOTIFY" and npeer == ("10.0.0.9", 5070, "c")  # from the client socket
+    assert n.uri == "sip:bob@10.0.0.9:5070" and n.from_tag == ok.to_tag and n.to_tag == "b1"
+    assert n.get("Subscription-State") == "active;expires=600" and n.get("Event") == "presence"
+    assert n.get("Content-Type") == CT and b"<basic>closed</basic>" in n.body
+    assert b'entity="sip:alice@example.com"' in n.body
+
+
+def test_publish_reaches_the_watcher_and_cseq_grows() -> None:
+    c, agent = make()
+    subscribe(c)
+    msgs = publish(c, now=1.0)
+    assert msgs[0][0].status == 200 and msgs[0][0].get("SIP-ETag")  # the 200 first, then the NOTIFY
+    (n,) = notifies(msgs)
+    assert n.cseq_num == 2 and b"<basic>open</basic>" in n.body
+    etag = msgs[0][0].get("SIP-ETag")
+    msgs = publish(c, PIDF.replace(b">open<", b">closed<"), etag=etag, now=2.0, n=2)
+    (n,) = notifies(msgs)
+    assert n.cseq_num == 3 and b"<basic>closed</basic>" in n.body
+    # a refresh (no body) changes nothing a watcher sees: no NOTIFY
+    etag = msgs[0][0].get("SIP-ETag")
+    msgs = publish(c, b"", etag=etag, now=3.0, n=3)
+    assert msgs[0][0].status == 200 and notifies(msgs) == []
+    assert agent.publications.version("sip:alice@example.com") == 2
+
+
+def test_publish_rejections() -> None:
+    c, _ = make()
+    assert publish(c, b"<presence", n=1)[0][0].status == 400
+    r = publish(c, ctype="text/plain", n=2)[0][0]
+    assert (r.status, r.get("Accept")) == (415, CT)
+    assert publish(c, etag="nope", n=3)[0][0].status == 412
+    r = publish(c, expires=5, n=4)[0][0]
+    assert (r.status, r.get("Min-Expires")) == (423, "60")
+
+
+def test_refresh_unsubscribe_and_481() -> None:
+    c, agent = make()
+    (ok, _), _ = subscribe(c)
+    tag = ok.to_tag
+    msgs = subscribe(c, cseq=2, to_tag=tag, expires=300, now=10.0)
+    assert msgs[0][0].status == 200 and msgs[0][0].get("Expires") == "300"
+    assert notifies(msgs)[0].get("Subscription-State") == "active;expires=300"
+    msgs = subscribe(c, cseq=3, to_tag=tag, expires=0, now=20.0)
+    assert msgs[0][0].status == 200
+    (n,) = notifies(msgs)
+    assert n.get("Subscription-State") == "terminated;reason=timeout" and n.cseq_num == 3
+    assert agent.notifier.count() == 0 and agent.notifier.ended["unsubscribed"] == 1
+    assert subscribe(c, cseq=4, to_tag=tag, now=21.0)[0][0].status == 481
+    assert subscribe(c, cseq=1, to_tag="unknown", now=21.0, call_id="s9")[0][0].status == 481
+
+
+def test_bad_event_interval_too_brief_max_expires_and_accept() -> None:
+    c, _ = make()
+    r = subscribe(c, event="presence.foo")[0][0]
+    assert (r.status, r.get("Allow-Events")) == (489, "presence")
+    r = subscribe(c, expires=10, call_id="s2")[0][0]
+    assert (r.status, r.get("Min-Expires")) == (423, "60")
+    r = subscribe(c, expires=999999, call_id="s3")[0][0]
+    assert (r.status, r.get("Expires")) == (200, "3600")
+    r = subscribe(c, extra="Accept: text/plain\r\n", call_id="s4")[0][0]
+    assert (r.status, r.get("Accept")) == (406, CT)
+    r = subscribe(c, extra="Accept: application/*\r\n", call_id="s5")[0][0]
+    assert r.status == 200
+
+
+def test_fetch_gives_one_terminated_notify_and_keeps_nothing() -> None:
+    c, agent = make()
+    msgs = subscribe(c, expires=0)
+    assert msgs[0][0].status == 200
+    (n,) = notifies(msgs)
+    assert n.get("Subscription-State") == "terminated;reason=timeout" and n.body
+    assert agent.notifier.count() == 0
+
+
+def test_expiry_sends_terminated_timeout() -> None:
+    c, agent = make()
+    (_, _), (n, _) = subscribe(c, expires=60)
+    answer(c, n)
+    ns = notifies(run_until(c, 61.0))  # the final NOTIFY (and its retransmissions: unanswered)
+    n = ns[0]
+    assert {m.cseq_num for m in ns} == {2}
+    assert n.get("Subscription-State") == "terminated;reason=timeout"
+    assert agent.notifier.count() == 0 and agent.notifier.ended["timeout"] == 1
+
+
+def test_notify_481_ends_the_subscription() -> None:
+    c, agent = make()
+    (_, _), (n, _) = subscribe(c)
+    answer(c, n, 481)
+    assert agent.notifier.count() == 0 and agent.notifier.ended["notify 481"] == 1
+    assert notifies(publish(c, now=1.0)) == []
+
+
+@pytest.mark.parametrize("grace", [False, True])
+def test_notify_timeout_ends_it_unless_grace(grace: bool) -> None:
+    c, agent = make(notify_grace=grace)
+    subscribe(c)
+    t = 0.0
+    while (nt := c.get_timer()) is not None and nt < 40:  # retransmissions, then Timer F
+        t = nt
+        c.handle_timer(t)
+        out(c)
+    assert agent.notifier.count() == (1 if grace else 0)
+    if grace:
+        assert agent.notifier.kept["notify timeout"] == 1
+        assert len(notifies(publish(c, now=t + 1))) == 1  # the next change tries again
+    else:
+        assert agent.notifier.ended["notify timeout"] == 1
+
+
+def test_pacing_holds_changes_and_sends_the_latest() -> None:
+    c, _ = make(interval=5.0)
+    (_, _), (n, _) = subscribe(c)
+    answer(c, n)
+    assert notifies(publish(c, now=1.0)) == []  # inside 5 s of the first NOTIFY: held
+    closed = PIDF.replace(b">open<", b">closed<")  # the same tuple: the newest wins
+    assert notifies(publish(c, closed, now=2.0, n=2)) == []
+    assert notifies(run_until(c, 4.99)) == []
+    (n,) = notifies(run_until(c, 5.0))  # one NOTIFY, with the state current at 5 s
+    assert n.cseq_num == 2 and b"<basic>closed</basic>" in n.body and b"<basic>open</basic>" not in n.body
+    answer(c, n, now=5.0)
+    # the final NOTIFY of an unsubscribe is never held back
+    msgs = subscribe(c, cseq=2, to_tag=n.from_tag, expires=0, now=6.0)
+    assert notifies(msgs)[0].get("Subscription-State") == "terminated;reason=timeout"
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "state", "body"),
+    [("confirm", 200, "pending", b""), ("block", 403, None, None),
+     ("polite-block", 200, "active", b"<basic>closed</basic>"),
+     ("allow", 200, "active", b"<basic>open</basic>")],
+)  # fmt: skip
+def test_policies(policy: str, status: int, state: str | None, body: bytes | None) -> None:
+    c, _ = make(default_policy=policy)
+    publish(c)  # alice is open
+    msgs = subscribe(c)
+    assert msgs[0][0].status == status
+    if state is None:
+        assert notifies(msgs) == []
+        return
+    (n,) = notifies(msgs)
+    assert n.get("Subscription-State").startswith(state)
+    assert (body in n.body) if body else n.body == b""
+
+
+def test_per_domain_policy_and_own_presence() -> None:
+    c, _ = make(default_policy="allow", policies={"example.com": "block"})
+    assert subscribe(c)[0][0].status == 403
+    assert subscribe(c, user="bob", call_id="s2")[0][0].status == 200  # bob watching himself
+
+
+def test_other_event_of_a_registered_user_is_proxied() -> None:
+    c, _ = make()
+    b = Binding("sip:alice@10.0.0.7:5090", 1e9, None, "c1", 1)
+    c.location.put("sip:alice@example.com", [b])
+    msgs = subscribe(c, event="dialog")
+    assert msgs[0][0].is_request and msgs[0][0].method == "SUBSCRIBE"  # forwarded to the contact
+    assert subscribe(c, event="dialog", user="carol", call_id="s2")[0][0].status == 489
+
+
+def test_options_lists_allow_events() -> None:
+    c, _ = make()
+    data = (
+        b"OPTIONS sip:10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKo1\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"From: <sip:x@example.com>;tag=1\r\nTo: <sip:10.0.0.1>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    c.on_message(data, W, reliable=False, now=0.0)
+    ((r, _),) = out(c)
+    assert r.get("Allow-Events") == "presence"
+
+
+def test_a_replacement_worker_takes_its_subscriptions_back() -> None:
+    c, agent = make()
+    (ok, _), (n, _) = subscribe(c)
+    table = agent.notifier.table
+    c2, agent2 = make()
+    agent2.notifier.table = table
+    agent2.store = agent2.package.store = agent2.publications.store = agent.store
+    assert agent2.restore(1.0) == 1
+    msgs = publish(c2, now=2.0)
+    (n2,) = notifies(msgs)
+    assert n2.cseq_num == n.cseq_num + 1 and n2.from_tag == ok.to_tag  # the CSeq goes on
