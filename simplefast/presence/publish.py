@@ -52,7 +52,13 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from simplefast.errors import ProtocolError
-from simplefast.presence.state import MemoryPresentities, Presentity, PresentityStore, PubRecord
+from simplefast.presence.state import (
+    MemoryPresentities,
+    Presentity,
+    PresentityStore,
+    PubRecord,
+    StateFullError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +184,12 @@ class Publications:
                     live.append(old._replace(etag=etag, expires_at=now + expires))
                     changed = expired
                 headers = [("SIP-ETag", etag), ("Expires", str(expires))]
-            if self._write(resource, state, live, changed):
+            try:
+                written = self._write(resource, state, live, changed)
+            except StateFullError as exc:
+                return Result(exc.status_hint, _REASONS.get(exc.status_hint, "Server Internal Error"),
+                              [_warning(str(exc))])  # fmt: skip
+            if written:
                 return Result(200, "OK", headers, resource if changed else None)
             self.conflicts += 1
         return Result(500, "Server Internal Error", [_warning("the presentity changed too often; retry")])
@@ -196,7 +207,11 @@ class Publications:
                 live = [p for p in state.pubs if p.expires_at > now]
                 if len(live) == len(state.pubs):
                     break  # refreshed or removed since, or another worker expired them
-                if self._write(resource, state, live, True):
+                try:
+                    written = self._write(resource, state, live, True)
+                except StateFullError:  # fewer publications always fit: cannot happen
+                    break
+                if written:
                     changed.append(resource)
                     break
                 self.conflicts += 1
@@ -236,7 +251,8 @@ class Publications:
 
 _RETRIES = 8
 _PARSED_MAX = 4096
-_REASONS = {400: "Bad Request", 413: "Request Entity Too Large", 415: "Unsupported Media Type"}
+_REASONS = {400: "Bad Request", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
+            500: "Server Internal Error"}  # fmt: skip
 
 
 def _warning(text: str) -> tuple[str, str]:

@@ -64,9 +64,12 @@ EMPTY = Presentity(0, (), b"", 0)
 
 
 class StateFullError(SimplefastError):
-    """The presentity's record does not fit the table (too large, or no room left)."""
+    """The presentity's record does not fit the table: too large (``status_hint`` 413),
+    or no room left (500)."""
 
-    status_hint = 500
+    def __init__(self, message: str, status_hint: int = 500) -> None:
+        super().__init__(message)
+        self.status_hint = status_hint
 
 
 class PresentityStore(Protocol):
@@ -140,7 +143,8 @@ class ShmPresentities:
         if len(payload) + 8 > self.table.value_max:
             raise StateFullError(
                 f"the state of {aor[:64]!r} would take {len(payload) + 8} bytes, more than the"
-                f" {self.table.value_max} of presence.state_max_bytes"
+                f" {self.table.value_max} of presence.presentity_state_bytes",
+                413,
             )
         try:
             return bool(self.table.put_if_greater(key, seq + 1, payload))

@@ -97,9 +97,9 @@ class Config:
     dns_servers: list[tuple[str, int]] = field(default_factory=list)  # empty: /etc/resolv.conf
     presence: PresenceConfig = field(default_factory=PresenceConfig)  # the [presence] table
     # shared-memory tables of presence (sizes fixed at start)
-    presentity_capacity: int = 20_000
-    subscription_capacity: int = 200_000
-    presentity_state_bytes: int = 16_384  # publications and composed document of one presentity
+    presentity_capacity: int = 10_000
+    subscription_capacity: int = 100_000
+    presentity_state_bytes: int = 8192  # publications and composed document of one presentity
     # where it came from, for SIGHUP: the file and the command-line values
     source: tuple[Path | None, dict[str, Any]] = (None, {})
 

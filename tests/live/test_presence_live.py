@@ -57,3 +57,42 @@ def test_publish_subscribe_refresh_unsubscribe_across_workers(tmp_path: Path) ->
         p.close()
         assert srv.stop() == 0
     assert "handed off" in srv.log()
+
+
+def test_kill_9_of_a_worker_loses_no_subscription(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    srv = start_server(tmp_path, extra=("--min-notify-interval", "0"))
+    watchers = [Peer(srv.port, f"w{i}") for i in range(8)]
+    p = Peer(srv.port, "alice")
+    try:
+        for i, w in enumerate(watchers):  # spread over both workers by the cBPF hash
+            w.request("SUBSCRIBE", "sip:alice@example.com", call_id=f"k{i}", from_tag=f"t{i}",
+                      headers=SUB.format(local=w.local, expires=600))  # fmt: skip
+            assert w.response_to(f"k{i}", 1).status == 200
+            assert w.notify(f"k{i}").cseq_num == 1
+        victim = srv.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pids = srv.worker_pids()
+            if len(pids) == 2 and victim not in pids:
+                break
+            time.sleep(0.05)
+        srv.wait_ready()
+        time.sleep(0.3)  # the replacement takes its subscriptions back as it starts
+        body = PIDF.format(entity="sip:alice@example.com", basic="open", note="after").encode()
+        hdr = "Event: presence\r\nContent-Type: application/pidf+xml\r\nExpires: 600\r\n"
+        p.request("PUBLISH", "sip:alice@example.com", call_id="kp", from_tag="a", headers=hdr, body=body)
+        assert p.response_to("kp", 1).status == 200
+        for i, w in enumerate(watchers):
+            n = w.notify(f"k{i}")
+            assert n.cseq_num == 2 and b"after" in n.body  # the CSeq goes on after the kill
+    finally:
+        for w in watchers:
+            w.close()
+        p.close()
+        assert srv.stop() == 0
+    assert "took back" in srv.log()

@@ -95,3 +95,19 @@ def test_expires_is_bounded_and_publications_expire() -> None:
 )
 def test_event_package_names(header: str | None, name: str | None) -> None:
     assert event_package(header) == name
+
+
+def test_state_too_large_for_the_shared_table_gets_413_and_keeps_the_old_state() -> None:
+    from simplefast._impl import shmindex
+    from simplefast.presence.state import ShmPresentities
+
+    size = shmindex.table_size(64, 128, 2048)
+    table = shmindex.ShmTable(bytearray(size), 64, 128, 2048, create=True)
+    presence = Package("presence", (CT,), parse_pidf)
+    p = Publications({"presence": presence}, PublishConfig(), ShmPresentities(table))
+    r = p.publish(ME, "presence", None, None, CT, PIDF, now=0.0)
+    assert r.status == 200 and p.version(ME) == 1
+    big = PIDF.replace(b"</presence>", b"<note>" + b"x" * 3000 + b"</note></presence>")
+    r = p.publish(ME, "presence", None, None, CT, big, now=1.0)
+    assert r.status == 413 and "presentity_state_bytes" in headers(r)["Warning"]
+    assert p.version(ME) == 1 and len(p.of(ME, "presence")) == 1
