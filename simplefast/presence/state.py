@@ -120,6 +120,8 @@ class ShmPresentities:
         # decoded rows by AOR, reused while the stored version is the same (a fan-out
         # reads the document once per worker and version, not per watcher)
         self._cache: dict[str, Presentity] = {}
+        self.track_dirty = True  # False: not persisted (nothing to write behind)
+        self._dirty: dict[str, bytes] = {}  # AOR -> row value as last written here
 
     def load(self, aor: str) -> Presentity:
         raw = self.table.get(aor.encode("utf-8", "surrogateescape"))
@@ -147,9 +149,30 @@ class ShmPresentities:
                 413,
             )
         try:
-            return bool(self.table.put_if_greater(key, seq + 1, payload))
+            done = bool(self.table.put_if_greater(key, seq + 1, payload))
         except SimplefastError as exc:  # TableFullError
             raise StateFullError(f"presentity table full: {exc}") from exc
+        if done and self.track_dirty:
+            self._dirty[aor] = (seq + 1).to_bytes(8, "big") + payload
+        return done
+
+    def take_dirty(self) -> dict[str, bytes]:
+        """Rows written through this process since the last call."""
+        out, self._dirty = self._dirty, {}
+        return out
+
+    def load_row(self, aor: str, value: bytes) -> None:
+        """Restore a row at start."""
+        self.table.put(aor.encode("utf-8", "surrogateescape"), value)
+
+    def values(self) -> dict[str, bytes]:
+        """Every row as stored (the supervisor saves them whole)."""
+        out = {}
+        for k in self.table.keys():
+            v = self.table.get(k)
+            if v is not None:
+                out[k.decode("utf-8", "surrogateescape")] = v
+        return out
 
     def aors(self) -> list[str]:
         return [k.decode("utf-8", "surrogateescape") for k in self.table.keys()]

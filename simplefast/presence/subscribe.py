@@ -168,21 +168,37 @@ class ShmSubscriptions:
     def __init__(self, table: Any) -> None:
         self.table = table
         self.full = 0  # subscriptions that did not fit (kept in this worker only)
+        self.track_dirty = True  # False: not persisted (nothing to write behind)
+        self._dirty: dict[str, bytes] = {}  # key -> value as last written here (b"": deleted)
 
     def put(self, sub: Subscription) -> None:
         value = marshal.dumps(to_row(sub))
         key = sub.key.encode("ascii")
         if len(value) > self.table.value_max:
             self.full += 1
-            self.table.delete(key)  # an old row would name a stale CSeq
+            self.delete(sub.key)  # an old row would name a stale CSeq
             return
         try:
             self.table.put(key, value)
         except SimplefastError:  # TableFullError
             self.full += 1
+            return
+        if self.track_dirty:
+            self._dirty[sub.key] = value
 
     def delete(self, key: str) -> None:
         self.table.delete(key.encode("ascii", "replace"))
+        if self.track_dirty:
+            self._dirty[key] = b""
+
+    def take_dirty(self) -> dict[str, bytes]:
+        """Rows changed through this process since the last call (b"": deleted)."""
+        out, self._dirty = self._dirty, {}
+        return out
+
+    def load(self, key: str, value: bytes) -> None:
+        """Restore a row at start."""
+        self.table.put(key.encode("ascii"), value)
 
     def owner(self, key: str) -> int | None:
         try:
@@ -205,6 +221,10 @@ class ShmSubscriptions:
 _ROW = ("owner", "key", "call_id", "remote_tag", "local_uri", "remote_uri", "target", "routes", "peer",
         "event", "event_id", "resource", "watcher", "content_type", "policy", "expires_at", "cseq",
         "remote_cseq", "version", "state")  # fmt: skip
+
+
+ROW_OWNER = _ROW.index("owner")
+ROW_EXPIRES = _ROW.index("expires_at")
 
 
 def to_row(sub: Subscription) -> tuple[Any, ...]:

@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--overload-queue-bytes", dest="overload_queue_bytes", type=int, metavar="BYTES",
                    help="shed new requests (503) when this much waits in the socket (0: never)")  # fmt: skip
     s.add_argument("--no-persist", dest="persist_registrations", action="store_const", const=False,
-                   help="keep registrations in shared memory only (no SQLite write-behind)")  # fmt: skip
+                   help="registrations and presence in memory only (no SQLite write-behind)")  # fmt: skip
     s.add_argument("--tls-cert", dest="tls_cert", metavar="PEM", help="certificate chain of tls: listeners")
     s.add_argument("--tls-key", dest="tls_key", metavar="PEM", help="private key of tls: listeners")
     s.add_argument("--tls-ca", dest="tls_ca", metavar="PEM",
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                     "overload_queue_bytes": args.overload_queue_bytes, "tls_cert": args.tls_cert,
                     "tls_key": args.tls_key, "tls_ca": args.tls_ca, "dns_servers": args.dns_servers,
                     "persist_registrations": args.persist_registrations,
+                    "persist_presence": args.persist_registrations,  # --no-persist: both
                     "min_notify_interval": args.min_notify_interval,
                 },
             )  # fmt: skip

@@ -87,6 +87,7 @@ class Config:
     drain_seconds: float = 5.0
     location_capacity: int = 50_000
     persist_registrations: bool = True  # write-behind to <data_dir>/location.sqlite3
+    persist_presence: bool = True  # write-behind to <data_dir>/presence.sqlite3
     overload_queue_bytes: int = 0  # 0: no load shedding (see README: it lost goodput when measured)
     tls_cert: Path | None = None  # PEM certificate chain of tls: listeners
     tls_key: Path | None = None  # its private key (PEM)
@@ -129,6 +130,7 @@ _KEYS = {
     "tcp_max_connections",
     "dns_servers",
     "persist_registrations",
+    "persist_presence",
 }
 
 
@@ -227,6 +229,10 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         if not isinstance(raw["persist_registrations"], bool):
             raise ConfigError("server.persist_registrations: must be true or false")
         cfg.persist_registrations = raw["persist_registrations"]
+    if "persist_presence" in raw:
+        if not isinstance(raw["persist_presence"], bool):
+            raise ConfigError("server.persist_presence: must be true or false")
+        cfg.persist_presence = raw["persist_presence"]
     if "tls_verify" in raw:
         if not isinstance(raw["tls_verify"], bool):
             raise ConfigError("server.tls_verify: must be true or false")

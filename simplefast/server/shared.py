@@ -9,10 +9,13 @@ from typing import Any
 
 from simplefast._impl import shmindex
 from simplefast.logs import get_logger
+from simplefast.presence.state import ShmPresentities
+from simplefast.presence.subscribe import ShmSubscriptions
 from simplefast.proxy.auth import NONCE_LEN, SWEEP_KEY, SharedNonceCounts
 from simplefast.proxy.location import ShmLocation
 from simplefast.server.config import Config
 from simplefast.store import location as location_store
+from simplefast.store import presence as presence_store
 
 log = get_logger(__name__)
 
@@ -86,6 +89,19 @@ class SharedState:
         return SharedNonceCounts(table)
 
 
+def save_presence(state: SharedState, cfg: Config) -> int:
+    """Write both presence tables whole to the store (as ``save_all`` for the location)."""
+    pres = ShmPresentities(state.presentity_table()).values()
+    table = state.subscription_table()
+    subs: dict[str, bytes] = {}
+    for k in table.keys():
+        v = table.get(k)
+        if v is not None:
+            subs[k.decode("ascii", "replace")] = v
+    presence_store.save(cfg.data_dir, pres, subs, time.monotonic(), time.time(), replace_all=True)
+    return len(subs)
+
+
 def save_all(state: SharedState, cfg: Config) -> int:
     """Write the whole table to the store (supervisor: after a worker died, and at stop),
     so what a killed worker had not written behind yet is not lost on disk."""
@@ -117,7 +133,16 @@ def create(cfg: Config) -> SharedState:
     state.subscription_slots = _slots(cfg.subscription_capacity)
     ssize = shmindex.table_size(state.subscription_slots, SUB_KEY_MAX, SUB_VALUE_MAX)
     state.subscriptions = shmindex.create_shared(ssize)
-    state.subscription_table(create=True)
+    subs = ShmSubscriptions(state.subscription_table(create=True))
+    if cfg.persist_presence:
+        presence_store.init(cfg.data_dir)
+        prows, srows = presence_store.load(cfg.data_dir, time.monotonic(), time.time(), cfg.workers)
+        pres = ShmPresentities(state.presentity_table())
+        for aor, value in prows.items():
+            pres.load_row(aor, value)
+        for key, value in srows.items():
+            subs.load(key, value)
+        log.info("presence store: %d presentities and %d subscriptions restored", len(prows), len(srows))
     log.info("presence tables: %d presentities (%d MiB), %d subscriptions (%d MiB), shared",
              cfg.presentity_capacity, psize >> 20, cfg.subscription_capacity, ssize >> 20)  # fmt: skip
     location_store.init(cfg.data_dir)

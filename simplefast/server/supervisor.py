@@ -17,7 +17,7 @@ import time
 
 from simplefast.logs import configure, get_logger
 from simplefast.server.config import Config
-from simplefast.server.shared import SharedState, save_all
+from simplefast.server.shared import SharedState, save_all, save_presence
 from simplefast.server.shared import create as create_shared_state
 from simplefast.server.worker import run_worker
 from simplefast.store.users import nonce_secret
@@ -84,6 +84,8 @@ def _supervise(cfg: Config, shared: SharedState) -> int:
                 return 1
             if code != 0 and cfg.persist_registrations:
                 save_all(shared, cfg)  # what it had not written behind yet
+            if code != 0 and cfg.persist_presence:
+                save_presence(shared, cfg)
             if signal.sigpending() & {signal.SIGTERM, signal.SIGINT}:
                 continue  # stopping anyway: do not replace it
             log.warning("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
@@ -95,6 +97,8 @@ def _supervise(cfg: Config, shared: SharedState) -> int:
             code = _stop(workers, cfg)
             if cfg.persist_registrations:
                 log.info("supervisor: %d AORs saved", save_all(shared, cfg))
+            if cfg.persist_presence:
+                log.info("supervisor: %d subscriptions saved", save_presence(shared, cfg))
             return code
         if info.si_signo == signal.SIGHUP:
             for pid in workers:

@@ -27,6 +27,7 @@ from simplefast.server.shared import SharedState
 from simplefast.sip.peer import transport_of
 from simplefast.sip.transaction import TransactionLayer
 from simplefast.store import location as location_store
+from simplefast.store import presence as presence_store
 from simplefast.store.users import load_users, nonce_secret
 from simplefast.transport import handoff
 from simplefast.transport.dns import DnsClient, Resolver
@@ -93,11 +94,14 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         else None
     )  # fmt: skip
     tl = TransactionLayer(branch_prefix=branch_prefix(index))
+    pres_store = ShmPresentities(shared.presentity_table())
+    sub_table = ShmSubscriptions(shared.subscription_table())
+    pres_store.track_dirty = sub_table.track_dirty = cfg.persist_presence
     presence = PresenceAgent(
-        tl, ShmPresentities(shared.presentity_table()), cfg.presence,
+        tl, pres_store, cfg.presence,
         contact=lambda peer: f"<{me.contact_uri(transport_of(peer), ':' in str(peer[0]))}>",
         via=lambda dest, branch: me.via(transport_of(dest), ":" in str(dest[0]), branch),
-        table=ShmSubscriptions(shared.subscription_table()), index=index,
+        table=sub_table, index=index,
     )  # fmt: skip
     core = SipCore(core_cfg, location, me, tl=tl, auth=auth, users=load_users(cfg.data_dir) if auth else None,
                    presence=presence)  # fmt: skip
@@ -209,10 +213,15 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
             loop.run_in_executor(
                 writer, location_store.save_encoded, cfg.data_dir, rows, loop.time(), time.time()
             )
+        prows, srows = pres_store.take_dirty(), sub_table.take_dirty()
+        if prows or srows:
+            loop.run_in_executor(
+                writer, presence_store.save, cfg.data_dir, prows, srows, loop.time(), time.time()
+            )
         loop.call_later(1.0, write_behind)
 
     location.track_dirty = cfg.persist_registrations
-    if cfg.persist_registrations:
+    if cfg.persist_registrations or cfg.persist_presence:
         loop.call_later(1.0, write_behind)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -279,6 +288,9 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     try:
         if cfg.persist_registrations:
             location_store.save_encoded(cfg.data_dir, location.take_dirty(), loop.time(), time.time())
+        if cfg.persist_presence:
+            presence_store.save(cfg.data_dir, pres_store.take_dirty(), sub_table.take_dirty(), loop.time(),
+                                time.time())  # fmt: skip
     except Exception as exc:  # the supervisor saves the whole table after the workers stop anyway
         log.error("worker %d: last write-behind failed: %s", index, exc)
     for port in udp_ports:
