@@ -172,7 +172,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
             lambda: handoff.Handoff(
                 ring_sock, shared.rundir, index, cfg.workers,
                 on_ring=driver.datagram,
-                on_response=lambda data, peer: driver.datagram(data, peer, 1, reliable=True),
+                on_response=lambda data, peer: driver.datagram(data, peer, 1, reliable=len(peer) == 4),
                 on_send=lambda data, peer, origin: streams.send(data, peer, origin),
                 on_failed=driver.undeliverable,
                 on_dialog=lambda data, peer: driver.datagram(data, peer, 1, reliable=len(peer) == 4),

@@ -20,10 +20,12 @@ its index. Six kinds of frame, each ``b"<K> <fields>\\n" + message``:
     "Send this on your connection ``cid``": a worker forwards a request to a
     contact that registered over a TCP/TLS connection another worker
     accepted (simplefast/sip/peer.py: the owner's index is in the cid).
-``R host port kind cid``
-    "A response for you": it came on one of the sender's connections, and its
-    top Via branch carries the receiver's prefix (it holds the client
-    transaction).
+``R host port tag cid``
+    "A response for you": its top Via branch carries the receiver's prefix
+    (it holds the client transaction). It came on one of the sender's
+    connections, or on a UDP listener: a peer that sends its responses to
+    our listen address rather than to the Via (SIPp does) reaches whichever
+    worker the cBPF program picks. ``tag`` and ``cid`` as for ``D``.
 ``F``
     "Your request could not be delivered" (the connection was gone and no
     other could be opened): the origin fails the client transaction at once
@@ -182,15 +184,13 @@ class Handoff(asyncio.DatagramProtocol):
         return self._send(index, f"S {peer[0] or '-'} {peer[1]} {peer[2]} {peer[3]} {origin}", data)
 
     def response(self, index: int, data: bytes, peer: Peer) -> bool:
-        return self._send(index, f"R {peer[0] or '-'} {peer[1]} {peer[2]} {peer[3]}", data)
+        return self._send(index, f"R {_peer_fields(peer)}", data)
 
     def failed(self, index: int, data: bytes) -> bool:
         return self._send(index, "F", data)
 
     def dialog(self, index: int, data: bytes, peer: Peer) -> bool:
-        third = "-" if len(peer) == 2 else str(peer[2])
-        cid = str(peer[3]) if len(peer) == 4 else "-"
-        return self._send(index, f"D {peer[0] or '-'} {peer[1]} {third} {cid}", data)
+        return self._send(index, f"D {_peer_fields(peer)}", data)
 
     def changed(self, resource: str) -> None:
         data = resource.encode("utf-8", "surrogateescape")
@@ -214,19 +214,11 @@ class Handoff(asyncio.DatagramProtocol):
                 host = "" if f[1] == "-" else f[1]
                 self.on_send(body, (host, int(f[2]), f[3], int(f[4])), int(f[5]))
             elif f[0] == "R" and len(f) == 5:
-                host = "" if f[1] == "-" else f[1]
-                self.on_response(body, (host, int(f[2]), f[3], int(f[4])))
+                self.on_response(body, _parse_peer(f))
             elif f[0] == "F":
                 self.on_failed(body)
             elif f[0] == "D" and len(f) == 5 and self.on_dialog is not None:
-                host = "" if f[1] == "-" else f[1]
-                port = int(f[2])
-                if f[4] != "-":
-                    self.on_dialog(body, (host, port, f[3], int(f[4])))
-                elif f[3] == "-":
-                    self.on_dialog(body, (host, port))
-                else:
-                    self.on_dialog(body, (host, port, f[3] if f[3] == "c" else int(f[3])))
+                self.on_dialog(body, _parse_peer(f))
             elif f[0] == "P" and self.on_changed is not None:
                 self.on_changed(body.decode("utf-8", "surrogateescape"))
             else:
@@ -236,6 +228,25 @@ class Handoff(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         self.lost += 1
+
+
+def _peer_fields(peer: Peer) -> str:
+    """``host port third cid`` of any peer tuple (simplefast/sip/peer.py), ``-`` for what
+    it lacks: (host, port), (host, port, li or "c"), (host, port, kind, cid)."""
+    third = "-" if len(peer) == 2 else str(peer[2])
+    cid = str(peer[3]) if len(peer) == 4 else "-"
+    return f"{peer[0] or '-'} {peer[1]} {third} {cid}"
+
+
+def _parse_peer(f: list[str]) -> Peer:
+    """The peer of a frame's fields ``[kind, host, port, third, cid]`` (``_peer_fields``)."""
+    host = "" if f[1] == "-" else f[1]
+    port = int(f[2])
+    if f[4] != "-":
+        return (host, port, f[3], int(f[4]))
+    if f[3] == "-":
+        return (host, port)
+    return (host, port, f[3] if f[3] == "c" else int(f[3]))
 
 
 def bind(rundir: str, index: int) -> socket.socket:

@@ -30,6 +30,8 @@ def test_frames_reach_the_worker_they_name(tmp_path: Path) -> None:
                     on_response=lambda d, p, i=i: got.append((i, "R", d, p)),
                     on_send=lambda d, p, o, i=i: got.append((i, "S", d, p, o)),
                     on_failed=lambda d, i=i: got.append((i, "F", d)),
+                    on_dialog=lambda d, p, i=i: got.append((i, "D", d, p)),
+                    on_changed=lambda r, i=i: got.append((i, "P", r)),
                 )  # fmt: skip
 
             _, proto = await loop.create_datagram_endpoint(make, sock=sock)
@@ -40,11 +42,14 @@ def test_frames_reach_the_worker_they_name(tmp_path: Path) -> None:
         a.send_on(2, b"MESSAGE", ("", 0, "tcp", (2 << 40) | 5), origin=0)
         c.response(1, b"SIP/2.0 200 OK", ("192.0.2.9", 41000, "tls", 7))
         b.failed(0, b"MESSAGE lost")
+        a.response(2, b"SIP/2.0 200 OK", ("192.0.2.9", 5060))  # a response that came over UDP
+        b.dialog(0, b"SUBSCRIBE", ("192.0.2.8", 5070, 1))
+        c.changed("sip:alice@example.com")  # to every other worker
         for _ in range(200):  # a burst past the receiver's queue (max_dgram_qlen): parked, not lost
             a.ring(b"x", ("192.0.2.1", 1), 1)
         for _ in range(100):
             await asyncio.sleep(0.01)
-            if len(got) >= 205:
+            if len(got) >= 209:
                 break
         assert a.lost == b.lost == c.lost == 0
         for e in ends:
@@ -63,6 +68,12 @@ def test_frames_reach_the_worker_they_name(tmp_path: Path) -> None:
     assert (2, "S", b"MESSAGE", ("", 0, "tcp", (2 << 40) | 5), 0) in got
     assert (1, "R", b"SIP/2.0 200 OK", ("192.0.2.9", 41000, "tls", 7)) in got
     assert (0, "F", b"MESSAGE lost") in got
+    assert (2, "R", b"SIP/2.0 200 OK", ("192.0.2.9", 5060)) in got
+    assert (0, "D", b"SUBSCRIBE", ("192.0.2.8", 5070, 1)) in got
+    assert {g for g in got if g[1] == "P"} == {
+        (0, "P", "sip:alice@example.com"),
+        (1, "P", "sip:alice@example.com"),
+    }
     assert sum(1 for g in got if g[:3] == (1, "A", b"x")) == 200
 
 
@@ -73,3 +84,15 @@ def test_a_replaced_worker_binds_over_the_old_socket_file(tmp_path: Path) -> Non
     second = handoff.bind(rundir, 0)
     assert Path(handoff.address(rundir, 0)).exists()
     second.close()
+
+
+def test_peer_fields_round_trip_every_peer_shape() -> None:
+    from simplefast.transport.handoff import _parse_peer, _peer_fields
+
+    for peer in [
+        ("192.0.2.1", 5060),
+        ("192.0.2.1", 5060, 2),
+        ("::1", 5060, "c"),
+        ("", 41000, "tls", 7 << 40),
+    ]:
+        assert _parse_peer(["R", *_peer_fields(peer).split(" ")]) == peer
