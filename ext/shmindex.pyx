@@ -347,7 +347,7 @@ cdef class ShmTable:
             PyBuffer_Release(&self._view)
             self._has_view = False
 
-    def __init__(self, buf, slots, key_max, value_max, *, create):
+    def __init__(self, buf, slots, key_max, value_max, *, create, zeroed=False):
         g = _geometry(slots, key_max, value_max)
         if self._has_view:
             PyBuffer_Release(&self._view)
@@ -375,7 +375,9 @@ cdef class ShmTable:
         cdef char* base = <char*>self._view.buf
         cdef sf_shm_header* hdr = <sf_shm_header*>base
         if create:
-            memset(base, 0, <size_t>total)
+            # zeroed: the caller vouches the buffer is all zero (fresh from create_shared),
+            # so only the header is written and the slots' pages stay untouched until used
+            memset(base, 0, <size_t>(SF_HEADER_SIZE if zeroed else total))
             hdr.magic = SF_MAGIC
             hdr.version = SF_VERSION
             hdr.header_size = SF_HEADER_SIZE

@@ -34,6 +34,12 @@ SCENARIOS = {
     "register": ["-sf", str(HERE / "register.xml")],
     # MESSAGE relayed to a SIPp UAS registered as bob (started and registered by this script)
     "message": ["-sf", str(HERE / "message_uac.xml"), "-key", "to", "bob"],
+    # initial PUBLISH (~550-byte PIDF) to a new presentity per call
+    "publish": ["-sf", str(HERE / "publish.xml")],
+    # initial PUBLISH, 3 modifies, refresh, remove: 6 transactions per call (rates are calls)
+    "publish_modify": ["-sf", str(HERE / "publish_modify.xml")],
+    # SUBSCRIBE -> NOTIFY -> un-SUBSCRIBE -> NOTIFY, presentity alice (needs no publication)
+    "subscribe": ["-sf", str(HERE / "subscribe_cycle.xml"), "-key", "pres", "alice"],
 }
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -57,7 +63,9 @@ def start_simplefast(workers: int, data_dir: Path, extra: list[str]) -> tuple[su
         port = int(s.getsockname()[1])
     cmd = [sys.executable, "-m", "simplefast", "serve", "--listen", f"udp:127.0.0.1:{port}", "--domain",
            "example.com", "--workers", str(workers), "--no-auth", "--data-dir", str(data_dir),
-           "--location-capacity", "1000000", "--log-level", "warning", *extra]  # fmt: skip
+           "--location-capacity", "1000000", "--presentity-capacity", "1000000",
+           "--min-notify-interval", "0", "--log-level", "warning",
+           *extra]  # fmt: skip
     print("server:", shlex.join(cmd), flush=True)
     proc = subprocess.Popen(cmd, cwd=REPO)
     wait_ready(port)

@@ -95,6 +95,11 @@ class ShmTable:
         create: True writes a fresh header (magic, version, geometry) and
             zeroes the table; False attaches to a table already there and
             checks its magic, layout version and geometry.
+        zeroed: with ``create``, the caller vouches that ``buf`` holds only
+            zero bytes (a mapping fresh from ``create_shared``): only the
+            header is written, so the slots' pages become resident as entries
+            land instead of all at creation. A buffer that is not all zero
+            gives a corrupt table.
 
     Raises:
         TypeError: ``buf`` is not a writable C-contiguous buffer.
@@ -104,7 +109,9 @@ class ShmTable:
             128 requested").
     """
 
-    def __init__(self, buf: _Buffer, slots: int, key_max: int, value_max: int, *, create: bool) -> None: ...
+    def __init__(
+        self, buf: _Buffer, slots: int, key_max: int, value_max: int, *, create: bool, zeroed: bool = False
+    ) -> None: ...
     @property
     def slots(self) -> int: ...
     @property

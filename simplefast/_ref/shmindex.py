@@ -192,7 +192,9 @@ def _full_message(g: _Geometry) -> str:
 class ShmTable:
     """One table in a writable buffer; see ``simplefast/_ext/shmindex.pyi``."""
 
-    def __init__(self, buf: _Buffer, slots: int, key_max: int, value_max: int, *, create: bool) -> None:
+    def __init__(
+        self, buf: _Buffer, slots: int, key_max: int, value_max: int, *, create: bool, zeroed: bool = False
+    ) -> None:
         g = _geometry(slots, key_max, value_max)
         try:
             mv = memoryview(buf)
@@ -213,17 +215,17 @@ class ShmTable:
         self._mv = mv
         self._g = g
         if create:
-            self._create()
+            self._create(zeroed)
         else:
             self._attach()
 
     # ------------------------------------------------------------ set-up
 
-    def _create(self) -> None:
+    def _create(self, zeroed: bool) -> None:
         g = self._g
         mv = self._mv
         zeros = bytes(min(g.total, 1 << 20))
-        for off in range(0, g.total, len(zeros)):
+        for off in range(0, _HEADER_SIZE if zeroed else g.total, len(zeros)):
             end = min(off + len(zeros), g.total)
             mv[off:end] = zeros[: end - off]
         _GEOMETRY.pack_into(

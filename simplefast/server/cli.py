@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="presence: at most one NOTIFY per watcher this often (default 5; 0: off)",
     )
+    s.add_argument("--presentity-capacity", dest="presentity_capacity", type=int, metavar="N",
+                   help="presentities the shared table holds (default 100000)")  # fmt: skip
+    s.add_argument("--subscription-capacity", dest="subscription_capacity", type=int, metavar="N",
+                   help="subscriptions the shared table holds (default 1000000)")  # fmt: skip
     s.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     u = sub.add_parser("user", help="manage digest credentials")
     usub = u.add_subparsers(dest="user_command", required=True)
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                     "persist_registrations": args.persist_registrations,
                     "persist_presence": args.persist_registrations,  # --no-persist: both
                     "min_notify_interval": args.min_notify_interval,
+                    "presentity_capacity": args.presentity_capacity,
+                    "subscription_capacity": args.subscription_capacity,
                 },
             )  # fmt: skip
             _check_bind(cfg)

@@ -98,8 +98,8 @@ class Config:
     dns_servers: list[tuple[str, int]] = field(default_factory=list)  # empty: /etc/resolv.conf
     presence: PresenceConfig = field(default_factory=PresenceConfig)  # the [presence] table
     # shared-memory tables of presence (sizes fixed at start)
-    presentity_capacity: int = 10_000
-    subscription_capacity: int = 100_000
+    presentity_capacity: int = 100_000
+    subscription_capacity: int = 1_000_000
     presentity_state_bytes: int = 8192  # publications and composed document of one presentity
     # where it came from, for SIGHUP: the file and the command-line values
     source: tuple[Path | None, dict[str, Any]] = (None, {})
@@ -161,9 +161,10 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
     else:
         presence_raw = {}
     presence_raw = dict(presence_raw)
-    if overrides.get("min_notify_interval") is not None:
-        presence_raw["min_notify_interval"] = overrides["min_notify_interval"]
-    overrides = {k: v for k, v in overrides.items() if k != "min_notify_interval"}
+    for key in _PRESENCE_OVERRIDES:  # command-line values of [presence] keys
+        if overrides.get(key) is not None:
+            presence_raw[key] = overrides[key]
+    overrides = {k: v for k, v in overrides.items() if k not in _PRESENCE_OVERRIDES}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     cfg = Config()
     cfg.source = (path, dict(overrides))
@@ -264,6 +265,7 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
     return cfg
 
 
+_PRESENCE_OVERRIDES = ("min_notify_interval", "presentity_capacity", "subscription_capacity")
 _PRESENCE_INTS = {  # key -> (lowest, highest)
     "min_expires": (0, 86400),
     "max_expires": (1, 86400 * 7),

@@ -65,16 +65,24 @@ class SharedState:
 
     def presentity_table(self, *, create: bool = False) -> Any:
         assert self.presentities is not None
-        return shmindex.ShmTable(self.presentities, *self.presentity_geometry, create=create)
+        return shmindex.ShmTable(self.presentities, *self.presentity_geometry, create=create, zeroed=create)
 
     def subscription_table(self, *, create: bool = False) -> Any:
         assert self.subscriptions is not None
         return shmindex.ShmTable(
-            self.subscriptions, self.subscription_slots, SUB_KEY_MAX, SUB_VALUE_MAX, create=create
+            self.subscriptions,
+            self.subscription_slots,
+            SUB_KEY_MAX,
+            SUB_VALUE_MAX,
+            create=create,
+            zeroed=create,
         )
 
     def location(self, *, create: bool = False) -> ShmLocation:
-        table = shmindex.ShmTable(self.mapping, self.slots, AOR_MAX, BINDINGS_MAX, create=create)
+        # zeroed: created only once, by create() below, on a fresh mapping
+        table = shmindex.ShmTable(
+            self.mapping, self.slots, AOR_MAX, BINDINGS_MAX, create=create, zeroed=create
+        )
         return ShmLocation(table)
 
     def nonce_counts(self) -> SharedNonceCounts:
@@ -123,7 +131,9 @@ def create(cfg: Config) -> SharedState:
     if cfg.auth:
         nsize = shmindex.table_size(NONCE_SLOTS, NONCE_LEN, NONCE_VALUE_MAX)
         state.nonces = shmindex.create_shared(nsize)
-        nonces = shmindex.ShmTable(state.nonces, NONCE_SLOTS, NONCE_LEN, NONCE_VALUE_MAX, create=True)
+        nonces = shmindex.ShmTable(
+            state.nonces, NONCE_SLOTS, NONCE_LEN, NONCE_VALUE_MAX, create=True, zeroed=True
+        )
         nonces.put_if_greater(SWEEP_KEY, 0)  # present from the start: claiming a sweep never needs room
         log.info("nonce-count table: %d nonces, %d MiB shared", NONCE_CAPACITY, nsize >> 20)
     state.presentity_geometry = (_slots(cfg.presentity_capacity), AOR_MAX, cfg.presentity_state_bytes)

@@ -531,3 +531,20 @@ def test_put_if_greater_survives_compaction(impl: SimpleNamespace) -> None:
         else:
             assert not t.put_if_greater(k, 100 + i)
             assert t.put_if_greater(k, 101 + i)
+
+
+def test_zeroed_create_writes_only_the_header_and_gives_the_same_table(impl: SimpleNamespace) -> None:
+    size = impl.shmindex.table_size(4096, 16, 64)
+    full, lazy = bytearray(size), bytearray(size)
+    impl.shmindex.ShmTable(full, 4096, 16, 64, create=True)
+    t = impl.shmindex.ShmTable(lazy, 4096, 16, 64, create=True, zeroed=True)
+    assert full == lazy  # a zero buffer: the same image either way
+    t.put(b"k", b"v")
+    assert t.get(b"k") == b"v" and len(t) == 1
+    # on a fresh shared mapping, only the header's page is touched
+    mm = impl.shmindex.create_shared(impl.shmindex.table_size(200_000, 32, 480))
+    impl.shmindex.ShmTable(mm, 200_000, 32, 480, create=True, zeroed=True)
+    dirty = bytearray(size)
+    dirty[-1] = 1
+    impl.shmindex.ShmTable(dirty, 4096, 16, 64, create=True)  # without zeroed: zeroes everything
+    assert dirty == full
