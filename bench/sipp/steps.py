@@ -64,6 +64,7 @@ def start_simplefast(workers: int, data_dir: Path, extra: list[str]) -> tuple[su
     cmd = [sys.executable, "-m", "simplefast", "serve", "--listen", f"udp:127.0.0.1:{port}", "--domain",
            "example.com", "--workers", str(workers), "--no-auth", "--data-dir", str(data_dir),
            "--location-capacity", "1000000", "--presentity-capacity", "1000000",
+           "--presentity-state-bytes", "2048",
            "--min-notify-interval", "0", "--log-level", "warning",
            *extra]  # fmt: skip
     print("server:", shlex.join(cmd), flush=True)

@@ -165,8 +165,9 @@ class PresenceAgent:
 
     def restore(self, now: float) -> int:
         """At start: watch every presentity's expiry, take back this worker's subscriptions."""
-        for aor in self.store.aors():
-            self.publications.track(aor)
+        if self.store.count():  # a scan reads every slot (and makes its page resident)
+            for aor in self.store.aors():
+                self.publications.track(aor)
         return self.notifier.adopt(now)
 
     def _changed(self, resource: str, now: float) -> None:

@@ -82,6 +82,8 @@ class PresentityStore(Protocol):
 
     def aors(self) -> list[str]: ...
 
+    def count(self) -> int: ...
+
 
 class MemoryPresentities:
     """One process (tests, single worker)."""
@@ -100,6 +102,9 @@ class MemoryPresentities:
 
     def aors(self) -> list[str]:
         return list(self._rows)
+
+    def count(self) -> int:
+        return len(self._rows)
 
 
 def encode(p: Presentity) -> bytes:
@@ -176,3 +181,6 @@ class ShmPresentities:
 
     def aors(self) -> list[str]:
         return [k.decode("utf-8", "surrogateescape") for k in self.table.keys()]
+
+    def count(self) -> int:
+        return len(self.table)

@@ -208,7 +208,9 @@ class ShmSubscriptions:
         return None if raw is None else int(marshal.loads(raw)[0])
 
     def rows(self, owner: int) -> list[Subscription]:
-        out = []
+        out: list[Subscription] = []
+        if not len(self.table):  # a scan reads every slot (and makes its page resident)
+            return out
         for k in self.table.keys():
             raw = self.table.get(k)
             if raw is not None:

@@ -52,9 +52,11 @@ def _parser() -> argparse.ArgumentParser:
         help="presence: at most one NOTIFY per watcher this often (default 5; 0: off)",
     )
     s.add_argument("--presentity-capacity", dest="presentity_capacity", type=int, metavar="N",
-                   help="presentities the shared table holds (default 100000)")  # fmt: skip
+                   help="presentities the shared table holds (default 20000)")  # fmt: skip
     s.add_argument("--subscription-capacity", dest="subscription_capacity", type=int, metavar="N",
-                   help="subscriptions the shared table holds (default 1000000)")  # fmt: skip
+                   help="subscriptions the shared table holds (default 200000)")  # fmt: skip
+    s.add_argument("--presentity-state-bytes", dest="presentity_state_bytes", type=int, metavar="BYTES",
+                   help="room for one presentity's publications and document (default 8192)")  # fmt: skip
     s.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     u = sub.add_parser("user", help="manage digest credentials")
     usub = u.add_subparsers(dest="user_command", required=True)
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                     "min_notify_interval": args.min_notify_interval,
                     "presentity_capacity": args.presentity_capacity,
                     "subscription_capacity": args.subscription_capacity,
+                    "presentity_state_bytes": args.presentity_state_bytes,
                 },
             )  # fmt: skip
             _check_bind(cfg)

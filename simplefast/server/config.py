@@ -98,8 +98,8 @@ class Config:
     dns_servers: list[tuple[str, int]] = field(default_factory=list)  # empty: /etc/resolv.conf
     presence: PresenceConfig = field(default_factory=PresenceConfig)  # the [presence] table
     # shared-memory tables of presence (sizes fixed at start)
-    presentity_capacity: int = 100_000
-    subscription_capacity: int = 1_000_000
+    presentity_capacity: int = 20_000
+    subscription_capacity: int = 200_000
     presentity_state_bytes: int = 8192  # publications and composed document of one presentity
     # where it came from, for SIGHUP: the file and the command-line values
     source: tuple[Path | None, dict[str, Any]] = (None, {})
@@ -265,7 +265,8 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
     return cfg
 
 
-_PRESENCE_OVERRIDES = ("min_notify_interval", "presentity_capacity", "subscription_capacity")
+_PRESENCE_OVERRIDES = ("min_notify_interval", "presentity_capacity", "subscription_capacity",
+                       "presentity_state_bytes")  # fmt: skip
 _PRESENCE_INTS = {  # key -> (lowest, highest)
     "min_expires": (0, 86400),
     "max_expires": (1, 86400 * 7),

@@ -130,4 +130,4 @@ def test_shipped_example_config_loads() -> None:
     from simplefast.testing import REPO
 
     cfg = load(REPO / "simplefast.toml", {})
-    assert cfg.presence.min_notify_interval == 5.0 and cfg.presentity_capacity == 100000
+    assert cfg.presence.min_notify_interval == 5.0 and cfg.presentity_capacity == 20000
