@@ -55,6 +55,7 @@ import heapq
 import ipaddress
 import itertools
 import marshal
+import operator
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -229,9 +230,12 @@ ROW_OWNER = _ROW.index("owner")
 ROW_EXPIRES = _ROW.index("expires_at")
 
 
+_row_of = operator.attrgetter(*_ROW)
+
+
 def to_row(sub: Subscription) -> tuple[Any, ...]:
     """A plain tuple (marshal-able) of what a subscription needs to go on elsewhere."""
-    return tuple(getattr(sub, f) for f in _ROW)
+    return _row_of(sub)  # type: ignore[no-any-return]
 
 
 def from_row(row: tuple[Any, ...]) -> Subscription:
@@ -307,7 +311,7 @@ class Notifier:
         if expires == 0:  # a fetch: one NOTIFY, nothing kept
             sub.state = TERMINATED
             return Answer(200, "OK", headers, sub, key)
-        self._add(sub)
+        self._add(sub, write=False)  # the row is written with the first NOTIFY (notify_now)
         return Answer(200, "OK", headers, sub, key)
 
     def refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
@@ -339,7 +343,7 @@ class Notifier:
         else:
             sub.expires_at = now + expires
             heapq.heappush(self._timers, (sub.expires_at, _EXPIRE, sub.key))
-            self.table.put(sub)
+            # the row is written with the NOTIFY that follows (notify_now)
         return Answer(200, "OK", headers, sub, sub.key)
 
     def notify_now(self, sub: Subscription, now: float, reason: str | None = None) -> None:

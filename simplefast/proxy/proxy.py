@@ -112,6 +112,7 @@ class ProxyAddress:
     client_ports: dict[str, tuple[str, int]] = field(default_factory=dict)
     _mine: frozenset[tuple[str, int]] = field(default=frozenset(), init=False)
     _picked: dict[tuple[str, bool], tuple[str, int]] = field(default_factory=dict, init=False)
+    _contacts: dict[tuple[str, bool], str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         if not self.listeners:
@@ -148,9 +149,12 @@ class ProxyAddress:
 
     def contact_uri(self, kind: str = "udp", v6: bool = False) -> str:
         """Our URI for a Contact (of a NOTIFY): the listener of that transport and family."""
-        host, port = self._pick(kind, v6)
-        tp = "" if kind == "udp" else f";transport={kind}"
-        return f"sip:{_bracket(host)}:{port}{tp}"
+        got = self._contacts.get((kind, v6))
+        if got is None:
+            host, port = self._pick(kind, v6)
+            tp = "" if kind == "udp" else f";transport={kind}"
+            got = self._contacts[(kind, v6)] = f"sip:{_bracket(host)}:{port}{tp}"
+        return got
 
     def _host(self) -> str:
         return _bracket(self.host)
