@@ -235,7 +235,7 @@ _row_of = operator.attrgetter(*_ROW)
 
 def to_row(sub: Subscription) -> tuple[Any, ...]:
     """A plain tuple (marshal-able) of what a subscription needs to go on elsewhere."""
-    return _row_of(sub)  # type: ignore[no-any-return]
+    return _row_of(sub)
 
 
 def from_row(row: tuple[Any, ...]) -> Subscription:
