@@ -32,14 +32,18 @@ from simplefast.presence.publish import Package, Publications, PublishConfig, Re
 from simplefast.presence.state import PresentityStore, PubRecord
 from simplefast.presence.subscribe import (
     ALLOW,
+    BLOCK,
     POLICIES,
     POLITE_BLOCK,
     Answer,
     Body,
     Notifier,
     NotifierConfig,
+    Subscription,
     SubscriptionTable,
 )
+from simplefast.presence.winfo import NAME as WINFO_EVENT
+from simplefast.presence.winfo import WATCHED, WatcherEvent, WinfoPackage, event_of
 
 PIDF = "application/pidf+xml"
 
@@ -56,8 +60,11 @@ class PresenceConfig:
     notify_grace: bool = False
     default_document: str = "closed"  # closed / note / empty (pidf.default_document)
     default_note: str | None = None
+    winfo_admins: frozenset[str] = frozenset()  # AORs that may see anyone's watchers
 
     def policy(self, watcher: str, resource: str, event: str) -> str:
+        if event == WINFO_EVENT:  # a presentity's watchers: itself (the notifier checks) and admins
+            return ALLOW if watcher in self.winfo_admins else BLOCK
         domain = resource.rpartition("@")[2]
         return self.policies.get(domain, self.default_policy)
 
@@ -81,7 +88,14 @@ class PresencePackage:
     def version(self, resource: str) -> int:
         return self.store.load(resource).version
 
-    def body(self, resource: str, policy: str, content_type: str) -> Body:
+    def has_news(self, sub: Subscription) -> bool:
+        return self.store.load(sub.resource).version != sub.version
+
+    def prepare(self, sub: Subscription) -> None:
+        pass
+
+    def body(self, sub: Subscription) -> Body:
+        resource, policy = sub.resource, sub.policy
         state = self.store.load(resource)
         key = (resource, policy)
         hit = self._bodies.get(key)
@@ -114,8 +128,12 @@ class PresenceAgent:
             compose=compose_pidf,
         )
         self.package = PresencePackage(store, config)
+        self.table = table
+        self.winfo = WinfoPackage(self._full_state, clock=lambda: self._now)
+        self._now = 0.0
         self.notifier = Notifier(
-            tl, {"presence": self.package}, policy=config.policy, contact=contact, via=via,
+            tl, {"presence": self.package, WINFO_EVENT: self.winfo}, policy=config.policy, contact=contact,
+            via=via, on_watcher=self._watcher_changed,
             config=NotifierConfig(min_expires=config.min_expires, max_expires=config.max_expires,
                                   min_notify_interval=config.min_notify_interval,
                                   notify_grace=config.notify_grace),
@@ -123,9 +141,17 @@ class PresenceAgent:
         )  # fmt: skip
         # set by the worker: tell every other worker that a presentity changed
         self.broadcast: Callable[[str], object] | None = None
+        # set by the worker: marks(resource) -> the worker indexes holding winfo subscriptions
+        # of resource; mark(resource, on) says whether this one does (transport/handoff.py,
+        # server/shared.py); send_watcher(index, event) hands a watcher event to that worker
+        self.marks: Callable[[str], list[int]] | None = None
+        self.mark: Callable[[str, bool], object] | None = None
+        self.send_watcher: Callable[[int, WatcherEvent], object] | None = None
+        self.index = index
         self.published = 0
 
     def publish(self, msg: Any, resource: str, now: float) -> Result:
+        self._now = now
         event = msg.event
         ctype = msg.get("Content-Type")
         r = self.publications.publish(
@@ -141,9 +167,11 @@ class PresenceAgent:
             self._changed(r.changed, now)
 
     def subscribe(self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float) -> Answer:
+        self._now = now
         return self.notifier.subscribe(msg, peer, resource, watcher, now)
 
     def refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
+        self._now = now
         return self.notifier.refresh(msg, peer, now)
 
     def remote_changed(self, resource: str, now: float) -> None:
@@ -159,9 +187,44 @@ class PresenceAgent:
         return a if b is None or a < b else b
 
     def handle_timer(self, now: float) -> None:
+        self._now = now
         for resource in self.publications.expire(now):
             self._changed(resource, now)
         self.notifier.handle_timer(now)
+
+    # ---------------------------------------------------------------- watcher information
+    def _full_state(self, resource: str) -> list[WatcherEvent]:
+        """Every presence subscription to ``resource`` in every worker (the shared table)."""
+        subs = self.notifier.table.scan(resource, WATCHED) if self.notifier.table is not None else []
+        return [event_of(s) for s in subs]
+
+    def _watcher_changed(self, sub: Subscription, event: str, status: str) -> None:
+        """A subscription here was made or ended: tell the winfo subscribers of its resource."""
+        if sub.event == WINFO_EVENT:
+            if event == "timeout" and not self.notifier.watchers.get((WINFO_EVENT, sub.resource)):
+                if self.mark is not None:
+                    self.mark(sub.resource, False)  # this worker holds none for it any more
+            elif event != "timeout" and self.mark is not None:
+                self.mark(sub.resource, True)
+            return
+        ev = WatcherEvent(sub.resource, sub.key, sub.remote_uri, event, status, sub.subscribed_at,
+                          sub.expires_at)  # fmt: skip
+        targets = self.marks(sub.resource) if self.marks is not None else [self.index]
+        for i in targets:
+            if i == self.index:
+                self.watcher_event(ev, self._now)
+            elif self.send_watcher is not None:
+                self.send_watcher(i, ev)
+
+    def watcher_event(self, ev: WatcherEvent, now: float) -> None:
+        """A watcher of ``ev.resource`` came or went (here or in another worker)."""
+        subs = self.notifier.watchers.get((WINFO_EVENT, ev.resource))
+        if not subs:
+            return
+        for sub in subs.values():
+            self.winfo.queue(sub, ev)
+        self._now = now
+        self.notifier.changed(ev.resource, now, WINFO_EVENT)
 
     def restore(self, now: float) -> int:
         """At start: watch every presentity's expiry, take back this worker's subscriptions."""

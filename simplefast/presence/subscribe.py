@@ -81,16 +81,20 @@ class Body(NamedTuple):
 
 
 class EventPackage(Protocol):
-    """What a package gives the notifier: its name, the body types it sends, and the
-    current state of a resource for a subscriber (by policy class)."""
+    """What a package gives the notifier: its name, the body types it sends, the
+    state for one subscription now (``body``: the version it shows, by which
+    ``has_news`` tells whether a held NOTIFY still has something to say), and
+    ``prepare``, called for every SUBSCRIBE (initial or refresh) before its NOTIFY."""
 
     name: str
     content_types: tuple[str, ...]
     default_expires: int
 
-    def version(self, resource: str) -> int: ...
+    def has_news(self, sub: Subscription) -> bool: ...
 
-    def body(self, resource: str, policy: str, content_type: str) -> Body: ...
+    def body(self, sub: Subscription) -> Body: ...
+
+    def prepare(self, sub: Subscription) -> None: ...
 
 
 Policy = Callable[[str, str, str], str]  # (watcher AOR, resource, event) -> one of POLICIES
@@ -121,6 +125,7 @@ class Subscription:
     content_type: str
     policy: str
     expires_at: float
+    subscribed_at: float = 0.0
     cseq: int = 0  # of our last NOTIFY
     remote_cseq: int = 0  # of the watcher's last SUBSCRIBE
     version: int = -1  # of the state its last NOTIFY carried
@@ -129,6 +134,7 @@ class Subscription:
     state: str = ACTIVE
     owner: int = 0
     head: str = field(default="", repr=False)  # the NOTIFY headers that never change
+    extra: Any = field(default=None, repr=False)  # the package's own (not kept in the shared row)
 
 
 class SubscriptionTable(Protocol):
@@ -139,6 +145,10 @@ class SubscriptionTable(Protocol):
     def owner(self, key: str) -> int | None: ...
 
     def rows(self, owner: int) -> list[Subscription]: ...
+
+    def scan(self, resource: str, event: str) -> list[Subscription]:
+        """Every subscription to ``resource`` for ``event``, whichever worker owns it."""
+        ...
 
 
 class MemorySubscriptions:
@@ -159,6 +169,9 @@ class MemorySubscriptions:
 
     def rows(self, owner: int) -> list[Subscription]:
         return [from_row(r) for r in self.rows_.values() if r[0] == owner]
+
+    def scan(self, resource: str, event: str) -> list[Subscription]:
+        return [from_row(r) for r in self.rows_.values() if r[_RES] == resource and r[_EV] == event]
 
 
 class ShmSubscriptions:
@@ -209,24 +222,33 @@ class ShmSubscriptions:
         return None if raw is None else int(marshal.loads(raw)[0])
 
     def rows(self, owner: int) -> list[Subscription]:
-        out: list[Subscription] = []
+        return [from_row(r) for r in self._rows() if r[0] == owner]
+
+    def scan(self, resource: str, event: str) -> list[Subscription]:
+        return [from_row(r) for r in self._rows() if r[_RES] == resource and r[_EV] == event]
+
+    def _rows(self) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
         if not len(self.table):  # a scan reads every slot (and makes its page resident)
             return out
         for k in self.table.keys():
             raw = self.table.get(k)
             if raw is not None:
-                row = marshal.loads(raw)
-                if row[0] == owner:
-                    out.append(from_row(row))
+                try:
+                    out.append(marshal.loads(raw))
+                except (ValueError, EOFError, TypeError):
+                    continue
         return out
 
 
 _ROW = ("owner", "key", "call_id", "remote_tag", "local_uri", "remote_uri", "target", "routes", "peer",
         "event", "event_id", "resource", "watcher", "content_type", "policy", "expires_at", "cseq",
-        "remote_cseq", "version", "state")  # fmt: skip
+        "remote_cseq", "version", "state", "subscribed_at")  # fmt: skip
 
 
 ROW_OWNER = _ROW.index("owner")
+_RES = _ROW.index("resource")
+_EV = _ROW.index("event")
 ROW_EXPIRES = _ROW.index("expires_at")
 
 
@@ -239,7 +261,10 @@ def to_row(sub: Subscription) -> tuple[Any, ...]:
 
 
 def from_row(row: tuple[Any, ...]) -> Subscription:
-    kw = dict(zip(_ROW, row, strict=True))
+    """The subscription of a row (a row of an older layout lacks the last fields: defaults)."""
+    if not len(_ROW) - 1 <= len(row) <= len(_ROW):
+        raise ValueError(f"a subscription row has {len(row)} fields, not {len(_ROW)}")
+    kw = dict(zip(_ROW, row, strict=False))
     kw["routes"] = tuple(kw["routes"])
     kw["peer"] = tuple(kw["peer"])
     return Subscription(**kw)
@@ -259,6 +284,7 @@ class Notifier:
         contact: Callable[[tuple[Any, ...]], str], via: Callable[[tuple[Any, ...], str], str],
         config: NotifierConfig | None = None, table: SubscriptionTable | None = None,
         index: int = 0, tag_prefix: str = "",
+        on_watcher: Callable[[Subscription, str, str], object] | None = None,
     ) -> None:  # fmt: skip
         self.tl = tl
         self.packages = packages
@@ -271,7 +297,10 @@ class Notifier:
         self.tag_prefix = tag_prefix or tl.new_branch()[-8:]
         self._seq = itertools.count(1)
         self.by_key: dict[str, Subscription] = {}
-        self.watchers: dict[str, dict[str, Subscription]] = {}  # resource -> key -> sub
+        self.watchers: dict[tuple[str, str], dict[str, Subscription]] = {}  # (event, resource) -> subs
+        # on_watcher(sub, event, status): a subscription was made or ended (RFC 3858 event
+        # and status names; for watcher information)
+        self.on_watcher = on_watcher
         self._timers: list[tuple[float, int, str]] = []  # (when, kind, key); stale entries skipped
         self.ended: Counter[str] = Counter()  # subscriptions ended, by reason
         self.kept: Counter[str] = Counter()  # NOTIFY failures survived (notify_grace)
@@ -305,13 +334,14 @@ class Notifier:
             remote_uri=frm.uri, target=target, routes=tuple(_record_routes(msg)), peer=tuple(peer),
             event=package.name, event_id=event_id, resource=resource, watcher=watcher,
             content_type=ctype, policy=policy, expires_at=now + expires, remote_cseq=msg.cseq_num,
-            state=PENDING if policy == CONFIRM else ACTIVE, owner=self.index,
+            state=PENDING if policy == CONFIRM else ACTIVE, owner=self.index, subscribed_at=now,
         )  # fmt: skip
+        package.prepare(sub)
         headers = [("Expires", str(expires)), ("Contact", self.contact(sub.peer))]
         if expires == 0:  # a fetch: one NOTIFY, nothing kept
             sub.state = TERMINATED
             return Answer(200, "OK", headers, sub, key)
-        self._add(sub, write=False)  # the row is written with the first NOTIFY (notify_now)
+        self._add(sub, write=False, new=True)  # the row is written with the first NOTIFY (notify_now)
         return Answer(200, "OK", headers, sub, key)
 
     def refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
@@ -336,6 +366,7 @@ class Notifier:
             sub.target = target  # a refresh may update the remote target (RFC 6665 §4.1.2.1)
             sub.head = ""
         sub.peer = tuple(peer)
+        package.prepare(sub)
         headers = [("Expires", str(expires)), ("Contact", self.contact(sub.peer))]
         if expires == 0:
             self._remove(sub, "unsubscribed")
@@ -352,9 +383,10 @@ class Notifier:
         self._send(sub, now, reason or ("timeout" if sub.state == TERMINATED else None))
 
     # ------------------------------------------------------------------ changes
-    def changed(self, resource: str, now: float) -> int:
-        """The state of ``resource`` changed: NOTIFY its watchers here (paced); how many went."""
-        subs = self.watchers.get(resource)
+    def changed(self, resource: str, now: float, event: str = "presence") -> int:
+        """The state of ``resource`` changed: NOTIFY its ``event`` subscribers here (paced);
+        how many went."""
+        subs = self.watchers.get((event, resource))
         if not subs:
             return 0
         sent = 0
@@ -416,7 +448,7 @@ class Notifier:
                     self._send(sub, now, "timeout")
             elif sub.held:
                 sub.held = False
-                if sub.state == ACTIVE and self.packages[sub.event].version(sub.resource) != sub.version:
+                if sub.state == ACTIVE and self.packages[sub.event].has_news(sub):
                     self._send(sub, now, None)
 
     # ------------------------------------------------------------------ workers
@@ -436,7 +468,7 @@ class Notifier:
                 continue
             self._add(sub, write=False)
             n += 1
-            if sub.state == ACTIVE and self.packages[sub.event].version(sub.resource) != sub.version:
+            if sub.state == ACTIVE and self.packages[sub.event].has_news(sub):
                 self._send(sub, now, None)
         return n
 
@@ -464,24 +496,28 @@ class Notifier:
             return 0, Answer(423, "Interval Too Brief", [("Min-Expires", str(cfg.min_expires))])
         return min(expires, cfg.max_expires), None
 
-    def _add(self, sub: Subscription, *, write: bool = True) -> None:
+    def _add(self, sub: Subscription, *, write: bool = True, new: bool = False) -> None:
         sub.owner = self.index
         self.by_key[sub.key] = sub
-        self.watchers.setdefault(sub.resource, {})[sub.key] = sub
+        self.watchers.setdefault((sub.event, sub.resource), {})[sub.key] = sub
         heapq.heappush(self._timers, (sub.expires_at, _EXPIRE, sub.key))
         if write:
             self.table.put(sub)
+        if new and self.on_watcher is not None:
+            self.on_watcher(sub, "subscribe" if sub.state == PENDING else "approved", sub.state)
 
     def _remove(self, sub: Subscription, reason: str) -> None:
         if self.by_key.pop(sub.key, None) is None:
             return
-        subs = self.watchers.get(sub.resource)
+        subs = self.watchers.get((sub.event, sub.resource))
         if subs is not None:
             subs.pop(sub.key, None)
             if not subs:
-                del self.watchers[sub.resource]
+                del self.watchers[(sub.event, sub.resource)]
         self.table.delete(sub.key)
         self.ended[reason] += 1
+        if self.on_watcher is not None:
+            self.on_watcher(sub, "timeout", TERMINATED)
 
     def _send(self, sub: Subscription, now: float, reason: str | None) -> None:
         package = self.packages[sub.event]
@@ -496,7 +532,7 @@ class Notifier:
         body = b""
         ctype = ""
         if sub.state != PENDING:
-            b = package.body(sub.resource, sub.policy, sub.content_type)
+            b = package.body(sub)
             sub.version, body, ctype = b.version, b.data, b.content_type
         if not sub.head:
             sub.head = self._head(sub)

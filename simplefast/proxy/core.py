@@ -36,6 +36,7 @@ from simplefast._impl import sipmsg as _codec
 from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.logs import RateLimited, get_logger
 from simplefast.presence.agent import PresenceAgent
+from simplefast.presence.winfo import decode_event
 from simplefast.proxy.auth import DigestAuth, Users
 from simplefast.proxy.location import Location
 from simplefast.proxy.proxy import Proxy, ProxyAddress, source_params
@@ -60,7 +61,7 @@ log = get_logger(__name__)
 _METHODS = "INVITE ACK CANCEL BYE OPTIONS REGISTER MESSAGE SUBSCRIBE NOTIFY PUBLISH INFO UPDATE PRACK REFER"
 ALLOW = ", ".join(_METHODS.split())
 ACCEPT = "application/sdp, application/pidf+xml, message/cpim, text/plain"
-ALLOW_EVENTS = "presence"
+ALLOW_EVENTS = "presence, presence.winfo"
 SUPPORTED = ("path", "outbound")
 
 
@@ -271,6 +272,12 @@ class SipCore:
             if d is not None and d <= now:
                 self.presence.handle_timer(now)
                 self._dispatch(now)
+
+    def presence_watcher(self, data: bytes, now: float) -> None:
+        """Another worker's watcher event (watcher information) for a resource."""
+        if self.presence is not None:
+            self.presence.watcher_event(decode_event(data), now)
+            self._dispatch(now)
 
     def presence_changed(self, resource: str, now: float) -> None:
         """Another worker changed a presentity (a hand-off frame)."""

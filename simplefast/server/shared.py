@@ -62,6 +62,16 @@ class SharedState:
     presentity_geometry: tuple[int, int, int] = (0, 0, 0)  # slots, key_max, value_max
     subscriptions: mmap.mmap | None = None
     subscription_slots: int = 0
+    winfo_marks: mmap.mmap | None = None
+    winfo_slots: int = 0
+
+    def marks_table(self, *, create: bool = False) -> Any:
+        """Which workers hold watcher-information subscriptions of a resource: key
+        ``resource\0index`` (UTF-8), present while that worker holds some."""
+        assert self.winfo_marks is not None
+        return shmindex.ShmTable(
+            self.winfo_marks, self.winfo_slots, AOR_MAX + 4, 8, create=create, zeroed=create
+        )
 
     def presentity_table(self, *, create: bool = False) -> Any:
         assert self.presentities is not None
@@ -144,6 +154,9 @@ def create(cfg: Config) -> SharedState:
     ssize = shmindex.table_size(state.subscription_slots, SUB_KEY_MAX, SUB_VALUE_MAX)
     state.subscriptions = shmindex.create_shared(ssize)
     subs = ShmSubscriptions(state.subscription_table(create=True))
+    state.winfo_slots = _slots(cfg.presentity_capacity)
+    state.winfo_marks = shmindex.create_shared(shmindex.table_size(state.winfo_slots, AOR_MAX + 4, 8))
+    state.marks_table(create=True)
     if cfg.persist_presence:
         presence_store.init(cfg.data_dir)
         prows, srows = presence_store.load(cfg.data_dir, time.monotonic(), time.time(), cfg.workers)

@@ -13,11 +13,12 @@ from typing import Any
 import uvloop
 
 from simplefast import _impl
-from simplefast.errors import ConfigError
+from simplefast.errors import ConfigError, SimplefastError
 from simplefast.logs import RateLimited, configure, get_logger
 from simplefast.presence.agent import PresenceAgent
 from simplefast.presence.state import ShmPresentities
 from simplefast.presence.subscribe import ShmSubscriptions
+from simplefast.presence.winfo import encode_event
 from simplefast.proxy.auth import DigestAuth
 from simplefast.proxy.core import CoreConfig, SipCore, branch_prefix
 from simplefast.proxy.proxy import ProxyAddress
@@ -106,6 +107,22 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     core = SipCore(core_cfg, location, me, tl=tl, auth=auth, users=load_users(cfg.data_dir) if auth else None,
                    presence=presence)  # fmt: skip
     core.index = index
+    marks = shared.marks_table()
+
+    def mark(resource: str, on: bool) -> None:
+        key = f"{resource}\0{index}".encode("utf-8", "surrogateescape")
+        if len(key) > marks.key_max:
+            return  # such a resource's watcher events stay in the worker that has them
+        try:
+            marks.put(key, b"1") if on else marks.delete(key)
+        except SimplefastError as exc:  # TableFullError: that worker's winfo NOTIFYs miss events
+            log.warning("worker %d: watcher-information marks table full: %s", index, exc)
+
+    def marked(resource: str) -> list[int]:
+        return [i for i in range(cfg.workers)
+                if marks.get(f"{resource}\0{i}".encode("utf-8", "surrogateescape")) is not None]  # fmt: skip
+
+    presence.mark, presence.marks = mark, marked
     adopted = presence.restore(loop.time())
     if adopted:
         log.info("worker %d: took back %d subscriptions", index, adopted)
@@ -177,6 +194,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
                 on_failed=driver.undeliverable,
                 on_dialog=lambda data, peer: driver.datagram(data, peer, 1, reliable=len(peer) == 4),
                 on_changed=driver.presence_changed,
+                on_watcher=driver.presence_watcher,
             ),
             sock=ring_sock,
         )  # fmt: skip
@@ -185,6 +203,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         core.route_response = ho.response
         core.route_dialog = ho.dialog
         presence.broadcast = ho.changed
+        presence.send_watcher = lambda i, ev: ho.watcher(i, encode_event(ev)) if ho is not None else None
         streams.hand_to = ho.send_on
         streams.report_failed = ho.failed
     monitor = OverloadMonitor(core, loop, udp_socks[0] if udp_socks else client_socks[_family(primary.host)],

@@ -99,6 +99,14 @@ class CoreDriver:
             self._failed(exc, "presence")
         self.after()
 
+    def presence_watcher(self, data: bytes) -> None:
+        """Another worker's watcher event (watcher information)."""
+        try:
+            self.core.presence_watcher(data, self.loop.time())
+        except Exception as exc:
+            self._failed(exc, "presence")
+        self.after()
+
     def after(self) -> None:
         send = self.send
         for data, peer in self.core.outgoing():

@@ -5,7 +5,7 @@ supervisor makes with mode 0700 before it forks (and removes at exit): only
 our own user can write to these sockets. (An abstract-namespace name, the
 first version, is writable by any local process: it could have injected
 messages with a forged source address.) A worker reaches every other one by
-its index. Six kinds of frame, each ``b"<K> <fields>\\n" + message``:
+its index. Seven kinds of frame, each ``b"<K> <fields>\\n" + message``:
 
 ``A hops host port li``
     The ring for ACK and CANCEL. The cBPF program sends a retransmission to
@@ -42,6 +42,10 @@ its index. Six kinds of frame, each ``b"<K> <fields>\\n" + message``:
     "This presentity changed" (the message is its AOR, UTF-8): sent to
     every other worker after a PUBLISH or an expiry changed the state, so
     that each NOTIFYs its own watchers.
+``E``
+    "A watcher came or went" (the message is an encoded
+    ``simplefast.presence.winfo.WatcherEvent``): sent to the workers that
+    hold watcher-information subscriptions of its resource.
 
 Datagrams keep message boundaries and are atomic; the socket buffers are
 raised so that a message up to the codec's limits fits one datagram (a
@@ -97,6 +101,7 @@ class Handoff(asyncio.DatagramProtocol):
         on_failed: Callable[[bytes], None],
         on_dialog: Callable[[bytes, Peer], None] | None = None,
         on_changed: Callable[[str], None] | None = None,
+        on_watcher: Callable[[bytes], None] | None = None,
     ) -> None:  # fmt: skip
         self.sock = sock  # the bound socket others send to (receiving goes through the transport)
         self.rundir = rundir
@@ -104,7 +109,7 @@ class Handoff(asyncio.DatagramProtocol):
         self.workers = workers
         self.on_ring, self.on_response = on_ring, on_response
         self.on_send, self.on_failed = on_send, on_failed
-        self.on_dialog, self.on_changed = on_dialog, on_changed
+        self.on_dialog, self.on_changed, self.on_watcher = on_dialog, on_changed, on_watcher
         self.transport: asyncio.DatagramTransport | None = None
         self._out: dict[int, _Out] = {}
         self.lost = 0  # the other worker was not there (being replaced), or its queue was full
@@ -198,6 +203,9 @@ class Handoff(asyncio.DatagramProtocol):
             if index != self.index:
                 self._send(index, "P", data)
 
+    def watcher(self, index: int, data: bytes) -> bool:
+        return self._send(index, "E", data)
+
     # ---- receiving
     def datagram_received(self, data: bytes, addr: Any) -> None:
         head, nl, body = data.partition(b"\n")
@@ -219,6 +227,8 @@ class Handoff(asyncio.DatagramProtocol):
                 self.on_failed(body)
             elif f[0] == "D" and len(f) == 5 and self.on_dialog is not None:
                 self.on_dialog(body, _parse_peer(f))
+            elif f[0] == "E" and self.on_watcher is not None:
+                self.on_watcher(body)
             elif f[0] == "P" and self.on_changed is not None:
                 self.on_changed(body.decode("utf-8", "surrogateescape"))
             else:

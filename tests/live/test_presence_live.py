@@ -8,6 +8,7 @@ from liveserver import start_server
 from presence_client import PIDF, Peer
 
 SUB = "Contact: <sip:bob@{local}>\r\nEvent: presence\r\nExpires: {expires}\r\n"
+WINFO = "Contact: <sip:alice@{local}>\r\nEvent: presence.winfo\r\nExpires: 600\r\n"
 
 
 def test_publish_subscribe_refresh_unsubscribe_across_workers(tmp_path: Path) -> None:
@@ -129,4 +130,34 @@ def test_restart_keeps_subscriptions_publications_and_notify_cseq(tmp_path: Path
         for w in watchers:
             w.close()
         p.close()
+        assert srv.stop() == 0
+
+
+def test_watcherinfo_hears_of_watchers_in_every_worker(tmp_path: Path) -> None:
+    srv = start_server(tmp_path, extra=("--min-notify-interval", "0"))
+    alice = Peer(srv.port, "alice")
+    watchers = [Peer(srv.port, f"v{i}") for i in range(6)]
+    try:
+        alice.request("SUBSCRIBE", "sip:alice@example.com", call_id="wi", from_tag="a1",
+                      headers=WINFO.format(local=alice.local))  # fmt: skip
+        assert alice.response_to("wi", 1).status == 200
+        n = alice.notify("wi")
+        assert b'state="full"' in n.body and b'version="0"' in n.body
+        for i, w in enumerate(watchers):  # spread over both workers
+            w.request("SUBSCRIBE", "sip:alice@example.com", call_id=f"v{i}", from_tag=f"t{i}",
+                      headers=SUB.format(local=w.local, expires=600))  # fmt: skip
+            assert w.response_to(f"v{i}", 1).status == 200
+            n = alice.notify("wi")  # each watcher, wherever its subscription lives, in a partial NOTIFY
+            assert b'state="partial"' in n.body and f'version="{i + 1}"'.encode() in n.body
+            assert f"sip:v{i}@example.com".encode() in n.body and b'event="approved"' in n.body
+        # a new winfo subscription's full state lists all of them, read from the shared table
+        alice.request("SUBSCRIBE", "sip:alice@example.com", call_id="wi2", from_tag="a2",
+                      headers=WINFO.format(local=alice.local))  # fmt: skip
+        assert alice.response_to("wi2", 1).status == 200
+        n = alice.notify("wi2")
+        assert all(f"sip:v{i}@example.com".encode() in n.body for i in range(6))
+    finally:
+        alice.close()
+        for w in watchers:
+            w.close()
         assert srv.stop() == 0

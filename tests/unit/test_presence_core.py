@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,13 +39,13 @@ def make(interval: float = 0.0, **cfg: Any) -> tuple[SipCore, PresenceAgent]:
 
 def subscribe(c: SipCore, *, cseq: int = 1, to_tag: str | None = None, expires: int | None = 600,
               event: str = "presence", extra: str = "", user: str = "alice", now: float = 0.0,
-              call_id: str = "s1") -> list[Any]:  # fmt: skip
+              call_id: str = "s1", frm: str = "bob") -> list[Any]:  # fmt: skip
     to = f"<sip:{user}@example.com>" + (f";tag={to_tag}" if to_tag else "")
     exp = f"Expires: {expires}\r\n" if expires is not None else ""
     data = (
         f"SUBSCRIBE sip:{user}@example.com SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKs{cseq}{call_id}\r\n"
-        f"Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=b1\r\nTo: {to}\r\nCall-ID: {call_id}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:{frm}@example.com>;tag=b1\r\nTo: {to}\r\nCall-ID: {call_id}\r\n"
         f"CSeq: {cseq} SUBSCRIBE\r\nContact: <sip:bob@10.0.0.9:5070>\r\nEvent: {event}\r\n{exp}{extra}"
         "Content-Length: 0\r\n\r\n"
     ).encode()
@@ -93,7 +94,7 @@ def notifies(msgs: list[Any]) -> list[Any]:
 def test_subscribe_gets_200_then_a_notify_with_the_default_document() -> None:
     c, _ = make()
     (ok, okpeer), (n, npeer) = subscribe(c)
-    assert (ok.status, ok.get("Expires"), ok.get("Allow-Events")) == (200, "600", "presence")
+    assert (ok.status, ok.get("Expires"), ok.get("Allow-Events")) == (200, "600", "presence, presence.winfo")
     assert ok.to_tag and okpeer == W
     assert n.method == "NOTIFY" and npeer == ("10.0.0.9", 5070, "c")  # from the client socket
     assert n.uri == "sip:bob@10.0.0.9:5070" and n.from_tag == ok.to_tag and n.to_tag == "b1"
@@ -149,7 +150,7 @@ def test_refresh_unsubscribe_and_481() -> None:
 def test_bad_event_interval_too_brief_max_expires_and_accept() -> None:
     c, _ = make()
     r = subscribe(c, event="presence.foo")[0][0]
-    assert (r.status, r.get("Allow-Events")) == (489, "presence")
+    assert (r.status, r.get("Allow-Events")) == (489, "presence, presence.winfo")
     r = subscribe(c, expires=10, call_id="s2")[0][0]
     assert (r.status, r.get("Min-Expires")) == (423, "60")
     r = subscribe(c, expires=999999, call_id="s3")[0][0]
@@ -265,7 +266,7 @@ def test_options_lists_allow_events() -> None:
     )
     c.on_message(data, W, reliable=False, now=0.0)
     ((r, _),) = out(c)
-    assert r.get("Allow-Events") == "presence"
+    assert r.get("Allow-Events") == "presence, presence.winfo"
 
 
 def test_a_replacement_worker_takes_its_subscriptions_back() -> None:
@@ -279,3 +280,66 @@ def test_a_replacement_worker_takes_its_subscriptions_back() -> None:
     msgs = publish(c2, now=2.0)
     (n2,) = notifies(msgs)
     assert n2.cseq_num == n.cseq_num + 1 and n2.from_tag == ok.to_tag  # the CSeq goes on
+
+
+WINFO_XSD = REPO / "tests" / "vectors" / "winfo" / "rfc3858-6-watcherinfo.xsd"
+
+
+# the schema imports xml:lang from the W3C's site; the tests stay offline with this stand-in
+XML_XSD = b"""<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"
+  targetNamespace="http://www.w3.org/XML/1998/namespace">
+  <xs:attribute name="lang" type="xs:language"/></xs:schema>"""
+
+
+def winfo_doc(n: Any) -> Any:
+    import tempfile
+
+    from lxml import etree
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "xml.xsd"
+        local.write_bytes(XML_XSD)
+        text = WINFO_XSD.read_bytes().replace(b"http://www.w3.org/2001/03/xml.xsd", local.as_uri().encode())
+        schema = etree.XMLSchema(etree.fromstring(text, etree.XMLParser(no_network=True)))
+    doc = etree.fromstring(n.body)
+    schema.assertValid(doc)  # every document we send is valid RFC 3858
+    return doc
+
+
+def watchers_of(doc: Any) -> list[tuple[str, str, str]]:
+    ns = "{urn:ietf:params:xml:ns:watcherinfo}"
+    return [(w.text, w.get("event"), w.get("status")) for w in doc.iter(f"{ns}watcher")]
+
+
+def test_watcherinfo_full_state_then_partial_events() -> None:
+    c, _ = make(default_policy="confirm")
+    subscribe(c, call_id="w1")  # bob watches alice: pending (confirm)
+    msgs = subscribe(c, event="presence.winfo", frm="alice", call_id="wi")
+    assert msgs[0][0].status == 200
+    (n,) = [m for m in notifies(msgs) if m.call_id == "wi"]
+    assert n.get("Content-Type") == "application/watcherinfo+xml" and n.get("Event") == "presence.winfo"
+    doc = winfo_doc(n)
+    assert (doc.get("version"), doc.get("state")) == ("0", "full")
+    assert watchers_of(doc) == [("sip:bob@example.com", "subscribe", "pending")]
+    # another subscription of bob's: a partial NOTIFY with it alone, version 1
+    msgs = subscribe(c, call_id="w2", extra="", user="alice", now=1.0)
+    (n,) = [m for m in notifies(msgs) if m.call_id == "wi"]
+    doc = winfo_doc(n)
+    assert (doc.get("version"), doc.get("state")) == ("1", "partial")
+    assert watchers_of(doc) == [("sip:bob@example.com", "subscribe", "pending")]
+    # bob's first subscription ends (unsubscribe): terminated, event timeout, version 2
+    tag = next(m for m, _ in subscribe(c, call_id="w3", now=2.0) if not m.is_request).to_tag
+    msgs = subscribe(c, call_id="w3", cseq=2, to_tag=tag, expires=0, now=3.0)
+    (n,) = [m for m in notifies(msgs) if m.call_id == "wi"]
+    doc = winfo_doc(n)
+    assert doc.get("version") == "3" and watchers_of(doc) == [
+        ("sip:bob@example.com", "timeout", "terminated")
+    ]
+
+
+def test_watcherinfo_of_someone_else_is_forbidden_and_admins_may() -> None:
+    c, _ = make()
+    assert subscribe(c, event="presence.winfo", frm="carol", call_id="x1")[0][0].status == 403
+    c, _ = make(winfo_admins=frozenset({"sip:carol@example.com"}))
+    msgs = subscribe(c, event="presence.winfo", frm="carol", call_id="x2")
+    assert msgs[0][0].status == 200 and winfo_doc(notifies(msgs)[0]).get("state") == "full"
