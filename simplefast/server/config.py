@@ -282,7 +282,7 @@ def _load_presence(cfg: Config, raw: dict[str, Any]) -> None:
     """The ``[presence]`` table (simplefast.toml documents every key)."""
     p = cfg.presence
     known = {"default_policy", "policies", "min_notify_interval", "notify_grace", "default_document",
-             "default_note", *_PRESENCE_INTS}  # fmt: skip
+             "default_note", "winfo_admins", *_PRESENCE_INTS}  # fmt: skip
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"presence.{sorted(unknown)[0]}: unknown key")
@@ -309,6 +309,11 @@ def _load_presence(cfg: Config, raw: dict[str, Any]) -> None:
         if raw["default_document"] not in ("closed", "note", "empty"):
             raise ConfigError("presence.default_document: must be closed, note or empty")
         p.default_document = raw["default_document"]
+    if "winfo_admins" in raw:
+        wa = raw["winfo_admins"]
+        if not isinstance(wa, list) or not all(isinstance(a, str) and a.startswith("sip:") for a in wa):
+            raise ConfigError("presence.winfo_admins: must be a list of AORs like 'sip:admin@example.com'")
+        p.winfo_admins = frozenset(a.lower() for a in wa)
     if "default_note" in raw:
         if not isinstance(raw["default_note"], str):
             raise ConfigError("presence.default_note: must be a string")

@@ -80,6 +80,7 @@ def test_dns_servers_forms() -> None:
         ("[presence]\nsubscription_capacity = 3\n", "presence.subscription_capacity: 3: must be an integer"),
         ("[presence]\nmin_expires = 100\nmax_expires = 50\n", "presence.min_expires: must not exceed"),
         ("[presence]\nfoo = 1\n", "presence.foo: unknown key"),
+        ("[presence]\nwinfo_admins = ['bob']\n", "presence.winfo_admins: must be a list of AORs"),
         ("[other]\nfoo = 1\n", "other: unknown table"),
     ],
 )
@@ -116,12 +117,14 @@ def test_presence_table_and_cli_override(tmp_path: Path) -> None:
     p.write_text(
         "[presence]\ndefault_policy = 'confirm'\npolicies = { 'Example.com' = 'allow' }\n"
         "min_notify_interval = 2\nsubscription_capacity = 5000\nnotify_grace = true\n"
+        "winfo_admins = ['sip:Admin@example.com']\n"
     )
     cfg = load(p, {})
     assert cfg.presence.default_policy == "confirm" and cfg.presence.policies == {"example.com": "allow"}
     assert cfg.presence.policy("sip:b@x.org", "sip:a@example.com", "presence") == "allow"
     assert cfg.presence.policy("sip:b@x.org", "sip:a@other.org", "presence") == "confirm"
     assert cfg.subscription_capacity == 5000 and cfg.presence.notify_grace
+    assert cfg.presence.winfo_admins == frozenset({"sip:admin@example.com"})
     assert load(p, {"min_notify_interval": 0.0}).presence.min_notify_interval == 0.0
     assert load(p, {}).presence.min_notify_interval == 2.0
 
