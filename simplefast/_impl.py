@@ -23,7 +23,7 @@ from simplefast.errors import SimplefastError
 
 # Every hot-path module that exists as a twin (ext/<name>.pyx and
 # simplefast/_ref/<name>.py).
-MODULES: tuple[str, ...] = ("sipmsg", "shmindex", "udpio")
+MODULES: tuple[str, ...] = ("sipmsg", "shmindex", "udpio", "fanout")
 
 _PACKAGES = {"ext": "simplefast._ext", "ref": "simplefast._ref"}
 
@@ -67,3 +67,4 @@ _active = load(ACTIVE)
 sipmsg: ModuleType = _active.sipmsg
 shmindex: ModuleType = _active.shmindex
 udpio: ModuleType = _active.udpio
+fanout: ModuleType = _active.fanout

@@ -61,6 +61,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from simplefast._impl import fanout as _fanout
 from simplefast._impl import sipmsg as _codec
 from simplefast.errors import SimplefastError, SipParseError
 from simplefast.sip.peer import STREAMS
@@ -133,7 +134,8 @@ class Subscription:
     held: bool = False  # a change waits for the pacing interval
     state: str = ACTIVE
     owner: int = 0
-    head: str = field(default="", repr=False)  # the NOTIFY headers that never change
+    head: bytes = field(default=b"", repr=False)  # the NOTIFY headers that never change
+    target_b: bytes = field(default=b"", repr=False)  # target, encoded
     extra: Any = field(default=None, repr=False)  # the package's own (not kept in the shared row)
 
 
@@ -281,7 +283,7 @@ class Answer(NamedTuple):
 class Notifier:
     def __init__(
         self, tl: Any, packages: dict[str, EventPackage], *, policy: Policy,
-        contact: Callable[[tuple[Any, ...]], str], via: Callable[[tuple[Any, ...], str], str],
+        contact: Callable[[tuple[Any, ...]], str], via: Callable[[tuple[Any, ...]], str],
         config: NotifierConfig | None = None, table: SubscriptionTable | None = None,
         index: int = 0, tag_prefix: str = "",
         on_watcher: Callable[[Subscription, str, str], object] | None = None,
@@ -290,7 +292,11 @@ class Notifier:
         self.packages = packages
         self.policy = policy
         self.contact = contact  # our Contact URI for a flow
-        self.via = via  # our Via value for a NOTIFY to a peer, with this branch
+        self.via = via  # our Via sent-by for a NOTIFY to a peer ("SIP/2.0/UDP host:port")
+        # the NOTIFY client transactions (ext/fanout.pyx); their branches carry the
+        # transaction layer's prefix, so a response reaching another worker is handed here
+        self.txns = _fanout.NotifyTxns(f"{tl.branch_prefix}.n", t1=tl.t1, t2=tl.t2, t4=tl.t4)
+        self._vias: dict[tuple[str, bool], bytes] = {}
         self.config = config or NotifierConfig()
         self.table: SubscriptionTable = table if table is not None else MemorySubscriptions()
         self.index = index
@@ -362,10 +368,12 @@ class Notifier:
             return bad
         sub.remote_cseq = cseq
         target = msg.contact_uri
-        if target is not None:
+        if target is not None and target != sub.target:
             sub.target = target  # a refresh may update the remote target (RFC 6665 §4.1.2.1)
-            sub.head = ""
-        sub.peer = tuple(peer)
+            sub.target_b = b""
+        if tuple(peer) != sub.peer:
+            sub.peer = tuple(peer)
+            sub.head = b""  # its Contact follows the flow's transport
         package.prepare(sub)
         headers = [("Expires", str(expires)), ("Contact", self.contact(sub.peer))]
         if expires == 0:
@@ -405,23 +413,24 @@ class Notifier:
         return sent
 
     # ------------------------------------------------------------------ NOTIFY outcomes
-    def on_response(self, txn: Any, msg: Any, now: float) -> None:
-        status = msg.status
-        if status < 200:
-            return
-        sub: Subscription = txn.data
-        if 200 <= status < 300:
+    def owns(self, branch: str) -> bool:
+        """Whether a response with this top-Via branch answers one of our NOTIFYs."""
+        return bool(self.txns.owns(branch))
+
+    def on_response(self, branch: str, status: int, now: float) -> None:
+        """A response to one of our NOTIFYs (RFC 6665 §4.2.2 for the failures)."""
+        sub: Subscription | None = self.txns.response(branch, status, now)
+        if sub is None or status < 300:
             return
         if status == 481:
             self._remove(sub, "notify 481")
         elif status == 408:
             self._failed(sub, "notify 408")
 
-    def on_timeout(self, txn: Any, now: float) -> None:
-        self._failed(txn.data, "notify timeout")
-
-    def on_transport_failed(self, txn: Any, now: float) -> None:
-        self._failed(txn.data, "notify transport failure")
+    def on_transport_failed(self, branch: str) -> None:
+        sub: Subscription | None = self.txns.failed(branch)
+        if sub is not None:
+            self._failed(sub, "notify transport failure")
 
     def _failed(self, sub: Subscription, reason: str) -> None:
         if self.config.notify_grace and sub.state != TERMINATED:
@@ -432,9 +441,18 @@ class Notifier:
 
     # ------------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
-        return self._timers[0][0] if self._timers else None
+        a = self._timers[0][0] if self._timers else None
+        b: float | None = self.txns.next_deadline()
+        if a is None:
+            return b
+        return a if b is None or a < b else b
 
     def handle_timer(self, now: float) -> None:
+        again, timed_out = self.txns.poll(now)
+        for data, dest in again:
+            self.tl.send_stateless(data, dest)
+        for sub in timed_out:
+            self._failed(sub, "notify timeout")
         timers = self._timers
         while timers and timers[0][0] <= now:
             _, kind, key = heapq.heappop(timers)
@@ -536,29 +554,31 @@ class Notifier:
             sub.version, body, ctype = b.version, b.data, b.content_type
         if not sub.head:
             sub.head = self._head(sub)
-        branch = self.tl.new_branch()
+        if not sub.target_b:
+            sub.target_b = sub.target.encode("utf-8", "surrogateescape")
         peer = sub.peer
         dest = _destination(sub)
-        ct = f"Content-Type: {ctype}\r\n" if body else ""
-        data = (
-            f"NOTIFY {sub.target} SIP/2.0\r\nVia: {self.via(dest, branch)}\r\n{sub.head}"
-            f"CSeq: {sub.cseq} NOTIFY\r\nSubscription-State: {state}\r\n{ct}"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode("utf-8", "surrogateescape") + body
-        txn = self.tl.request(data, dest, reliable=len(peer) == 4, now=now)
-        txn.data = sub
+        vkey = (dest[2] if len(dest) == 4 else "udp", ":" in str(dest[0]))
+        via = self._vias.get(vkey)
+        if via is None:
+            via = self._vias[vkey] = self.via(dest).encode("ascii")
+        data = self.txns.send(
+            sub.target_b, via, sub.head, sub.cseq, state.encode("ascii"), ctype.encode("ascii"), body, dest,
+            len(peer) == 4, sub, now,
+        )  # fmt: skip
+        self.tl.send_stateless(data, dest)
         self.notifies_sent += 1
         if sub.key in self.by_key:
             self.table.put(sub)  # the CSeq and version a restarted worker goes on from
 
-    def _head(self, sub: Subscription) -> str:
+    def _head(self, sub: Subscription) -> bytes:
         routes = "".join(f"Route: {r}\r\n" for r in sub.routes)
         ev = sub.event if sub.event_id is None else f"{sub.event};id={sub.event_id}"
         return (
             f"{routes}Max-Forwards: 70\r\nFrom: <{sub.local_uri}>;tag={sub.key}\r\n"
             f"To: <{sub.remote_uri}>;tag={sub.remote_tag}\r\nCall-ID: {sub.call_id}\r\n"
             f"Contact: {self.contact(sub.peer)}\r\nEvent: {ev}\r\n"
-        )
+        ).encode("utf-8", "surrogateescape")
 
 
 _EXPIRE, _PACE = 0, 1

@@ -182,6 +182,15 @@ class SipCore:
 
     def transport_error(self, data: bytes, now: float) -> None:
         """The transport could not deliver ``data`` (see TransactionLayer.transport_error)."""
+        if self.presence is not None and data.startswith(b"NOTIFY "):
+            try:
+                branch = _codec.parse_message(data).via_branch
+            except SipParseError:
+                branch = None
+            if branch is not None and self.presence.notifier.owns(branch):
+                self.presence.notifier.on_transport_failed(branch)
+                self._dispatch(now)
+                return
         if self.tl.transport_error(data, now) is not None:
             self._dispatch(now)
 
@@ -232,6 +241,14 @@ class SipCore:
                 return
         elif _codec.validate_request(msg) is not None:
             self.stats.responses_dropped += 1
+            return
+        elif (
+            self.presence is not None
+            and (nb := msg.via_branch) is not None
+            and self.presence.notifier.owns(nb)
+        ):
+            self.presence.notifier.on_response(nb, msg.status, now)  # one of our NOTIFYs
+            self._dispatch(now)
             return
         elif self.route_response is not None and hops == 0:
             branch = msg.via_branch
@@ -293,25 +310,15 @@ class SipCore:
             if isinstance(ev, RequestReceived):
                 self._on_request(ev.txn, ev.msg, ev.peer, now)
             elif isinstance(ev, ResponseReceived):
-                if ev.txn is not None and ev.txn.data is not None:
-                    self.presence.notifier.on_response(ev.txn, ev.msg, now)  # type: ignore[union-attr]
-                else:
-                    proxy.handle_response(ev.txn, ev.msg, now)
+                proxy.handle_response(ev.txn, ev.msg, now)
             elif isinstance(ev, Terminated):
-                if ev.txn.data is None:
-                    proxy.forget(ev.txn)
+                proxy.forget(ev.txn)
             elif isinstance(ev, AckReceived):
                 proxy.forward_ack(ev.msg)
             elif isinstance(ev, TransportFailed):
-                if ev.txn.data is not None:
-                    self.presence.notifier.on_transport_failed(ev.txn, now)  # type: ignore[union-attr]
-                else:
-                    proxy.handle_transport_failure(ev.txn, now)
+                proxy.handle_transport_failure(ev.txn, now)
             elif isinstance(ev.txn, ClientTransaction):  # TimedOut of a client transaction
-                if ev.txn.data is not None:
-                    self.presence.notifier.on_timeout(ev.txn, now)  # type: ignore[union-attr]
-                else:
-                    proxy.handle_timeout(ev.txn, now)
+                proxy.handle_timeout(ev.txn, now)
 
     def _on_request(self, txn: ServerTransaction, msg: Any, peer: Any, now: float) -> None:
         method = msg.method

@@ -142,6 +142,10 @@ class ProxyAddress:
             host, port = self._pick(kind, v6)
         return f"SIP/2.0/{kind.upper()} {_bracket(host)}:{port};branch={branch}"
 
+    def sent_by(self, kind: str, v6: bool) -> str:
+        """Our Via value without its branch for a request sent over ``kind`` (see ``via``)."""
+        return self.via(kind, v6, "").rpartition(";branch=")[0]
+
     def record_route(self, kind: str = "udp", v6: bool = False) -> str:
         host, port = self._pick(kind, v6)
         tp = "" if kind == "udp" else f";transport={kind}"

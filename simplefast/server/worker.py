@@ -101,7 +101,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     presence = PresenceAgent(
         tl, pres_store, cfg.presence,
         contact=lambda peer: f"<{me.contact_uri(transport_of(peer), ':' in str(peer[0]))}>",
-        via=lambda dest, branch: me.via(transport_of(dest), ":" in str(dest[0]), branch),
+        via=lambda dest: me.sent_by(transport_of(dest), ":" in str(dest[0])),
         table=sub_table, index=index,
     )  # fmt: skip
     core = SipCore(core_cfg, location, me, tl=tl, auth=auth, users=load_users(cfg.data_dir) if auth else None,

@@ -221,6 +221,11 @@ class TransactionLayer:
         """Queue a message outside any transaction (a forwarded 2xx or ACK)."""
         self._out.append((data, peer))
 
+    @property
+    def branch_prefix(self) -> str:
+        """What every branch made here starts with (the magic cookie, then the worker's)."""
+        return self._branch_prefix
+
     def new_branch(self) -> str:
         """A branch unique to this layer (random prefix per worker + counter)."""
         self._branch_seq += 1

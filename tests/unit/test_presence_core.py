@@ -30,7 +30,7 @@ def make(interval: float = 0.0, **cfg: Any) -> tuple[SipCore, PresenceAgent]:
     agent = PresenceAgent(
         tl, MemoryPresentities(), PresenceConfig(min_notify_interval=interval, **cfg),
         contact=lambda peer: f"<{ME.contact_uri(transport_of(peer), False)}>",
-        via=lambda dest, br: ME.via(transport_of(dest), False, br), table=MemorySubscriptions(),
+        via=lambda dest: ME.sent_by(transport_of(dest), False), table=MemorySubscriptions(),
     )  # fmt: skip
     core = SipCore(CoreConfig(domains=frozenset({"example.com"}), local_hosts=frozenset({"10.0.0.1"})),
                    MemoryLocation(), ME, tl=tl, presence=agent)  # fmt: skip
