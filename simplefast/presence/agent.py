@@ -115,7 +115,7 @@ class PresencePackage:
 class PresenceAgent:
     def __init__(
         self, tl: Any, store: PresentityStore, config: PresenceConfig, *,
-        contact: Callable[[tuple[Any, ...]], str], via: Callable[[tuple[Any, ...], str], str],
+        contact: Callable[[tuple[Any, ...]], str], via: Callable[[tuple[Any, ...]], str],
         table: SubscriptionTable | None = None, index: int = 0,
     ) -> None:  # fmt: skip
         self.config = config
