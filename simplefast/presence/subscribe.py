@@ -56,6 +56,7 @@ import ipaddress
 import itertools
 import marshal
 import operator
+import struct
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,6 +136,7 @@ class Subscription:
     state: str = ACTIVE
     owner: int = 0
     head: bytes = field(default=b"", repr=False)  # the NOTIFY headers that never change
+    row_static: bytes = field(default=b"", repr=False)  # the unchanging part of its row (encode_row)
     target_b: bytes = field(default=b"", repr=False)  # target, encoded
     extra: Any = field(default=None, repr=False)  # the package's own (not kept in the shared row)
 
@@ -154,30 +156,32 @@ class SubscriptionTable(Protocol):
 
 
 class MemorySubscriptions:
-    """One process (tests)."""
+    """One process (tests): the same encoded rows as the shared table, in a dict."""
 
     def __init__(self) -> None:
-        self.rows_: dict[str, tuple[Any, ...]] = {}
+        self.rows_: dict[str, bytes] = {}
 
     def put(self, sub: Subscription) -> None:
-        self.rows_[sub.key] = to_row(sub)
+        self.rows_[sub.key] = encode_row(sub)
 
     def delete(self, key: str) -> None:
         self.rows_.pop(key, None)
 
     def owner(self, key: str) -> int | None:
-        row = self.rows_.get(key)
-        return None if row is None else int(row[0])
+        raw = self.rows_.get(key)
+        return None if raw is None else row_owner(raw)
 
     def rows(self, owner: int) -> list[Subscription]:
-        return [from_row(r) for r in self.rows_.values() if r[0] == owner]
+        return [s for s in map(decode_row, self.rows_.values()) if s.owner == owner]
 
     def scan(self, resource: str, event: str) -> list[Subscription]:
-        return [from_row(r) for r in self.rows_.values() if r[_RES] == resource and r[_EV] == event]
+        return [
+            s for s in map(decode_row, self.rows_.values()) if s.resource == resource and s.event == event
+        ]
 
 
 class ShmSubscriptions:
-    """Rows in a shared-memory table (``shmindex``): our tag -> ``marshal`` of ``to_row``.
+    """Rows in a shared-memory table (``shmindex``): our tag -> ``encode_row``.
 
     Only the owner writes a row; any worker reads one to find the owner."""
 
@@ -188,7 +192,7 @@ class ShmSubscriptions:
         self._dirty: dict[str, bytes] = {}  # key -> value as last written here (b"": deleted)
 
     def put(self, sub: Subscription) -> None:
-        value = marshal.dumps(to_row(sub))
+        value = encode_row(sub)
         key = sub.key.encode("ascii")
         if len(value) > self.table.value_max:
             self.full += 1
@@ -221,55 +225,69 @@ class ShmSubscriptions:
             raw = self.table.get(key.encode("ascii"))
         except (UnicodeEncodeError, ValueError):
             return None
-        return None if raw is None else int(marshal.loads(raw)[0])
+        return None if raw is None else row_owner(raw)
 
     def rows(self, owner: int) -> list[Subscription]:
-        return [from_row(r) for r in self._rows() if r[0] == owner]
+        return [s for s in self._all() if s.owner == owner]
 
     def scan(self, resource: str, event: str) -> list[Subscription]:
-        return [from_row(r) for r in self._rows() if r[_RES] == resource and r[_EV] == event]
+        return [s for s in self._all() if s.resource == resource and s.event == event]
 
-    def _rows(self) -> list[tuple[Any, ...]]:
-        out: list[tuple[Any, ...]] = []
+    def _all(self) -> list[Subscription]:
+        out: list[Subscription] = []
         if not len(self.table):  # a scan reads every slot (and makes its page resident)
             return out
         for k in self.table.keys():
             raw = self.table.get(k)
             if raw is not None:
                 try:
-                    out.append(marshal.loads(raw))
-                except (ValueError, EOFError, TypeError):
+                    out.append(decode_row(raw))
+                except (ValueError, EOFError, TypeError, struct.error):
                     continue
         return out
 
 
-_ROW = ("owner", "key", "call_id", "remote_tag", "local_uri", "remote_uri", "target", "routes", "peer",
-        "event", "event_id", "resource", "watcher", "content_type", "policy", "expires_at", "cseq",
-        "remote_cseq", "version", "state", "subscribed_at")  # fmt: skip
+# A row: a fixed header with what changes while the subscription lives (written with
+# every NOTIFY: the CSeq a replacement worker or a restarted server goes on from),
+# then marshal of what never changes (made once, kept in ``Subscription.row_static``;
+# a refresh that moves the target or the flow makes it again).
+_HEAD = struct.Struct(
+    "<BHIIqddB"
+)  # layout, owner, cseq, remote_cseq, version, expires_at, subscribed_at, state
+_LAYOUT = 1
+_STATIC = ("key", "call_id", "remote_tag", "local_uri", "remote_uri", "target", "routes", "peer", "event",
+           "event_id", "resource", "watcher", "content_type", "policy")  # fmt: skip
+_STATE_CODES = {ACTIVE: 0, PENDING: 1, TERMINATED: 2}
+_STATE_NAMES = (ACTIVE, PENDING, TERMINATED)
+_static_of = operator.attrgetter(*_STATIC)
 
 
-ROW_OWNER = _ROW.index("owner")
-_RES = _ROW.index("resource")
-_EV = _ROW.index("event")
-ROW_EXPIRES = _ROW.index("expires_at")
+def encode_row(sub: Subscription) -> bytes:
+    """The shared-table (and store) value of a subscription."""
+    static = sub.row_static
+    if not static:
+        static = sub.row_static = marshal.dumps(_static_of(sub))
+    head = _HEAD.pack(_LAYOUT, sub.owner, sub.cseq, sub.remote_cseq, sub.version, sub.expires_at,
+                      sub.subscribed_at, _STATE_CODES[sub.state])  # fmt: skip
+    return head + static
 
 
-_row_of = operator.attrgetter(*_ROW)
-
-
-def to_row(sub: Subscription) -> tuple[Any, ...]:
-    """A plain tuple (marshal-able) of what a subscription needs to go on elsewhere."""
-    return _row_of(sub)
-
-
-def from_row(row: tuple[Any, ...]) -> Subscription:
-    """The subscription of a row (a row of an older layout lacks the last fields: defaults)."""
-    if not len(_ROW) - 1 <= len(row) <= len(_ROW):
-        raise ValueError(f"a subscription row has {len(row)} fields, not {len(_ROW)}")
-    kw = dict(zip(_ROW, row, strict=False))
+def decode_row(value: bytes) -> Subscription:
+    """The subscription of a row (ValueError for another layout)."""
+    layout, owner, cseq, rcseq, version, expires_at, subscribed_at, state = _HEAD.unpack_from(value)
+    if layout != _LAYOUT:
+        raise ValueError(f"subscription row layout {layout}, expected {_LAYOUT}")
+    static = value[_HEAD.size :]
+    kw = dict(zip(_STATIC, marshal.loads(static), strict=True))
     kw["routes"] = tuple(kw["routes"])
     kw["peer"] = tuple(kw["peer"])
-    return Subscription(**kw)
+    return Subscription(**kw, owner=owner, cseq=cseq, remote_cseq=rcseq, version=version,
+                        expires_at=expires_at, subscribed_at=subscribed_at, state=_STATE_NAMES[state],
+                        row_static=static)  # fmt: skip
+
+
+def row_owner(value: bytes) -> int:
+    return int(_HEAD.unpack_from(value)[1])
 
 
 class Answer(NamedTuple):
@@ -370,10 +388,10 @@ class Notifier:
         target = msg.contact_uri
         if target is not None and target != sub.target:
             sub.target = target  # a refresh may update the remote target (RFC 6665 §4.1.2.1)
-            sub.target_b = b""
+            sub.target_b = sub.row_static = b""
         if tuple(peer) != sub.peer:
             sub.peer = tuple(peer)
-            sub.head = b""  # its Contact follows the flow's transport
+            sub.head = sub.row_static = b""  # its Contact follows the flow's transport
         package.prepare(sub)
         headers = [("Expires", str(expires)), ("Contact", self.contact(sub.peer))]
         if expires == 0:

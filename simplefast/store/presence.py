@@ -22,14 +22,13 @@ by another Python version) is skipped with a warning.
 
 from __future__ import annotations
 
-import marshal
 import sqlite3
+import struct
 from pathlib import Path
-from typing import Any
 
 from simplefast.logs import get_logger
 from simplefast.presence.state import decode, encode
-from simplefast.presence.subscribe import ROW_EXPIRES, ROW_OWNER
+from simplefast.presence.subscribe import decode_row, encode_row
 
 log = get_logger(__name__)
 
@@ -124,13 +123,14 @@ def load(
     for key, value, offset in srow:
         shift = offset - now_offset
         try:
-            row: list[Any] = list(marshal.loads(value))
-        except (ValueError, EOFError, TypeError) as exc:
+            sub = decode_row(value)
+        except (ValueError, EOFError, TypeError, struct.error) as exc:
             log.warning("presence store: subscription %s skipped: %s", key, exc)
             continue
-        if row[ROW_EXPIRES] + offset <= wall_now:
+        if sub.expires_at + offset <= wall_now:
             continue
-        row[ROW_EXPIRES] += shift
-        row[ROW_OWNER] %= workers
-        subs[key] = marshal.dumps(tuple(row))
+        sub.expires_at += shift
+        sub.subscribed_at += shift
+        sub.owner %= workers
+        subs[key] = encode_row(sub)
     return pres, subs

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import marshal
 from pathlib import Path
 
 from simplefast.presence.state import Presentity, PubRecord, decode, encode
-from simplefast.presence.subscribe import ROW_EXPIRES, ROW_OWNER, Subscription, from_row, to_row
+from simplefast.presence.subscribe import Subscription, decode_row, encode_row
 from simplefast.store import presence as store
 
 
@@ -24,8 +23,8 @@ def test_round_trip_moves_times_to_the_new_clock_and_drops_expired_subscriptions
     p = Presentity(3, (pub,), b"<doc/>", 5)
     pres = {"sip:a@example.com": (5).to_bytes(8, "big") + encode(p)}
     subs = {
-        "k1": marshal.dumps(to_row(sub("k1", 400.0, 3, 7))),  # 300 s left at save time
-        "k2": marshal.dumps(to_row(sub("k2", 150.0, 0, 1))),  # 50 s left
+        "k1": encode_row(sub("k1", 400.0, 3, 7)),  # 300 s left at save time
+        "k2": encode_row(sub("k2", 150.0, 0, 1)),  # 50 s left
     }
     # saved at monotonic 100 = wall 1000; loaded 60 s later (wall 1060) on a clock at 5
     store.save(tmp_path, pres, subs, 100.0, 1000.0)
@@ -35,15 +34,18 @@ def test_round_trip_moves_times_to_the_new_clock_and_drops_expired_subscriptions
     assert (q.version, q.seq, q.document) == (3, 5, b"<doc/>")
     assert q.pubs[0].expires_at == 700.0 - 100.0 - 60.0 + 5.0 and q.pubs[0].etag == "e1"
     assert list(srows) == ["k1"]  # k2 ended while the server was down
-    row = marshal.loads(srows["k1"])
-    assert row[ROW_OWNER] == 1  # owner 3 of a server now running 2 workers
-    assert row[ROW_EXPIRES] == 400.0 - 100.0 - 60.0 + 5.0
-    restored = from_row(row)
-    assert restored.cseq == 7 and restored.routes == ("<sip:10.0.0.2;lr>",)
+    restored = decode_row(srows["k1"])
+    assert restored.owner == 1  # owner 3 of a server now running 2 workers
+    assert restored.expires_at == 400.0 - 100.0 - 60.0 + 5.0
+    assert (
+        restored.cseq == 7
+        and restored.routes == ("<sip:10.0.0.2;lr>",)
+        and restored.peer == ("10.0.0.9", 5060)
+    )
 
 
 def test_deletes_and_replace_all(tmp_path: Path) -> None:
-    subs = {"k1": marshal.dumps(to_row(sub("k1", 400.0, 0, 1)))}
+    subs = {"k1": encode_row(sub("k1", 400.0, 0, 1))}
     store.save(tmp_path, {}, subs, 0.0, 0.0)
     store.save(tmp_path, {}, {"k1": b""}, 0.0, 0.0)
     assert store.load(tmp_path, 0.0, 0.0, 1) == ({}, {})
