@@ -1,0 +1,128 @@
+"""One million subscriptions: shared-table bytes, Python bytes, insert and lookup times.
+
+    .venv/bin/python bench/subscriptions_memory.py [--count 1000000]
+
+What it does, in one process:
+
+1. maps the shared subscription table for ``--count`` subscriptions, the way
+   the supervisor does (``server/shared.py``: slots = count * 4/3, 32-byte
+   keys, 480-byte values), with ``zeroed`` creation;
+2. makes ``--count`` subscriptions like the ones a SIPp watcher creates
+   (``bench/sipp/watcher.xml``: its From/To/Call-ID/Contact shapes), each as
+   the notifier holds it (a ``Subscription`` with its NOTIFY header block,
+   in the two dicts of ``Notifier``: by key and by resource), and writes each
+   row (``ShmSubscriptions.put``);
+3. looks every one up by key in the table (``owner``: what a worker does for
+   an in-dialog SUBSCRIBE), and decodes a sample (``decode_row``);
+4. reports the table's bytes per subscription (mapped, and resident as
+   measured from /proc/self/smaps_rollup), the Python heap per subscription
+   (RSS growth minus the table's resident growth), the row sizes and the
+   times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from simplefast._impl import shmindex  # noqa: E402
+from simplefast.presence.subscribe import ShmSubscriptions, Subscription, decode_row, encode_row  # noqa: E402
+from simplefast.server.shared import SUB_KEY_MAX, SUB_VALUE_MAX  # noqa: E402
+
+
+def rss_and_shmem() -> tuple[int, int]:
+    rss = shmem = 0
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1]) * 1024
+        elif line.startswith("Shared_Dirty:") or line.startswith("Private_Dirty:"):
+            pass
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssShmem:"):
+            shmem = int(line.split()[1]) * 1024
+    return rss, shmem
+
+
+def make(i: int, now: float) -> Subscription:
+    user = f"w12345_{i}"
+    sub = Subscription(
+        key=f"9f3a1c2bw0.{i:x}", call_id=f"{i}-12345@127.0.0.1", remote_tag=f"12345SIPpTag{i}",
+        local_uri="sip:fanout@example.com", remote_uri=f"sip:{user}@example.com",
+        target=f"sip:{user}@127.0.0.1:5062", routes=(), peer=("127.0.0.1", 5062), event="presence",
+        event_id=None, resource="sip:fanout@example.com", watcher=f"sip:{user}@example.com",
+        content_type="application/pidf+xml", policy="allow", expires_at=now + 3600, subscribed_at=now,
+        cseq=1, remote_cseq=1, version=0,
+    )  # fmt: skip
+    sub.head = (
+        f"Max-Forwards: 70\r\nFrom: <{sub.local_uri}>;tag={sub.key}\r\nTo: <{sub.remote_uri}>;tag={sub.remote_tag}"
+        f"\r\nCall-ID: {sub.call_id}\r\nContact: <sip:127.0.0.1:5060>\r\nEvent: presence\r\n"
+    ).encode()
+    sub.target_b = sub.target.encode()
+    return sub
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=1_000_000)
+    args = ap.parse_args()
+    n = args.count
+    print(f"command: {' '.join([sys.executable, *sys.argv])}")
+    print(f"machine: {platform.node()}, Python {platform.python_version()}, codec {shmindex.__name__}")
+    slots = n * 4 // 3 + 4
+    size = shmindex.table_size(slots, SUB_KEY_MAX, SUB_VALUE_MAX)
+    gc.disable()
+    rss0, shm0 = rss_and_shmem()
+    mm = shmindex.create_shared(size)
+    table = ShmSubscriptions(
+        shmindex.ShmTable(mm, slots, SUB_KEY_MAX, SUB_VALUE_MAX, create=True, zeroed=True)
+    )
+    table.track_dirty = False
+    by_key: dict[str, Subscription] = {}
+    watchers: dict[tuple[str, str], dict[str, Subscription]] = {}
+    now = time.monotonic()
+    t0 = time.perf_counter()
+    for i in range(n):
+        sub = make(i, now)
+        by_key[sub.key] = sub
+        watchers.setdefault((sub.event, sub.resource), {})[sub.key] = sub
+        table.put(sub)
+    t_insert = time.perf_counter() - t0
+    rss1, shm1 = rss_and_shmem()
+    keys = list(by_key)
+    t0 = time.perf_counter()
+    found = sum(1 for k in keys if table.owner(k) == 0)
+    t_lookup = time.perf_counter() - t0
+    sample = [table.table.get(k.encode()) for k in keys[:: max(1, n // 1000)]]
+    t0 = time.perf_counter()
+    decoded = [decode_row(v) for v in sample if v is not None]
+    t_decode = (time.perf_counter() - t0) / max(1, len(decoded))
+    row = encode_row(by_key[keys[-1]])
+    slot = size / slots
+    table_res = shm1 - shm0
+    python = (rss1 - rss0) - table_res
+    print()
+    print("| measure | value |")
+    print("|---|--:|")
+    print(f"| subscriptions | {n:,} (all found again: {found == n}) |")
+    print(
+        f"| table mapped | {size / 2**20:,.0f} MiB = {size / n:,.0f} B per subscription ({slot:.0f} B per slot) |"
+    )
+    print(f"| table resident | {table_res / 2**20:,.0f} MiB = {table_res / n:,.0f} B per subscription |")
+    print(f"| row (header + unchanging part) | {len(row)} B of {SUB_VALUE_MAX} |")
+    print(
+        f"| Python objects in the owning worker | {python / 2**20:,.0f} MiB = {python / n:,.0f} B per subscription |"
+    )
+    print(f"| insert (make + dicts + row) | {t_insert / n * 1e6:.2f} us each, {t_insert:.1f} s |")
+    print(f"| lookup of the owner by key | {t_lookup / n * 1e6:.2f} us each |")
+    print(f"| decode a row | {t_decode * 1e6:.2f} us |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
