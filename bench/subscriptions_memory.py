@@ -60,8 +60,9 @@ def make(i: int, now: float) -> Subscription:
         cseq=1, remote_cseq=1, version=0,
     )  # fmt: skip
     sub.head = (
-        f"Max-Forwards: 70\r\nFrom: <{sub.local_uri}>;tag={sub.key}\r\nTo: <{sub.remote_uri}>;tag={sub.remote_tag}"
-        f"\r\nCall-ID: {sub.call_id}\r\nContact: <sip:127.0.0.1:5060>\r\nEvent: presence\r\n"
+        f"Max-Forwards: 70\r\nFrom: <{sub.local_uri}>;tag={sub.key}\r\n"
+        f"To: <{sub.remote_uri}>;tag={sub.remote_tag}\r\nCall-ID: {sub.call_id}\r\n"
+        "Contact: <sip:127.0.0.1:5060>\r\nEvent: presence\r\n"
     ).encode()
     sub.target_b = sub.target.encode()
     return sub
