@@ -111,14 +111,12 @@ def main() -> int:
     print("| measure | value |")
     print("|---|--:|")
     print(f"| subscriptions | {n:,} (all found again: {found == n}) |")
-    print(
-        f"| table mapped | {size / 2**20:,.0f} MiB = {size / n:,.0f} B per subscription ({slot:.0f} B per slot) |"
-    )
+    per = f"{size / n:,.0f} B per subscription ({slot:.0f} B per slot)"
+    print(f"| table mapped | {size / 2**20:,.0f} MiB = {per} |")
     print(f"| table resident | {table_res / 2**20:,.0f} MiB = {table_res / n:,.0f} B per subscription |")
     print(f"| row (header + unchanging part) | {len(row)} B of {SUB_VALUE_MAX} |")
-    print(
-        f"| Python objects in the owning worker | {python / 2**20:,.0f} MiB = {python / n:,.0f} B per subscription |"
-    )
+    per = f"{python / n:,.0f} B per subscription"
+    print(f"| Python objects in the owning worker | {python / 2**20:,.0f} MiB = {per} |")
     print(f"| insert (make + dicts + row) | {t_insert / n * 1e6:.2f} us each, {t_insert:.1f} s |")
     print(f"| lookup of the owner by key | {t_lookup / n * 1e6:.2f} us each |")
     print(f"| decode a row | {t_decode * 1e6:.2f} us |")
