@@ -96,6 +96,7 @@ cdef class NotifyTxns:
     cdef Py_ssize_t _cap  # power of two
     cdef list _data, _dest, _token
     cdef Py_ssize_t _live
+    cdef Py_ssize_t _outstanding
     cdef Ring _rings[MAX_RINGS]
     cdef int _nrings
     cdef double _last
@@ -122,6 +123,7 @@ cdef class NotifyTxns:
         self.t1, self.t2, self.t4 = t1, t2, t4
         self._n = 0
         self._live = 0
+        self._outstanding = 0
         self._last = float("-inf")
         self.retransmissions = 0
         self.timeouts = 0
@@ -192,6 +194,10 @@ cdef class NotifyTxns:
 
     def __len__(self):
         return self._live
+
+    property outstanding:
+        def __get__(self):
+            return self._outstanding
 
     cdef int _clock(self, double now) except -1:
         if now < self._last:
@@ -277,6 +283,7 @@ cdef class NotifyTxns:
         self._dest[j] = dest
         self._token[j] = token
         self._live += 1
+        self._outstanding += 1
         if not self._slots[j].reliable:
             ring_push(&self._rings[0], now + self.t1, n)
         ring_push(&self._rings[1], now + 64 * self.t1, n)
@@ -321,6 +328,7 @@ cdef class NotifyTxns:
                     self._slots[j].interval = self.t2
             return None
         token = self._token[j]
+        self._outstanding -= 1
         if self._slots[j].reliable or self.t4 == 0:
             self._free(j)
         else:
@@ -336,6 +344,7 @@ cdef class NotifyTxns:
             return None
         token = self._token[j]
         self._free(j)
+        self._outstanding -= 1
         return token
 
     def next_deadline(self):
@@ -399,6 +408,7 @@ cdef class NotifyTxns:
                 timed_out.append(self._token[j])
                 self._free(j)
                 self.timeouts += 1
+                self._outstanding -= 1
             else:
                 if self._slots[j].state == COMPLETED:
                     self._free(j)

@@ -31,6 +31,9 @@ class NotifyTxns:
     def branch_prefix(self) -> str: ...
     def __len__(self) -> int:
         """Live transactions (trying, proceeding, or completed waiting out Timer K)."""
+    @property
+    def outstanding(self) -> int:
+        """Transactions still waiting for their final response (trying or proceeding)."""
     def send(
         self,
         target: bytes,

@@ -69,6 +69,7 @@ class NotifyTxns:
         self._last = float("-inf")
         self.retransmissions = 0
         self.timeouts = 0
+        self._outstanding = 0
 
     @property
     def branch_prefix(self) -> str:
@@ -76,6 +77,11 @@ class NotifyTxns:
 
     def __len__(self) -> int:
         return len(self._txns)
+
+    @property
+    def outstanding(self) -> int:
+        """Transactions still waiting for their final response (trying or proceeding)."""
+        return self._outstanding
 
     def _clock(self, now: float) -> None:
         if now < self._last:
@@ -103,6 +109,7 @@ class NotifyTxns:
         reliable = bool(reliable)
         e_deadline = now + self.t1
         self._txns[n] = [_TRYING, reliable, self.t1, e_deadline, data, dest, token]
+        self._outstanding += 1
         if not reliable:
             heapq.heappush(self._heap, (e_deadline, n, _E))
         heapq.heappush(self._heap, (now + 64 * self.t1, n, _F))
@@ -136,6 +143,7 @@ class NotifyTxns:
                     t[2] = self.t2  # Timer E now every T2 (17.1.2.2); armed at its next firing
             return None
         token = t[6]
+        self._outstanding -= 1
         if t[1] or self.t4 == 0:
             del self._txns[n]  # reliable: Timer K is zero
         else:
@@ -152,6 +160,7 @@ class NotifyTxns:
         if n is None or t is None or t[0] == _COMPLETED:
             return None
         del self._txns[n]
+        self._outstanding -= 1
         return t[6]
 
     def next_deadline(self) -> float | None:
@@ -184,6 +193,7 @@ class NotifyTxns:
                 del self._txns[n]
                 timed_out.append(t[6])
                 self.timeouts += 1
+                self._outstanding -= 1
             else:  # _K
                 if t[0] == _COMPLETED:
                     del self._txns[n]

@@ -58,6 +58,7 @@ class PresenceConfig:
     publish_min_expires: int = 60
     publish_max_expires: int = 86400
     notify_grace: bool = False
+    notify_window: int = 2000  # NOTIFYs awaiting their response per worker; more queue (0: no limit)
     default_document: str = "closed"  # closed / note / empty (pidf.default_document)
     default_note: str | None = None
     winfo_admins: frozenset[str] = frozenset()  # AORs that may see anyone's watchers
@@ -136,7 +137,7 @@ class PresenceAgent:
             via=via, on_watcher=self._watcher_changed,
             config=NotifierConfig(min_expires=config.min_expires, max_expires=config.max_expires,
                                   min_notify_interval=config.min_notify_interval,
-                                  notify_grace=config.notify_grace),
+                                  notify_grace=config.notify_grace, notify_window=config.notify_window),
             table=table, index=index,
         )  # fmt: skip
         # set by the worker: tell every other worker that a presentity changed

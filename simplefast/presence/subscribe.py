@@ -42,6 +42,14 @@ or a transport failure end it too, unless ``notify_grace`` is on, when the
 subscription stays and the next change tries again. Every end is counted by
 reason in ``ended``.
 
+Flow control: at most ``notify_window`` NOTIFYs of this worker wait for
+their final response at once; more wait in a FIFO queue (each with the body
+of the state it reports, so every change still reaches each watcher, in
+order and with growing CSeqs) and go as responses or time-outs free the
+window. A burst (one PUBLISH to ten thousand watchers, or fifty back to
+back) then leaves at the pace the watchers answer, instead of overflowing
+their sockets and retransmitting into them.
+
 Subscriptions live in this process (``by_key``, and ``watchers``: resource ->
 its subscriptions here), and each is mirrored in a ``SubscriptionTable``
 row (shared memory in the server) that names the owning worker: a SUBSCRIBE
@@ -57,7 +65,7 @@ import itertools
 import marshal
 import operator
 import struct
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -108,6 +116,9 @@ class NotifierConfig:
     max_expires: int = 3600
     min_notify_interval: float = 5.0
     notify_grace: bool = False  # a NOTIFY timeout keeps the subscription (retry on the next change)
+    # NOTIFYs of this worker waiting for their final response at once; more wait in a queue,
+    # in order, and go as responses come back (0: no limit). See "Flow control" above.
+    notify_window: int = 2000
 
 
 @dataclass(slots=True, eq=False)
@@ -326,6 +337,8 @@ class Notifier:
         # and status names; for watcher information)
         self.on_watcher = on_watcher
         self._timers: list[tuple[float, int, str]] = []  # (when, kind, key); stale entries skipped
+        self._queue: deque[tuple[Subscription, str | None, Body | None, bool]] = deque()
+        self.notifies_queued = 0  # NOTIFYs that waited for room in the window
         self.ended: Counter[str] = Counter()  # subscriptions ended, by reason
         self.kept: Counter[str] = Counter()  # NOTIFY failures survived (notify_grace)
         self.notifies_sent = 0
@@ -438,17 +451,22 @@ class Notifier:
     def on_response(self, branch: str, status: int, now: float) -> None:
         """A response to one of our NOTIFYs (RFC 6665 §4.2.2 for the failures)."""
         sub: Subscription | None = self.txns.response(branch, status, now)
-        if sub is None or status < 300:
+        if sub is None:
             return
-        if status == 481:
-            self._remove(sub, "notify 481")
-        elif status == 408:
-            self._failed(sub, "notify 408")
+        if status >= 300:
+            if status == 481:
+                self._remove(sub, "notify 481")
+            elif status == 408:
+                self._failed(sub, "notify 408")
+        if self._queue:
+            self.pump(now)
 
-    def on_transport_failed(self, branch: str) -> None:
+    def on_transport_failed(self, branch: str, now: float) -> None:
         sub: Subscription | None = self.txns.failed(branch)
         if sub is not None:
             self._failed(sub, "notify transport failure")
+            if self._queue:
+                self.pump(now)
 
     def _failed(self, sub: Subscription, reason: str) -> None:
         if self.config.notify_grace and sub.state != TERMINATED:
@@ -471,6 +489,8 @@ class Notifier:
             self.tl.send_stateless(data, dest)
         for sub in timed_out:
             self._failed(sub, "notify timeout")
+        if self._queue:
+            self.pump(now)
         timers = self._timers
         while timers and timers[0][0] <= now:
             _, kind, key = heapq.heappop(timers)
@@ -556,10 +576,37 @@ class Notifier:
             self.on_watcher(sub, "timeout", TERMINATED)
 
     def _send(self, sub: Subscription, now: float, reason: str | None) -> None:
-        package = self.packages[sub.event]
-        sub.cseq += 1
+        """A NOTIFY of the state now: sent at once, or queued behind others when the window
+        is full (its body is taken now, so each change still reaches the watcher in order)."""
         sub.last_sent = now
         sub.held = False
+        body: Body | None = None
+        if sub.state != PENDING:
+            body = self.packages[sub.event].body(sub)
+            sub.version = body.version
+        window = self.config.notify_window
+        if window and (self._queue or self.txns.outstanding >= window):
+            self._queue.append((sub, reason, body, sub.state == TERMINATED or reason is not None))
+            self.notifies_queued += 1
+            return
+        self._emit(sub, now, reason, body)
+
+    def pump(self, now: float) -> int:
+        """Send queued NOTIFYs while the window has room; how many went. A queued NOTIFY of
+        a subscription that ended meanwhile is dropped, unless it is the final one."""
+        window = self.config.notify_window
+        queue = self._queue
+        sent = 0
+        while queue and (not window or self.txns.outstanding < window):
+            sub, reason, body, final = queue.popleft()
+            if not final and sub.key not in self.by_key:
+                continue
+            self._emit(sub, now, reason, body)
+            sent += 1
+        return sent
+
+    def _emit(self, sub: Subscription, now: float, reason: str | None, b: Body | None) -> None:
+        sub.cseq += 1
         remaining = max(0, int(sub.expires_at - now + 0.5))
         if reason is not None or sub.state == TERMINATED:
             state = f"terminated;reason={reason or 'timeout'}"
@@ -567,9 +614,8 @@ class Notifier:
             state = f"{sub.state};expires={remaining}"
         body = b""
         ctype = ""
-        if sub.state != PENDING:
-            b = package.body(sub)
-            sub.version, body, ctype = b.version, b.data, b.content_type
+        if b is not None:
+            body, ctype = b.data, b.content_type
         if not sub.head:
             sub.head = self._head(sub)
         if not sub.target_b:

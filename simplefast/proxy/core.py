@@ -188,7 +188,7 @@ class SipCore:
             except SipParseError:
                 branch = None
             if branch is not None and self.presence.notifier.owns(branch):
-                self.presence.notifier.on_transport_failed(branch)
+                self.presence.notifier.on_transport_failed(branch, now)
                 self._dispatch(now)
                 return
         if self.tl.transport_error(data, now) is not None:

@@ -275,6 +275,7 @@ _PRESENCE_INTS = {  # key -> (lowest, highest)
     "presentity_capacity": (16, 10_000_000),
     "subscription_capacity": (16, 10_000_000),
     "presentity_state_bytes": (1024, 1 << 20),
+    "notify_window": (0, 1_000_000),
 }
 
 

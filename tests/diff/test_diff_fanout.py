@@ -70,7 +70,7 @@ def run(
             out.append(("g", t.response(o[1], 200, now), t.failed(o[1])))
         else:
             out.append(("p", t.poll(now)))
-        out.append((len(t), t.next_deadline(), t.retransmissions, t.timeouts))
+        out.append((len(t), t.outstanding, t.next_deadline(), t.retransmissions, t.timeouts))
     out.append(("end", t.poll(now + 100.0), len(t)))
     return out
 

@@ -49,9 +49,10 @@ def test_final_response_returns_the_token_once_and_timer_k_absorbs(impl: SimpleN
     t = make(impl)
     m = parse_message(send(t, 0.0, "sub-a"))
     assert t.response(m.via_branch, 100, 0.1) is None  # provisional
+    assert t.outstanding == 1
     assert t.response(m.via_branch, 200, 0.2) == "sub-a"
     assert t.response(m.via_branch, 200, 0.3) is None  # retransmitted final: absorbed
-    assert len(t) == 1  # Timer K holds it
+    assert len(t) == 1 and t.outstanding == 0  # Timer K holds it
     again, gone = t.poll(5.2)
     assert (again, gone, len(t)) == ([], [], 0)
     assert t.response(m.via_branch, 481, 6.0) is None  # ended

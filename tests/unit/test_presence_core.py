@@ -343,3 +343,26 @@ def test_watcherinfo_of_someone_else_is_forbidden_and_admins_may() -> None:
     c, _ = make(winfo_admins=frozenset({"sip:carol@example.com"}))
     msgs = subscribe(c, event="presence.winfo", frm="carol", call_id="x2")
     assert msgs[0][0].status == 200 and winfo_doc(notifies(msgs)[0]).get("state") == "full"
+
+
+def test_notify_window_queues_in_order_and_sends_as_responses_come() -> None:
+    c, agent = make(notify_window=2)
+    firsts = []
+    for i in range(4):
+        msgs = subscribe(c, call_id=f"q{i}")
+        firsts += notifies(msgs)
+    assert len(firsts) == 2 and agent.notifier.notifies_queued == 2  # two wait for room
+    publish(c, now=1.0)  # four more, queued behind
+    assert agent.notifier.txns.outstanding == 2
+    got = []
+    pending = list(firsts)
+    while pending:
+        n = pending.pop(0)
+        got.append((n.call_id, n.cseq_num, b"<basic>open</basic>" in n.body))
+        answer(c, n, now=1.1)
+        pending += notifies(out(c))
+    # every NOTIFY went, each subscription's in CSeq order, the published state after the first
+    assert sorted(got) == sorted(
+        [(f"q{i}", 1, False) for i in range(4)] + [(f"q{i}", 2, True) for i in range(4)]
+    )
+    assert agent.notifier.txns.outstanding == 0 and not agent.notifier._queue
