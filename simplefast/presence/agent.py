@@ -58,7 +58,7 @@ class PresenceConfig:
     publish_min_expires: int = 60
     publish_max_expires: int = 86400
     notify_grace: bool = False
-    notify_window: int = 2000  # NOTIFYs awaiting their response per worker; more queue (0: no limit)
+    notify_window: int = 500  # NOTIFYs awaiting their response per worker; more queue (0: no limit)
     default_document: str = "closed"  # closed / note / empty (pidf.default_document)
     default_note: str | None = None
     winfo_admins: frozenset[str] = frozenset()  # AORs that may see anyone's watchers

@@ -118,7 +118,7 @@ class NotifierConfig:
     notify_grace: bool = False  # a NOTIFY timeout keeps the subscription (retry on the next change)
     # NOTIFYs of this worker waiting for their final response at once; more wait in a queue,
     # in order, and go as responses come back (0: no limit). See "Flow control" above.
-    notify_window: int = 2000
+    notify_window: int = 500
 
 
 @dataclass(slots=True, eq=False)

@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="presence: at most one NOTIFY per watcher this often (default 5; 0: off)",
     )
+    s.add_argument("--notify-window", dest="notify_window", type=int, metavar="N",
+                   help="NOTIFYs per worker awaiting their response at once (default 500; 0: none)")  # fmt: skip
     s.add_argument("--presentity-capacity", dest="presentity_capacity", type=int, metavar="N",
                    help="presentities the shared table holds (default 20000)")  # fmt: skip
     s.add_argument("--subscription-capacity", dest="subscription_capacity", type=int, metavar="N",
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                     "presentity_capacity": args.presentity_capacity,
                     "subscription_capacity": args.subscription_capacity,
                     "presentity_state_bytes": args.presentity_state_bytes,
+                    "notify_window": args.notify_window,
                 },
             )  # fmt: skip
             _check_bind(cfg)

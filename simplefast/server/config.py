@@ -266,7 +266,7 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
 
 
 _PRESENCE_OVERRIDES = ("min_notify_interval", "presentity_capacity", "subscription_capacity",
-                       "presentity_state_bytes")  # fmt: skip
+                       "presentity_state_bytes", "notify_window")  # fmt: skip
 _PRESENCE_INTS = {  # key -> (lowest, highest)
     "min_expires": (0, 86400),
     "max_expires": (1, 86400 * 7),
