@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         help="presence: at most one NOTIFY per watcher this often (default 5; 0: off)",
     )
     s.add_argument("--notify-window", dest="notify_window", type=int, metavar="N",
-                   help="NOTIFYs per worker awaiting their response at once (default 500; 0: none)")  # fmt: skip
+                   help="NOTIFYs per worker awaiting a response (default 500; 0: no limit)")  # fmt: skip
     s.add_argument("--presentity-capacity", dest="presentity_capacity", type=int, metavar="N",
                    help="presentities the shared table holds (default 20000)")  # fmt: skip
     s.add_argument("--subscription-capacity", dest="subscription_capacity", type=int, metavar="N",
