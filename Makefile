@@ -41,13 +41,16 @@ $(VENV)/.dev: $(VENV)/.test
 
 venv: $(VENV)/.test
 
-# SIPp (Debian's sip-tester) drives the live tests and the load benchmarks.
+# SIPp (Debian's sip-tester) drives the live tests and the load benchmarks; baresip
+# (baresip-core: a real SIP client with presence) is the live tests' real client.
 $(VENV)/.sipp: $(VENV)/.created
-	@command -v sipp >/dev/null || { \
-	  echo "installing sip-tester (SIPp) with apt"; \
+	@if ! command -v sipp >/dev/null || ! command -v baresip >/dev/null; then \
+	  echo "installing sip-tester (SIPp) and baresip-core with apt"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q sip-tester || \
-	  { echo "make: need sipp (apt-get install sip-tester failed)"; exit 1; }; }
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q sip-tester baresip-core || \
+	  { echo "make: need sipp and baresip (apt-get install sip-tester baresip-core failed)"; exit 1; }; \
+	fi
 	touch $@
 
 # --- build -----------------------------------------------------------------

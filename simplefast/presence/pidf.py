@@ -8,8 +8,10 @@ dropped) and checks the structure the server relies on, raising
 :class:`~simplefast.presence.xmlsafe.XmlRejected` (400, with a reason) on the
 first violation, so a bad body changes nothing:
 
-- the root is ``<presence>`` in ``urn:ietf:params:xml:ns:pidf`` with a
-  non-empty ``entity`` (RFC 3863 §4.1.1);
+- the root is ``<presence>`` in ``urn:ietf:params:xml:ns:pidf``; its
+  ``entity`` (required by RFC 3863 §4.1.1, missing from RFC 4479's own
+  example) is kept when present and not required: the composed document
+  names the presentity's AOR anyway (rule 5 below);
 - its children are ``<tuple>``, ``<note>``, ``dm:person``, ``dm:device``
   (``urn:ietf:params:xml:ns:pidf:data-model``) or extension elements in any
   other namespace; any other PIDF element, and any unqualified element, is
@@ -375,9 +377,9 @@ def parse_pidf(
     )
     if root.tag != _PRESENCE:
         raise XmlRejected(f"root element <{_name(root.tag)}> is not a PIDF <presence>")
-    entity = root.get("entity")
-    if entity is None or not entity.strip():
-        raise XmlRejected("presence has no entity attribute")  # RFC 3863 §4.1.1: required
+    # RFC 3863 §4.1.1 requires ``entity``; a publication without one (RFC 4479's own
+    # example has none) is taken all the same: compose writes the presentity's AOR
+    entity = (root.get("entity") or "").strip()
     _check_text(root, "presence")
     seen: set[str] = set()
     tuples: list[Component] = []

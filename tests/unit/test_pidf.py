@@ -5,8 +5,8 @@ below, and a new file fails ``test_every_vector_is_classified`` until it is.
 
 * ``DOCUMENTS``: complete documents, well-formed as published: parsed, composed
   alone and with the others, and checked intact in the output.
-* ``FIXED``: examples the RFC prints broken (manifest ``well_formed: false`` or
-  a missing ``entity``): the published bytes must be rejected with 400, and the
+* ``FIXED``: examples the RFC prints broken (manifest ``well_formed: false``):
+  the published bytes must be rejected with 400, and the
   minimal fix (named next to each) must parse and compose intact.
 * ``FRAGMENTS``: RFC 4480 section 3 element fragments: wrapped in a
   ``dm:person`` of a complete document (RPID as their default namespace) and
@@ -53,6 +53,7 @@ DOCUMENTS = [
     "rfc3863-4.2.2-prefixed-ns.xml",
     "rfc3863-4.3.1-default-ns-status-ext.xml",
     "rfc3863-4.3.2-other-ext-elements.xml",
+    "rfc4479-7.1-basic-im-client.xml",  # without the entity RFC 3863 requires: taken all the same
     "rfc4481-4-timed-status.xml",
 ]
 
@@ -62,8 +63,6 @@ def _add_entity(data: bytes) -> bytes:
 
 
 FIXED: dict[str, Callable[[bytes], bytes]] = {
-    # no entity attribute (RFC 3863 requires one): add it
-    "rfc4479-7.1-basic-im-client.xml": _add_entity,
     # a space before <?xml left by the RFC's indentation: drop it
     "rfc4480-4-example.xml": lambda d: d.lstrip(b" "),
     # <c:display-name> closed by </c:card>: close it by its own name
@@ -147,7 +146,7 @@ def test_every_vector_is_classified() -> None:
 @pytest.mark.parametrize("name", DOCUMENTS)
 def test_document_vectors_parse(name: str) -> None:
     doc = parse_pidf(vector(name))
-    assert doc.entity == "pres:someone@example.com" and doc.tuples
+    assert doc.entity == ("" if name.startswith("rfc4479") else "pres:someone@example.com") and doc.tuples
     assert all(t.basic == "open" for t in doc.tuples)
 
 
@@ -452,8 +451,6 @@ def pres(body: str) -> str:
 BAD = [
     ("<presence/>", "not a PIDF"),
     ('<p:presence xmlns:p="urn:other" entity="e"/>', "not a PIDF"),
-    (f'<presence xmlns="{PIDF_NS}"/>', "no entity"),
-    (f'<presence xmlns="{PIDF_NS}" entity=" "/>', "no entity"),
     (pres(f"<tuple>{T}</tuple>"), "tuple without id"),
     (pres(f'<tuple id="1a">{T}</tuple>'), "not an XML ID"),
     (
@@ -660,3 +657,16 @@ def test_mutated_vectors_only_raise_xml_rejected(name: str, data: st.DataObject)
     except XmlRejected:
         return
     parse_pidf(compose(AOR, [Publication("m", doc, 0.0)]))
+
+
+def test_a_document_without_entity_is_taken() -> None:
+    # RFC 3863 requires the attribute, RFC 4479's example lacks it; compose names the AOR anyway
+    assert parse_pidf(f'<presence xmlns="{PIDF_NS}"/>'.encode()).entity == ""
+    assert parse_pidf(f'<presence xmlns="{PIDF_NS}" entity=" "/>'.encode()).entity == ""
+
+
+def test_rfc4479_example_has_no_entity_and_is_taken_as_published() -> None:
+    name = "rfc4479-7.1-basic-im-client.xml"
+    doc = parse_pidf(vector(name))
+    assert doc.entity == "" and [t.id for t in doc.tuples] and doc.persons
+    assert parse_pidf(_add_entity(vector(name))).entity == "pres:someone@example.com"

@@ -366,3 +366,40 @@ def test_notify_window_queues_in_order_and_sends_as_responses_come() -> None:
         [(f"q{i}", 1, False) for i in range(4)] + [(f"q{i}", 2, True) for i in range(4)]
     )
     assert agent.notifier.txns.outstanding == 0 and not agent.notifier._queue
+
+
+FULL_PIDF = [
+    "rfc3863-4.2.2-default-ns.xml", "rfc3863-4.2.2-prefixed-ns.xml",
+    "rfc3863-4.3.1-default-ns-status-ext.xml", "rfc3863-4.3.2-other-ext-elements.xml",
+    "rfc4479-7.1-basic-im-client.xml", "rfc4481-4-timed-status.xml",
+]  # fmt: skip  # the well-formed complete documents of tests/vectors/pidf (the manifest says which)
+
+
+def _norm(el: Any) -> Any:
+    """An element as (qualified tag, attributes, text, children): prefixes do not matter."""
+    text = (el.text or "").strip()
+    return (
+        el.tag,
+        tuple(sorted(el.attrib.items())),
+        text,
+        tuple(_norm(c) for c in el if isinstance(c.tag, str)),
+    )
+
+
+@pytest.mark.parametrize("name", FULL_PIDF)
+def test_every_complete_pidf_vector_reaches_the_watcher_intact(name: str) -> None:
+    from lxml import etree
+
+    doc = (REPO / "tests" / "vectors" / "pidf" / name).read_bytes()
+    c, _ = make()
+    subscribe(c)
+    msgs = publish(c, doc, now=1.0)
+    assert msgs[0][0].status == 200, msgs[0][0].get("Warning")
+    (n,) = notifies(msgs)
+    sent = etree.fromstring(doc)
+    got = etree.fromstring(n.body)
+    assert got.get("entity") == "sip:alice@example.com"  # the presentity's AOR (pidf.compose rule 5)
+    have = {_norm(el) for el in got}
+    for el in sent:  # every tuple, note, person, device and extension, with all it holds
+        if isinstance(el.tag, str):
+            assert _norm(el) in have, etree.tostring(el)[:200]
