@@ -29,7 +29,7 @@ from typing import Any
 from simplefast.presence.pidf import Publication as PidfPublication
 from simplefast.presence.pidf import compose, default_document, parse_pidf
 from simplefast.presence.publish import Package, Publications, PublishConfig, Result
-from simplefast.presence.state import PresentityStore, PubRecord
+from simplefast.presence.state import Presentity, PresentityStore, PubRecord
 from simplefast.presence.subscribe import (
     ALLOW,
     BLOCK,
@@ -78,7 +78,11 @@ def compose_pidf(resource: str, pubs: Sequence[tuple[PubRecord, Any]]) -> bytes:
 
 
 class PresencePackage:
-    def __init__(self, store: PresentityStore, config: PresenceConfig) -> None:
+    def __init__(
+        self, store: PresentityStore, config: PresenceConfig,
+        documents: Callable[[str], Presentity] | None = None,
+    ) -> None:  # fmt: skip
+        self.documents = documents or store.load  # the state with its document composed
         self.name = "presence"
         self.content_types: tuple[str, ...] = (PIDF,)
         self.default_expires = 3600
@@ -98,6 +102,8 @@ class PresencePackage:
     def body(self, sub: Subscription) -> Body:
         resource, policy = sub.resource, sub.policy
         state = self.store.load(resource)
+        if state.pubs and not state.document:
+            state = self.documents(resource)
         key = (resource, policy)
         hit = self._bodies.get(key)
         if hit is not None and hit.version == state.version:
@@ -128,7 +134,7 @@ class PresenceAgent:
             store,
             compose=compose_pidf,
         )
-        self.package = PresencePackage(store, config)
+        self.package = PresencePackage(store, config, self.publications.document)
         self.table = table
         self.winfo = WinfoPackage(self._full_state, clock=lambda: self._now)
         self._now = 0.0

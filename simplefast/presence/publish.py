@@ -29,9 +29,11 @@ a compare-and-swap of the presentity's row, retried when another worker
 changed it in between (``conflicts`` counts the retries). Each publication
 keeps the time its state last changed (``changed_at``, for composition: the
 newest wins). A change the watchers would see (new state, modify, remove,
-expiry) bumps the presentity's ``version`` and rebuilds its document with
-``compose`` (once per version, never per watcher) and reports the resource
-in ``Result.changed`` / ``expire``'s return. A refresh changes no version.
+expiry) bumps the presentity's ``version`` and reports the resource in
+``Result.changed`` / ``expire``'s return; its document is built with
+``compose`` by the first reader of that version (``document``: once per
+version, never per watcher, and never for a presentity nobody watches) and
+stored in the row for the others. A refresh changes no version.
 
 Expiry: ``expire(now)``, driven by the caller from ``next_deadline()`` (a
 heap of (deadline, resource), stale entries skipped). A worker tracks the
@@ -102,6 +104,8 @@ class Publications:
         self._seq = 0
         self._parsed: dict[bytes, Any] = {}  # body -> the package's parse of it
         self.conflicts = 0  # compare-and-swap retries (another worker changed it meanwhile)
+        self.composed = 0  # documents composed (once per version with watchers, here or elsewhere)
+        self.too_large = 0  # composed documents that did not fit the row
 
     # ------------------------------------------------------------------ queries
     def of(self, resource: str, event: str) -> list[PubRecord]:
@@ -231,15 +235,29 @@ class Publications:
             self._parsed[body] = doc
         return doc
 
+    def document(self, resource: str) -> Presentity:
+        """The resource's state with its composed document: composed here if the last
+        change left it to the first reader (``_write``), and stored for the other workers
+        when nothing changed meanwhile (else this one is still right for the version read)."""
+        state = self.store.load(resource)
+        if state.document or not state.pubs or self.compose is None:
+            return state
+        docs = [(p, self._parse(self.packages[p.event], p.body)) for p in state.pubs]
+        done = state._replace(document=self.compose(resource, docs), seq=state.seq + 1)
+        try:
+            self.store.replace(resource, state.seq, done)
+        except StateFullError:  # the document does not fit the row: each reader composes it
+            self.too_large += 1
+        self.composed += 1
+        return done
+
     def _write(self, resource: str, state: Presentity, live: list[PubRecord], changed: bool) -> bool:
-        """Compare-and-swap the new publication list (and, when the state changed, the
-        composed document and a new version; a refresh keeps both)."""
+        """Compare-and-swap the new publication list (and, when the state changed, a new
+        version; a refresh keeps both). The document of a new version is composed by its
+        first reader (``document``): a presentity nobody watches never has one built."""
         document = state.document
         if changed:
             document = b""
-            if live and self.compose is not None:
-                docs = [(p, self._parse(self.packages[p.event], p.body)) for p in live]
-                document = self.compose(resource, docs)
         version = state.version + 1 if changed else state.version
         new = Presentity(version, tuple(live), document, state.seq + 1)
         if not self.store.replace(resource, state.seq, new):

@@ -191,10 +191,11 @@ def parse_xml(
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise XmlRejected("DOCTYPE not allowed (no DTDs or entities)")
-    if raw.count(b"<") > max_elements:  # each element needs a "<": only count when that can exceed
+    opening = raw.count(b"<") - raw.count(b"</")  # at least one per element: a bound on both counts
+    if opening > max_elements:  # only count when that can exceed
         count = sum(1 for _ in root.iter())
         if count > max_elements:
             raise XmlRejected(f"XML has {count} nodes, limit {max_elements}")
-    if _depth_probe(max_depth)(root):
+    if opening > max_depth and _depth_probe(max_depth)(root):  # fewer elements cannot nest deeper
         raise XmlRejected(f"XML nesting deeper than {max_depth}")
     return root
