@@ -315,6 +315,15 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     for port in udp_ports:
         port.close()
     driver.close()
+    notifier = presence.notifier
+    log.info(
+        "worker %d presence: %d PUBLISH accepted, %d documents composed, %d subscriptions held,"
+        " %d NOTIFYs sent (%d waited for the window, %d retransmitted, %d timed out);"
+        " subscriptions ended: %s",
+        index, presence.published, presence.publications.composed, notifier.count(), notifier.notifies_sent,
+        notifier.notifies_queued, notifier.txns.retransmissions, notifier.txns.timeouts,
+        ", ".join(f"{n} {reason}" for reason, n in notifier.ended.most_common()) or "none",
+    )  # fmt: skip
     log.info(
         "worker %d stopped: %d received, %d sent, %d unparseable, %d rejected, %d shed (503) in %d overloads,"
         " %d internal errors, %d handed off; connections: %d accepted, %d opened, %d refused,"
