@@ -140,19 +140,20 @@ class PresenceAgent:
         self._now = 0.0
         self.notifier = Notifier(
             tl, {"presence": self.package, WINFO_EVENT: self.winfo}, policy=config.policy, contact=contact,
-            via=via, on_watcher=self._watcher_changed,
+            via=via, on_watcher=self._watcher_changed, on_watched=self._watched,
             config=NotifierConfig(min_expires=config.min_expires, max_expires=config.max_expires,
                                   min_notify_interval=config.min_notify_interval,
                                   notify_grace=config.notify_grace, notify_window=config.notify_window),
             table=table, index=index,
         )  # fmt: skip
         # set by the worker: tell every other worker that a presentity changed
-        self.broadcast: Callable[[str], object] | None = None
-        # set by the worker: marks(resource) -> the worker indexes holding winfo subscriptions
-        # of resource; mark(resource, on) says whether this one does (transport/handoff.py,
-        # server/shared.py); send_watcher(index, event) hands a watcher event to that worker
-        self.marks: Callable[[str], list[int]] | None = None
-        self.mark: Callable[[str, bool], object] | None = None
+        self.broadcast: Callable[[str, list[int] | None], object] | None = None
+        # set by the worker (a shared table, server/shared.py): marks(event, resource) -> the
+        # worker indexes holding subscriptions of that event to resource; mark(event,
+        # resource, on) says whether this one does. A change is told only to those
+        # (transport/handoff.py). send_watcher(index, event) hands a watcher event on.
+        self.marks: Callable[[str, str], list[int]] | None = None
+        self.mark: Callable[[str, str, bool], object] | None = None
         self.send_watcher: Callable[[int, WatcherEvent], object] | None = None
         self.index = index
         self.published = 0
@@ -182,8 +183,7 @@ class PresenceAgent:
         return self.notifier.refresh(msg, peer, now)
 
     def remote_changed(self, resource: str, now: float) -> None:
-        """Another worker changed ``resource``."""
-        self.publications.track(resource)
+        """Another worker changed ``resource`` (this one holds subscriptions to it)."""
         self.notifier.changed(resource, now)
 
     def next_deadline(self) -> float | None:
@@ -205,18 +205,19 @@ class PresenceAgent:
         subs = self.notifier.table.scan(resource, WATCHED) if self.notifier.table is not None else []
         return [event_of(s) for s in subs]
 
+    def _watched(self, event: str, resource: str, on: bool) -> None:
+        if self.mark is not None:
+            self.mark(event, resource, on)
+
     def _watcher_changed(self, sub: Subscription, event: str, status: str) -> None:
         """A subscription here was made or ended: tell the winfo subscribers of its resource."""
-        if sub.event == WINFO_EVENT:
-            if event == "timeout" and not self.notifier.watchers.get((WINFO_EVENT, sub.resource)):
-                if self.mark is not None:
-                    self.mark(sub.resource, False)  # this worker holds none for it any more
-            elif event != "timeout" and self.mark is not None:
-                self.mark(sub.resource, True)
+        if sub.event != WATCHED:
+            return
+        targets = self.marks(WINFO_EVENT, sub.resource) if self.marks is not None else [self.index]
+        if not targets:
             return
         ev = WatcherEvent(sub.resource, sub.key, sub.remote_uri, event, status, sub.subscribed_at,
                           sub.expires_at)  # fmt: skip
-        targets = self.marks(sub.resource) if self.marks is not None else [self.index]
         for i in targets:
             if i == self.index:
                 self.watcher_event(ev, self._now)
@@ -243,4 +244,7 @@ class PresenceAgent:
     def _changed(self, resource: str, now: float) -> None:
         self.notifier.changed(resource, now)
         if self.broadcast is not None:
-            self.broadcast(resource)
+            # only the workers holding subscriptions to it (all of them when unknown)
+            targets = self.marks(WATCHED, resource) if self.marks is not None else None
+            if targets is None or any(i != self.index for i in targets):
+                self.broadcast(resource, targets)

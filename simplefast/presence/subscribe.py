@@ -316,6 +316,7 @@ class Notifier:
         config: NotifierConfig | None = None, table: SubscriptionTable | None = None,
         index: int = 0, tag_prefix: str = "",
         on_watcher: Callable[[Subscription, str, str], object] | None = None,
+        on_watched: Callable[[str, str, bool], object] | None = None,
     ) -> None:  # fmt: skip
         self.tl = tl
         self.packages = packages
@@ -336,6 +337,9 @@ class Notifier:
         # on_watcher(sub, event, status): a subscription was made or ended (RFC 3858 event
         # and status names; for watcher information)
         self.on_watcher = on_watcher
+        # on_watched(event, resource, on): this worker now holds subscriptions of that event
+        # to that resource (on), or no more (off): who needs to hear of a change
+        self.on_watched = on_watched
         self._timers: list[tuple[float, int, str]] = []  # (when, kind, key); stale entries skipped
         self._queue: deque[tuple[Subscription, str | None, Body | None, bool]] = deque()
         self.notifies_queued = 0  # NOTIFYs that waited for room in the window
@@ -555,7 +559,12 @@ class Notifier:
     def _add(self, sub: Subscription, *, write: bool = True, new: bool = False) -> None:
         sub.owner = self.index
         self.by_key[sub.key] = sub
-        self.watchers.setdefault((sub.event, sub.resource), {})[sub.key] = sub
+        subs = self.watchers.get((sub.event, sub.resource))
+        if subs is None:
+            subs = self.watchers[(sub.event, sub.resource)] = {}
+            if self.on_watched is not None:
+                self.on_watched(sub.event, sub.resource, True)
+        subs[sub.key] = sub
         heapq.heappush(self._timers, (sub.expires_at, _EXPIRE, sub.key))
         if write:
             self.table.put(sub)
@@ -570,6 +579,8 @@ class Notifier:
             subs.pop(sub.key, None)
             if not subs:
                 del self.watchers[(sub.event, sub.resource)]
+                if self.on_watched is not None:
+                    self.on_watched(sub.event, sub.resource, False)
         self.table.delete(sub.key)
         self.ended[reason] += 1
         if self.on_watcher is not None:

@@ -45,6 +45,7 @@ NONCE_VALUE_MAX = 16
 # counted). One slot: align8(24 + 32 + 480) = 536 bytes, 715 bytes per subscription
 # at the table's 75 % fill.
 SUB_KEY_MAX = 32
+MARK_KEY_MAX = AOR_MAX + 24  # event, resource, worker index
 SUB_VALUE_MAX = 480
 
 
@@ -66,11 +67,11 @@ class SharedState:
     winfo_slots: int = 0
 
     def marks_table(self, *, create: bool = False) -> Any:
-        """Which workers hold watcher-information subscriptions of a resource: key
-        ``resource\0index`` (UTF-8), present while that worker holds some."""
+        """Which workers hold subscriptions of an event to a resource: key
+        ``event\0resource\0index`` (UTF-8), present while that worker holds some."""
         assert self.winfo_marks is not None
         return shmindex.ShmTable(
-            self.winfo_marks, self.winfo_slots, AOR_MAX + 4, 8, create=create, zeroed=create
+            self.winfo_marks, self.winfo_slots, MARK_KEY_MAX, 8, create=create, zeroed=create
         )
 
     def presentity_table(self, *, create: bool = False) -> Any:
@@ -154,8 +155,8 @@ def create(cfg: Config) -> SharedState:
     ssize = shmindex.table_size(state.subscription_slots, SUB_KEY_MAX, SUB_VALUE_MAX)
     state.subscriptions = shmindex.create_shared(ssize)
     subs = ShmSubscriptions(state.subscription_table(create=True))
-    state.winfo_slots = _slots(cfg.presentity_capacity)
-    state.winfo_marks = shmindex.create_shared(shmindex.table_size(state.winfo_slots, AOR_MAX + 4, 8))
+    state.winfo_slots = _slots(cfg.subscription_capacity)  # a mark needs a subscription
+    state.winfo_marks = shmindex.create_shared(shmindex.table_size(state.winfo_slots, MARK_KEY_MAX, 8))
     state.marks_table(create=True)
     if cfg.persist_presence:
         presence_store.init(cfg.data_dir)

@@ -109,19 +109,27 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     core.index = index
     marks = shared.marks_table()
 
-    def mark(resource: str, on: bool) -> None:
-        key = f"{resource}\0{index}".encode("utf-8", "surrogateescape")
+    def mark_key(event: str, resource: str, i: int) -> bytes:
+        return f"{event}\0{resource}\0{i}".encode("utf-8", "surrogateescape")
+
+    def mark(event: str, resource: str, on: bool) -> None:
+        key = mark_key(event, resource, index)
         if len(key) > marks.key_max:
-            return  # such a resource's watcher events stay in the worker that has them
+            return  # such a resource's changes go to every worker (marked() below)
         try:
             marks.put(key, b"1") if on else marks.delete(key)
-        except SimplefastError as exc:  # TableFullError: that worker's winfo NOTIFYs miss events
-            log.warning("worker %d: watcher-information marks table full: %s", index, exc)
+        except SimplefastError as exc:  # TableFullError: changes of that resource miss this worker
+            log.warning("worker %d: subscription marks table full: %s", index, exc)
 
-    def marked(resource: str) -> list[int]:
-        return [i for i in range(cfg.workers)
-                if marks.get(f"{resource}\0{i}".encode("utf-8", "surrogateescape")) is not None]  # fmt: skip
+    def marked(event: str, resource: str) -> list[int]:
+        if len(mark_key(event, resource, cfg.workers)) > marks.key_max:
+            return list(range(cfg.workers))
+        return [i for i in range(cfg.workers) if marks.get(mark_key(event, resource, i)) is not None]
 
+    if len(marks):  # a replaced worker: its predecessor's marks go; adopting sets them again
+        for k in marks.keys():
+            if k.endswith(f"\0{index}".encode()):
+                marks.delete(k)
     presence.mark, presence.marks = mark, marked
     adopted = presence.restore(loop.time())
     if adopted:

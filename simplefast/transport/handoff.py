@@ -39,9 +39,10 @@ its index. Seven kinds of frame, each ``b"<K> <fields>\\n" + message``:
     had received it, from its own socket of that listener or through the
     connection's owner.
 ``P``
-    "This presentity changed" (the message is its AOR, UTF-8): sent to
-    every other worker after a PUBLISH or an expiry changed the state, so
-    that each NOTIFYs its own watchers.
+    "This presentity changed" (the message is its AOR, UTF-8): sent after a
+    PUBLISH or an expiry changed the state to the other workers that hold
+    subscriptions to it (a shared table of marks says which), so that each
+    NOTIFYs its own watchers.
 ``E``
     "A watcher came or went" (the message is an encoded
     ``simplefast.presence.winfo.WatcherEvent``): sent to the workers that
@@ -197,9 +198,10 @@ class Handoff(asyncio.DatagramProtocol):
     def dialog(self, index: int, data: bytes, peer: Peer) -> bool:
         return self._send(index, f"D {_peer_fields(peer)}", data)
 
-    def changed(self, resource: str) -> None:
+    def changed(self, resource: str, targets: list[int] | None = None) -> None:
+        """``P`` to ``targets`` (worker indexes; None: every other worker)."""
         data = resource.encode("utf-8", "surrogateescape")
-        for index in range(self.workers):
+        for index in range(self.workers) if targets is None else targets:
             if index != self.index:
                 self._send(index, "P", data)
 
