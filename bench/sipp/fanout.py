@@ -10,14 +10,17 @@
    every watcher subscribing to the same fresh presentity (-key pres fan<pid><time>); its idle
    time (-recv_timeout) covers the set-up and the publishes. With -trace_logs each watcher
    writes one line per NOTIFY it takes (call number, CSeq, Subscription-State, wall clock in us).
+   With --watcher-procs K the N watchers are split over K such SIPps (N/K each, RATE/K each, every
+   one on its own port with its own logs), so that one SIPp thread is not what bounds the NOTIFY/s;
+   everything below is summed over the K (a watcher is a (SIPp, call number) pair).
 2. When all N have their first NOTIFY (bounded wait), t0 is taken and one SIPp runs
    publisher.xml P times back to back (-l 1, -r 10000): one publication, modified P - 1 times,
    so every PUBLISH is a new state and must give each watcher one NOTIFY.
 3. The runner waits until every watcher has 1 + P distinct NOTIFYs (by CSeq), or the publisher
    is done and no NOTIFY came for --quiet seconds, or --fanout-timeout passed.
    NOTIFY/s = N x P / (time the last NOTIFY was received - t0).
-4. Then the watchers idle out, un-SUBSCRIBE (200 + terminated NOTIFY) and the SIPp exits
-   (bounded wait); its failed calls, retransmissions and error log are reported.
+4. Then the watchers idle out, un-SUBSCRIBE (200 + terminated NOTIFY) and the SIPps exit
+   (bounded wait); their failed calls, retransmissions and error logs are reported.
 Everything runs on 127.0.0.1; every SIPp run is bounded by -m and -timeout ... -timeout_error.
 """
 
@@ -263,24 +266,26 @@ STAMP = re.compile(r"\d{4}-\d\d-\d\d\t[\d:.]+\t\d+\.\d+: ")
 
 
 def error_summary(
-    path: Path, expected: re.Pattern[str] | None = None, top: int = 6
+    paths: list[Path], expected: re.Pattern[str] | None = None, top: int = 6
 ) -> tuple[int, int, list[str]]:
-    """(events, expected events, the most frequent other kinds with counts) of a SIPp -trace_err file.
+    """(events, expected events, the most frequent other kinds with counts) of SIPp -trace_err files,
+    summed over the files.
 
     SIPp writes its events as "DATE<tab>TIME<tab>EPOCH: message", not always ending them with a newline."""
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return 0, 0, []
     kinds: Counter[str] = Counter()
     n = exp = 0
-    for msg in STAMP.split(text)[1:]:
-        n += 1
-        msg = " ".join(msg.split())
-        if expected is not None and expected.search(msg):
-            exp += 1
+    for path in paths:
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
             continue
-        kinds[re.sub(r"\d+", "N", msg)[:160]] += 1
+        for msg in STAMP.split(text)[1:]:
+            n += 1
+            msg = " ".join(msg.split())
+            if expected is not None and expected.search(msg):
+                exp += 1
+                continue
+            kinds[re.sub(r"\d+", "N", msg)[:160]] += 1
     return n, exp, [f"{c} x {k}" for k, c in kinds.most_common(top)]
 
 
@@ -314,6 +319,70 @@ def screen_summary(path: Path) -> tuple[dict[str, int], list[str]]:
             elif len(cols) > 1 and not ln.split()[0].isdigit():  # requests, not the 200s we re-send
                 tot["sent_retrans"] += int(cols[1])
     return tot, table
+
+
+def sum_stats(stats: list[dict[str, str]]) -> dict[str, str]:
+    """The cumulative (C) counters of several -trace_stat rows, summed (one row: returned as is)."""
+    if len(stats) == 1:
+        return stats[0]
+    out: dict[str, str] = {}
+    for st in stats:
+        for k, v in st.items():
+            if not k.endswith("(C)"):
+                continue
+            try:
+                x = float(v)
+            except ValueError:
+                continue
+            tot = float(out.get(k, 0)) + x
+            out[k] = str(int(tot)) if tot == int(tot) else f"{tot:g}"
+    return out
+
+
+def merge_watchers(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """parse_watchers of the K watcher SIPps as one result; its cseqs keyed by (SIPp 1..K, call number)
+    (call numbers repeat across the SIPps)."""
+    out: dict[str, Any] = {
+        "cseqs": {},
+        "lines": 0,
+        "dups": 0,
+        "finals": 0,
+        "terminated": 0,
+        "last_ts": 0.0,
+        "last_call": None,
+        "states": Counter(),
+    }
+    for i, part in enumerate(parts, 1):
+        out["cseqs"].update({(i, c): got for c, got in part["cseqs"].items()})
+        for k in ("lines", "dups", "finals", "terminated"):
+            out[k] += part[k]
+        out["states"].update(part["states"])
+        if part["last_ts"] > out["last_ts"]:
+            out["last_ts"], out["last_call"] = part["last_ts"], (i, part["last_call"])
+    return out
+
+
+class WatcherProc:
+    """One of the K watcher SIPps: its share of the N watchers and of the rate, its port, its files."""
+
+    def __init__(self, idx: int, k: int, port: int, n: int, rate: float, tmp: Path) -> None:
+        self.idx, self.port, self.n, self.rate = idx, port, n, rate
+        self.name = "watchers" if k == 1 else f"watchers{idx}"  # K = 1: the file names of before
+        self.label = "watcher SIPp" if k == 1 else f"watcher SIPp {idx}"
+        self.log = tmp / f"{self.name}_logs.log"
+        self.err = tmp / f"{self.name}_errors.log"
+        self.stat = tmp / f"{self.name}_stat.csv"
+        self.screen = tmp / f"{self.name}_screen.log"
+        self.stdout = tmp / f"{self.name}_stdout.txt"
+        self.lw = LogWatch(self.log, b"|first|", b"notify|")
+        self.child: Child | None = None
+        self.cpu0 = self.cpu1 = 0.0
+
+    def rate_arg(self) -> str:
+        return str(int(self.rate)) if self.rate == int(self.rate) else f"{self.rate:.6g}"
+
+    def exited(self) -> bool:
+        return self.child is not None and self.child.poll()
 
 
 def udp_counters() -> dict[str, int]:
@@ -400,12 +469,23 @@ def main() -> int:
         metavar="ARG",
         help="extra argument for the watchers' SIPp: --watcher-arg=-max_recv_loops --watcher-arg=10000",
     )
+    ap.add_argument(
+        "--watcher-procs",
+        type=int,
+        default=1,
+        metavar="K",
+        help="split the N watchers over K SIPp processes (own port and logs, N/K watchers and RATE/K "
+        "each; default 1)",
+    )
     ap.add_argument("--json", help="write the numbers to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (SIPp logs) and say where")
     args = ap.parse_args()
     n_w, n_p = args.watchers, args.publishes
     if n_w < 1 or n_p < 1:
         ap.error("--watchers and --publishes must be >= 1")
+    k_w = args.watcher_procs
+    if not 1 <= k_w <= n_w:
+        ap.error("--watcher-procs must be between 1 and --watchers")
     setup_s = n_w / args.rate
     recv_timeout = args.recv_timeout or int(15000 + 1000 * setup_s)
     fanout_timeout = args.fanout_timeout or 120 + n_w * n_p / 2000
@@ -424,7 +504,8 @@ def main() -> int:
     )
     tmp = Path(tempfile.mkdtemp(prefix="sf-fanout-"))
     proc = None
-    watchers = publisher = None
+    publisher: Child | None = None
+    wps: list[WatcherProc] = []
     if args.target:
         target, pids = args.target, [int(p) for p in args.server_pids.split(",") if p]
         label = f"{args.target} (pids {args.server_pids or '?'})"
@@ -435,18 +516,24 @@ def main() -> int:
     if not pids:
         print("warning: no --server-pids: no server CPU/RSS figures", flush=True)
     pres = f"fan{os.getpid()}{int(time.time())}"
-    wport, pport = free_udp_ports(2)
-    wlog, plog = tmp / "watchers_logs.log", tmp / "publisher_logs.log"
+    *wports, pport = free_udp_ports(k_w + 1)
+    for i, wport in enumerate(wports):
+        n_i = n_w // k_w + (1 if i < n_w % k_w else 0)
+        wps.append(WatcherProc(i + 1, k_w, wport, n_i, args.rate * n_i / n_w, tmp))
+    plog = tmp / "publisher_logs.log"
     sipp_timeout = math.ceil(sub_wait + 10 + fanout_timeout + 2 * recv_timeout / 1000 + 60)
-    wcmd = ["sipp", "-sf", str(HERE / "watcher.xml"), "-s", args.service, "-key", "pres", pres, target,
-            "-i", "127.0.0.1", "-p", str(wport), "-m", str(n_w), "-r", str(args.rate), "-l", str(n_w),
-            "-recv_timeout", str(recv_timeout), "-timeout", f"{sipp_timeout}s", "-timeout_error",
-            "-buff_size", BUFF, "-nostdin", "-default_behaviors", "all,-bye",
-            "-trace_logs", "-log_file", str(wlog),
-            "-trace_err", "-error_file", str(tmp / "watchers_errors.log"),
-            "-trace_stat", "-stf", str(tmp / "watchers_stat.csv"), "-fd", "3600",
-            "-trace_screen", "-screen_file", str(tmp / "watchers_screen.log"),
-            *args.watcher_args]  # fmt: skip
+    wcmds = [
+        ["sipp", "-sf", str(HERE / "watcher.xml"), "-s", args.service, "-key", "pres", pres, target,
+         "-i", "127.0.0.1", "-p", str(wp.port), "-m", str(wp.n), "-r", wp.rate_arg(), "-l", str(wp.n),
+         "-recv_timeout", str(recv_timeout), "-timeout", f"{sipp_timeout}s", "-timeout_error",
+         "-buff_size", BUFF, "-nostdin", "-default_behaviors", "all,-bye",
+         "-trace_logs", "-log_file", str(wp.log),
+         "-trace_err", "-error_file", str(wp.err),
+         "-trace_stat", "-stf", str(wp.stat), "-fd", "3600",
+         "-trace_screen", "-screen_file", str(wp.screen),
+         *args.watcher_args]
+        for wp in wps
+    ]  # fmt: skip
     pcmd = ["sipp", "-sf", str(HERE / "publisher.xml"), "-s", args.service, "-key", "pres", pres, target,
             "-i", "127.0.0.1", "-p", str(pport), "-m", str(n_p), "-l", "1", "-r", "10000",
             "-timeout", f"{math.ceil(fanout_timeout + 10)}s", "-timeout_error",
@@ -454,34 +541,48 @@ def main() -> int:
             "-trace_logs", "-log_file", str(plog),
             "-trace_err", "-error_file", str(tmp / "publisher_errors.log"),
             "-trace_stat", "-stf", str(tmp / "publisher_stat.csv"), "-fd", "3600"]  # fmt: skip
-    print("watchers:", shlex.join(wcmd), flush=True)
+    for wp, wcmd in zip(wps, wcmds, strict=True):
+        print("watchers:" if k_w == 1 else f"watchers {wp.idx}/{k_w}:", shlex.join(wcmd), flush=True)
     print("publisher:", shlex.join(pcmd), flush=True)
     res: dict[str, Any] = {
         "server": label,
         "target": target,
         "watchers": n_w,
+        "watcher_procs": k_w,
+        "watchers_per_proc": [wp.n for wp in wps],
         "publishes": n_p,
         "presentity": pres,
         "rate": args.rate,
         "recv_timeout_ms": recv_timeout,
     }
+
+    def children_of(ws: list[WatcherProc]) -> list[Child]:
+        return [wp.child for wp in ws if wp.child is not None]
+
     try:
         cpu_start, _ = cpu_and_rss(pids)
         udp_start = udp_counters()
         t_start = time.time()
-        watchers = Child(wcmd, "watcher", tmp / "watchers_stdout.txt")
-        lw = LogWatch(wlog, b"|first|", b"notify|")
+        for wp, wcmd in zip(wps, wcmds, strict=True):
+            wp.child = Child(wcmd, wp.label, wp.stdout)
+
+        def first_notifies() -> int:
+            return sum(wp.lw.poll()[b"|first|"] for wp in wps)
+
+        def exited() -> list[WatcherProc]:
+            return [wp for wp in wps if wp.exited()]
 
         # all watchers subscribed: N first NOTIFYs (bounded)
         deadline = time.monotonic() + sub_wait
-        while lw.poll()[b"|first|"] < n_w and time.monotonic() < deadline and not watchers.poll():
+        while first_notifies() < n_w and time.monotonic() < deadline and not exited():
             time.sleep(0.05)
-        subscribed = lw.counts[b"|first|"]
+        subscribed = sum(wp.lw.counts[b"|first|"] for wp in wps)
         t_sub = time.time() - t_start
         res.update(subscribed=subscribed, subscribe_s=t_sub)
         print(f"subscribed: {subscribed}/{n_w} watchers got their first NOTIFY in {t_sub:.2f} s", flush=True)
-        if watchers.rc is not None:
-            print(f"watcher SIPp exited early with {watchers.rc}", flush=True)
+        if exited():
+            for wp in exited():
+                print(f"{wp.label} exited early with {wp.child.rc if wp.child else '?'}", flush=True)
         elif subscribed < n_w:
             print(
                 f"warning: only {subscribed}/{n_w} subscribed after {sub_wait:.0f} s; publishing anyway",
@@ -492,31 +593,38 @@ def main() -> int:
         # the publishes
         cpu0, _ = cpu_and_rss(pids)
         udp0 = udp_counters()
-        sock_ports = {"server": int(target.rsplit(":", 1)[1]), "watchers": wport, "publisher": pport}
+        sock_ports = {
+            "server": int(target.rsplit(":", 1)[1]),
+            **{wp.name: wp.port for wp in wps},
+            "publisher": pport,
+        }
         drops0 = socket_drops(sock_ports)
-        wcpu0 = watchers.cpu_now()
+        for wp in wps:
+            wp.cpu0 = wp.child.cpu_now() if wp.child else 0.0
+        wcpu0 = sum(wp.cpu0 for wp in wps)
         t0 = time.time()
         publisher = Child(pcmd, "publisher", tmp / "publisher_stdout.txt")
         expected = n_w * (1 + n_p)
         why = "timeout"
-        done = Completion(wlog, 1 + n_p)
+        done = [Completion(wp.log, 1 + n_p) for wp in wps]
         while True:
             time.sleep(0.05)
-            got = lw.poll()[b"notify|"]
+            got = sum(wp.lw.poll()[b"notify|"] for wp in wps)
             pub_done = publisher.poll()
             now = time.monotonic()
             # parse only once enough lines are in (counting them is cheaper), then incrementally
-            if got >= expected and done.update() >= n_w:
+            if got >= expected and sum(c.update() for c in done) >= n_w:
                 why = "all NOTIFYs in"
                 break
-            if pub_done and now - lw.changed > args.quiet:
+            if pub_done and now - max(wp.lw.changed for wp in wps) > args.quiet:
                 why = f"publisher done, no NOTIFY for {args.quiet:g} s"
                 break
             if time.time() - t0 > fanout_timeout:
                 why = f"--fanout-timeout {fanout_timeout:.0f} s"
                 break
-            if watchers.poll():
-                why = f"watcher SIPp exited ({watchers.rc})"
+            gone = exited()
+            if gone:
+                why = ", ".join(f"{wp.label} exited ({wp.child.rc if wp.child else '?'})" for wp in gone)
                 break
         t_stop = time.time()
         cpu1, rss1 = cpu_and_rss(pids)
@@ -524,21 +632,36 @@ def main() -> int:
         rbufs: dict[str, int] = {}
         drops1 = socket_drops(sock_ports, rbufs)
         res["socket_rcvbuf"] = rbufs
-        res["socket_drops_fanout"] = {k: drops1[k] - drops0[k] for k in drops1}
-        wcpu1 = watchers.cpu_now()
+        drops: dict[str, int] = {}
+        for k in drops1:
+            drops[k] = drops1[k] - drops0[k]
+            if k_w > 1 and k == wps[-1].name:  # K > 1: the K watcher sockets, then their sum
+                drops["watchers_total"] = sum(drops[wp.name] for wp in wps)
+        res["socket_drops_fanout"] = drops
+        for wp in wps:
+            wp.cpu1 = wp.child.cpu_now() if wp.child else 0.0
+        wcpu1 = sum(wp.cpu1 for wp in wps)
         if not publisher.wait(max(5.0, fanout_timeout + 15 - (time.time() - t0))):
             publisher.kill()
 
-        fan = parse_watchers(wlog, until=t_stop)
+        fans = [parse_watchers(wp.log, until=t_stop) for wp in wps]
+        fan = merge_watchers(fans)
         pub = parse_publisher(plog)
-        counts = {c: len(fan["cseqs"].get(c, ())) for c in range(1, n_w + 1)}
+        counts = {
+            (wp.idx, c): len(fan["cseqs"].get((wp.idx, c), ())) for wp in wps for c in range(1, wp.n + 1)
+        }
         received = sum(counts.values())
-        short = {c: k for c, k in counts.items() if k < 1 + n_p}
+        short = {w: k for w, k in counts.items() if k < 1 + n_p}
         lost = sum(1 + n_p - k for k in short.values())
         extra = sum(k - 1 - n_p for k in counts.values() if k > 1 + n_p)
         fan_in = sum(max(0, k - 1) for k in counts.values())  # NOTIFYs after the first
         t_last = fan["last_ts"]
         span = t_last - t0 if t_last > t0 else float("nan")
+
+        def watcher_id(w: tuple[int, int]) -> str:
+            """A watcher as printed: its call number (K = 1) or SIPp:call."""
+            return str(w[1]) if k_w == 1 else f"{w[0]}:{w[1]}"
+
         res.update(
             stop_reason=why,
             t0=t0,
@@ -566,31 +689,39 @@ def main() -> int:
             watcher_sipp_cpu_fanout_s=wcpu1 - wcpu0,
         )
 
-        # the watchers idle out, un-SUBSCRIBE and end (bounded)
+        # the watchers idle out, un-SUBSCRIBE and end (bounded, one deadline for all K)
         print(
             f"fan-out wait ended: {why}; waiting for the watchers to un-SUBSCRIBE (idle {recv_timeout} ms)",
             flush=True,
         )
-        if not watchers.wait(recv_timeout / 1000 + 90):
-            watchers.kill()
+        deadline = time.monotonic() + recv_timeout / 1000 + 90
+        for c in children_of(wps):
+            if not c.wait(max(0.0, deadline - time.monotonic())):
+                c.kill()
         cpu_end, rss_end = cpu_and_rss(pids)
         udp_end = udp_counters()
         res.update(udp_fanout=udp_delta(udp0, udp1), udp_run=udp_delta(udp_start, udp_end))
         t_end = time.time()
-        after = parse_watchers(wlog)
+        afters = [parse_watchers(wp.log) for wp in wps]
+        after = merge_watchers(afters)
         late = after["lines"] - fan["lines"]
-        wst, pst = last_stat(tmp / "watchers_stat.csv"), last_stat(tmp / "publisher_stat.csv")
-        werr = error_summary(tmp / "watchers_errors.log", re.compile(r"receive timeout|jumping to label"))
-        perr = error_summary(tmp / "publisher_errors.log")
-        scr, table = screen_summary(tmp / "watchers_screen.log")
+        wsts = [last_stat(wp.stat) for wp in wps]
+        wst, pst = sum_stats(wsts), last_stat(tmp / "publisher_stat.csv")
+        werr = error_summary([wp.err for wp in wps], re.compile(r"receive timeout|jumping to label"))
+        perr = error_summary([tmp / "publisher_errors.log"])
+        screens = [screen_summary(wp.screen) for wp in wps]
+        scr = {k: sum(s[0][k] for s in screens) for k in screens[0][0]}
         res.update({f"watcher_screen_{k}": v for k, v in scr.items()})
+        rcs = [wp.child.rc if wp.child else None for wp in wps]
+        wcpu_total = sum(c.cpu for c in children_of(wps))
         res.update(
-            watcher_rc=watchers.rc,
+            watcher_rc=next((rc for rc in rcs if rc != 0), 0),
+            watcher_rcs=rcs,
             watcher_calls_ok=int(wst.get("SuccessfulCall(C)", 0) or 0),
             watcher_calls_failed=int(wst.get("FailedCall(C)", 0) or 0),
             watcher_retrans=int(wst.get("Retransmissions(C)", 0) or 0),
             watcher_stat_other=stat_summary(wst),
-            watcher_sipp_cpu_s=watchers.cpu,
+            watcher_sipp_cpu_s=wcpu_total,
             final_notifies=after["finals"],
             notifies_after_wait=late,
             publisher_calls_ok=int(pst.get("SuccessfulCall(C)", 0) or 0),
@@ -603,13 +734,40 @@ def main() -> int:
             watcher_error_idle_lines=werr[1],
             publisher_error_lines=perr[0],
         )
+        # per watcher SIPp (K > 1): where the NOTIFYs, losses and CPU went
+        detail = []
+        for wp, part, st in zip(wps, fans, wsts, strict=True):
+            mine = [k for (i, _), k in counts.items() if i == wp.idx]
+            detail.append(
+                {
+                    "proc": wp.idx,
+                    "port": wp.port,
+                    "watchers": wp.n,
+                    "rate": wp.rate,
+                    "notifies_received": sum(mine),
+                    "notifies_lost": sum(1 + n_p - k for k in mine if k < 1 + n_p),
+                    "duplicate_notifies": part["dups"],
+                    "last_notify_after_t0_s": part["last_ts"] - t0 if part["last_ts"] > t0 else None,
+                    "sipp_cpu_fanout_s": wp.cpu1 - wp.cpu0,
+                    "sipp_cpu_s": wp.child.cpu if wp.child else None,
+                    "socket_drops_fanout": drops[wp.name],
+                    "calls_ok": int(st.get("SuccessfulCall(C)", 0) or 0),
+                    "calls_failed": int(st.get("FailedCall(C)", 0) or 0),
+                    "rc": wp.child.rc if wp.child else None,
+                }
+            )
+        res["watcher_procs_detail"] = detail
 
         def f(x: float | None, fmt: str = ".3f", unit: str = " s") -> str:
             return "n/a" if x is None or x != x else f"{x:{fmt}}{unit}"
 
         pct = 100 * lost / expected
+        procs = "1 watcher SIPp" if k_w == 1 else f"{k_w} watcher SIPps"
         print()
-        print(f"### fan-out: {n_w} watchers x {n_p} PUBLISHes, {label}, target {target}, presentity {pres}")
+        print(
+            f"### fan-out: {n_w} watchers ({procs}) x {n_p} PUBLISHes, {label}, target {target}, "
+            f"presentity {pres}"
+        )
         print()
         print("| | |")
         print("|---|--:|")
@@ -625,6 +783,10 @@ def main() -> int:
             ("watchers missing NOTIFYs", f"{len(short)} of {n_w}"),
             ("extra / duplicate NOTIFYs (same CSeq twice)", f"{extra} / {fan['dups']}"),
             ("subscriptions terminated by the server during the run", str(fan["terminated"])),
+            (
+                "watcher SIPp processes, K (watchers each)",
+                f"{k_w} ({', '.join(str(wp.n) for wp in wps)})",
+            ),
             ("watchers subscribed before t0 (time)", f"{subscribed} ({t_sub:.2f} s)"),
             (
                 "PUBLISH 200s / P; publisher failed calls, retrans",
@@ -647,13 +809,13 @@ def main() -> int:
                 f"{rss1 / (1 << 20):.0f} / {rss_end / (1 << 20):.0f} MiB",
             ),
             (
-                "watcher SIPp CPU, t0 to end of wait / whole run",
-                f"{fmt_cpu(wcpu1 - wcpu0, t_stop - t0)} / {watchers.cpu:.2f} s",
+                f"watcher SIPp CPU{f' (sum of {k_w})' if k_w > 1 else ''}, t0 to end of wait / whole run",
+                f"{fmt_cpu(wcpu1 - wcpu0, t_stop - t0)} / {wcpu_total:.2f} s",
             ),
             ("publisher SIPp CPU", f"{publisher.cpu:.2f} s"),
             (
-                "watcher calls ok / failed (exit code)",
-                f"{res['watcher_calls_ok']} / {res['watcher_calls_failed']} ({watchers.rc})",
+                "watcher calls ok / failed (exit code" + ("s" if k_w > 1 else "") + ")",
+                f"{res['watcher_calls_ok']} / {res['watcher_calls_failed']} ({', '.join(map(str, rcs))})",
             ),
             (
                 "watcher SIPp retransmissions; other non-zero counters",
@@ -685,6 +847,18 @@ def main() -> int:
             ),
             ("kernel UDP drops (host), whole run", res["udp_run"]),
         ]
+        if k_w > 1:
+            for d in detail:
+                rows.append(
+                    (
+                        f"watcher SIPp {d['proc']} (port {d['port']}): NOTIFYs / lost / dups; last NOTIFY; "
+                        "CPU t0 to end of wait / whole run; socket drops; calls ok / failed (exit code)",
+                        f"{d['notifies_received']} / {d['notifies_lost']} / {d['duplicate_notifies']}; "
+                        f"{f(d['last_notify_after_t0_s'])}; "
+                        f"{fmt_cpu(d['sipp_cpu_fanout_s'], t_stop - t0)} / {f(d['sipp_cpu_s'], '.2f')}; "
+                        f"{d['socket_drops_fanout']}; {d['calls_ok']} / {d['calls_failed']} ({d['rc']})",
+                    )
+                )
         for k, v in rows:
             print(f"| {k} | {v} |")
         if short:
@@ -696,21 +870,25 @@ def main() -> int:
             )
             print("NOTIFYs received -> watchers: " + ", ".join(f"{k}: {v}" for k, v in sorted(hist.items())))
             print(
-                "watchers (call numbers) missing some: "
-                + " ".join(map(str, sorted(short)[:40]))
+                "watchers (call numbers"
+                + ("" if k_w == 1 else " as SIPp:call")
+                + ") missing some: "
+                + " ".join(map(watcher_id, sorted(short)[:40]))
                 + (" ..." if len(short) > 40 else "")
             )
             res["lost_histogram"] = {str(k): v for k, v in sorted(hist.items())}
-            res["watchers_missing_list"] = sorted(short)
+            # K = 1: call numbers (as before); K > 1: "SIPp:call" strings
+            res["watchers_missing_list"] = [w[1] if k_w == 1 else watcher_id(w) for w in sorted(short)]
         else:
             print()
             print(f"no NOTIFY lost: every watcher got {1 + n_p}.")
-        if table:
-            print()
-            print("watcher SIPp, final scenario screen:")
-            print("```")
-            print("\n".join(table))
-            print("```")
+        for wp, (_, table) in zip(wps, screens, strict=True):
+            if table:
+                print()
+                print(f"{wp.label}" + (f" (port {wp.port})" if k_w > 1 else "") + ", final scenario screen:")
+                print("```")
+                print("\n".join(table))
+                print("```")
         for name, (n, exp, kinds) in (("watchers", werr), ("publisher", perr)):
             if kinds:
                 print(f"{name} SIPp error log ({n} lines, {exp} expected idle timeouts), other kinds:")
@@ -720,9 +898,8 @@ def main() -> int:
             Path(args.json).write_text(json.dumps(res, indent=2, sort_keys=True, default=str) + "\n")
             print(f"numbers written to {args.json}")
     finally:
-        for c in (publisher, watchers):
-            if c is not None:
-                c.kill()
+        for c in ([publisher] if publisher is not None else []) + children_of(wps):
+            c.kill()
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
             try:
