@@ -20,9 +20,9 @@ from typing import Any
 
 from liveserver import free_udp_port, start_server
 from lxml import etree
-from presence_client import ok
+from presence_client import Peer, ok
 
-from simplefast.sip import SipStreamParser, parse_message
+from simplefast.sip import SipStreamParser
 from simplefast.testing import REPO
 
 FLOWS = REPO / "tests" / "vectors" / "flows"
@@ -56,36 +56,14 @@ def pidf(entity: str, basic: str, note: str) -> bytes:
     ).encode()
 
 
-class Udp:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.local = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.inbox: list[Any] = []
+class Udp(Peer):
+    """A UDP client socket (presence_client.Peer): NOTIFYs answered 200 as they come."""
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendto(data, ("127.0.0.1", self.port))
+    def __init__(self, port: int) -> None:
+        super().__init__(port, "rfc")
 
     def expect(self, want: Any, timeout: float = 5.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for i, m in enumerate(self.inbox):
-                if want(m):
-                    return self.inbox.pop(i)
-            try:
-                data, addr = self.sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            m = parse_message(data)
-            if m.is_request and m.method == "NOTIFY":
-                self.sock.sendto(ok(m), addr)
-            self.inbox.append(m)
-        raise AssertionError(f"nothing matching within {timeout} s; inbox {[str(m) for m in self.inbox]}")
-
-    def close(self) -> None:
-        self.sock.close()
+        return self.receive(timeout, want=want)
 
 
 def is_response(cseq_method: str, status: int = 200) -> Any:
