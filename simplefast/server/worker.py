@@ -203,6 +203,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
                 on_dialog=lambda data, peer: driver.datagram(data, peer, 1, reliable=len(peer) == 4),
                 on_changed=driver.presence_changed,
                 on_watcher=driver.presence_watcher,
+                on_batch=driver.hold,
             ),
             sock=ring_sock,
         )  # fmt: skip

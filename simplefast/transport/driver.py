@@ -31,7 +31,7 @@ _internal_error = RateLimited(log, "internal error while handling a message (ple
 
 
 class CoreDriver:
-    __slots__ = ("core", "loop", "send", "internal_errors", "_timer", "_armed", "resolver", "dirty")
+    __slots__ = ("core", "loop", "send", "internal_errors", "_timer", "_armed", "resolver", "dirty", "_held")
 
     def __init__(
         self, core: SipCore, loop: asyncio.AbstractEventLoop, send: Callable[[bytes, Any], None]
@@ -45,6 +45,7 @@ class CoreDriver:
         self.resolver: Resolver | None = None  # RFC 3263 for next hops with host names
         # batched senders (transport/udp.py UdpPort) with datagrams queued by ``send``
         self.dirty: list[Any] = []
+        self._held = 0  # inside a batch of handed-over messages: ``after`` waits for its end
 
     def datagram(self, data: bytes, peer: Any, hops: int = 0, *, reliable: bool = False) -> None:
         """A datagram (or a message another worker handed over)."""
@@ -52,7 +53,18 @@ class CoreDriver:
             self.core.on_message(data, peer, reliable=reliable, now=self.loop.time(), hops=hops)
         except Exception as exc:  # a bug of ours: logged and counted, the worker goes on
             self._failed(exc, peer)
-        self.after()
+        if not self._held:
+            self.after()
+
+    def hold(self, on: bool) -> None:
+        """Around a batch of handed-over messages (transport/handoff.py ``on_batch``): what
+        they make is sent once, at the end."""
+        if on:
+            self._held += 1
+        else:
+            self._held -= 1
+            if not self._held:
+                self.after()
 
     def datagrams(self, batch: list[tuple[bytes, Any]]) -> None:
         """A batch of datagrams read at once: answered in one batch too."""
@@ -89,7 +101,8 @@ class CoreDriver:
             self.core.transport_error(data, self.loop.time())
         except Exception as exc:
             self._failed(exc, "-")
-        self.after()
+        if not self._held:
+            self.after()
 
     def presence_changed(self, resource: str) -> None:
         """Another worker changed a presentity: NOTIFY the watchers held here."""
@@ -97,7 +110,8 @@ class CoreDriver:
             self.core.presence_changed(resource, self.loop.time())
         except Exception as exc:
             self._failed(exc, "presence")
-        self.after()
+        if not self._held:
+            self.after()
 
     def presence_watcher(self, data: bytes) -> None:
         """Another worker's watcher event (watcher information)."""
@@ -105,7 +119,8 @@ class CoreDriver:
             self.core.presence_watcher(data, self.loop.time())
         except Exception as exc:
             self._failed(exc, "presence")
-        self.after()
+        if not self._held:
+            self.after()
 
     def after(self) -> None:
         send = self.send
