@@ -135,6 +135,7 @@ class PresenceAgent:
             compose=compose_pidf,
         )
         self.package = PresencePackage(store, config, self.publications.document)
+        self.publications.watched = self._watched_anywhere
         self.table = table
         self.winfo = WinfoPackage(self._full_state, clock=lambda: self._now)
         self._now = 0.0
@@ -204,6 +205,11 @@ class PresenceAgent:
         """Every presence subscription to ``resource`` in every worker (the shared table)."""
         subs = self.notifier.table.scan(resource, WATCHED) if self.notifier.table is not None else []
         return [event_of(s) for s in subs]
+
+    def _watched_anywhere(self, resource: str) -> bool:
+        if (WATCHED, resource) in self.notifier.watchers:
+            return True
+        return bool(self.marks(WATCHED, resource)) if self.marks is not None else False
 
     def _watched(self, event: str, resource: str, on: bool) -> None:
         if self.mark is not None:

@@ -105,6 +105,8 @@ class Publications:
         self._parsed: dict[bytes, Any] = {}  # body -> the package's parse of it
         self.conflicts = 0  # compare-and-swap retries (another worker changed it meanwhile)
         self.composed = 0  # documents composed (once per version with watchers, here or elsewhere)
+        # set by the agent: whether anyone (in any worker) subscribes to a resource
+        self.watched: Callable[[str], bool] | None = None
         self.too_large = 0  # composed documents that did not fit the row
 
     # ------------------------------------------------------------------ queries
@@ -160,8 +162,8 @@ class Publications:
             ctype = (content_type or "").split(";", 1)[0].strip().lower()
             if ctype not in package.content_types:
                 return Result(415, "Unsupported Media Type", [("Accept", ", ".join(package.content_types))])
-            try:
-                self._parse(package, bytes(body))
+            try:  # kept only when someone watches: a presentity nobody watches is never composed
+                self._parse(package, bytes(body), keep=self.watched is None or self.watched(resource))
             except ProtocolError as exc:
                 return Result(
                     exc.status_hint, _REASONS.get(exc.status_hint, "Bad Request"), [_warning(str(exc))]
@@ -226,13 +228,14 @@ class Publications:
         self._seq += 1
         return f"{self._prefix}{self._seq:x}"
 
-    def _parse(self, package: Package, body: bytes) -> Any:
+    def _parse(self, package: Package, body: bytes, *, keep: bool = True) -> Any:
         doc = self._parsed.get(body)
         if doc is None:
             doc = package.parse(body)
-            if len(self._parsed) >= _PARSED_MAX:
-                self._parsed.clear()
-            self._parsed[body] = doc
+            if keep:  # for the composition to come
+                if len(self._parsed) >= _PARSED_MAX:
+                    self._parsed.clear()
+                self._parsed[body] = doc
         return doc
 
     def document(self, resource: str) -> Presentity:

@@ -149,6 +149,7 @@ class Subscription:
     head: bytes = field(default=b"", repr=False)  # the NOTIFY headers that never change
     row_static: bytes = field(default=b"", repr=False)  # the unchanging part of its row (encode_row)
     target_b: bytes = field(default=b"", repr=False)  # target, encoded
+    wire: tuple[Any, bytes, bool] | None = field(default=None, repr=False)  # (destination, Via, reliable)
     extra: Any = field(default=None, repr=False)  # the package's own (not kept in the shared row)
 
 
@@ -629,17 +630,21 @@ class Notifier:
             body, ctype = b.data, b.content_type
         if not sub.head:
             sub.head = self._head(sub)
+            sub.wire = None
         if not sub.target_b:
             sub.target_b = sub.target.encode("utf-8", "surrogateescape")
-        peer = sub.peer
-        dest = _destination(sub)
-        vkey = (dest[2] if len(dest) == 4 else "udp", ":" in str(dest[0]))
-        via = self._vias.get(vkey)
-        if via is None:
-            via = self._vias[vkey] = self.via(dest).encode("ascii")
+        wire = sub.wire
+        if wire is None:  # where it goes and our Via for it: made once per flow
+            dest = _destination(sub)
+            vkey = (dest[2] if len(dest) == 4 else "udp", ":" in str(dest[0]))
+            via = self._vias.get(vkey)
+            if via is None:
+                via = self._vias[vkey] = self.via(dest).encode("ascii")
+            wire = sub.wire = (dest, via, len(sub.peer) == 4)
+        dest, via, reliable = wire
         data = self.txns.send(
             sub.target_b, via, sub.head, sub.cseq, state.encode("ascii"), ctype.encode("ascii"), body, dest,
-            len(peer) == 4, sub, now,
+            reliable, sub, now,
         )  # fmt: skip
         self.tl.send_stateless(data, dest)
         self.notifies_sent += 1
