@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simplefast.errors import SipParseError
 from simplefast.presence.pidf import Publication as PidfPublication
 from simplefast.presence.pidf import compose, default_document, parse_pidf
 from simplefast.presence.publish import Package, Publications, PublishConfig, Result
@@ -163,9 +164,11 @@ class PresenceAgent:
         self._now = now
         event = msg.event
         ctype = msg.get("Content-Type")
-        r = self.publications.publish(
-            resource, event, msg.get("SIP-If-Match"), msg.expires, ctype, msg.body, now
-        )
+        try:
+            expires = msg.expires
+        except SipParseError as exc:
+            return Result(400, "Bad Request", [("Warning", f'399 simplefast "{str(exc)[:100]}"')])
+        r = self.publications.publish(resource, event, msg.get("SIP-If-Match"), expires, ctype, msg.body, now)
         if r.status == 200:
             self.published += 1
         return r

@@ -352,6 +352,12 @@ class Notifier:
     # ------------------------------------------------------------------ SUBSCRIBE
     def subscribe(self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float) -> Answer:
         """An initial SUBSCRIBE (no To tag) for ``resource`` by ``watcher`` (AORs)."""
+        try:
+            return self._subscribe(msg, peer, resource, watcher, now)
+        except SipParseError as exc:  # a header the checks before did not need (Contact: *, ...)
+            return Answer(400, "Bad Request", [_warning(str(exc))])
+
+    def _subscribe(self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float) -> Answer:
         package, event_id, bad = self._package(msg)
         if bad is not None:
             return bad
@@ -366,8 +372,8 @@ class Notifier:
         if policy == BLOCK:
             return Answer(403, "Forbidden", [])
         target = msg.contact_uri
-        if target is None:
-            return Answer(400, "Bad Request", [_warning("SUBSCRIBE needs a Contact")])
+        if target is None or not _is_sip_uri(target):
+            return Answer(400, "Bad Request", [_warning("SUBSCRIBE needs a Contact with a SIP URI")])
         to = msg.to_addr()
         frm = msg.from_addr()
         key = f"{self.tag_prefix}{next(self._seq):x}"
@@ -388,6 +394,12 @@ class Notifier:
 
     def refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
         """A SUBSCRIBE in one of our dialogs: refresh, or unsubscribe (Expires 0)."""
+        try:
+            return self._refresh(msg, peer, now)
+        except SipParseError as exc:
+            return Answer(400, "Bad Request", [_warning(str(exc))])
+
+    def _refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
         sub = self.by_key.get(msg.to_tag or "")
         if sub is None or sub.call_id != msg.call_id or sub.remote_tag != (msg.from_tag or ""):
             return Answer(481, "Subscription Does Not Exist", [])
@@ -404,6 +416,8 @@ class Notifier:
             return bad
         sub.remote_cseq = cseq
         target = msg.contact_uri
+        if target is not None and not _is_sip_uri(target):
+            return Answer(400, "Bad Request", [_warning("Contact is not a SIP URI")])
         if target is not None and target != sub.target:
             sub.target = target  # a refresh may update the remote target (RFC 6665 §4.1.2.1)
             sub.target_b = sub.row_static = b""
@@ -680,6 +694,15 @@ def _destination(sub: Subscription) -> tuple[Any, ...]:
             host = u.host[1:-1] if u.host.startswith("[") else u.host
             return (host, u.port or 5060, "c")
     return (peer[0], peer[1], "c")
+
+
+def _is_sip_uri(text: str) -> bool:
+    """A remote target we can send NOTIFYs to (not ``*``, not a tel: or http: URI)."""
+    try:
+        u = _codec.parse_uri(text)
+    except SipParseError:
+        return False
+    return u.scheme in ("sip", "sips") and bool(u.host)
 
 
 def _is_ip(host: str) -> bool:

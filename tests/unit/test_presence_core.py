@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simplefast.presence.agent import PresenceAgent, PresenceConfig
 from simplefast.presence.state import MemoryPresentities
@@ -403,3 +405,39 @@ def test_every_complete_pidf_vector_reaches_the_watcher_intact(name: str) -> Non
     for el in sent:  # every tuple, note, person, device and extension, with all it holds
         if isinstance(el.tag, str):
             assert _norm(el) in have, etree.tostring(el)[:200]
+
+
+_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["SUBSCRIBE", "PUBLISH"]),
+    event=st.one_of(st.sampled_from(["presence", "presence.winfo", "presence;id=7", "dialog", ""]), _text),
+    expires=st.one_of(st.sampled_from(["0", "60", "3600", "99999999999", "-1", "x"]), _text),
+    accept=st.one_of(st.sampled_from(["application/pidf+xml", "*/*", "text/plain", ""]), _text),
+    contact=st.one_of(st.sampled_from(["<sip:w@10.0.0.9:5070>", "*", "<sip:[::1]:5>", ""]), _text),
+    to_tag=st.one_of(st.none(), _text.filter(lambda t: t.isalnum())),
+    if_match=st.one_of(st.none(), _text),
+    body=st.one_of(st.just(b""), st.just(PIDF), st.binary(max_size=200), _text.map(str.encode)),
+)
+def test_any_header_values_get_an_answer_and_never_raise(
+    method: str, event: str, expires: str, accept: str, contact: str, to_tag: str | None,
+    if_match: str | None, body: bytes,
+) -> None:  # fmt: skip
+    c, _ = make()
+    to = "<sip:alice@example.com>" + (f";tag={to_tag}" if to_tag else "")
+    extra = "".join(
+        f"{name}: {value}\r\n"
+        for name, value in (("Event", event), ("Expires", expires), ("Accept", accept), ("Contact", contact),
+                            ("SIP-If-Match", if_match), ("Content-Type", CT if body else None))
+        if value
+    )  # fmt: skip
+    data = (
+        f"{method} sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKfz\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=b1\r\nTo: {to}\r\nCall-ID: fz1\r\n"
+        f"CSeq: 1 {method}\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    c.on_message(data, W, reliable=False, now=0.0)
+    answers = [m for m, _ in out(c) if not m.is_request]
+    assert len(answers) == 1 and 200 <= answers[0].status < 700  # one final answer, whatever came in
