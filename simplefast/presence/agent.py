@@ -89,7 +89,8 @@ class PresencePackage:
         self.default_expires = 3600
         self.store = store
         self.config = config
-        self._bodies: dict[tuple[str, str], Body] = {}  # (resource, policy) -> body of a version
+        self._bodies: dict[tuple[str, str], Body] = {}
+        self._held: tuple[str, Presentity] | None = None  # (resource, policy) -> body of a version
 
     def version(self, resource: str) -> int:
         return self.store.load(resource).version
@@ -100,15 +101,20 @@ class PresencePackage:
     def prepare(self, sub: Subscription) -> None:
         pass
 
+    def hold(self, resource: str | None) -> None:
+        """Around a fan-out: the resource's state is read once, not once per watcher."""
+        self._held = None if resource is None else (resource, self.store.load(resource))
+
     def body(self, sub: Subscription) -> Body:
         resource, policy = sub.resource, sub.policy
-        state = self.store.load(resource)
-        if state.pubs and not state.document:
-            state = self.documents(resource)
+        held = self._held
+        state = held[1] if held is not None and held[0] == resource else self.store.load(resource)
         key = (resource, policy)
         hit = self._bodies.get(key)
         if hit is not None and hit.version == state.version:
             return hit
+        if state.pubs and not state.document:
+            state = self.documents(resource)  # composed here (once per version) or by another worker
         if state.document and policy != POLITE_BLOCK:
             data = state.document
         else:

@@ -449,6 +449,19 @@ class Notifier:
             return 0
         sent = 0
         interval = self.config.min_notify_interval
+        package = self.packages[event]
+        hold = getattr(package, "hold", None)  # read the resource's state once for the whole loop
+        if hold is not None:
+            hold(resource)
+        try:
+            sent = self._changed(subs, now, interval)
+        finally:
+            if hold is not None:
+                hold(None)
+        return sent
+
+    def _changed(self, subs: dict[str, Subscription], now: float, interval: float) -> int:
+        sent = 0
         for sub in list(subs.values()):
             if sub.state != ACTIVE:
                 continue
