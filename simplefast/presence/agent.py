@@ -6,13 +6,16 @@ It ties the publication engine (``publish.py``), the shared presentity state
 Request-URI is an AOR of our domains and authenticated the sender:
 
 - ``publish``: applies a PUBLISH; when the state changed, NOTIFYs the
-  watchers here and asks the worker to tell the others (``broadcast``, set by
-  the worker: a hand-off frame to every other worker,
-  ``simplefast/transport/handoff.py``);
+  watchers here and asks the worker to tell the others that hold
+  subscriptions to it (``broadcast`` to the workers ``marks`` names, both set
+  by the worker: hand-off frames, ``simplefast/transport/handoff.py``, and a
+  shared table of marks, ``simplefast/server/shared.py``);
 - ``subscribe`` / ``refresh``: the notifier's answers;
 - ``remote_changed``: another worker changed a presentity: NOTIFY the
-  watchers here, and watch its publications' expiry;
-- timers: publication expiry (a change like any other) and the notifier's.
+  watchers here;
+- timers: publication expiry (a change like any other; the worker that
+  wrote a publication watches its expiry, a replacement worker all of them)
+  and the notifier's.
 
 ``PresencePackage`` is the ``presence`` event package for the notifier: the
 body of a presentity for a policy class, built once per (version, policy

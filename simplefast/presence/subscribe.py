@@ -50,8 +50,9 @@ window. A burst (one PUBLISH to ten thousand watchers, or fifty back to
 back) then leaves at the pace the watchers answer, instead of overflowing
 their sockets and retransmitting into them.
 
-Subscriptions live in this process (``by_key``, and ``watchers``: resource ->
-its subscriptions here), and each is mirrored in a ``SubscriptionTable``
+Subscriptions live in this process (``by_key``, and ``watchers``: (event,
+resource) -> its subscriptions here; ``on_watched`` reports when the first
+comes and the last goes), and each is mirrored in a ``SubscriptionTable``
 row (shared memory in the server) that names the owning worker: a SUBSCRIBE
 inside the dialog that reaches another worker is handed to the owner, and a
 worker that replaces a killed one takes its rows back (``adopt``).
