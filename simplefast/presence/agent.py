@@ -48,6 +48,7 @@ from simplefast.presence.subscribe import (
 )
 from simplefast.presence.winfo import NAME as WINFO_EVENT
 from simplefast.presence.winfo import WATCHED, WatcherEvent, WinfoPackage, event_of
+from simplefast.sip import warning_header
 
 PIDF = "application/pidf+xml"
 
@@ -176,7 +177,7 @@ class PresenceAgent:
         try:
             expires = msg.expires
         except SipParseError as exc:
-            return Result(400, "Bad Request", [("Warning", f'399 simplefast "{str(exc)[:100]}"')])
+            return Result(400, "Bad Request", [warning_header(str(exc))])
         r = self.publications.publish(resource, event, msg.get("SIP-If-Match"), expires, ctype, msg.body, now)
         if r.status == 200:
             self.published += 1

@@ -61,6 +61,7 @@ from simplefast.presence.state import (
     PubRecord,
     StateFullError,
 )
+from simplefast.sip import warning_header
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +150,11 @@ class Publications:
             return Result(489, "Bad Event", [("Allow-Events", ", ".join(sorted(self.packages)))])
         tag = if_match.strip() if if_match is not None else None
         if tag is None and not body:
-            return Result(400, "Bad Request", [_warning("an initial PUBLISH needs a body")])
+            return Result(400, "Bad Request", [warning_header("an initial PUBLISH needs a body")])
         if expires is None:
             expires = package.default_expires
         if expires == 0 and tag is None:
-            return Result(400, "Bad Request", [_warning("Expires: 0 needs SIP-If-Match")])
+            return Result(400, "Bad Request", [warning_header("Expires: 0 needs SIP-If-Match")])
         if 0 < expires < cfg.min_expires:
             return Result(423, "Interval Too Brief", [("Min-Expires", str(cfg.min_expires))])
         expires = min(expires, cfg.max_expires)
@@ -166,7 +167,7 @@ class Publications:
                 self._parse(package, bytes(body), keep=self.watched is None or self.watched(resource))
             except ProtocolError as exc:
                 return Result(
-                    exc.status_hint, _REASONS.get(exc.status_hint, "Bad Request"), [_warning(str(exc))]
+                    exc.status_hint, _REASONS.get(exc.status_hint, "Bad Request"), [warning_header(str(exc))]
                 )
         for _ in range(_RETRIES):
             state = self.store.load(resource)
@@ -194,11 +195,13 @@ class Publications:
                 written = self._write(resource, state, live, changed)
             except StateFullError as exc:
                 return Result(exc.status_hint, _REASONS.get(exc.status_hint, "Server Internal Error"),
-                              [_warning(str(exc))])  # fmt: skip
+                              [warning_header(str(exc))])  # fmt: skip
             if written:
                 return Result(200, "OK", headers, resource if changed else None)
             self.conflicts += 1
-        return Result(500, "Server Internal Error", [_warning("the presentity changed too often; retry")])
+        return Result(
+            500, "Server Internal Error", [warning_header("the presentity changed too often; retry")]
+        )
 
     def expire(self, now: float) -> list[str]:
         """Remove the publications whose time is up; the resources that changed."""
@@ -274,11 +277,6 @@ _RETRIES = 8
 _PARSED_MAX = 4096
 _REASONS = {400: "Bad Request", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
             500: "Server Internal Error"}  # fmt: skip
-
-
-def _warning(text: str) -> tuple[str, str]:
-    clean = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text[:160])
-    return ("Warning", f'399 simplefast "{clean}"')
 
 
 def event_package(header: str | None) -> str | None:

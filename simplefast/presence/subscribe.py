@@ -61,7 +61,6 @@ worker that replaces a killed one takes its rows back (``adopt``).
 from __future__ import annotations
 
 import heapq
-import ipaddress
 import itertools
 import marshal
 import operator
@@ -73,7 +72,9 @@ from typing import Any, NamedTuple, Protocol
 
 from simplefast._impl import fanout as _fanout
 from simplefast._impl import sipmsg as _codec
+from simplefast._sipshared import is_ip_address
 from simplefast.errors import SimplefastError, SipParseError
+from simplefast.sip import warning_header
 from simplefast.sip.peer import STREAMS
 
 ALLOW = "allow"
@@ -356,7 +357,7 @@ class Notifier:
         try:
             return self._subscribe(msg, peer, resource, watcher, now)
         except SipParseError as exc:  # a header the checks before did not need (Contact: *, ...)
-            return Answer(400, "Bad Request", [_warning(str(exc))])
+            return Answer(400, "Bad Request", [warning_header(str(exc))])
 
     def _subscribe(self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float) -> Answer:
         package, event_id, bad = self._package(msg)
@@ -374,7 +375,7 @@ class Notifier:
             return Answer(403, "Forbidden", [])
         target = msg.contact_uri
         if target is None or not _is_sip_uri(target):
-            return Answer(400, "Bad Request", [_warning("SUBSCRIBE needs a Contact with a SIP URI")])
+            return Answer(400, "Bad Request", [warning_header("SUBSCRIBE needs a Contact with a SIP URI")])
         to = msg.to_addr()
         frm = msg.from_addr()
         key = f"{self.tag_prefix}{next(self._seq):x}"
@@ -398,7 +399,7 @@ class Notifier:
         try:
             return self._refresh(msg, peer, now)
         except SipParseError as exc:
-            return Answer(400, "Bad Request", [_warning(str(exc))])
+            return Answer(400, "Bad Request", [warning_header(str(exc))])
 
     def _refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
         sub = self.by_key.get(msg.to_tag or "")
@@ -411,14 +412,14 @@ class Notifier:
             return Answer(481, "Subscription Does Not Exist", [])  # another subscription's event
         cseq = msg.cseq_num or 0
         if cseq <= sub.remote_cseq:
-            return Answer(500, "Server Internal Error", [_warning("CSeq out of order")])
+            return Answer(500, "Server Internal Error", [warning_header("CSeq out of order")])
         expires, bad = self._expires(msg, package)
         if bad is not None:
             return bad
         sub.remote_cseq = cseq
         target = msg.contact_uri
         if target is not None and not _is_sip_uri(target):
-            return Answer(400, "Bad Request", [_warning("Contact is not a SIP URI")])
+            return Answer(400, "Bad Request", [warning_header("Contact is not a SIP URI")])
         if target is not None and target != sub.target:
             sub.target = target  # a refresh may update the remote target (RFC 6665 §4.1.2.1)
             sub.target_b = sub.row_static = b""
@@ -577,7 +578,7 @@ class Notifier:
         try:
             expires = msg.expires
         except SipParseError:
-            return 0, Answer(400, "Bad Request", [_warning("malformed Expires")])
+            return 0, Answer(400, "Bad Request", [warning_header("malformed Expires")])
         if expires is None:
             expires = package.default_expires
         cfg = self.config
@@ -704,8 +705,8 @@ def _destination(sub: Subscription) -> tuple[Any, ...]:
             u = _codec.parse_uri(_codec.parse_name_addr(sub.routes[0]).uri)
         except SipParseError:
             u = None
-        if u is not None and u.host is not None and _is_ip(u.host):
-            host = u.host[1:-1] if u.host.startswith("[") else u.host
+        host = u.host.strip("[]") if u is not None and u.host is not None else ""
+        if u is not None and is_ip_address(host):
             return (host, u.port or 5060, "c")
     return (peer[0], peer[1], "c")
 
@@ -719,36 +720,10 @@ def _is_sip_uri(text: str) -> bool:
     return u.scheme in ("sip", "sips") and bool(u.host)
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host[1:-1] if host.startswith("[") else host)
-    except ValueError:
-        return False
-    return True
-
-
 def _record_routes(msg: Any) -> list[str]:
-    out: list[str] = []
-    for value in msg.get_all("Record-Route"):
-        out.extend(v.strip() for v in _split_commas(value) if v.strip())
-    return out
-
-
-def _split_commas(value: str) -> list[str]:
-    """Split a header value at commas outside <...> and quotes."""
-    parts, depth, quoted, start = [], 0, False, 0
-    for i, c in enumerate(value):
-        if c == '"':
-            quoted = not quoted
-        elif not quoted and c == "<":
-            depth += 1
-        elif not quoted and c == ">":
-            depth -= 1
-        elif not quoted and depth == 0 and c == ",":
-            parts.append(value[start:i])
-            start = i + 1
-    parts.append(value[start:])
-    return parts
+    """The route set of a dialog we are the UAS of: Record-Route as received (RFC 3261
+    12.1.1); the codec splits the comma lists."""
+    return [v.strip() for v in msg.get_all("Record-Route") if v.strip()]
 
 
 def _event(value: str | None) -> tuple[str | None, str | None]:
@@ -765,20 +740,12 @@ def _event(value: str | None) -> tuple[str | None, str | None]:
 
 
 def _negotiate(accepts: list[str], offered: tuple[str, ...]) -> str | None:
-    """The first body type of ``offered`` the Accept headers admit (none: the first)."""
-    if not accepts:
-        return offered[0]
-    wanted = [a.split(";", 1)[0].strip().lower() for v in accepts for a in v.split(",")]
-    wanted = [w for w in wanted if w]
+    """The first body type of ``offered`` the Accept elements admit (none: the first; the
+    codec splits the comma list)."""
+    wanted = {a.split(";", 1)[0].strip().lower() for a in accepts} - {""}
     if not wanted:
         return offered[0]
     for ct in offered:
-        major = ct.split("/", 1)[0]
-        if ct in wanted or f"{major}/*" in wanted or "*/*" in wanted:
+        if ct in wanted or f"{ct.split('/', 1)[0]}/*" in wanted or "*/*" in wanted:
             return ct
     return None
-
-
-def _warning(text: str) -> tuple[str, str]:
-    clean = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text[:160])
-    return ("Warning", f'399 simplefast "{clean}"')

@@ -41,6 +41,7 @@ from simplefast.proxy.auth import DigestAuth, Users
 from simplefast.proxy.location import Location
 from simplefast.proxy.proxy import Proxy, ProxyAddress, source_params
 from simplefast.proxy.registrar import Registrar, RegistrarConfig, aor_of
+from simplefast.sip import warning_header
 from simplefast.sip.peer import flow_of
 from simplefast.sip.transaction import (
     CALLING,
@@ -366,14 +367,14 @@ class SipCore:
             resource, domain = aor_of(msg.uri)
             watcher = aor_of(msg.from_addr().uri)[0]
         except SipParseError as exc:
-            self._respond(txn, msg, peer, 400, "Bad Request", [_warning(str(exc))], now)
+            self._respond(txn, msg, peer, 400, "Bad Request", [warning_header(str(exc))], now)
             return
         if ruri.user is None or (self.auth is not None and ruri.user not in self.users.get(domain, {})):
             self._respond(txn, msg, peer, 404, "Not Found", [("Allow-Events", ALLOW_EVENTS)], now)
             return
         if msg.method == "PUBLISH":
             if self.auth is not None and watcher != resource:
-                warn = _warning("only the presentity publishes its state")
+                warn = warning_header("only the presentity publishes its state")
                 self._respond(txn, msg, peer, 403, "Forbidden", [warn], now)
                 return
             r = self.presence.publish(msg, resource, now)
@@ -500,11 +501,6 @@ class SipCore:
         except LocalProtocolError:
             return
         self.tl.send_stateless(data, peer)
-
-
-def _warning(text: str) -> tuple[str, str]:
-    clean = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text[:160])
-    return ("Warning", f'399 simplefast "{clean}"')
 
 
 def branch_prefix(index: int) -> str:

@@ -17,6 +17,14 @@ build_response = _codec.build_response
 forward_request = _codec.forward_request
 strip_top_via = _codec.strip_top_via
 
+
+def warning_header(text: str) -> tuple[str, str]:
+    """A ``Warning: 399 simplefast "..."`` header (RFC 3261 20.43) saying ``text``: printable
+    ASCII only, quotes and backslashes replaced, at most 160 characters."""
+    clean = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text[:160])
+    return ("Warning", f'399 simplefast "{clean}"')
+
+
 __all__ = [
     "NameAddr",
     "SipMessage",
@@ -33,4 +41,5 @@ __all__ = [
     "strip_top_via",
     "unsupported_requires",
     "validate_request",
+    "warning_header",
 ]

@@ -97,28 +97,23 @@ class CoreDriver:
 
     def undeliverable(self, data: bytes) -> None:
         """The transport could not send ``data``: a request's client transaction fails."""
-        try:
-            self.core.transport_error(data, self.loop.time())
-        except Exception as exc:
-            self._failed(exc, "-")
-        if not self._held:
-            self.after()
+        self._run(self.core.transport_error, data, "-")
 
     def presence_changed(self, resource: str) -> None:
         """Another worker changed a presentity: NOTIFY the watchers held here."""
-        try:
-            self.core.presence_changed(resource, self.loop.time())
-        except Exception as exc:
-            self._failed(exc, "presence")
-        if not self._held:
-            self.after()
+        self._run(self.core.presence_changed, resource, "presence")
 
     def presence_watcher(self, data: bytes) -> None:
         """Another worker's watcher event (watcher information)."""
+        self._run(self.core.presence_watcher, data, "presence")
+
+    def _run(self, step: Callable[[Any, float], None], arg: Any, what: str) -> None:
+        """One core entry point with the time now; a bug is counted, what it made is sent
+        (at the end of the hand-off batch, when inside one)."""
         try:
-            self.core.presence_watcher(data, self.loop.time())
+            step(arg, self.loop.time())
         except Exception as exc:
-            self._failed(exc, "presence")
+            self._failed(exc, what)
         if not self._held:
             self.after()
 

@@ -441,3 +441,12 @@ def test_any_header_values_get_an_answer_and_never_raise(
     c.on_message(data, W, reliable=False, now=0.0)
     answers = [m for m, _ in out(c) if not m.is_request]
     assert len(answers) == 1 and 200 <= answers[0].status < 700  # one final answer, whatever came in
+
+
+def test_record_route_becomes_the_notify_route_set_and_next_hop() -> None:
+    c, _ = make()
+    rr = "Record-Route: <sip:10.0.0.2;lr>, <sip:10.0.0.3:5070;lr>\r\n"
+    rr += "Record-Route: <sip:edge.example.com;lr>\r\n"
+    (_, _), (n, dest) = subscribe(c, extra=rr)
+    assert n.get_all("Route") == ["<sip:10.0.0.2;lr>", "<sip:10.0.0.3:5070;lr>", "<sip:edge.example.com;lr>"]
+    assert dest == ("10.0.0.2", 5060, "c")  # the first route, an address: the next hop

@@ -5,6 +5,7 @@ multi-process behaviour is in test_shmindex_procs.py."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -541,10 +542,22 @@ def test_zeroed_create_writes_only_the_header_and_gives_the_same_table(impl: Sim
     assert full == lazy  # a zero buffer: the same image either way
     t.put(b"k", b"v")
     assert t.get(b"k") == b"v" and len(t) == 1
-    # on a fresh shared mapping, only the header's page is touched
-    mm = impl.shmindex.create_shared(impl.shmindex.table_size(200_000, 32, 480))
-    impl.shmindex.ShmTable(mm, 200_000, 32, 480, create=True, zeroed=True)
+    # on a fresh shared mapping, only the header's pages become resident (RssShmem: the
+    # process's resident shared memory); without zeroed, the whole table would
+    big = impl.shmindex.table_size(200_000, 32, 480)  # 143 MB
+    before = _rss_shmem()
+    mm = impl.shmindex.create_shared(big)
+    t2 = impl.shmindex.ShmTable(mm, 200_000, 32, 480, create=True, zeroed=True)
+    t2.put(b"k", b"v")
+    assert _rss_shmem() - before < 16 << 20
     dirty = bytearray(size)
     dirty[-1] = 1
     impl.shmindex.ShmTable(dirty, 4096, 16, 64, create=True)  # without zeroed: zeroes everything
     assert dirty == full
+
+
+def _rss_shmem() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssShmem:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssShmem in /proc/self/status")
