@@ -34,6 +34,7 @@ from typing import Any
 
 from simplefast._impl import sipmsg as _codec
 from simplefast.errors import LocalProtocolError, SipParseError
+from simplefast.im.agent import ImConfig, PageMode
 from simplefast.logs import RateLimited, get_logger
 from simplefast.presence.agent import PresenceAgent
 from simplefast.presence.winfo import decode_event
@@ -56,6 +57,7 @@ from simplefast.sip.transaction import (
     TransactionLayer,
     TransportFailed,
 )
+from simplefast.store.offline import OfflineStore
 
 log = get_logger(__name__)
 
@@ -63,7 +65,7 @@ _METHODS = "INVITE ACK CANCEL BYE OPTIONS REGISTER MESSAGE SUBSCRIBE NOTIFY PUBL
 ALLOW = ", ".join(_METHODS.split())
 ACCEPT = "application/sdp, application/pidf+xml, message/cpim, text/plain"
 ALLOW_EVENTS = "presence, presence.winfo"
-SUPPORTED = ("path", "outbound")
+SUPPORTED = ("path", "outbound", "recipient-list-message", "recipient-list")
 
 
 @dataclass(slots=True)
@@ -130,6 +132,7 @@ class SipCore:
         # a hash of its Call-ID, so its retransmissions get the same answer.
         self.shed_fraction = 0.0
         self.retry_after = 5
+        self.im: PageMode | None = None  # page-mode IM (enable_im)
 
     @property
     def overloaded(self) -> bool:
@@ -142,6 +145,19 @@ class SipCore:
     def _sheds(self, msg: Any) -> bool:
         f = self.shed_fraction
         return f >= 1.0 or (hash(msg.call_id) & 0xFFFF) < f * 65536.0
+
+    def enable_im(self, config: ImConfig, store: OfflineStore | None, now: float) -> None:
+        """Page-mode IM (simplefast/im/agent.py): size limit, URI lists, offline store."""
+        domains = sorted(self.config.domains)
+        me = self.proxy.me
+        server_uri = f"sip:{domains[0]}" if domains else f"sip:{me.sent_by('udp', ':' in me.host)}"
+        self.im = PageMode(
+            config, self.proxy, self.location, store, server_uri=server_uri,
+            is_ours=self.registrar.is_ours, new_id=self._new_id, now=now,
+        )  # fmt: skip
+
+    def _new_id(self) -> str:
+        return f"{self.tl.new_branch()[7:]}@simplefast"
 
     def set_domains(self, domains: frozenset[str]) -> None:
         """Domains served, changed at run time (SIGHUP)."""
@@ -279,12 +295,18 @@ class SipCore:
         if self.presence is not None:
             p = self.presence.next_deadline()
             if p is not None and (t is None or p < t):
-                return p
+                t = p
+        if self.im is not None:
+            p = self.im.next_deadline()
+            if p is not None and (t is None or p < t):
+                t = p
         return t
 
     def handle_timer(self, now: float) -> None:
         self.tl.handle_timer(now)
         self._dispatch(now)
+        if self.im is not None:
+            self.im.handle_timer(now)
         if self.presence is not None:
             d = self.presence.next_deadline()
             if d is not None and d <= now:
@@ -329,6 +351,9 @@ class SipCore:
                 return
             r = self.registrar.register(msg, now, flow_of(peer), ruri)
             self._respond(txn, msg, peer, r.status, r.reason, r.headers, now)
+            if r.status == 200 and self.im is not None and msg.get("Contact") not in (None, "*"):
+                self.im.registered(msg, now)  # stored MESSAGEs go out now
+                self._dispatch(now)
             return
         if method == "OPTIONS" and ruri.user is None and self._is_local(ruri.host, ruri.port):
             hdrs = [("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", ", ".join(SUPPORTED))]
@@ -356,9 +381,34 @@ class SipCore:
                 # another event package of a registered user is the user's business: proxied
                 self._presence(txn, msg, peer, ruri, now)
                 return
+        if method == "MESSAGE" and self.im is not None:
+            a = self.im.on_message(
+                msg, ruri, now, local_sender=self._local_sender(msg), known_user=self._known
+            )
+            if a is not None:
+                self._respond(txn, msg, peer, a[0], a[1], a[2], now)
+                self._dispatch(now)  # requests of our own it sent (URI list, IMDN)
+                return
         answer = self.proxy.handle_request(txn, msg, now)
         if answer is not None:
             self._respond(txn, msg, peer, answer[0], answer[1], [], now)
+
+    def _local_sender(self, msg: Any) -> bool:
+        """The sender is a user of ours (authenticated: _authenticated checked the
+        credentials of every From of our domains); anyone without auth."""
+        if self.auth is None:
+            return True
+        try:
+            return self.registrar.is_ours(aor_of(msg.from_addr().uri)[1])
+        except SipParseError:
+            return False
+
+    def _known(self, aor: str) -> bool:
+        """The AOR is a user of ours (any AOR without auth: there is no user list)."""
+        if self.auth is None:
+            return True
+        user, _, domain = aor.partition(":")[2].partition("@")
+        return user in self.users.get(domain, {})
 
     def _presence(self, txn: ServerTransaction, msg: Any, peer: Any, ruri: Any, now: float) -> None:
         """PUBLISH or initial SUBSCRIBE to an AOR of our domains (authenticated already)."""

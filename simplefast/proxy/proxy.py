@@ -47,6 +47,7 @@ which hands them to the worker whose branch prefix they carry.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,11 @@ SipMessage = Any
 # Requests that may create a dialog get our Record-Route (section 16.6 step 4).
 _DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 
+# RFC 3261 section 18.1.1: a request larger than 1300 octets (path MTU unknown) goes
+# over a congestion-controlled transport. A UDP next hop gets it over TCP instead (every
+# SIP element implements TCP, section 18); a URI that insists on transport=udp cannot.
+UDP_MAX_REQUEST = 1300
+
 
 @dataclass(slots=True)
 class Branch:
@@ -77,6 +83,7 @@ class Branch:
     final: int = 0  # status of the final response (408 timeout, 503 transport), 0 while pending
     response: SipMessage = None
     cancelled: bool = False
+    upgraded: bool = False  # sent over TCP instead of UDP for its size (section 18.1.1)
     # to send it again elsewhere: (target, route set), and the RFC 3263 targets not tried yet
     route: tuple[str, list[str]] | None = None
     alternatives: list[Target] = field(default_factory=list)
@@ -84,12 +91,16 @@ class Branch:
 
 @dataclass(slots=True)
 class Context:
-    """A response context (section 16.7): one server transaction and its branches."""
+    """A response context (section 16.7): one server transaction and its branches.
 
-    server: ServerTransaction
+    A request the server sends on its own behalf (``Proxy.originate``) has no
+    server transaction; its final status goes to ``on_final`` instead."""
+
+    server: ServerTransaction | None
     request: SipMessage
     branches: list[Branch] = field(default_factory=list)
     answered: bool = False  # a final response went upstream
+    on_final: Callable[[int, float], None] | None = None
 
 
 @dataclass(slots=True)
@@ -197,6 +208,22 @@ class Proxy:
         method = msg.method
         if method == "CANCEL":
             return self._cancel(msg, now)
+        return self._route(Context(txn, msg), now)
+
+    def originate(
+        self, msg: SipMessage, now: float, on_final: Callable[[int, float], None]
+    ) -> tuple[int, str] | None:
+        """Send a request of the server's own (a stored MESSAGE, an IMDN, one copy of a
+        URI-list MESSAGE): ``msg`` is a parsed request without a Via; it is routed like
+        a proxied one (location, forking, RFC 3263, the size rule) and ``on_final``
+        gets the best final status and the time. Returns (status, reason) when it cannot be sent
+        at all (then ``on_final`` is never called)."""
+        return self._route(Context(None, msg, on_final=on_final), now)
+
+    def _route(self, ctx: Context, now: float) -> tuple[int, str] | None:
+        msg = ctx.request
+        txn = ctx.server
+        source = txn.peer if txn is not None else None
         mf = msg.max_forwards
         if mf == 0:
             return 483, "Too Many Hops"
@@ -224,7 +251,7 @@ class Proxy:
             targets = [(b.contact, b.path, b.source) for b in bindings]
         else:
             targets = [(uri, (), "")]
-        ctx = Context(txn, msg)
+        too_big = False
         for target, path, flow in targets:
             route_set = [*path, *routes]
             hop = route_set[0] if route_set else target
@@ -251,15 +278,25 @@ class Proxy:
             else:
                 peer = (dest[0], dest[1], "c") if dest[2] == "udp" else (dest[0], dest[1], dest[2], 0)
             try:
-                data = self._forward_bytes(msg, target, route_set, mf, loop, txn.peer, peer)
+                data = self._forward_bytes(msg, target, route_set, mf, loop, source, peer)
+                upgraded = False
+                if len(data) > UDP_MAX_REQUEST and not is_stream(peer):
+                    if _insists_on_udp(hop):
+                        too_big = True
+                        continue
+                    peer, upgraded = (peer[0], peer[1], "tcp", 0), True
+                    data = self._forward_bytes(msg, target, route_set, mf, loop, source, peer)
             except LocalProtocolError:  # a contact or route we cannot write into a request
                 continue
             client = self.tl.request(data, peer, reliable=is_stream(peer), now=now)
-            ctx.branches.append(Branch(client, route=(target, route_set)))
+            ctx.branches.append(Branch(client, route=(target, route_set), upgraded=upgraded))
             self.contexts[client] = ctx
         if not ctx.branches:
+            if too_big:
+                return 513, "Message Too Large"  # only UDP, and too large for it (18.1.1)
             return 503, "Service Unavailable"  # no next hop we can reach
-        self.by_server[txn] = ctx
+        if txn is not None:
+            self.by_server[txn] = ctx
         return None
 
     def on_resolved(self, token: int, targets: list[Target], now: float) -> None:
@@ -290,8 +327,12 @@ class Proxy:
         msg = ctx.request
         target, route_set = br.route
         mf = msg.max_forwards
+        source = ctx.server.peer if ctx.server is not None else None
         try:
-            data = self._forward_bytes(msg, target, route_set, mf, _loop_hash(msg), ctx.server.peer, peer)
+            data = self._forward_bytes(msg, target, route_set, mf, _loop_hash(msg), source, peer)
+            if len(data) > UDP_MAX_REQUEST and not is_stream(peer):  # section 18.1.1
+                peer, br.upgraded = (t.host, t.port, "tcp", 0), True
+                data = self._forward_bytes(msg, target, route_set, mf, _loop_hash(msg), source, peer)
         except LocalProtocolError:
             br.final = 503
             self._maybe_finish(ctx, now)
@@ -311,9 +352,17 @@ class Proxy:
                 if br.alternatives and not br.cancelled and not ctx.answered:
                     self._send_branch(ctx, br, now)
                 else:
-                    br.final = 503
+                    # a request sent over TCP for its size to a UA that takes no TCP
+                    br.final = 513 if br.upgraded else 503
                     self._maybe_finish(ctx, now)
                 return
+
+    def foreign_routes(self, msg: SipMessage) -> list[str]:
+        """The Route values of ``msg`` left once the leading ones naming us are dropped."""
+        routes: list[str] = msg.get_all("Route")
+        while routes and self._is_my_uri(_strip_brackets(routes[0])):
+            routes = routes[1:]
+        return routes
 
     def _is_my_uri(self, text: str) -> bool:
         try:
@@ -336,7 +385,7 @@ class Proxy:
         rr = None
         if msg.method in _DIALOG_FORMING:
             rr = me.record_route(out_kind, out_v6)
-            rr_in = me.record_route(transport_of(peer), ":" in str(peer[0]))
+            rr_in = rr if peer is None else me.record_route(transport_of(peer), ":" in str(peer[0]))
             if rr_in != rr:
                 rr = f"{rr}, {rr_in}"
         return bytes(
@@ -415,8 +464,10 @@ class Proxy:
         """The transaction ended: drop what was keyed on it."""
         if isinstance(txn, ClientTransaction):
             ctx = self.contexts.pop(txn, None)
-            if ctx is not None and all(
-                b.txn is not None and b.txn not in self.contexts for b in ctx.branches
+            if (
+                ctx is not None
+                and ctx.server is not None
+                and all(b.txn is not None and b.txn not in self.contexts for b in ctx.branches)
             ):
                 self.by_server.pop(ctx.server, None)
         else:
@@ -427,6 +478,10 @@ class Proxy:
             return
         best = min(ctx.branches, key=lambda b: (0 if b.final >= 600 else 1, b.final // 100, b.final))
         ctx.answered = True
+        if ctx.server is None:
+            if ctx.on_final is not None:
+                ctx.on_final(best.final, now)
+            return
         if best.response is not None:
             self._send_up(ctx, best.response, best.final, now)
         else:  # no branch answered: our own 408 or 503 (section 16.7 step 6, 16.9)
@@ -435,6 +490,11 @@ class Proxy:
             self.tl.respond(ctx.server, data, best.final, now=now)
 
     def _send_up(self, ctx: Context, msg: SipMessage, status: int, now: float) -> None:
+        if ctx.server is None:  # our own request: only its outcome matters
+            if status >= 200 and ctx.on_final is not None:
+                ctx.on_final(status, now)
+                ctx.on_final = None
+            return
         data = _without_top_via(msg)
         if data is not None and ctx.server.state in (TRYING, PROCEEDING, ACCEPTED):
             self.tl.respond(ctx.server, data, status, now=now)
@@ -501,7 +561,17 @@ def source_params(msg: SipMessage, peer: Any) -> dict[str, Any]:
     return {}
 
 
-_OWN_REASONS = {408: "Request Timeout", 487: "Request Terminated", 503: "Service Unavailable"}
+_OWN_REASONS = {408: "Request Timeout", 487: "Request Terminated", 503: "Service Unavailable",
+                513: "Message Too Large"}  # fmt: skip
+
+
+def _insists_on_udp(uri_text: str) -> bool:
+    """The next hop's URI names transport=udp: the size rule cannot move it to TCP."""
+    try:
+        u = _codec.parse_uri(_strip_brackets(uri_text))
+    except SipParseError:
+        return False
+    return (u.params.get("transport") or "").lower() == "udp"
 
 
 def _hop_parts(uri_text: str) -> UriParts | None:

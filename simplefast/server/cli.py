@@ -59,6 +59,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="subscriptions the shared table holds (default 200000)")  # fmt: skip
     s.add_argument("--presentity-state-bytes", dest="presentity_state_bytes", type=int, metavar="BYTES",
                    help="room for one presentity's publications and document (default 8192)")  # fmt: skip
+    s.add_argument("--max-body", dest="max_body", type=int, metavar="BYTES",
+                   help="IM: larger MESSAGE bodies get 413 (default 65536)")  # fmt: skip
+    s.add_argument("--no-offline", dest="offline", action="store_const", const=False,
+                   help="IM: no offline store (MESSAGEs to users without a contact get 480)")  # fmt: skip
+    s.add_argument("--offline-per-user", dest="offline_per_user", type=int, metavar="N",
+                   help="IM: MESSAGEs stored per offline user (default 100)")  # fmt: skip
+    s.add_argument("--offline-max-age", dest="offline_max_age", type=int, metavar="SECONDS",
+                   help="IM: stored MESSAGEs older than this are dropped (default 604800)")  # fmt: skip
+    s.add_argument("--uri-list-service", dest="uri_list_service", metavar="URI",
+                   help="IM: RFC 5365 multi-recipient MESSAGE service (sip:list@example.com)")  # fmt: skip
     s.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     u = sub.add_parser("user", help="manage digest credentials")
     usub = u.add_subparsers(dest="user_command", required=True)
@@ -148,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                     "subscription_capacity": args.subscription_capacity,
                     "presentity_state_bytes": args.presentity_state_bytes,
                     "notify_window": args.notify_window,
+                    "max_body": args.max_body, "offline": args.offline,
+                    "offline_per_user": args.offline_per_user, "offline_max_age": args.offline_max_age,
+                    "uri_list_service": args.uri_list_service,
                 },
             )  # fmt: skip
             _check_bind(cfg)

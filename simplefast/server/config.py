@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from simplefast.errors import ConfigError
+from simplefast.im.agent import ImConfig
 from simplefast.logs import LEVELS
 from simplefast.presence.agent import PresenceConfig
 from simplefast.presence.subscribe import POLICIES
@@ -97,6 +98,7 @@ class Config:
     tcp_max_connections: int = 16384  # per worker
     dns_servers: list[tuple[str, int]] = field(default_factory=list)  # empty: /etc/resolv.conf
     presence: PresenceConfig = field(default_factory=PresenceConfig)  # the [presence] table
+    im: ImConfig = field(default_factory=ImConfig)  # the [im] table
     # shared-memory tables of presence (sizes fixed at start)
     presentity_capacity: int = 20_000
     subscription_capacity: int = 200_000
@@ -154,13 +156,22 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         presence_raw = raw.get("presence", {})
         if not isinstance(presence_raw, dict):
             raise ConfigError("presence: must be a table")
-        unknown = set(raw) - {"server", "presence"}
+        im_raw = raw.get("im", {})
+        if not isinstance(im_raw, dict):
+            raise ConfigError("im: must be a table")
+        unknown = set(raw) - {"server", "presence", "im"}
         if unknown:
-            raise ConfigError(f"{sorted(unknown)[0]}: unknown table (expected [server] and [presence])")
+            raise ConfigError(f"{sorted(unknown)[0]}: unknown table (expected [server], [presence], [im])")
         raw = dict(server)
     else:
         presence_raw = {}
+        im_raw = {}
     presence_raw = dict(presence_raw)
+    im_raw = dict(im_raw)
+    for key in _IM_OVERRIDES:  # command-line values of [im] keys
+        if overrides.get(key) is not None:
+            im_raw[key] = overrides[key]
+    overrides = {k: v for k, v in overrides.items() if k not in _IM_OVERRIDES}
     for key in _PRESENCE_OVERRIDES:  # command-line values of [presence] keys
         if overrides.get(key) is not None:
             presence_raw[key] = overrides[key]
@@ -254,6 +265,7 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
             raise ConfigError("server.dns_servers: must be a list of strings like '127.0.0.1:53'")
         cfg.dns_servers = [_dns_server(i) for i in ds_items]
     _load_presence(cfg, presence_raw)
+    _load_im(cfg.im, im_raw)
     if any(lc.transport == "tls" for lc in cfg.listen) and (cfg.tls_cert is None or cfg.tls_key is None):
         raise ConfigError("server.listen: a tls: listener needs server.tls_cert and server.tls_key")
     seen: set[tuple[str, str, int]] = set()
@@ -329,3 +341,34 @@ def _load_presence(cfg: Config, raw: dict[str, Any]) -> None:
         raise ConfigError("presence.min_expires: must not exceed presence.max_expires")
     if p.publish_min_expires > p.publish_max_expires:
         raise ConfigError("presence.publish_min_expires: must not exceed presence.publish_max_expires")
+
+
+_IM_OVERRIDES = ("max_body", "offline", "offline_per_user", "offline_max_age", "uri_list_service")
+_IM_NUMBERS = {  # key -> (lowest, highest)
+    "max_body": (0, 1 << 24),
+    "offline_per_user": (1, 1_000_000),
+    "offline_max_age": (60, 86400 * 365),
+    "uri_list_max": (1, 10_000),
+}
+
+
+def _load_im(im: ImConfig, raw: dict[str, Any]) -> None:
+    """The ``[im]`` table (simplefast.toml documents every key)."""
+    unknown = set(raw) - {"offline", "uri_list_service", *_IM_NUMBERS}
+    if unknown:
+        raise ConfigError(f"im.{sorted(unknown)[0]}: unknown key")
+    if "offline" in raw:
+        if not isinstance(raw["offline"], bool):
+            raise ConfigError("im.offline: must be true or false")
+        im.offline = raw["offline"]
+    if "uri_list_service" in raw:
+        u = raw["uri_list_service"]
+        if not isinstance(u, str) or (u and not u.startswith(("sip:", "sips:"))):
+            raise ConfigError(f"im.uri_list_service: {u!r}: must be a SIP URI like 'sip:list@example.com'")
+        im.uri_list_service = u
+    for key, (lo, hi) in _IM_NUMBERS.items():
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ConfigError(f"im.{key}: {v!r}: must be an integer {lo}-{hi}")
+            setattr(im, key, float(v) if key == "offline_max_age" else v)

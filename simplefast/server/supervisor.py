@@ -19,7 +19,7 @@ from simplefast.logs import configure, get_logger
 from simplefast.server.config import Config
 from simplefast.server.shared import SharedState, save_all, save_presence
 from simplefast.server.shared import create as create_shared_state
-from simplefast.server.worker import run_worker
+from simplefast.server.worker import open_offline, run_worker
 from simplefast.store.users import nonce_secret
 
 log = get_logger(__name__)
@@ -51,6 +51,12 @@ def supervise(cfg: Config) -> int:
     configure(cfg.log_level)
     if cfg.auth:
         nonce_secret(cfg.data_dir)  # created once here, before the workers read it
+    if cfg.im.offline:
+        try:  # the schema is made (or a foreign file refused) once here, before the workers
+            open_offline(cfg).close()
+        except RuntimeError as exc:
+            log.error("%s", exc)
+            return 2
     shared = create_shared_state(cfg)  # mapped before fork: every worker sees it
     shared.rundir = tempfile.mkdtemp(prefix="simplefast-")  # mode 0700: the hand-off sockets
     try:

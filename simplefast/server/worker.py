@@ -29,6 +29,7 @@ from simplefast.sip.peer import transport_of
 from simplefast.sip.transaction import TransactionLayer
 from simplefast.store import location as location_store
 from simplefast.store import presence as presence_store
+from simplefast.store.offline import OfflineStore
 from simplefast.store.users import load_users, nonce_secret
 from simplefast.transport import handoff
 from simplefast.transport.dns import DnsClient, Resolver
@@ -107,6 +108,10 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     core = SipCore(core_cfg, location, me, tl=tl, auth=auth, users=load_users(cfg.data_dir) if auth else None,
                    presence=presence)  # fmt: skip
     core.index = index
+    offline = None
+    if cfg.im.offline:
+        offline = open_offline(cfg)
+    core.enable_im(cfg.im, offline, loop.time())
     marks = shared.marks_table()
 
     def mark_key(event: str, resource: str, i: int) -> bytes:
@@ -324,6 +329,16 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     for port in udp_ports:
         port.close()
     driver.close()
+    if offline is not None:
+        offline.close()
+    ims = core.im.stats if core.im is not None else None
+    if ims is not None:
+        log.info(
+            "worker %d IM: %d MESSAGEs stored offline (%d refused), %d delivered later (%d failed),"
+            " %d too large, %d URI lists (%d refused): %d copies sent, %d failed; %d IMDNs sent",
+            index, ims.stored, ims.store_refused, ims.delivered, ims.delivery_failed, ims.too_large,
+            ims.lists, ims.list_refused, ims.list_sent, ims.list_failed, ims.imdn_sent,
+        )  # fmt: skip
     notifier = presence.notifier
     log.info(
         "worker %d presence: %d PUBLISH accepted, %d documents composed, %d subscriptions held,"
@@ -341,6 +356,14 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         core.stats.shed, monitor.episodes, driver.internal_errors, core.stats.handed_off,
         streams.accepted, streams.opened, streams.refused, streams.connect_failures,
     )  # fmt: skip
+
+
+def open_offline(cfg: Config) -> OfflineStore:
+    """The offline MESSAGE store in the data directory (each worker opens its own)."""
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    im = cfg.im
+    return OfflineStore(str(cfg.data_dir / "offline.sqlite3"), max_age=im.offline_max_age,
+                        per_user=im.offline_per_user, max_bytes=im.max_body)  # fmt: skip
 
 
 def run_worker(cfg: Config, index: int, shared: SharedState) -> int:

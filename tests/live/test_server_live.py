@@ -154,14 +154,16 @@ def test_sipp_message_relayed_to_registered_sipp_uas(tmp_path: Path) -> None:
         assert srv.stop() == 0
 
 
-def test_message_to_unregistered_user_gets_480(server: Server) -> None:
-    data = (
-        b"MESSAGE sip:nobody@example.com SIP/2.0\r\n"
-        b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKm480;rport\r\n"
-        b"Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=x\r\nTo: <sip:nobody@example.com>\r\n"
-        b"Call-ID: m480\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
-    )
-    assert parse_message(exchange(server.port, data) or b"").status == 480
+def test_message_to_unregistered_user_is_stored_and_iscomposing_gets_480(server: Server) -> None:
+    """The offline store keeps a MESSAGE (202); an isComposing is never stored (480)."""
+    for n, ctype in ((1, b"text/plain"), (2, b"application/im-iscomposing+xml")):
+        data = (
+            b"MESSAGE sip:nobody@example.com SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKm480%d;rport\r\n"
+            b"Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=x\r\nTo: <sip:nobody@example.com>\r\n"
+            b"Call-ID: m480%d\r\nCSeq: 1 MESSAGE\r\nContent-Type: %s\r\nContent-Length: 0\r\n\r\n"
+        ) % (n, n, ctype)
+        assert parse_message(exchange(server.port, data) or b"").status == (202 if n == 1 else 480)
 
 
 def test_digest_auth_sipp_md5_and_sha256_over_udp(tmp_path: Path) -> None:

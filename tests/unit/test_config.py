@@ -134,3 +134,31 @@ def test_shipped_example_config_loads() -> None:
 
     cfg = load(REPO / "simplefast.toml", {})
     assert cfg.presence.min_notify_interval == 5.0 and cfg.presentity_capacity == 20000
+
+
+def test_im_table_and_cli_overrides(tmp_path: Path) -> None:
+    cfg = load(REPO / "simplefast.toml", {})
+    assert (cfg.im.max_body, cfg.im.offline, cfg.im.offline_per_user) == (65536, True, 100)
+    assert cfg.im.uri_list_service == "" and cfg.im.offline_max_age == 604800.0
+    f = tmp_path / "c.toml"
+    f.write_text('[im]\nmax_body = 2000\noffline = false\nuri_list_service = "sip:list@example.com"\n')
+    cfg = load(f, {"offline_per_user": 5, "max_body": 3000})
+    assert (cfg.im.max_body, cfg.im.offline, cfg.im.offline_per_user) == (3000, False, 5)
+    assert cfg.im.uri_list_service == "sip:list@example.com"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[im]\nmax_bodies = 1\n", "im.max_bodies: unknown key"),
+        ("[im]\noffline = 1\n", "im.offline: must be true or false"),
+        ("[im]\noffline_per_user = 0\n", "im.offline_per_user: 0: must be an integer 1-1000000"),
+        ('[im]\nuri_list_service = "http://x"\n', "im.uri_list_service: 'http://x': must be a SIP URI"),
+        ("im = 3\n", "im: must be a table"),
+    ],
+)
+def test_bad_im_table(tmp_path: Path, toml: str, message: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(toml)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load(f, {})

@@ -1,0 +1,377 @@
+"""Page-mode IM in the server core (RFC 3428, 3994, 5438, 5365), sans-IO.
+
+Theory of operation
+-------------------
+The core hands every MESSAGE that passed authentication to
+:meth:`PageMode.on_message` before the proxy sees it. The answer is either a
+final response the core sends, or None: the proxy relays the MESSAGE as any
+other request (every registered contact, forking, best response; a body over
+1300 octets goes to a UDP contact over TCP, RFC 3261 section 18.1.1, see
+simplefast/proxy/proxy.py).
+
+1. A body over ``max_body`` octets: 413 with a Warning naming the limit.
+2. The URI-list service (``uri_list_service``; RFC 5365): a MESSAGE to it
+   needs ``Require: recipient-list-message`` and a multipart body with the list
+   (simplefast/im/urilist.py). A malformed or too long list gets its 4xx and
+   nothing is sent; otherwise 202, and one MESSAGE per recipient, each sent
+   and accounted for on its own (a recipient of ours who is offline gets it
+   stored like any other MESSAGE).
+3. A MESSAGE to a user of our domains with no registered contact is stored
+   (simplefast/store/offline.py) and answered 202 Accepted, when the sender
+   may use the store (an authenticated user of our domains; anyone under
+   ``--no-auth``) and the body is not an isComposing indication (RFC 3994
+   section 3: those are relayed, never stored; the proxy answers them 480).
+   A user's full store gets 480 with a Warning; a user that does not exist
+   (auth on) 404. A stored MESSAGE that asked for a ``processing``
+   disposition (RFC 5438, CPIM body) makes the server send its sender a
+   ``stored`` notification.
+4. When a user registers (:meth:`registered`, called by the core after a
+   200 to a REGISTER that kept contacts), its stored MESSAGEs are delivered
+   oldest first, one at a time: each is claimed from the store (a lease, so
+   another worker handling a REGISTER of the same user at the same moment
+   does not send it too), sent to the address-of-record through the proxy
+   (every contact, as a new MESSAGE with the original From, To, Date and
+   body), deleted on a 2xx and released on a failure, which stops the round:
+   the next REGISTER tries again. Nothing is deleted before a 2xx.
+
+Requests the server originates go through ``Proxy.originate``: routing,
+RFC 3263, forking and the size rule are the proxy's.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from simplefast._impl import sipmsg as _codec
+from simplefast.errors import SipParseError
+from simplefast.im import imdn, urilist
+from simplefast.logs import RateLimited, get_logger
+from simplefast.proxy.location import Location
+from simplefast.proxy.proxy import Proxy
+from simplefast.proxy.registrar import aor_of
+from simplefast.sip import warning_header
+from simplefast.store.offline import OfflineFull, OfflineStore, OfflineStoreError, Stored
+
+log = get_logger(__name__)
+
+SipMessage = Any
+Answer = tuple[int, str, list[tuple[str, str]]]
+
+# Headers of a stored MESSAGE kept for its delivery, besides From, To, Date and the body.
+_KEPT = ("Subject", "Priority", "In-Reply-To", "Reply-To", "Organization", "User-Agent")
+
+
+@dataclass(slots=True)
+class ImConfig:
+    max_body: int = 65536  # larger MESSAGE bodies get 413
+    offline: bool = True  # store MESSAGEs for users with no contact
+    offline_max_age: float = 7 * 86400.0  # stored MESSAGEs older than this are dropped
+    offline_per_user: int = 100  # per-user cap of the store
+    uri_list_service: str = ""  # RFC 5365 service URI (sip:user@domain); empty: none
+    uri_list_max: int = 100  # most recipients in one list
+
+
+class ImStats:
+    __slots__ = (
+        "stored", "store_refused", "delivered", "delivery_failed", "too_large", "lists",
+        "list_refused", "list_sent", "list_failed", "imdn_sent",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.stored = self.store_refused = self.delivered = self.delivery_failed = 0
+        self.too_large = self.lists = self.list_refused = self.list_sent = self.list_failed = 0
+        self.imdn_sent = 0
+
+
+class PageMode:
+    SWEEP = 60.0  # seconds between expiry sweeps of the store
+
+    def __init__(
+        self,
+        config: ImConfig,
+        proxy: Proxy,
+        location: Location,
+        store: OfflineStore | None,
+        *,
+        server_uri: str,
+        is_ours: Callable[[str | None], bool],
+        new_id: Callable[[], str],
+        now: float = 0.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.proxy = proxy
+        self.location = location
+        self.store = store if config.offline else None
+        self.server_uri = server_uri  # our own identity in IMDNs (sip:domain)
+        self.is_ours = is_ours
+        self.new_id = new_id  # a fresh unique token (Call-IDs, IMDN Message-IDs)
+        self.wall = wall
+        self.stats = ImStats()
+        self._service = _service_key(config.uri_list_service)
+        self._delivering: set[str] = set()  # AORs with a stored MESSAGE in flight here
+        self._next_sweep = now + self.SWEEP
+        self._store_error = RateLimited(log, "offline store error")
+        self._list_failure = RateLimited(log, "URI-list recipient failed")
+
+    # ------------------------------------------------------------ MESSAGE in
+    def on_message(
+        self, msg: SipMessage, ruri: Any, now: float, *, local_sender: bool, known_user: Callable[[str], bool]
+    ) -> Answer | None:
+        """A MESSAGE (authenticated already): an answer for the core, or None to relay it.
+
+        ``local_sender``: the sender is an authenticated user of ours (always true
+        without auth); ``known_user(aor)``: the AOR exists (always true without auth).
+        """
+        body: bytes = msg.body
+        if len(body) > self.config.max_body:
+            self.stats.too_large += 1
+            warn = warning_header(f"message body over {self.config.max_body} octets")
+            return 413, "Request Entity Too Large", [warn]
+        if self._service is not None and _service_key(msg.uri) == self._service:
+            return self._uri_list(msg, now, local_sender=local_sender)
+        if self.store is None or ruri.user is None or not self.is_ours(ruri.host):
+            return None
+        if self.proxy.foreign_routes(msg):
+            return None  # routed elsewhere: not ours to store
+        try:
+            aor = aor_of(msg.uri)[0]
+        except SipParseError:
+            return None
+        if self.location.get(aor, now):
+            return None  # online: relayed
+        ctype = msg.get("Content-Type")
+        if imdn.is_composing(ctype, body) or not local_sender:
+            return None  # never stored (RFC 3994 section 3), or not allowed to: 480
+        if not known_user(aor):
+            return 404, "Not Found", []
+        return self._store(msg, aor, ctype, body, now)
+
+    def _store(self, msg: SipMessage, aor: str, ctype: str | None, body: bytes, now: float) -> Answer:
+        assert self.store is not None
+        wall = self.wall()
+        date = msg.get("Date") or email.utils.formatdate(wall, usegmt=True)
+        extra = tuple((name, v) for name in _KEPT for v in msg.get_all(name))
+        try:
+            self.store.put(aor, msg.get("From") or "", msg.get("To") or "", ctype or "text/plain", body, date,
+                           wall, extra)  # fmt: skip
+        except OfflineFull as exc:
+            self.stats.store_refused += 1
+            return 480, "Temporarily Unavailable", [warning_header(str(exc))]
+        except (OfflineStoreError, sqlite3.Error, ValueError) as exc:
+            self.stats.store_refused += 1
+            self._store_error(repr(exc), aor)
+            return 500, "Server Internal Error", [warning_header("offline store unavailable")]
+        self.stats.stored += 1
+        req = imdn.imdn_request(ctype, body)
+        if req is not None and imdn.wants_processing(req):
+            self._send_stored_imdn(msg, req, now)
+        return 202, "Accepted", []
+
+    def _send_stored_imdn(self, msg: SipMessage, req: imdn.ImdnRequest, now: float) -> None:
+        """RFC 5438: an intermediary that stores a message may tell its sender so."""
+        ctype, body = imdn.stored_notification(
+            req,
+            notifier=f"<{self.server_uri}>",
+            now=self.wall(),
+            message_id=self.new_id().partition("@")[0],
+        )
+        sender = imdn.notification_target(req)  # the top IMDN-Route, else the CPIM sender
+        if not sender.startswith(("sip:", "sips:")):
+            try:
+                sender = msg.from_addr().uri  # an im: URI: the SIP sender instead
+            except SipParseError:
+                return
+        tag = self.new_id().partition("@")[0][-10:]
+        request = self._request(sender, f"<{self.server_uri}>;tag={tag}", f"<{sender}>", ctype, body, [])
+        if request is not None and self.proxy.originate(request, now, _ignore) is None:
+            self.stats.imdn_sent += 1
+
+    # ------------------------------------------------------------ RFC 5365
+    def _uri_list(self, msg: SipMessage, now: float, *, local_sender: bool) -> Answer:
+        if not local_sender:
+            return 403, "Forbidden", [warning_header("the URI-list service is for our users only")]
+        if not {"recipient-list-message", "recipient-list"} & set(msg.get_all("Require")):
+            # RFC 5365 section 4.1 names the option tag recipient-list-message
+            return 403, "Forbidden", [warning_header("Require: recipient-list-message expected")]
+        try:
+            exp = urilist.expand(
+                msg.get("Content-Type"), msg.body, max_recipients=self.config.uri_list_max,
+                max_bytes=self.config.max_body,
+            )  # fmt: skip
+        except urilist.UriListError as exc:
+            self.stats.list_refused += 1
+            hdrs = [warning_header(str(exc))]
+            if exc.accept:
+                hdrs.append(("Accept", exc.accept))
+            return exc.status, exc.reason, hdrs
+        self.stats.lists += 1
+        from_value = msg.get("From") or ""
+        for rcpt in exp.recipients:
+            ctype, body = urilist.forwarded_body(exp, rcpt, boundary=f"sf{self.new_id()[:16]}")
+            # the payload alone keeps its own MIME headers (Content-ID, Content-Disposition)
+            extra = list(exp.payload_headers) if body is exp.payload else []
+            self._send_copy(msg, from_value, rcpt.uri, ctype, body, now, extra)
+        return 202, "Accepted", []
+
+    def _send_copy(
+        self, msg: SipMessage, from_value: str, uri: str, ctype: str, body: bytes, now: float,
+        extra: list[tuple[str, str]],
+    ) -> None:  # fmt: skip
+        """One recipient's MESSAGE of a URI list: relayed, or stored when it is our
+        user and offline; a failure is counted and logged, and touches no other."""
+        stats = self.stats
+        try:
+            parts = _codec.parse_uri(uri)
+        except SipParseError:
+            stats.list_failed += 1
+            return
+        if (
+            self.store is not None
+            and parts.scheme in ("sip", "sips")
+            and self.is_ours(parts.host)
+            and parts.user
+        ):
+            aor = aor_of(uri)[0]
+            if not self.location.get(aor, now):
+                wall = self.wall()
+                try:
+                    self.store.put(aor, from_value, f"<{uri}>", ctype, body,
+                                   email.utils.formatdate(wall, usegmt=True), wall, tuple(extra))  # fmt: skip
+                    stats.stored += 1
+                    stats.list_sent += 1
+                except (OfflineFull, OfflineStoreError, sqlite3.Error, ValueError) as exc:
+                    stats.list_failed += 1
+                    self._list_failure(repr(exc), uri)
+                return
+        request = self._request(uri, from_value, f"<{uri}>", ctype, body, extra)
+        if request is None:
+            stats.list_failed += 1
+            return
+
+        def done(status: int, now: float) -> None:
+            if 200 <= status < 300:
+                stats.list_sent += 1
+            else:
+                stats.list_failed += 1
+                self._list_failure(f"final status {status}", uri)
+
+        answer = self.proxy.originate(request, now, done)
+        if answer is not None:
+            done(answer[0], now)
+
+    # ------------------------------------------------------------ delivery
+    def registered(self, msg: SipMessage, now: float) -> None:
+        """A REGISTER got its 200 and kept contacts: deliver what is stored for the user."""
+        if self.store is None:
+            return
+        try:
+            aor = aor_of(msg.to_addr().uri)[0]
+        except SipParseError:
+            return
+        if aor in self._delivering:
+            return
+        try:
+            if not self.store.has(aor, self.wall()):
+                return
+        except (OfflineStoreError, sqlite3.Error) as exc:
+            self._store_error(repr(exc), aor)
+            return
+        self._deliver_next(aor, now)
+
+    def _deliver_next(self, aor: str, now: float) -> None:
+        assert self.store is not None
+        try:
+            got = self.store.claim(aor, self.wall(), limit=1, in_order=True)
+        except (OfflineStoreError, sqlite3.Error) as exc:
+            self._store_error(repr(exc), aor)
+            got = []
+        if not got:
+            self._delivering.discard(aor)
+            return
+        item = got[0]
+        self._delivering.add(aor)
+        request = self._request(aor, item.sender, item.to, item.content_type, item.body,
+                                [("Date", item.date), *item.extra])  # fmt: skip
+        if request is None:  # cannot be written into a request any more: drop it
+            self.store.delivered(item.id)
+            self.stats.delivery_failed += 1
+            self._deliver_next(aor, now)
+            return
+
+        def done(status: int, now: float, item: Stored = item) -> None:
+            self._delivered(aor, item, status, now)
+
+        answer = self.proxy.originate(request, now, done)
+        if answer is not None:
+            self._delivered(aor, item, answer[0], now)
+
+    def _delivered(self, aor: str, item: Stored, status: int, now: float) -> None:
+        assert self.store is not None
+        try:
+            if 200 <= status < 300:
+                self.store.delivered(item.id)
+                self.stats.delivered += 1
+            else:
+                self.store.release(item.id, self.wall())
+                self.stats.delivery_failed += 1
+                self._delivering.discard(aor)  # the next REGISTER tries again
+                return
+        except (OfflineStoreError, sqlite3.Error) as exc:
+            self._store_error(repr(exc), aor)
+            self._delivering.discard(aor)
+            return
+        self._deliver_next(aor, now)
+
+    # ------------------------------------------------------------ timers
+    def next_deadline(self) -> float | None:
+        return self._next_sweep if self.store is not None else None
+
+    def handle_timer(self, now: float) -> None:
+        """Drop stored MESSAGEs past their age (every SWEEP seconds)."""
+        if self.store is None or now < self._next_sweep:
+            return
+        self._next_sweep = now + self.SWEEP
+        try:
+            self.store.expire(self.wall())
+        except (OfflineStoreError, sqlite3.Error) as exc:
+            self._store_error(repr(exc), "expiry")
+
+    # ------------------------------------------------------------ helpers
+    def _request(
+        self, ruri: str, from_value: str, to_value: str, ctype: str, body: bytes, extra: list[tuple[str, str]]
+    ) -> SipMessage | None:
+        """A parsed MESSAGE of ours, without a Via (the proxy adds it)."""
+        head = [
+            f"MESSAGE {ruri} SIP/2.0", f"From: {from_value}", f"To: {to_value}",
+            f"Call-ID: {self.new_id()}", "CSeq: 1 MESSAGE", "Max-Forwards: 70",
+            *(f"{n}: {v}" for n, v in extra), f"Content-Type: {ctype}", f"Content-Length: {len(body)}",
+        ]  # fmt: skip
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
+        try:
+            return _codec.parse_message(data)
+        except SipParseError:
+            return None
+
+
+def _ignore(status: int, now: float) -> None:
+    return None
+
+
+def _service_key(uri: str) -> tuple[str, str] | None:
+    """(user, host) of a URI, for comparing a Request-URI with the service's (RFC 5365
+    section 9 names its service by a host alone: sip:list-service.example.com)."""
+    if not uri:
+        return None
+    try:
+        u = _codec.parse_uri(uri)
+    except SipParseError:
+        return None
+    if u.host is None:
+        return None
+    return u.user or "", u.host.lower()
