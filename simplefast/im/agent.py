@@ -7,7 +7,8 @@ The core hands every MESSAGE that passed authentication to
 final response the core sends, or None: the proxy relays the MESSAGE as any
 other request (every registered contact, forking, best response; a body over
 1300 octets goes to a UDP contact over TCP, RFC 3261 section 18.1.1, see
-simplefast/proxy/proxy.py).
+simplefast/proxy/proxy.py). When the proxy finds no contact for a user of
+ours (its 480), the core asks :meth:`PageMode.unreachable` (rule 3).
 
 1. A body over ``max_body`` octets: 413 with a Warning naming the limit.
 2. The URI-list service (``uri_list_service``; RFC 5365): a MESSAGE to it
@@ -120,34 +121,37 @@ class PageMode:
         self._list_failure = RateLimited(log, "URI-list recipient failed")
 
     # ------------------------------------------------------------ MESSAGE in
-    def on_message(
-        self, msg: SipMessage, ruri: Any, now: float, *, local_sender: bool, known_user: Callable[[str], bool]
-    ) -> Answer | None:
-        """A MESSAGE (authenticated already): an answer for the core, or None to relay it.
+    def on_message(self, msg: SipMessage, now: float, *, local_sender: bool) -> Answer | None:
+        """A MESSAGE (authenticated already), before the proxy routes it: an answer for
+        the core (size limit, the URI-list service), or None to route it.
 
         ``local_sender``: the sender is an authenticated user of ours (always true
-        without auth); ``known_user(aor)``: the AOR exists (always true without auth).
+        without auth).
         """
-        body: bytes = msg.body
-        if len(body) > self.config.max_body:
+        if len(msg.body) > self.config.max_body:
             self.stats.too_large += 1
             warn = warning_header(f"message body over {self.config.max_body} octets")
             return 413, "Request Entity Too Large", [warn]
         if self._service is not None and _service_key(msg.uri) == self._service:
             return self._uri_list(msg, now, local_sender=local_sender)
-        if self.store is None or ruri.user is None or not self.is_ours(ruri.host):
+        return None
+
+    def unreachable(
+        self, msg: SipMessage, now: float, *, local_sender: bool, known_user: Callable[[str], bool]
+    ) -> Answer | None:
+        """The proxy found no contact for this MESSAGE's user of ours (it would answer
+        480): store it, or None to let the 480 stand. Asked only then, so a MESSAGE to
+        a user who is online costs nothing here."""
+        if self.store is None:
             return None
-        if self.proxy.foreign_routes(msg):
-            return None  # routed elsewhere: not ours to store
+        body: bytes = msg.body
+        ctype = msg.get("Content-Type")
+        if not local_sender or imdn.is_composing(ctype, body):
+            return None  # not allowed to store, or never stored (RFC 3994 section 3): 480
         try:
             aor = aor_of(msg.uri)[0]
         except SipParseError:
             return None
-        if self.location.get(aor, now):
-            return None  # online: relayed
-        ctype = msg.get("Content-Type")
-        if imdn.is_composing(ctype, body) or not local_sender:
-            return None  # never stored (RFC 3994 section 3), or not allowed to: 480
         if not known_user(aor):
             return 404, "Not Found", []
         return self._store(msg, aor, ctype, body, now)

@@ -381,16 +381,21 @@ class SipCore:
                 # another event package of a registered user is the user's business: proxied
                 self._presence(txn, msg, peer, ruri, now)
                 return
-        if method == "MESSAGE" and self.im is not None:
-            a = self.im.on_message(
-                msg, ruri, now, local_sender=self._local_sender(msg), known_user=self._known
-            )
+        im = self.im if method == "MESSAGE" else None
+        if im is not None:
+            a = im.on_message(msg, now, local_sender=self._local_sender(msg))
             if a is not None:
                 self._respond(txn, msg, peer, a[0], a[1], a[2], now)
-                self._dispatch(now)  # requests of our own it sent (URI list, IMDN)
+                self._dispatch(now)  # requests of our own it sent (URI list)
                 return
         answer = self.proxy.handle_request(txn, msg, now)
         if answer is not None:
+            if im is not None and answer[0] == 480:  # a user of ours with no contact
+                a = im.unreachable(msg, now, local_sender=self._local_sender(msg), known_user=self._known)
+                if a is not None:
+                    self._respond(txn, msg, peer, a[0], a[1], a[2], now)
+                    self._dispatch(now)  # an IMDN it sent
+                    return
             self._respond(txn, msg, peer, answer[0], answer[1], [], now)
 
     def _local_sender(self, msg: Any) -> bool:

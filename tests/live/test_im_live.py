@@ -175,3 +175,59 @@ def test_with_auth_only_our_users_may_store(tmp_path: Path) -> None:
     finally:
         alice.close()
         assert srv.stop() == 0
+
+
+def test_messages_reach_a_tcp_contact_from_either_worker(tmp_path: Path) -> None:
+    """bob registers over one TCP connection (one worker owns it); alice's MESSAGEs over
+    UDP land on both workers (cBPF); every one reaches bob on that connection, and so
+    do the ones stored while he was away, when he registers again over TCP."""
+    from liveserver import free_udp_port
+    from test_presence_tcp_live import Conn
+
+    from simplefast.proxy.core import branch_owner
+
+    tport = free_udp_port()
+    srv = start_server(tmp_path, extra=("--listen", f"tcp:127.0.0.1:{tport}"))
+    alice = Peer(srv.port, "alice")
+    conn = Conn(tport)
+
+    def tcp_register(c: Conn, n: int, expires: int = 600) -> int:
+        c.send(
+            (
+                f"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP {c.local};branch=z9hG4bKtr{n}x\r\n"
+                f"Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=r\r\nTo: <sip:bob@example.com>\r\n"
+                f"Call-ID: bob-tcp-reg\r\nCSeq: {n} REGISTER\r\n"
+                f"Contact: <sip:bob@{c.local};transport=tcp>\r\nExpires: {expires}\r\n"
+                "Content-Length: 0\r\n\r\n"
+            ).encode()
+        )
+        return int(c.expect(lambda m: not m.is_request and m.cseq_num == n).status)
+
+    def take(c: Conn) -> object:
+        m = c.expect(lambda m: m.is_request and m.method == "MESSAGE")
+        c.send(ok(m))
+        return m
+
+    try:
+        assert tcp_register(conn, 1) == 200
+        workers = set()
+        for i in range(10):
+            send_message(alice, "bob", i, f"over tcp {i}".encode())
+            m = take(conn)
+            assert m.body == f"over tcp {i}".encode()  # type: ignore[attr-defined]
+            workers.add(branch_owner(m.via_branch))  # type: ignore[attr-defined]  # the worker that sent it
+            assert alice.response_to(f"alice-m{i}", 1).status == 200
+        assert tcp_register(conn, 2, expires=0) == 200  # away: the next ones are stored
+        for i in range(10, 13):
+            send_message(alice, "bob", i, f"stored {i}".encode())
+            assert alice.response_to(f"alice-m{i}", 1).status == 202
+        conn.close()
+        conn = Conn(tport)
+        assert tcp_register(conn, 3) == 200
+        got = [take(conn).body for _ in range(3)]  # type: ignore[attr-defined]
+        assert got == [b"stored 10", b"stored 11", b"stored 12"]
+    finally:
+        conn.close()
+        alice.close()
+        assert srv.stop() == 0
+    assert workers == {0, 1}  # both workers sent over the one connection (S frames to its owner)
