@@ -63,6 +63,10 @@ log = get_logger(__name__)
 SipMessage = Any
 Answer = tuple[int, str, list[tuple[str, str]]]
 
+# execute(job, done): run job() (in the store's thread) and then done(result, now) on the
+# loop, result being job's return value or the exception it raised
+Execute = Callable[[Callable[[], Any], Callable[[Any, float], None]], None]
+
 # Headers of a stored MESSAGE kept for its delivery, besides From, To, Date and the body.
 _KEPT = ("Subject", "Priority", "In-Reply-To", "Reply-To", "Organization", "User-Agent")
 
@@ -104,18 +108,26 @@ class PageMode:
         new_id: Callable[[], str],
         now: float = 0.0,
         wall: Callable[[], float] = time.time,
+        execute: Execute | None = None,
+        reader: OfflineStore | None = None,
     ) -> None:
         self.config = config
         self.proxy = proxy
         self.location = location
+        # The store's writes go through ``execute(job, done)``: the worker runs the job in
+        # the store's own thread (a write can wait on another worker's lock) and calls
+        # done(result, now) back on the loop; without it they run here and now. ``reader``
+        # (default: the store) answers has() on the calling thread: a WAL read never waits.
         self.store = store if config.offline else None
+        self.reader = reader if reader is not None else self.store
+        self.execute = execute
         self.server_uri = server_uri  # our own identity in IMDNs (sip:domain)
         self.is_ours = is_ours
         self.new_id = new_id  # a fresh unique token (Call-IDs, IMDN Message-IDs)
         self.wall = wall
         self.stats = ImStats()
         self._service = _service_key(config.uri_list_service)
-        self._delivering: set[str] = set()  # AORs with a stored MESSAGE in flight here
+        self._batches: dict[str, list[Stored]] = {}  # AOR -> claimed messages being delivered here
         self._next_sweep = now + self.SWEEP
         self._store_error = RateLimited(log, "offline store error")
         self._list_failure = RateLimited(log, "URI-list recipient failed")
@@ -137,45 +149,76 @@ class PageMode:
         return None
 
     def unreachable(
-        self, msg: SipMessage, now: float, *, local_sender: bool, known_user: Callable[[str], bool]
-    ) -> Answer | None:
+        self, msg: SipMessage, now: float, *, local_sender: bool, known_user: Callable[[str], bool],
+        reply: Callable[[int, str, list[tuple[str, str]], float], None],
+    ) -> bool:  # fmt: skip
         """The proxy found no contact for this MESSAGE's user of ours (it would answer
-        480): store it, or None to let the 480 stand. Asked only then, so a MESSAGE to
-        a user who is online costs nothing here."""
+        480): True when the MESSAGE is taken (``reply`` gets the answer, at once or when
+        the store has committed it), False to let the 480 stand. Asked only then, so a
+        MESSAGE to a user who is online costs nothing here."""
         if self.store is None:
-            return None
+            return False
         body: bytes = msg.body
         ctype = msg.get("Content-Type")
         if not local_sender or imdn.is_composing(ctype, body):
-            return None  # not allowed to store, or never stored (RFC 3994 section 3): 480
+            return False  # not allowed to store, or never stored (RFC 3994 section 3): 480
         try:
             aor = aor_of(msg.uri)[0]
         except SipParseError:
-            return None
+            return False
         if not known_user(aor):
-            return 404, "Not Found", []
-        return self._store(msg, aor, ctype, body, now)
-
-    def _store(self, msg: SipMessage, aor: str, ctype: str | None, body: bytes, now: float) -> Answer:
-        assert self.store is not None
-        wall = self.wall()
+            reply(404, "Not Found", [], now)
+            return True
+        store = self.store
+        wall = self.wall()  # the time of arrival orders the user's messages
         date = msg.get("Date") or email.utils.formatdate(wall, usegmt=True)
         extra = tuple((name, v) for name in _KEPT for v in msg.get_all(name))
+        args = (
+            aor,
+            msg.get("From") or "",
+            msg.get("To") or "",
+            ctype or "text/plain",
+            body,
+            date,
+            wall,
+            extra,
+        )
+
+        def stored(result: Any, now: float) -> None:
+            if isinstance(result, OfflineFull):
+                self.stats.store_refused += 1
+                reply(480, "Temporarily Unavailable", [warning_header(str(result))], now)
+            elif isinstance(result, BaseException):
+                self.stats.store_refused += 1
+                self._store_error(repr(result), aor)
+                reply(500, "Server Internal Error", [warning_header("offline store unavailable")], now)
+            else:
+                self.stats.stored += 1
+                reply(202, "Accepted", [], now)
+                req = imdn.imdn_request(ctype, body)
+                if req is not None and imdn.wants_processing(req):
+                    self._send_stored_imdn(msg, req, now)
+                self._after_store(aor, now)
+
+        self._run(lambda: store.put(*args), stored, now)
+        return True
+
+    def _after_store(self, aor: str, now: float) -> None:
+        """A put committed: if the user registered while it was on its way (the REGISTER
+        found nothing yet), deliver now rather than at the next REGISTER."""
+        if aor not in self._batches and self.location.get(aor, now):
+            self._claim(aor, now)
+
+    def _run(self, job: Callable[[], Any], done: Callable[[Any, float], None], now: float) -> None:
+        """A store job: in the store's thread when the worker gave an executor."""
+        if self.execute is not None:
+            self.execute(job, done)
+            return
         try:
-            self.store.put(aor, msg.get("From") or "", msg.get("To") or "", ctype or "text/plain", body, date,
-                           wall, extra)  # fmt: skip
-        except OfflineFull as exc:
-            self.stats.store_refused += 1
-            return 480, "Temporarily Unavailable", [warning_header(str(exc))]
-        except (OfflineStoreError, sqlite3.Error, ValueError) as exc:
-            self.stats.store_refused += 1
-            self._store_error(repr(exc), aor)
-            return 500, "Server Internal Error", [warning_header("offline store unavailable")]
-        self.stats.stored += 1
-        req = imdn.imdn_request(ctype, body)
-        if req is not None and imdn.wants_processing(req):
-            self._send_stored_imdn(msg, req, now)
-        return 202, "Accepted", []
+            result = job()
+        except Exception as exc:
+            result = exc
+        done(result, now)
 
     def _send_stored_imdn(self, msg: SipMessage, req: imdn.ImdnRequest, now: float) -> None:
         """RFC 5438: an intermediary that stores a message may tell its sender so."""
@@ -243,15 +286,20 @@ class PageMode:
         ):
             aor = aor_of(uri)[0]
             if not self.location.get(aor, now):
-                wall = self.wall()
-                try:
-                    self.store.put(aor, from_value, f"<{uri}>", ctype, body,
-                                   email.utils.formatdate(wall, usegmt=True), wall, tuple(extra))  # fmt: skip
-                    stats.stored += 1
-                    stats.list_sent += 1
-                except (OfflineFull, OfflineStoreError, sqlite3.Error, ValueError) as exc:
-                    stats.list_failed += 1
-                    self._list_failure(repr(exc), uri)
+                store, wall = self.store, self.wall()
+                args = (aor, from_value, f"<{uri}>", ctype, body, email.utils.formatdate(wall, usegmt=True),
+                        wall, tuple(extra))  # fmt: skip
+
+                def stored(result: Any, now: float) -> None:
+                    if isinstance(result, BaseException):
+                        stats.list_failed += 1
+                        self._list_failure(repr(result), uri)
+                    else:
+                        stats.stored += 1
+                        stats.list_sent += 1
+                        self._after_store(aor, now)
+
+                self._run(lambda: store.put(*args), stored, now)
                 return
         request = self._request(uri, from_value, f"<{uri}>", ctype, body, extra)
         if request is None:
@@ -270,6 +318,9 @@ class PageMode:
             done(answer[0], now)
 
     # ------------------------------------------------------------ delivery
+    BATCH = 10  # messages claimed at once, then sent one after the other
+    LEASE = 90.0  # seconds a claim holds them (a batch of slow successes must fit)
+
     def registered(self, msg: SipMessage, now: float) -> None:
         """A REGISTER got its 200 and kept contacts: deliver what is stored for the user."""
         if self.store is None:
@@ -278,59 +329,91 @@ class PageMode:
             aor = aor_of(msg.to_addr().uri)[0]
         except SipParseError:
             return
-        if aor in self._delivering:
-            return
-        try:
-            if not self.store.has(aor, self.wall()):
-                return
-        except (OfflineStoreError, sqlite3.Error) as exc:
-            self._store_error(repr(exc), aor)
-            return
-        self._deliver_next(aor, now)
+        if aor not in self._batches:  # not delivering (or claiming) for this user already
+            self._claim(aor, now)
 
-    def _deliver_next(self, aor: str, now: float) -> None:
-        assert self.store is not None
-        try:
-            got = self.store.claim(aor, self.wall(), limit=1, in_order=True)
-        except (OfflineStoreError, sqlite3.Error) as exc:
-            self._store_error(repr(exc), aor)
-            got = []
-        if not got:
-            self._delivering.discard(aor)
-            return
-        item = got[0]
-        self._delivering.add(aor)
+    def _claim(self, aor: str, now: float, *, delete: int | None = None) -> None:
+        """Claim the user's oldest messages (nothing while another worker's claim of
+        them is live: that worker is delivering, in order) and send the first.
+        ``delete``: the message just delivered, deleted by the same job first (then
+        the claim, a write, is made only if anything is left)."""
+        assert self.store is not None and self.reader is not None
+        if delete is None:
+            try:
+                if not self.reader.has(aor, self.wall()):  # a read: on this thread, never waits
+                    return
+            except (OfflineStoreError, sqlite3.Error) as exc:
+                self._store_error(repr(exc), aor)
+                return
+        store, wall = self.store, self.wall()
+        batch, lease = self.BATCH, self.LEASE
+        self._batches[aor] = []  # claiming: a second REGISTER meanwhile starts nothing
+
+        def job() -> list[Stored]:
+            if delete is not None:
+                store.delivered(delete)
+                if not store.has(aor, wall):
+                    return []
+            return store.claim(aor, wall, limit=batch, lease=lease, in_order=True)
+
+        def claimed(result: Any, now: float) -> None:
+            if isinstance(result, BaseException):
+                self._store_error(repr(result), aor)
+                result = []
+            if result:
+                self._batches[aor] = list(result)
+                self._send_head(aor, now)
+            else:
+                del self._batches[aor]
+
+        self._run(job, claimed, now)
+
+    def _send_head(self, aor: str, now: float) -> None:
+        """Send the first message of the user's batch (the next after its 2xx)."""
+        item = self._batches[aor][0]
         request = self._request(aor, item.sender, item.to, item.content_type, item.body,
                                 [("Date", item.date), *item.extra])  # fmt: skip
-        if request is None:  # cannot be written into a request any more: drop it
-            self.store.delivered(item.id)
+        if request is None:  # cannot be written into a request any more: dropped
             self.stats.delivery_failed += 1
-            self._deliver_next(aor, now)
+            self._delivered(aor, 200, now)
             return
-
-        def done(status: int, now: float, item: Stored = item) -> None:
-            self._delivered(aor, item, status, now)
-
-        answer = self.proxy.originate(request, now, done)
+        answer = self.proxy.originate(request, now, lambda status, now: self._delivered(aor, status, now))
         if answer is not None:
-            self._delivered(aor, item, answer[0], now)
+            self._delivered(aor, answer[0], now)
 
-    def _delivered(self, aor: str, item: Stored, status: int, now: float) -> None:
-        assert self.store is not None
-        try:
-            if 200 <= status < 300:
-                self.store.delivered(item.id)
-                self.stats.delivered += 1
-            else:
-                self.store.release(item.id, self.wall())
-                self.stats.delivery_failed += 1
-                self._delivering.discard(aor)  # the next REGISTER tries again
+    def _delivered(self, aor: str, status: int, now: float) -> None:
+        """The outcome of the head of the user's batch: a 2xx deletes it and the next
+        goes; anything else releases the rest of the batch for the next REGISTER. The
+        store's jobs run in order, so a claim made after a delete sees it done."""
+        store = self.store
+        assert store is not None
+        batch = self._batches[aor]
+        item = batch.pop(0)
+        if 200 <= status < 300:
+            self.stats.delivered += 1
+            if not batch:  # the last of the batch: delete it and claim what came since, in one job
+                del self._batches[aor]
+                self._claim(aor, now, delete=item.id)
                 return
-        except (OfflineStoreError, sqlite3.Error) as exc:
-            self._store_error(repr(exc), aor)
-            self._delivering.discard(aor)
+            self._run(lambda: store.delivered(item.id), self._job_done, now)
+        else:
+            self.stats.delivery_failed += 1
+            ids, wall = [item.id, *(it.id for it in batch)], self.wall()
+
+            def release() -> None:
+                for i in ids:
+                    store.release(i, wall)
+
+            self._run(release, self._job_done, now)
+            batch.clear()
+        if batch:
+            self._send_head(aor, now)
             return
-        self._deliver_next(aor, now)
+        del self._batches[aor]
+
+    def _job_done(self, result: Any, now: float) -> None:
+        if isinstance(result, BaseException):
+            self._store_error(repr(result), "delivery")
 
     # ------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
@@ -341,10 +424,8 @@ class PageMode:
         if self.store is None or now < self._next_sweep:
             return
         self._next_sweep = now + self.SWEEP
-        try:
-            self.store.expire(self.wall())
-        except (OfflineStoreError, sqlite3.Error) as exc:
-            self._store_error(repr(exc), "expiry")
+        store, wall = self.store, self.wall()
+        self._run(lambda: store.expire(wall), self._job_done, now)
 
     # ------------------------------------------------------------ helpers
     def _request(

@@ -34,7 +34,7 @@ from typing import Any
 
 from simplefast._impl import sipmsg as _codec
 from simplefast.errors import LocalProtocolError, SipParseError
-from simplefast.im.agent import ImConfig, PageMode
+from simplefast.im.agent import Execute, ImConfig, PageMode
 from simplefast.logs import RateLimited, get_logger
 from simplefast.presence.agent import PresenceAgent
 from simplefast.presence.winfo import decode_event
@@ -146,14 +146,18 @@ class SipCore:
         f = self.shed_fraction
         return f >= 1.0 or (hash(msg.call_id) & 0xFFFF) < f * 65536.0
 
-    def enable_im(self, config: ImConfig, store: OfflineStore | None, now: float) -> None:
-        """Page-mode IM (simplefast/im/agent.py): size limit, URI lists, offline store."""
+    def enable_im(
+        self, config: ImConfig, store: OfflineStore | None, now: float, *, execute: Execute | None = None,
+        reader: OfflineStore | None = None,
+    ) -> None:  # fmt: skip
+        """Page-mode IM (simplefast/im/agent.py): size limit, URI lists, offline store
+        (its writes through ``execute``, see PageMode)."""
         domains = sorted(self.config.domains)
         me = self.proxy.me
         server_uri = f"sip:{domains[0]}" if domains else f"sip:{me.sent_by('udp', ':' in me.host)}"
         self.im = PageMode(
             config, self.proxy, self.location, store, server_uri=server_uri,
-            is_ours=self.registrar.is_ours, new_id=self._new_id, now=now,
+            is_ours=self.registrar.is_ours, new_id=self._new_id, now=now, execute=execute, reader=reader,
         )  # fmt: skip
 
     def _new_id(self) -> str:
@@ -391,11 +395,14 @@ class SipCore:
         answer = self.proxy.handle_request(txn, msg, now)
         if answer is not None:
             if im is not None and answer[0] == 480:  # a user of ours with no contact
-                a = im.unreachable(msg, now, local_sender=self._local_sender(msg), known_user=self._known)
-                if a is not None:
-                    self._respond(txn, msg, peer, a[0], a[1], a[2], now)
+
+                def reply(status: int, reason: str, headers: list[tuple[str, str]], now: float) -> None:
+                    self._respond(txn, msg, peer, status, reason, headers, now)
                     self._dispatch(now)  # an IMDN it sent
-                    return
+
+                if im.unreachable(msg, now, local_sender=self._local_sender(msg), known_user=self._known,
+                                  reply=reply):  # fmt: skip
+                    return  # stored (202 when committed) or refused by the IM rules
             self._respond(txn, msg, peer, answer[0], answer[1], [], now)
 
     def _local_sender(self, msg: Any) -> bool:

@@ -8,6 +8,7 @@ import gc
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvloop
@@ -108,10 +109,24 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     core = SipCore(core_cfg, location, me, tl=tl, auth=auth, users=load_users(cfg.data_dir) if auth else None,
                    presence=presence)  # fmt: skip
     core.index = index
-    offline = None
+    # The offline store's writes run in a thread of their own: a write may wait for the
+    # other workers' write lock (SQLite's busy handler sleeps up to 100 ms a step), and the
+    # loop must not. Its connection is made in that thread; has() reads on the loop's own.
+    offline = reader = None
+    im_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="offline")
     if cfg.im.offline:
-        offline = open_offline(cfg)
-    core.enable_im(cfg.im, offline, loop.time())
+        offline = im_thread.submit(open_offline, cfg).result()
+        reader = open_offline(cfg)
+
+    def im_execute(job: Callable[[], Any], done: Callable[[Any, float], None]) -> None:
+        def finished(fut: concurrent.futures.Future[Any]) -> None:
+            exc = fut.exception()
+            loop.call_soon_threadsafe(driver._run, done, exc if exc is not None else fut.result(), "offline")
+
+        fut = im_thread.submit(job)
+        fut.add_done_callback(finished)
+
+    core.enable_im(cfg.im, offline, loop.time(), execute=im_execute, reader=reader)
     marks = shared.marks_table()
 
     def mark_key(event: str, resource: str, i: int) -> bytes:
@@ -330,7 +345,10 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         port.close()
     driver.close()
     if offline is not None:
-        offline.close()
+        im_thread.submit(offline.close).result()
+    if reader is not None:
+        reader.close()
+    im_thread.shutdown(wait=True)
     ims = core.im.stats if core.im is not None else None
     if ims is not None:
         log.info(

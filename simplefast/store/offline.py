@@ -22,7 +22,10 @@ messages in the order given and reports each outcome with ``delivered`` or
   transaction (``BEGIN IMMEDIATE``) picks the aor's oldest unexpired
   messages whose ``claimed_until <= now`` and sets ``claimed_until = now +
   lease``. Two workers claiming at once are serialised by SQLite's write
-  lock, so they never get the same message. Messages are ordered by id, and
+  lock, so they never get the same message. Messages are ordered by
+  ``stored_at`` (the caller's time of arrival, taken before it waits for
+  the write lock: two workers storing a user's messages 20 ms apart may
+  commit them the other way round when one waits on the lock), then by id;
   ids only grow (``AUTOINCREMENT``: never reused, so a late ``delivered``
   from a worker whose lease ran out cannot delete a newer message).
 * The lease (default 40 s) outlasts a non-INVITE client transaction (Timer
@@ -163,7 +166,8 @@ _INSERT = (
 _HAS = "SELECT 1 FROM offline WHERE aor = ? AND stored_at > ? ORDER BY id DESC LIMIT 1"
 _CLAIM = (
     "UPDATE offline SET claimed_until = ?, attempts = attempts + 1 WHERE id IN ("
-    " SELECT id FROM offline WHERE aor = ? AND stored_at > ? AND claimed_until <= ? ORDER BY id LIMIT ?"
+    " SELECT id FROM offline WHERE aor = ? AND stored_at > ? AND claimed_until <= ?"
+    " ORDER BY stored_at, id LIMIT ?"
     f") RETURNING {_COLUMNS}"
 )
 # in_order: nothing while another claim of the user's is live, so two workers
@@ -172,7 +176,7 @@ _CLAIM_IN_ORDER = (
     "UPDATE offline SET claimed_until = ?, attempts = attempts + 1 WHERE id IN ("
     " SELECT id FROM offline WHERE aor = ? AND stored_at > ? AND claimed_until <= ?"
     " AND NOT EXISTS (SELECT 1 FROM offline WHERE aor = ?2 AND stored_at > ?3 AND claimed_until > ?4)"
-    " ORDER BY id LIMIT ?"
+    " ORDER BY stored_at, id LIMIT ?"
     f") RETURNING {_COLUMNS}"
 )
 _DELETE = "DELETE FROM offline WHERE id = ?"
@@ -460,8 +464,9 @@ class OfflineStore:
                 raise
         except sqlite3.Error as exc:
             raise self._error("claim", exc) from exc
-        rows.sort()  # RETURNING has no defined order
-        return [_stored(r) for r in rows]
+        out = [_stored(r) for r in rows]
+        out.sort(key=lambda m: (m.stored_at, m.id))  # RETURNING has no defined order
+        return out
 
     def delivered(self, id: int) -> None:
         """The message was delivered: delete it (an unknown id is ignored)."""

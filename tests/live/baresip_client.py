@@ -6,6 +6,13 @@ sender), ``contact`` + ``presence`` for the buddy list (SUBSCRIBE to each contac
 ``;presence=p2p``, PUBLISH of our own status when the account has ``pubint``).
 It runs with ``-s`` (SIP trace on stdout): a reader thread keeps stdout, so the tests
 can look at the messages baresip sent and received, and at what it printed.
+
+For instant messages (RFC 3428), as checked on baresip 1.0.0 (Debian ``baresip-core``):
+``contact.so`` has the ``/message <text>`` command, which sends a MESSAGE (text/plain) to the
+*current* contact (the first one of the ``contacts`` file when nothing else was chosen);
+baresip's core answers an incoming MESSAGE 200 and hands it to ``menu.so`` (``menu=True``),
+which shows it on the UI as ``<peer uri>: "<text>"`` -- through ``ui_output``, i.e. to the
+address the last cons command came from, not on stdout: see ``send_command`` / ``wait_ui``.
 """
 
 from __future__ import annotations
@@ -38,16 +45,18 @@ TRACE = re.compile(rb"\x1b\[36;1m#\n(UDP|TCP|TLS|WS|WSS) (\S+) -> (\S+)\n(.*?)\x
 HARD_LIMIT = 60  # seconds: baresip quits by itself (-t) even if the test never stops it
 
 
-def require_baresip() -> tuple[str, str]:
-    """The baresip binary and its module directory; the test fails (never skips) without them."""
+def require_baresip(extra_modules: tuple[str, ...] = ()) -> tuple[str, str]:
+    """The baresip binary and its module directory; the test fails (never skips) without them
+    (``NEEDED_MODULES`` and ``extra_modules``, e.g. ``("menu.so",)``)."""
     exe = shutil.which("baresip")
     if exe is None:
         pytest.fail("baresip is not installed: the live presence test needs Debian's 'baresip-core' "
                     "(apt-get install -y baresip-core)", pytrace=False)  # fmt: skip
+    needed = NEEDED_MODULES + tuple(m for m in extra_modules if m not in NEEDED_MODULES)
     for d in MODULE_DIRS:
-        if all(os.path.exists(os.path.join(d, m)) for m in NEEDED_MODULES):
+        if all(os.path.exists(os.path.join(d, m)) for m in needed):
             return exe, d
-    pytest.fail(f"baresip modules {', '.join(NEEDED_MODULES)} not found in any of {', '.join(MODULE_DIRS)} "
+    pytest.fail(f"baresip modules {', '.join(needed)} not found in any of {', '.join(MODULE_DIRS)} "
                 "(package 'baresip-core')", pytrace=False)  # fmt: skip
 
 
@@ -77,15 +86,18 @@ class Baresip:
     regint: int = 600
     sip_port: int = field(default_factory=free_udp_port)
     cons_port: int = field(default_factory=free_udp_port)
+    presence: bool = True  # presence.so, and the buddies with ;presence=p2p
+    menu: bool = False  # menu.so: shows incoming MESSAGEs on the UI
+    account_at_start: bool = True  # False: an empty accounts file, the account comes with add_account()
     proc: subprocess.Popen[bytes] | None = None
     out: bytearray = field(default_factory=bytearray)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _reader: threading.Thread | None = None
     _cons: socket.socket | None = None
+    ui: bytearray = field(default_factory=bytearray)  # what the cons UI sent back, read by wait_ui
 
     # -- configuration -------------------------------------------------------------------
     def config_files(self, module_dir: str) -> dict[str, str]:
-        t = self.transport
         config = (
             "poll_method\tepoll\n"
             f"sip_listen\t127.0.0.1:{self.sip_port}\n"
@@ -95,19 +107,27 @@ class Baresip:
             f"cons_listen\t127.0.0.1:{self.cons_port}\n"
             "module_tmp\taccount.so\n"
             "module_app\tcontact.so\n"
-            "module_app\tpresence.so\n"  # and no audio or video module: no device, no codec
+            + ("module_app\tpresence.so\n" if self.presence else "")
+            + ("module_app\tmenu.so\n" if self.menu else "")
+            # and no audio or video module: no device, no codec
         )
-        accounts = (
+        accounts = self.account_line() + "\n" if self.account_at_start else ""
+        p2p = ";presence=p2p" if self.presence else ""
+        contacts = "".join(f'"{b.title()}" <sip:{b}@example.com>{p2p}\n' for b in self.buddies)
+        return {"config": config, "accounts": accounts, "contacts": contacts}
+
+    def account_line(self) -> str:
+        """The account, as in the ``accounts`` file (and as ``/uanew`` takes it)."""
+        t = self.transport
+        return (
             f"<sip:{self.user}@example.com;transport={t}>"
             f';outbound="sip:127.0.0.1:{self.server_port};transport={t}"'
-            f";regint={self.regint};pubint={self.pubint};answermode=manual;mwi=no\n"
+            f";regint={self.regint};pubint={self.pubint};answermode=manual;mwi=no"
         )
-        contacts = "".join(f'"{b.title()}" <sip:{b}@example.com>;presence=p2p\n' for b in self.buddies)
-        return {"config": config, "accounts": accounts, "contacts": contacts}
 
     # -- process ---------------------------------------------------------------------------
     def start(self) -> Baresip:
-        exe, module_dir = require_baresip()
+        exe, module_dir = require_baresip(("menu.so",) if self.menu else ())
         cfg = self.workdir / "baresip"
         cfg.mkdir(parents=True, exist_ok=True)
         for name, text in self.config_files(module_dir).items():
@@ -253,3 +273,47 @@ class Baresip:
             time.sleep(0.1)
         raise AssertionError(f"baresip shows {buddy} as {seen!r}, not {status!r}, after {timeout} s; "
                              f"its output:\n{self.text()[-6000:]}")  # fmt: skip
+
+    # -- instant messages and the UI's own output ----------------------------------------------
+    def send_command(self, cmd: str) -> None:
+        """Send ``/cmd`` to the cons UI without reading anything: what the UI sends back (the
+        command's output, and from then on all ``ui_output``, e.g. incoming MESSAGEs shown by
+        menu.so) is kept by ``wait_ui``. Not to be mixed with ``command``, which drops it."""
+        assert self._cons is not None
+        self._cons.sendto(f"/{cmd}\n".encode(), ("127.0.0.1", self.cons_port))
+
+    def wait_ui(self, pattern: bytes, timeout: float, start: int = 0) -> re.Match[bytes]:
+        """The first match of ``pattern`` in what the cons UI sent back (colours removed,
+        offsets in ``self.ui`` past ``start``)."""
+        assert self._cons is not None
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(ANSI.sub(b"", bytes(self.ui[start:])))
+            if m:
+                return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                ui, out = ANSI.sub(b"", bytes(self.ui)).decode(errors="replace"), self.text()
+                raise AssertionError(f"baresip's UI showed nothing matching {pattern!r} in {timeout} s; "
+                                     f"the UI:\n{ui[-4000:]}\nits output:\n{out[-6000:]}")  # fmt: skip
+            self._cons.settimeout(min(left, 0.2))
+            try:
+                self.ui += self._cons.recv(65535)
+            except TimeoutError:
+                pass
+
+    def add_account(self, timeout: float = 10.0) -> None:
+        """``/uanew`` with ``account_line()`` (for ``account_at_start=False``); the UI is then
+        attached (see ``send_command``) and this returns once the registration got its 200."""
+        mark = len(self.out)
+        self.send_command(f"uanew {self.account_line()}")
+        t = self.transport.upper()
+        self.wait_output(rf"{self.user}@example\.com: \{{0/{t}/v4\}} 200 OK".encode(), timeout, start=mark)
+
+    def message(self, text: str) -> str:
+        """``/message text``: a MESSAGE to the current contact (``buddies[0]``); the UI's output."""
+        out = self.command(f"message {text}")
+        errors = ("contact: current contact not set", "contact: message_send(", "command not found")
+        assert not any(e in out for e in errors), out
+        return out

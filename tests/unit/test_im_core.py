@@ -335,3 +335,29 @@ def test_rfc5365_section_9_message(tmp_path: Path) -> None:
     assert b"ted@" not in bill.body and b"andy@" not in bill.body  # bcc
     assert b"randy@" not in bill.body and b"carol@example.net" not in bill.body  # anonymized
     assert b"joe@example.org" in bill.body  # cc, shown in the recipient-list-history
+
+
+def test_store_writes_answer_when_committed_and_a_register_in_between_is_not_missed(tmp_path: Path) -> None:
+    """With an executor (the worker's store thread), the 202 goes when the put has run;
+    a REGISTER that came before the commit found nothing, so the commit delivers."""
+    c = make(tmp_path)
+    jobs: list[Any] = []
+    assert c.im is not None
+    c.im.execute = lambda job, done: jobs.append((job, done))
+
+    def run_jobs(now: float) -> None:
+        while jobs:
+            job, done = jobs.pop(0)
+            done(job(), now)
+
+    assert message(c, b"racing") == []  # no answer before the commit
+    assert requests(register(c, now=0.5)) == []  # nothing committed yet
+    assert len(jobs) == 1
+    run_jobs(1.0)  # the put, then (bob has a contact now) the claim
+    msgs = out(c)
+    assert responses(msgs) == [202]
+    ((m, _),) = requests(msgs)
+    assert m.body == b"racing"
+    answer(c, m, 200, now=1.2)
+    run_jobs(1.3)  # the delete, then a claim that finds nothing
+    assert c.im.store is not None and c.im.store.count() == 0

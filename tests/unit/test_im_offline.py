@@ -100,11 +100,13 @@ def test_claims_are_oldest_first_across_several_claims(store: OfflineStore) -> N
     assert store.count(B) == 10 and store.has(B, T0 + 20)
 
 
-def test_order_is_by_id_even_if_clocks_disagree(store: OfflineStore) -> None:
-    # a worker whose wall clock is behind stores a later message with an earlier time
-    first = put(store, A, 0, T0 + 5)
-    second = put(store, A, 1, T0)
-    assert [m.id for m in store.claim(A, T0 + 6)] == [first, second]
+def test_order_is_by_time_of_arrival_then_id(store: OfflineStore) -> None:
+    # a worker that waited for the write lock commits an earlier arrival after a later one:
+    # its stored_at (taken on arrival) puts it first
+    later = put(store, A, 0, T0 + 5)
+    earlier = put(store, A, 1, T0)
+    same = put(store, A, 2, T0)
+    assert [m.id for m in store.claim(A, T0 + 6)] == [earlier, same, later]
 
 
 def test_per_user_cap(path: str) -> None:
@@ -474,7 +476,9 @@ def test_first_opens_racing_on_a_new_file(tmp_path: Path) -> None:
         barrier = CTX.Barrier(4)
         ids = in_processes(_open_and_put, [(path, barrier, 5)] * 4)
         s = OfflineStore(path)
-        assert s.count() == 20 and sorted(sum(ids, [])) == [m.id for m in s.claim(A, T0)]
+        got = s.claim(A, T0)
+        assert s.count() == 20 and sorted(sum(ids, [])) == sorted(m.id for m in got)
+        assert [(m.stored_at, m.id) for m in got] == sorted((m.stored_at, m.id) for m in got)
         s.close()
 
 
