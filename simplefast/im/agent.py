@@ -110,6 +110,7 @@ class PageMode:
         wall: Callable[[], float] = time.time,
         execute: Execute | None = None,
         reader: OfflineStore | None = None,
+        marks: Any = None,
     ) -> None:
         self.config = config
         self.proxy = proxy
@@ -121,6 +122,10 @@ class PageMode:
         self.store = store if config.offline else None
         self.reader = reader if reader is not None else self.store
         self.execute = execute
+        # marks: the shared table of AORs with stored MESSAGEs (server/shared.py): a
+        # REGISTER of a user without one costs a shared-memory read, not an SQLite query.
+        # None: ask the store every time.
+        self.marks = marks
         self.server_uri = server_uri  # our own identity in IMDNs (sip:domain)
         self.is_ours = is_ours
         self.new_id = new_id  # a fresh unique token (Call-IDs, IMDN Message-IDs)
@@ -204,10 +209,41 @@ class PageMode:
         return True
 
     def _after_store(self, aor: str, now: float) -> None:
-        """A put committed: if the user registered while it was on its way (the REGISTER
-        found nothing yet), deliver now rather than at the next REGISTER."""
+        """A put committed: mark the user (after the commit: see _unmark), and if the user
+        registered while it was on its way (the REGISTER found nothing yet), deliver now
+        rather than at the next REGISTER."""
+        if self.marks is not None:
+            try:
+                self.marks.put(_mark_key(aor), b"1")
+            except Exception as exc:  # TableFullError: from now on every REGISTER asks SQLite
+                self._store_error(f"offline marks: {exc}", aor)
+                try:
+                    self.marks.put(OFFLINE_ALL, b"1")
+                except Exception:
+                    self.marks = None
         if aor not in self._batches and self.location.get(aor, now):
             self._claim(aor, now)
+
+    def _marked(self, aor: str) -> bool:
+        """The user may have stored MESSAGEs (a false answer is never wrong)."""
+        m = self.marks
+        return m is None or m.get(_mark_key(aor)) is not None or m.get(OFFLINE_ALL) is not None
+
+    def _unmark(self, aor: str) -> None:
+        """The user's store looked empty: clear the mark, then look again. A put commits
+        before its worker marks; so either this second look sees it, or its mark comes
+        after this clearing and stays."""
+        m, reader = self.marks, self.reader
+        if m is None or reader is None:
+            return
+        key = _mark_key(aor)
+        m.delete(key)
+        try:
+            if reader.has(aor, self.wall()):
+                m.put(key, b"1")
+        except (OfflineStoreError, sqlite3.Error) as exc:
+            self._store_error(repr(exc), aor)
+            m.put(key, b"1")
 
     def _run(self, job: Callable[[], Any], done: Callable[[Any, float], None], now: float) -> None:
         """A store job: in the store's thread when the worker gave an executor."""
@@ -329,7 +365,7 @@ class PageMode:
             aor = aor_of(msg.to_addr().uri)[0]
         except SipParseError:
             return
-        if aor not in self._batches:  # not delivering (or claiming) for this user already
+        if aor not in self._batches and self._marked(aor):  # not delivering this user's already
             self._claim(aor, now)
 
     def _claim(self, aor: str, now: float, *, delete: int | None = None) -> None:
@@ -341,6 +377,7 @@ class PageMode:
         if delete is None:
             try:
                 if not self.reader.has(aor, self.wall()):  # a read: on this thread, never waits
+                    self._unmark(aor)
                     return
             except (OfflineStoreError, sqlite3.Error) as exc:
                 self._store_error(repr(exc), aor)
@@ -365,6 +402,8 @@ class PageMode:
                 self._send_head(aor, now)
             else:
                 del self._batches[aor]
+                if delete is not None:  # delivered the last one, nothing came since
+                    self._unmark(aor)
 
         self._run(job, claimed, now)
 
@@ -442,6 +481,13 @@ class PageMode:
             return _codec.parse_message(data)
         except SipParseError:
             return None
+
+
+OFFLINE_ALL = b"*"  # see simplefast/server/shared.py
+
+
+def _mark_key(aor: str) -> bytes:
+    return aor.encode("utf-8", "surrogateescape")
 
 
 def _ignore(status: int, now: float) -> None:

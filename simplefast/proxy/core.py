@@ -148,7 +148,7 @@ class SipCore:
 
     def enable_im(
         self, config: ImConfig, store: OfflineStore | None, now: float, *, execute: Execute | None = None,
-        reader: OfflineStore | None = None,
+        reader: OfflineStore | None = None, marks: Any = None,
     ) -> None:  # fmt: skip
         """Page-mode IM (simplefast/im/agent.py): size limit, URI lists, offline store
         (its writes through ``execute``, see PageMode)."""
@@ -158,6 +158,7 @@ class SipCore:
         self.im = PageMode(
             config, self.proxy, self.location, store, server_uri=server_uri,
             is_ours=self.registrar.is_ours, new_id=self._new_id, now=now, execute=execute, reader=reader,
+            marks=marks,
         )  # fmt: skip
 
     def _new_id(self) -> str:

@@ -45,6 +45,7 @@ NONCE_VALUE_MAX = 16
 # counted). One slot: align8(24 + 32 + 480) = 536 bytes, 715 bytes per subscription
 # at the table's 75 % fill.
 SUB_KEY_MAX = 32
+OFFLINE_ALL = b"*"  # in the offline marks: the table overflowed, every AOR may have messages
 MARK_KEY_MAX = AOR_MAX + 24  # event, resource, worker index
 SUB_VALUE_MAX = 480
 
@@ -65,6 +66,17 @@ class SharedState:
     subscription_slots: int = 0
     winfo_marks: mmap.mmap | None = None
     winfo_slots: int = 0
+    offline_marks: mmap.mmap | None = None  # AORs with stored MESSAGEs (None: no offline store)
+    offline_slots: int = 0
+
+    def offline_table(self, *, create: bool = False) -> Any:
+        """AORs that have MESSAGEs in the offline store (key: AOR, value b"1"): a REGISTER
+        of anyone else never asks SQLite. Set by the worker that stores, cleared by the
+        one that finds the user's store empty (simplefast/im/agent.py)."""
+        assert self.offline_marks is not None
+        return shmindex.ShmTable(
+            self.offline_marks, self.offline_slots, AOR_MAX, 8, create=create, zeroed=create
+        )
 
     def marks_table(self, *, create: bool = False) -> Any:
         """Which workers hold subscriptions of an event to a resource: key
@@ -169,6 +181,22 @@ def create(cfg: Config) -> SharedState:
         log.info("presence store: %d presentities and %d subscriptions restored", len(prows), len(srows))
     log.info("presence tables: %d presentities (%d MiB), %d subscriptions (%d MiB), shared",
              cfg.presentity_capacity, psize >> 20, cfg.subscription_capacity, ssize >> 20)  # fmt: skip
+    if cfg.im.offline:
+        from simplefast.server.worker import open_offline
+
+        state.offline_slots = _slots(cfg.location_capacity)
+        state.offline_marks = shmindex.create_shared(shmindex.table_size(state.offline_slots, AOR_MAX, 8))
+        marks = state.offline_table(create=True)
+        store = open_offline(cfg)
+        try:
+            pending = store.aors(time.time())
+        finally:
+            store.close()
+        for aor in pending[: cfg.location_capacity]:
+            marks.put(aor.encode("utf-8", "surrogateescape"), b"1")
+        if len(pending) > cfg.location_capacity:
+            marks.put(OFFLINE_ALL, b"1")  # more than the table holds: every REGISTER asks SQLite
+        log.info("offline store: %d users with stored MESSAGEs", len(pending))
     location_store.init(cfg.data_dir)
     n = 0
     for aor, bindings in location_store.load(cfg.data_dir, time.monotonic(), time.time()):

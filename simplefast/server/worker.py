@@ -126,7 +126,8 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         fut = im_thread.submit(job)
         fut.add_done_callback(finished)
 
-    core.enable_im(cfg.im, offline, loop.time(), execute=im_execute, reader=reader)
+    offline_marks = shared.offline_table() if shared.offline_marks is not None else None
+    core.enable_im(cfg.im, offline, loop.time(), execute=im_execute, reader=reader, marks=offline_marks)
     marks = shared.marks_table()
 
     def mark_key(event: str, resource: str, i: int) -> bytes:

@@ -184,6 +184,7 @@ _RELEASE = "UPDATE offline SET claimed_until = 0 WHERE id = ?"
 _EXPIRE = "DELETE FROM offline WHERE stored_at <= ?"
 _COUNT = "SELECT count(*) FROM offline"
 _COUNT_AOR = "SELECT count(*) FROM offline WHERE aor = ?"
+_AORS = "SELECT DISTINCT aor FROM offline WHERE stored_at > ?"
 _NO_EXTRA = "[]"
 
 # Bumped in every child after a fork: a store opened in another generation
@@ -491,6 +492,14 @@ class OfflineStore:
             return db.execute(_EXPIRE, (now - self.max_age,)).rowcount
         except sqlite3.Error as exc:
             raise self._error("expire", exc) from exc
+
+    def aors(self, now: float) -> list[str]:
+        """Every address-of-record with an unexpired message (at start, to mark them)."""
+        db = self._conn()
+        try:
+            return [str(r[0]) for r in db.execute(_AORS, (now - self.max_age,)).fetchall()]
+        except sqlite3.Error as exc:
+            raise self._error("aors", exc) from exc
 
     def count(self, aor: str | None = None) -> int:
         """Rows in the file (of ``aor``, or all), claimed or not, expired ones until ``expire``."""

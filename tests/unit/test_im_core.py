@@ -361,3 +361,36 @@ def test_store_writes_answer_when_committed_and_a_register_in_between_is_not_mis
     answer(c, m, 200, now=1.2)
     run_jobs(1.3)  # the delete, then a claim that finds nothing
     assert c.im.store is not None and c.im.store.count() == 0
+
+
+def test_offline_marks_spare_sqlite_on_registers_of_users_without_messages(tmp_path: Path) -> None:
+    """The shared marks table (server/shared.py) says which users have stored MESSAGEs: a
+    REGISTER of anyone else never reads SQLite; delivering the last message clears it."""
+    from simplefast._impl import shmindex
+
+    mm = shmindex.create_shared(shmindex.table_size(64, 128, 8))
+    marks = shmindex.ShmTable(mm, 64, 128, 8, create=True, zeroed=True)
+    c = make(tmp_path)
+    assert c.im is not None and c.im.store is not None
+    c.im.marks = marks
+    reads = []
+    real_has = c.im.store.has
+    c.im.reader = c.im.store
+    c.im.store.has = lambda aor, now: reads.append(aor) or real_has(aor, now)  # type: ignore[method-assign]
+    register(c, "carol", contact="<sip:carol@10.0.0.7:5070>")
+    assert reads == []  # no mark, no query
+    message(c, b"for bob")
+    assert marks.get(b"sip:bob@example.com") == b"1"
+    ((m, _),) = requests(register(c, now=1.0))
+    answer(c, m, 200, now=1.1)
+    assert marks.get(b"sip:bob@example.com") is None  # delivered: cleared
+    reads.clear()
+    register(c, n=2, now=2.0)
+    assert reads == []
+    # a mark whose messages are gone (expired) is cleared by the next REGISTER's look
+    marks.put(b"sip:dave@example.com", b"1")
+    register(c, "dave", contact="<sip:dave@10.0.0.6:5060>", now=3.0)
+    assert (
+        reads == ["sip:dave@example.com", "sip:dave@example.com"]
+        and marks.get(b"sip:dave@example.com") is None
+    )
