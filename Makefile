@@ -88,6 +88,10 @@ fuzz: build $(VENV)/.dev
 	$(PY) tests/fuzz/fuzz_sipmsg.py -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/sip.dict \
 	  -artifact_prefix=tests/corpus/crashes/ -rss_limit_mb=4096 \
 	  tests/corpus/fuzz-work tests/corpus/sipmsg
+	mkdir -p tests/corpus/fuzz-work-msrpframe tests/corpus/crashes-msrpframe
+	$(PY) tests/fuzz/fuzz_msrpframe.py -max_total_time=$(FUZZ_SECONDS) \
+	  -artifact_prefix=tests/corpus/crashes-msrpframe/ -rss_limit_mb=4096 \
+	  tests/corpus/fuzz-work-msrpframe tests/vectors/msrp
 
 # The same harness over an AddressSanitizer/UBSan build of the extensions
 # (build/asan/, out of tree), Python allocating with malloc so ASan guards the
@@ -108,7 +112,8 @@ lint: build $(VENV)/.dev
 	$(VENV)/bin/ruff check simplefast tests bench setup.py
 	$(VENV)/bin/ruff format --check simplefast tests bench setup.py
 	$(VENV)/bin/mypy
-	$(PY) -m mypy.stubtest simplefast._ext.sipmsg simplefast._ext.shmindex simplefast._ext.udpio simplefast._ext.fanout
+	$(PY) -m mypy.stubtest simplefast._ext.sipmsg simplefast._ext.shmindex simplefast._ext.udpio simplefast._ext.fanout \
+	  simplefast._ext.msrpframe
 
 clean:
 	rm -rf build dist *.egg-info simplefast.egg-info ext/*.c ext/*.html \

@@ -23,7 +23,7 @@ from simplefast.errors import SimplefastError
 
 # Every hot-path module that exists as a twin (ext/<name>.pyx and
 # simplefast/_ref/<name>.py).
-MODULES: tuple[str, ...] = ("sipmsg", "shmindex", "udpio", "fanout")
+MODULES: tuple[str, ...] = ("sipmsg", "shmindex", "udpio", "fanout", "msrpframe")
 
 _PACKAGES = {"ext": "simplefast._ext", "ref": "simplefast._ref"}
 
