@@ -67,6 +67,7 @@ class PresenceConfig:
     default_document: str = "closed"  # closed / note / empty (pidf.default_document)
     default_note: str | None = None
     winfo_admins: frozenset[str] = frozenset()  # AORs that may see anyone's watchers
+    pending_timeout: float = 0.0  # pending (confirm) this long: terminated;reason=giveup (0: never)
 
     def policy(self, watcher: str, resource: str, event: str) -> str:
         if event == WINFO_EVENT:  # a presentity's watchers: itself (the notifier checks) and admins
@@ -155,7 +156,8 @@ class PresenceAgent:
             via=via, on_watcher=self._watcher_changed, on_watched=self._watched,
             config=NotifierConfig(min_expires=config.min_expires, max_expires=config.max_expires,
                                   min_notify_interval=config.min_notify_interval,
-                                  notify_grace=config.notify_grace, notify_window=config.notify_window),
+                                  notify_grace=config.notify_grace, notify_window=config.notify_window,
+                                  pending_timeout=config.pending_timeout),
             table=table, index=index,
         )  # fmt: skip
         # set by the worker: tell every other worker that a presentity changed
@@ -242,6 +244,21 @@ class PresenceAgent:
                 self.watcher_event(ev, self._now)
             elif self.send_watcher is not None:
                 self.send_watcher(i, ev)
+
+    def reconfigured(self, new: PresenceConfig, removed: Sequence[str], now: float) -> int:
+        """SIGHUP: the policies of ``new`` replace ours and every subscription held here is
+        judged again (rejected / approved, Notifier.reauthorize); subscriptions to the
+        AORs in ``removed`` (users deleted) end with reason noresource. How many changed."""
+        cfg = self.config
+        cfg.default_policy, cfg.policies, cfg.winfo_admins = (
+            new.default_policy,
+            new.policies,
+            new.winfo_admins,
+        )
+        cfg.pending_timeout = self.notifier.config.pending_timeout = new.pending_timeout
+        self._now = now
+        n = sum(self.notifier.end_resource(aor, "noresource", now) for aor in removed)
+        return n + self.notifier.reauthorize(now)
 
     def watcher_event(self, ev: WatcherEvent, now: float) -> None:
         """A watcher of ``ev.resource`` came or went (here or in another worker)."""

@@ -121,6 +121,10 @@ class NotifierConfig:
     # NOTIFYs of this worker waiting for their final response at once; more wait in a queue,
     # in order, and go as responses come back (0: no limit). See "Flow control" above.
     notify_window: int = 500
+    # a subscription still pending (policy confirm) this many seconds after it was made
+    # ends with reason giveup (RFC 6665 4.2.2; RFC 3857 event "giveup"); 0: it waits for
+    # its expiry
+    pending_timeout: float = 0.0
 
 
 @dataclass(slots=True, eq=False)
@@ -536,10 +540,60 @@ class Notifier:
                     self._remove(sub, "timeout")
                     sub.state = TERMINATED
                     self._send(sub, now, "timeout")
+            elif kind == _GIVEUP:
+                if sub.state == PENDING:  # nobody decided in time
+                    self.terminate(sub, "giveup", now)
             elif sub.held:
                 sub.held = False
                 if sub.state == ACTIVE and self.packages[sub.event].has_news(sub):
                     self._send(sub, now, None)
+
+    # ------------------------------------------------------------------ authorization
+    def terminate(self, sub: Subscription, reason: str, now: float) -> None:
+        """End a subscription held here: the final NOTIFY (``terminated;reason=...``,
+        RFC 6665 4.2.2) and the watcher-information event of that reason."""
+        self._remove(sub, reason)
+        sub.state = TERMINATED
+        self._send(sub, now, reason)
+
+    def end_resource(self, resource: str, reason: str, now: float) -> int:
+        """End every subscription held here to ``resource`` (e.g. noresource: the user was
+        removed); how many."""
+        ended = 0
+        for event in self.packages:
+            for sub in list(self.watchers.get((event, resource), {}).values()):
+                self.terminate(sub, reason, now)
+                ended += 1
+        return ended
+
+    def reauthorize(self, now: float) -> int:
+        """The policy changed (a SIGHUP, until XCAP pres-rules arrive): judge every
+        subscription held here again. Blocked now: ``terminated;reason=rejected``.
+        Pending and now allowed (or polite-blocked): active, with a NOTIFY (event
+        ``approved``). Active under another policy class: a NOTIFY of what the new one
+        sees. Active and now ``confirm``: left active (no way back to pending in RFC
+        3857's state machine). Returns how many changed."""
+        changed = 0
+        for sub in list(self.by_key.values()):
+            if sub.state == TERMINATED:
+                continue
+            policy = (
+                ALLOW if sub.watcher == sub.resource else self.policy(sub.watcher, sub.resource, sub.event)
+            )
+            if policy == BLOCK:
+                self.terminate(sub, "rejected", now)
+            elif policy == CONFIRM or (policy == sub.policy and sub.state == ACTIVE):
+                continue
+            else:
+                approved = sub.state == PENDING
+                sub.state, sub.policy = ACTIVE, policy
+                sub.row_static = b""  # the policy is part of the row's unchanging part
+                self.table.put(sub)
+                if approved and self.on_watcher is not None:
+                    self.on_watcher(sub, "approved", ACTIVE)
+                self._send(sub, now, None)
+            changed += 1
+        return changed
 
     # ------------------------------------------------------------------ workers
     def owner_of(self, key: str) -> int | None:
@@ -596,6 +650,8 @@ class Notifier:
                 self.on_watched(sub.event, sub.resource, True)
         subs[sub.key] = sub
         heapq.heappush(self._timers, (sub.expires_at, _EXPIRE, sub.key))
+        if sub.state == PENDING and self.config.pending_timeout:
+            heapq.heappush(self._timers, (sub.subscribed_at + self.config.pending_timeout, _GIVEUP, sub.key))
         if write:
             self.table.put(sub)
         if new and self.on_watcher is not None:
@@ -613,8 +669,8 @@ class Notifier:
                     self.on_watched(sub.event, sub.resource, False)
         self.table.delete(sub.key)
         self.ended[reason] += 1
-        if self.on_watcher is not None:
-            self.on_watcher(sub, "timeout", TERMINATED)
+        if self.on_watcher is not None:  # RFC 3857 names the reasons it has; the rest is a timeout
+            self.on_watcher(sub, reason if reason in _WINFO_REASONS else "timeout", TERMINATED)
 
     def _send(self, sub: Subscription, now: float, reason: str | None) -> None:
         """A NOTIFY of the state now: sent at once, or queued behind others when the window
@@ -690,7 +746,9 @@ class Notifier:
         ).encode("utf-8", "surrogateescape")
 
 
-_EXPIRE, _PACE = 0, 1
+_EXPIRE, _PACE, _GIVEUP = 0, 1, 2
+# termination reasons (RFC 6665 4.2.2) that are also watcher-information events (RFC 3857 3.2.4)
+_WINFO_REASONS = frozenset({"rejected", "giveup", "noresource", "deactivated", "probation", "timeout"})
 
 
 def _destination(sub: Subscription) -> tuple[Any, ...]:

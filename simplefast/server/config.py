@@ -295,7 +295,7 @@ def _load_presence(cfg: Config, raw: dict[str, Any]) -> None:
     """The ``[presence]`` table (simplefast.toml documents every key)."""
     p = cfg.presence
     known = {"default_policy", "policies", "min_notify_interval", "notify_grace", "default_document",
-             "default_note", "winfo_admins", *_PRESENCE_INTS}  # fmt: skip
+             "default_note", "winfo_admins", "pending_timeout", *_PRESENCE_INTS}  # fmt: skip
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"presence.{sorted(unknown)[0]}: unknown key")
@@ -314,6 +314,11 @@ def _load_presence(cfg: Config, raw: dict[str, Any]) -> None:
         if not isinstance(mi, int | float) or isinstance(mi, bool) or not 0 <= mi <= 3600:
             raise ConfigError(f"presence.min_notify_interval: {mi!r}: must be 0-3600 seconds")
         p.min_notify_interval = float(mi)
+    if "pending_timeout" in raw:
+        pt = raw["pending_timeout"]
+        if not isinstance(pt, int | float) or isinstance(pt, bool) or not 0 <= pt <= 86400 * 7:
+            raise ConfigError(f"presence.pending_timeout: {pt!r}: must be 0-604800 seconds (0: never)")
+        p.pending_timeout = float(pt)
     if "notify_grace" in raw:
         if not isinstance(raw["notify_grace"], bool):
             raise ConfigError("presence.notify_grace: must be true or false")

@@ -290,8 +290,19 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         cfg.log_level, cfg.domains = new.log_level, new.domains
         configure(cfg.log_level)
         core.set_domains(cfg.effective_domains())
+        removed: list[str] = []
         if auth is not None:
-            core.users = load_users(cfg.data_dir)
+            old_users, core.users = core.users, load_users(cfg.data_dir)
+            removed = [
+                f"sip:{u}@{d}" for d, us in old_users.items() for u in us if u not in core.users.get(d, {})
+            ]
+
+        def presence_reload(_: object, now: float) -> None:  # policies and users: RFC 3857 events
+            changed = presence.reconfigured(new.presence, removed, now)
+            if changed:
+                log.info("worker %d: %d subscriptions changed by the reload", index, changed)
+
+        driver._run(presence_reload, None, "reload")
         limits.idle_seconds, limits.max_connections = new.tcp_idle_seconds, new.tcp_max_connections
         cfg.drain_seconds = new.drain_seconds
         if new.overload_queue_bytes != cfg.overload_queue_bytes and udp_socks:

@@ -161,3 +161,30 @@ def test_watcherinfo_hears_of_watchers_in_every_worker(tmp_path: Path) -> None:
         for w in watchers:
             w.close()
         assert srv.stop() == 0
+
+
+def test_sighup_with_new_policies_approves_then_rejects(tmp_path: Path) -> None:
+    """confirm -> allow on SIGHUP: the pending watcher's next NOTIFY is active; allow ->
+    block: its subscription ends with reason rejected (whichever worker holds it)."""
+    import signal
+
+    conf = tmp_path / "sf.toml"
+    conf.write_text('[presence]\ndefault_policy = "confirm"\nmin_notify_interval = 0\n')
+    srv = start_server(tmp_path, extra=("-c", str(conf)))
+    w = Peer(srv.port, "bob")
+    try:
+        w.request("SUBSCRIBE", "sip:alice@example.com", call_id="h1", from_tag="b1",
+                  headers=SUB.format(local=w.local, expires=600))  # fmt: skip
+        assert w.response_to("h1", 1).status == 200
+        assert w.notify("h1").get("Subscription-State").startswith("pending")
+        conf.write_text('[presence]\ndefault_policy = "allow"\nmin_notify_interval = 0\n')
+        srv.proc.send_signal(signal.SIGHUP)
+        n = w.notify("h1")
+        assert n.get("Subscription-State").startswith("active") and b"<basic>closed</basic>" in n.body
+        conf.write_text('[presence]\ndefault_policy = "block"\nmin_notify_interval = 0\n')
+        srv.proc.send_signal(signal.SIGHUP)
+        assert w.notify("h1").get("Subscription-State") == "terminated;reason=rejected"
+    finally:
+        w.close()
+        assert srv.stop() == 0
+    assert "subscriptions changed by the reload" in srv.log()

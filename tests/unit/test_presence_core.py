@@ -450,3 +450,58 @@ def test_record_route_becomes_the_notify_route_set_and_next_hop() -> None:
     (_, _), (n, dest) = subscribe(c, extra=rr)
     assert n.get_all("Route") == ["<sip:10.0.0.2;lr>", "<sip:10.0.0.3:5070;lr>", "<sip:edge.example.com;lr>"]
     assert dest == ("10.0.0.2", 5060, "c")  # the first route, an address: the next hop
+
+
+def _winfo_events(msgs: list[Any]) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
+    for n in notifies(msgs):
+        if n.call_id == "wi":
+            out += watchers_of(winfo_doc(n))
+    return out
+
+
+def test_a_policy_change_approves_pending_and_rejects_active_watchers() -> None:
+    """SIGHUP with other policies (PresenceAgent.reconfigured): confirm -> allow makes a
+    pending watcher active (NOTIFY with the document; winfo event approved); allow ->
+    block ends an active one with reason rejected (winfo event rejected)."""
+    c, agent = make(default_policy="confirm")
+    (ok, _), (n, _) = subscribe(c, call_id="w1")
+    assert n.get("Subscription-State").startswith("pending") and not n.body
+    subscribe(c, event="presence.winfo", frm="alice", call_id="wi")
+    agent.reconfigured(PresenceConfig(default_policy="allow"), [], 1.0)
+    msgs = out(c)
+    (n,) = [m for m in notifies(msgs) if m.call_id == "w1"]
+    assert n.get("Subscription-State").startswith("active") and b"<basic>closed</basic>" in n.body
+    assert _winfo_events(msgs) == [("sip:bob@example.com", "approved", "active")]
+    agent.reconfigured(PresenceConfig(default_policy="block"), [], 2.0)
+    msgs = out(c)
+    (n,) = [m for m in notifies(msgs) if m.call_id == "w1"]
+    assert n.get("Subscription-State") == "terminated;reason=rejected"
+    assert _winfo_events(msgs) == [("sip:bob@example.com", "rejected", "terminated")]
+    assert "wi" in {s.call_id for s in agent.notifier.by_key.values()}  # alice's own winfo stays
+
+
+def test_a_watcher_left_pending_gives_up_after_pending_timeout() -> None:
+    c, agent = make(default_policy="confirm", pending_timeout=30.0)
+    for n in notifies(
+        subscribe(c, call_id="w1") + subscribe(c, event="presence.winfo", frm="alice", call_id="wi")
+    ):
+        answer(c, n)  # no retransmissions
+    msgs = run_until(c, 29.0)
+    assert not [m for m in notifies(msgs) if m.call_id == "w1"]
+    msgs = run_until(c, 31.0)
+    finals = [m for m in notifies(msgs) if m.call_id == "w1"]  # with its retransmissions (unanswered)
+    assert {(m.cseq_num, m.get("Subscription-State")) for m in finals} == {(2, "terminated;reason=giveup")}
+    assert set(_winfo_events(msgs)) == {("sip:bob@example.com", "giveup", "terminated")}
+    assert agent.notifier.ended["giveup"] == 1
+
+
+def test_a_removed_user_ends_its_watchers_with_noresource() -> None:
+    c, agent = make()
+    subscribe(c, call_id="w1")
+    subscribe(c, call_id="w2", user="carol")
+    agent.reconfigured(PresenceConfig(), ["sip:alice@example.com"], 1.0)
+    msgs = out(c)
+    (n,) = notifies(msgs)
+    assert n.call_id == "w1" and n.get("Subscription-State") == "terminated;reason=noresource"
+    assert {s.call_id for s in agent.notifier.by_key.values()} == {"w2"}
