@@ -68,3 +68,4 @@ sipmsg: ModuleType = _active.sipmsg
 shmindex: ModuleType = _active.shmindex
 udpio: ModuleType = _active.udpio
 fanout: ModuleType = _active.fanout
+msrpframe: ModuleType = _active.msrpframe
