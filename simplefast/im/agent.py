@@ -44,6 +44,7 @@ from __future__ import annotations
 import email.utils
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +134,8 @@ class PageMode:
         self.stats = ImStats()
         self._service = _service_key(config.uri_list_service)
         self._batches: dict[str, list[Stored]] = {}  # AOR -> claimed messages being delivered here
+        self._puts: deque[tuple[tuple[Any, ...], Callable[[Any, float], None]]] = deque()
+        self._putting = False  # a put job is in the store's thread
         self._next_sweep = now + self.SWEEP
         self._store_error = RateLimited(log, "offline store error")
         self._list_failure = RateLimited(log, "URI-list recipient failed")
@@ -174,7 +177,6 @@ class PageMode:
         if not known_user(aor):
             reply(404, "Not Found", [], now)
             return True
-        store = self.store
         wall = self.wall()  # the time of arrival orders the user's messages
         date = msg.get("Date") or email.utils.formatdate(wall, usegmt=True)
         extra = tuple((name, v) for name in _KEPT for v in msg.get_all(name))
@@ -205,8 +207,40 @@ class PageMode:
                     self._send_stored_imdn(msg, req, now)
                 self._after_store(aor, now)
 
-        self._run(lambda: store.put(*args), stored, now)
+        self._put(args, stored, now)
         return True
+
+    def _put(self, args: tuple[Any, ...], done: Callable[[Any, float], None], now: float) -> None:
+        """Store one MESSAGE: queued, and every put queued while the store's thread is busy
+        goes in one transaction (one commit) when it is free: a group commit."""
+        self._puts.append((args, done))
+        if not self._putting:
+            self._putting = True
+            self._run(self._put_job, self._put_done, now)
+
+    def _put_job(self) -> list[tuple[Callable[[Any, float], None], Any]]:
+        """In the store's thread: every queued put in one transaction."""
+        store = self.store
+        assert store is not None
+        batch = []
+        while self._puts:  # appended by the loop's thread, taken here: deque is thread-safe
+            batch.append(self._puts.popleft())
+        try:
+            results: list[Any] = list(store.put_many([a for a, _ in batch]))
+        except Exception as exc:  # the transaction failed: every put of it did
+            results = [exc] * len(batch)
+        return [(d, r) for (_, d), r in zip(batch, results, strict=True)]
+
+    def _put_done(self, result: Any, now: float) -> None:
+        self._putting = False
+        if isinstance(result, BaseException):  # a bug in _put_job itself
+            self._store_error(repr(result), "put")
+            result = []
+        for done, r in result:
+            done(r, now)
+        if self._puts and not self._putting:  # queued meanwhile
+            self._putting = True
+            self._run(self._put_job, self._put_done, now)
 
     def _after_store(self, aor: str, now: float) -> None:
         """A put committed: mark the user (after the commit: see _unmark), and if the user
@@ -322,7 +356,7 @@ class PageMode:
         ):
             aor = aor_of(uri)[0]
             if not self.location.get(aor, now):
-                store, wall = self.store, self.wall()
+                wall = self.wall()
                 args = (aor, from_value, f"<{uri}>", ctype, body, email.utils.formatdate(wall, usegmt=True),
                         wall, tuple(extra))  # fmt: skip
 
@@ -335,7 +369,7 @@ class PageMode:
                         stats.list_sent += 1
                         self._after_store(aor, now)
 
-                self._run(lambda: store.put(*args), stored, now)
+                self._put(args, stored, now)
                 return
         request = self._request(uri, from_value, f"<{uri}>", ctype, body, extra)
         if request is None:

@@ -114,7 +114,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from simplefast.errors import SimplefastError
@@ -427,6 +427,42 @@ class OfflineStore:
         if rowid is None:  # pragma: no cover - an INSERT that committed always has one
             raise OfflineStoreError(f"{self.path}: offline store put: no row id")
         return rowid
+
+    def put_many(
+        self, items: Sequence[tuple[str, str, str, str, bytes, str, float, Iterable[tuple[str, str]]]]
+    ) -> list[int | Exception]:
+        """Several ``put``s (argument tuples in ``put``'s order) in one transaction: one
+        commit for all (a group commit when MESSAGEs queue for the store). Each gets its
+        id, or the exception ``put`` would have raised for it (``OfflineFull``,
+        ``ValueError``), in order; the cap counts the earlier items of the same call.
+
+        Raises:
+            OfflineStoreError: SQLite failed (nothing of the call was stored).
+        """
+        out: list[int | Exception] = []
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for aor, sender, to, content_type, body, date, now, extra in items:
+                    if len(body) > self.max_bytes:
+                        out.append(ValueError(f"body of {len(body)} bytes exceeds the offline limit"
+                                              f" of {self.max_bytes}"))  # fmt: skip
+                        continue
+                    (n,) = db.execute(_COUNT_LIVE, (aor, now - self.max_age)).fetchone()
+                    if n >= self.per_user:
+                        out.append(OfflineFull(self.per_user))
+                        continue
+                    kept = json.dumps([[k, v] for k, v in extra]) if extra else _NO_EXTRA
+                    row = (aor, sender, to, content_type, body, date, kept, now)
+                    out.append(int(db.execute(_INSERT, row).lastrowid or 0))
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+        except sqlite3.Error as exc:
+            raise self._error("put", exc) from exc
+        return out
 
     def has(self, aor: str, now: float) -> bool:
         """Whether ``aor`` has any unexpired message, claimed or not (one indexed read)."""

@@ -655,3 +655,18 @@ def test_in_order_claims_wait_for_the_live_one(tmp_path: Path) -> None:
     (second,) = store.claim("sip:bob@example.com", 202.0, limit=1, in_order=True)
     assert second.body == b"m1"
     assert store.claim("sip:bob@example.com", 300.0, limit=1, in_order=True)[0].body == b"m1"  # lease over
+
+
+def test_put_many_is_one_transaction_with_the_cap_counted_inside(tmp_path: Path) -> None:
+    store = OfflineStore(str(tmp_path / "o.sqlite3"), per_user=2, max_bytes=10)
+    a, b = "sip:a@example.com", "sip:b@example.com"
+
+    def item(aor: str, body: bytes, now: float) -> tuple[str, str, str, str, bytes, str, float, tuple[()]]:
+        return (aor, "<sip:x@example.com>;tag=1", f"<{aor}>", "text/plain", body, "date", now, ())
+
+    got = store.put_many([item(a, b"1", 1.0), item(b, b"2", 2.0), item(a, b"3", 3.0), item(a, b"4", 4.0),
+                          item(b, b"x" * 11, 5.0)])  # fmt: skip
+    assert isinstance(got[0], int) and isinstance(got[1], int) and isinstance(got[2], int)
+    assert isinstance(got[3], OfflineFull) and isinstance(got[4], ValueError)
+    assert got[0] < got[1] < got[2]
+    assert [m.body for m in store.claim(a, 10.0)] == [b"1", b"3"] and store.count(b) == 1
