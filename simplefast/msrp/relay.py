@@ -175,6 +175,10 @@ class RelayConfig:
     algorithms: tuple[str, ...] = ("MD5",)  # docs/msrp.md 2.2: MD5 by default, SHA-256 opt-in
     nonce_ttl: float = 300.0
     forward_other_methods: bool = True  # docs/msrp.md 3.1 item 7: forward, behind a switch
+    require_auth: bool = True  # False (the server's --no-auth): an AUTH gets its 200 at once
+    # other ports of ours: the listener every worker shares (``port`` is this worker's own,
+    # named in the session URIs it issues; simplefast/transport/msrp.py)
+    other_ports: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.scheme not in ("msrp", "msrps"):
@@ -632,7 +636,11 @@ class MsrpRelay:
     def _is_us(self, uri: _Uri) -> bool:
         # RFC 4975 6.1 [R?]: scheme and host case-insensitive, port; no port = ours [I: OpenSIPS]
         c = self.config
-        return uri.scheme == c.scheme and uri.host == c.host.lower() and uri.port in (None, c.port)
+        return (
+            uri.scheme == c.scheme
+            and uri.host == c.host.lower()
+            and (uri.port is None or uri.port == c.port or uri.port in c.other_ports)
+        )
 
     # ------------------------------------------------------------ AUTH (docs/msrp.md 2)
 
@@ -653,6 +661,9 @@ class MsrpRelay:
             if expires > c.max_expires:
                 self._respond(link, msg, 423, [("Max-Expires", str(c.max_expires))])
                 return
+        if not c.require_auth:  # --no-auth: every AUTH is granted (an open relay: tests only)
+            self._grant(link, msg, None, "anonymous", expires, now)
+            return
         creds = msg.get_all("Authorization")
         if not creds:
             self._challenge(link, msg, now, stale=False)
@@ -700,6 +711,19 @@ class MsrpRelay:
         expires: int,
         now: float,
     ) -> None:
+        algorithm = p.get("algorithm", "MD5")
+        ha1 = self.users[username].ha1[algorithm]
+        # RFC 2617 3.2.3: rspauth with A2 = ":" digest-uri [I: msrprelay]
+        rspauth = h(
+            algorithm, f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:auth:{h(algorithm, ':' + digest_uri)}"
+        )
+        info = f'rspauth="{rspauth}", cnonce="{p["cnonce"]}", nc={p["nc"]}, qop=auth'
+        self._grant(link, msg, info, username, expires, now)
+
+    def _grant(
+        self, link: _Link, msg: MsrpMessage, info: str | None, username: str, expires: int, now: float
+    ) -> None:
+        """The 200 to an AUTH: a new session URI (Use-Path) and its Expires."""
         c = self.config
         sid = self._new_sid()
         while sid in self._sessions:
@@ -711,19 +735,11 @@ class MsrpRelay:
         # docs/msrp.md 2.4 (msrprelay's rule, unconfirmed): the inner relays the AUTH came
         # through, in the order the client sends in, then our new URI.
         use_path = [*reversed(msg.from_path[:-1]), uri]
-        algorithm = p.get("algorithm", "MD5")
-        ha1 = self.users[username].ha1[algorithm]
-        # RFC 2617 3.2.3: rspauth with A2 = ":" digest-uri [I: msrprelay]
-        rspauth = h(
-            algorithm, f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:auth:{h(algorithm, ':' + digest_uri)}"
-        )
-        info = f'rspauth="{rspauth}", cnonce="{p["cnonce"]}", nc={p["nc"]}, qop=auth'
-        self._respond(
-            link,
-            msg,
-            200,
-            [("Use-Path", " ".join(use_path)), ("Authentication-Info", info), ("Expires", str(expires))],
-        )
+        hdrs = [("Use-Path", " ".join(use_path))]
+        if info is not None:
+            hdrs.append(("Authentication-Info", info))
+        hdrs.append(("Expires", str(expires)))
+        self._respond(link, msg, 200, hdrs)
         link.auth_failures = 0
         self._events.append(
             SessionCreated(sid, uri, username, link.cid if link.cid is not None else -1, expires)

@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config", type=Path, help="TOML configuration file (see simplefast.toml)")
     s.add_argument(
         "--listen", action="append", metavar="TRANSPORT:HOST:PORT",
-        help="listener: udp:127.0.0.1:5060, tcp:[::1]:5060, tls:127.0.0.1:5061 (repeatable)",
+        help="listener: udp:127.0.0.1:5060, tcp:[::1]:5060, tls:127.0.0.1:5061, msrp:127.0.0.1:2855 "
+        "(MSRP relay; worker i also takes port+1+i), msrps:... (repeatable)",
     )  # fmt: skip
     s.add_argument(
         "--domain", action="append", dest="domains", metavar="DOMAIN", help="served domain (repeatable)"
@@ -107,7 +108,7 @@ def _check_bind(cfg: config_mod.Config) -> None:
     """Fail before forking when a listen address cannot be bound (clear message, exit 1)."""
     from simplefast.transport.reuseport import reuseport_tcp_socket, reuseport_udp_socket
 
-    for lc in cfg.listen:
+    for lc in cfg.listen + cfg.msrp_listen:
         try:
             if lc.transport == "udp":
                 reuseport_udp_socket(lc.host, lc.port).close()
@@ -117,6 +118,15 @@ def _check_bind(cfg: config_mod.Config) -> None:
             raise SystemExit(f"simplefast: cannot listen on {lc}: {exc.strerror}") from None
         except socket.gaierror as exc:
             raise SystemExit(f"simplefast: cannot listen on {lc}: {exc}") from None
+    for lc in cfg.msrp_listen:  # each worker's own session port (transport/msrp.py)
+        for i in range(cfg.workers):
+            try:
+                reuseport_tcp_socket(lc.host, lc.port + 1 + i).close()
+            except OSError as exc:
+                raise SystemExit(
+                    f"simplefast: cannot listen on {lc}: worker {i}'s session port {lc.port + 1 + i}: "
+                    f"{exc.strerror}"
+                ) from None
     if cfg.tls_cert is not None and cfg.tls_key is not None:
         import ssl
 

@@ -19,7 +19,7 @@ from simplefast.logs import LEVELS
 from simplefast.presence.agent import PresenceConfig
 from simplefast.presence.subscribe import POLICIES
 
-TRANSPORTS = ("udp", "tcp", "tls")
+TRANSPORTS = ("udp", "tcp", "tls", "msrp", "msrps")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ def parse_listen(text: str, key: str = "listen") -> Listen:
     transport, sep, rest = text.partition(":")
     if not sep or transport.lower() not in TRANSPORTS:
         raise ConfigError(
-            f"{key}: {text!r}: expected TRANSPORT:HOST:PORT with TRANSPORT one of udp, tcp, tls"
+            f"{key}: {text!r}: expected TRANSPORT:HOST:PORT with TRANSPORT one of udp, tcp, tls, msrp, msrps"
         )
     if rest.startswith("["):
         end = rest.find("]")
@@ -79,6 +79,8 @@ def _dns_server(text: str) -> tuple[str, int]:
 @dataclass(slots=True)
 class Config:
     listen: list[Listen] = field(default_factory=lambda: [Listen("udp", "127.0.0.1", 5060)])
+    # MSRP relay listeners (msrp:/msrps: in listen); each worker also takes port + 1 + index
+    msrp_listen: list[Listen] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     data_dir: Path = Path("state")
@@ -183,7 +185,11 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         items = raw["listen"]
         if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
             raise ConfigError("server.listen: must be a non-empty list of strings like 'udp:127.0.0.1:5060'")
-        cfg.listen = [parse_listen(i, "server.listen") for i in items]
+        parsed = [parse_listen(i, "server.listen") for i in items]
+        cfg.msrp_listen = [lc for lc in parsed if lc.transport in ("msrp", "msrps")]
+        cfg.listen = [lc for lc in parsed if lc.transport not in ("msrp", "msrps")]
+        if not cfg.listen:
+            raise ConfigError("server.listen: needs at least one SIP listener (udp, tcp or tls)")
     if "domains" in raw:
         d = raw["domains"]
         if not isinstance(d, list) or not all(isinstance(i, str) and i for i in d):
@@ -266,8 +272,10 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         cfg.dns_servers = [_dns_server(i) for i in ds_items]
     _load_presence(cfg, presence_raw)
     _load_im(cfg.im, im_raw)
-    if any(lc.transport == "tls" for lc in cfg.listen) and (cfg.tls_cert is None or cfg.tls_key is None):
-        raise ConfigError("server.listen: a tls: listener needs server.tls_cert and server.tls_key")
+    if any(lc.transport in ("tls", "msrps") for lc in cfg.listen + cfg.msrp_listen) and (
+        cfg.tls_cert is None or cfg.tls_key is None
+    ):
+        raise ConfigError("server.listen: a tls: or msrps: listener needs server.tls_cert and server.tls_key")
     seen: set[tuple[str, str, int]] = set()
     for lc in cfg.listen:
         k = (lc.transport, lc.host, lc.port)

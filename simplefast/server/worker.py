@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import os
 import signal
 import socket
 import time
@@ -16,6 +17,7 @@ import uvloop
 from simplefast import _impl
 from simplefast.errors import ConfigError, SimplefastError
 from simplefast.logs import RateLimited, configure, get_logger
+from simplefast.msrp.relay import MsrpRelay, RelayConfig
 from simplefast.presence.agent import PresenceAgent
 from simplefast.presence.state import ShmPresentities
 from simplefast.presence.subscribe import ShmSubscriptions
@@ -35,6 +37,7 @@ from simplefast.store.users import load_users, nonce_secret
 from simplefast.transport import handoff
 from simplefast.transport.dns import DnsClient, Resolver
 from simplefast.transport.driver import CoreDriver
+from simplefast.transport.msrp import MsrpService
 from simplefast.transport.reuseport import attach_payload_hash, reuseport_tcp_socket, reuseport_udp_socket
 from simplefast.transport.stream import StreamConn, StreamLimits, Streams, client_context, server_context
 from simplefast.transport.udp import OverloadMonitor, UdpPort
@@ -211,6 +214,23 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         )  # fmt: skip
         servers.append(srv)
     streams.start()
+    msrp_services: list[MsrpService] = []
+    for lc in cfg.msrp_listen:  # the MSRP relay (RFC 4976): shared port + this worker's own
+        realm = sorted(cfg.effective_domains())[0]
+        own_port = lc.port + 1 + index
+        relay = MsrpRelay(
+            RelayConfig(scheme=lc.transport, host=lc.host, port=own_port, realm=realm, require_auth=cfg.auth,
+                        other_ports=(lc.port,),
+                        algorithms=tuple(a for a in cfg.auth_algorithms if a in ("MD5", "SHA-256"))),
+            core.users.get(realm, {}), secret=nonce_secret(cfg.data_dir) if cfg.auth else os.urandom(32),
+            nonce_counts=shared.nonce_counts() if cfg.auth else None,
+        )  # fmt: skip
+        svc = MsrpService(loop, relay, client_tls=client_tls)
+        tls = server_tls if lc.transport == "msrps" else None
+        shared_sock = reuseport_tcp_socket(lc.host, lc.port)
+        servers.append(await loop.create_server(svc.protocol, sock=shared_sock, ssl=tls))
+        servers.append(await loop.create_server(svc.protocol, lc.host, own_port, ssl=tls))
+        msrp_services.append(svc)
     ho: handoff.Handoff | None = None
     if cfg.workers > 1:  # messages between workers (transport/handoff.py)
         ring_sock = handoff.bind(shared.rundir, index)
@@ -297,6 +317,9 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
                 f"sip:{u}@{d}" for d, us in old_users.items() for u in us if u not in core.users.get(d, {})
             ]
 
+        for svc in msrp_services:
+            svc.relay.users = core.users.get(svc.relay.config.realm, {})
+
         def presence_reload(_: object, now: float) -> None:  # policies and users: RFC 3857 events
             changed = presence.reconfigured(new.presence, removed, now)
             if changed:
@@ -340,6 +363,8 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     for srv in servers:
         srv.close()
     streams.close_all()
+    for svc in msrp_services:
+        svc.close_all()
     if driver.resolver is not None:
         await driver.resolver.aclose()
     if ho is not None:

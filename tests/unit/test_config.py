@@ -66,7 +66,7 @@ def test_dns_servers_forms() -> None:
         ("[server]\nlog_level = 'loud'\n", "server.log_level: 'loud': must be one of"),
         ("[server]\nauth = 'yes'\n", "server.auth: must be true or false"),
         ("[server\n", "config file"),
-        ("[server]\nlisten = ['tls:127.0.0.1:5061']\n", "a tls: listener needs server.tls_cert"),
+        ("[server]\nlisten = ['tls:127.0.0.1:5061']\n", "a tls: or msrps: listener needs server.tls_cert"),
         ("[server]\nlisten = ['udp:127.0.0.1:5060', 'udp:127.0.0.1:5060']\n", "listed twice"),
         ("[server]\ntls_cert = '/nonexistent.pem'\n", "server.tls_cert: /nonexistent.pem: no such file"),
         ("[server]\ndns_servers = ['ns.example.com']\n", "server.dns_servers: 'ns.example.com': not an IP"),
@@ -161,4 +161,18 @@ def test_bad_im_table(tmp_path: Path, toml: str, message: str) -> None:
     f = tmp_path / "c.toml"
     f.write_text(toml)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load(f, {})
+
+
+def test_msrp_listeners_are_kept_apart_from_sip_ones(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[server]\nlisten = ["udp:127.0.0.1:5060", "msrp:127.0.0.1:2855"]\n')
+    cfg = load(f, {})
+    assert cfg.listen == [Listen("udp", "127.0.0.1", 5060)]
+    assert cfg.msrp_listen == [Listen("msrp", "127.0.0.1", 2855)]
+    f.write_text('[server]\nlisten = ["msrp:127.0.0.1:2855"]\n')
+    with pytest.raises(ConfigError, match="needs at least one SIP listener"):
+        load(f, {})
+    f.write_text('[server]\nlisten = ["udp:127.0.0.1:5060", "msrps:127.0.0.1:2855"]\n')
+    with pytest.raises(ConfigError, match="msrps: listener needs server.tls_cert"):
         load(f, {})

@@ -1,0 +1,157 @@
+"""MSRP relay connections of one worker (asyncio): octets to ``MsrpRelay``, its output to sockets.
+
+Theory of operation: ``MsrpService`` owns the worker's ``MsrpRelay``
+(simplefast/msrp/relay.py, sans-IO) and every MSRP connection of the worker,
+inbound (accepted on the shared listener or on the worker's own session port)
+or outbound (opened when the relay asks with a ``Connect`` event). Each
+connection gets a ``cid``; what it reads goes to ``relay.data``, and after
+every step the service writes ``relay.outgoing()``, acts on the relay's
+events (open, close) and re-arms one ``loop.call_at`` timer for
+``relay.get_timer()``. No protocol decision is made here.
+
+Why two listeners per worker (see docs/msrp.md 8.3): a session URI handed out
+in a Use-Path names the port of the worker that issued it (``port + 1 +
+index``), so the peer that connects to it reaches the worker holding the
+session; the client's AUTH connection, on the shared port (SO_REUSEPORT), may
+land on any worker, which then holds that client's sessions.
+
+Not yet: back-pressure (a slow reader does not slow the writer's reads), and
+connection limits per worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+from simplefast.logs import RateLimited, get_logger
+from simplefast.msrp.relay import Authority, CloseConnection, Connect, MsrpRelay, SessionCreated
+
+log = get_logger(__name__)
+_internal = RateLimited(log, "MSRP relay internal error")
+CONNECT_TIMEOUT = 10.0
+
+
+class MsrpConn(asyncio.Protocol):
+    """One MSRP connection (inbound, or opened for the relay's ``Connect``)."""
+
+    def __init__(self, service: MsrpService, outbound: tuple[Authority, int] | None = None) -> None:
+        self.service = service
+        self.outbound = outbound
+        self.cid = 0
+        self.transport: Any = None  # uvloop's transports are not asyncio.Transport subclasses
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.service.made(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.service.received(self, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.service.lost(self)
+
+
+class MsrpService:
+    def __init__(self, loop: asyncio.AbstractEventLoop, relay: MsrpRelay, *,
+                 client_tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
+        self.loop = loop
+        self.relay = relay
+        self.client_tls = client_tls
+        self.conns: dict[int, MsrpConn] = {}
+        self._cids = itertools.count(1)
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed = math.inf
+        self.accepted = self.opened = self.connect_failures = self.internal_errors = 0
+        self.sessions = 0
+
+    def protocol(self) -> MsrpConn:
+        return MsrpConn(self)
+
+    # ---- connections
+    def made(self, conn: MsrpConn) -> None:
+        conn.cid = next(self._cids)
+        self.conns[conn.cid] = conn
+        if conn.outbound is None:
+            self.accepted += 1
+            self._step(lambda now: self.relay.connected(conn.cid, None, now))
+        else:
+            self.opened += 1
+            authority, token = conn.outbound
+            self._step(lambda now: self.relay.connected(conn.cid, authority, now, token=token))
+
+    def received(self, conn: MsrpConn, data: bytes) -> None:
+        self._step(lambda now: self.relay.data(conn.cid, data, now))
+
+    def lost(self, conn: MsrpConn) -> None:
+        if self.conns.pop(conn.cid, None) is not None:
+            self._step(lambda now: self.relay.closed(conn.cid, now))
+
+    def close_all(self) -> None:
+        for conn in list(self.conns.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # ---- the relay's output
+    def _step(self, step: Callable[[float], Any]) -> None:
+        try:
+            step(time.time())  # the relay's clock is the wall clock (digest nonces carry it)
+        except Exception as exc:  # a bug of ours: counted and logged, the worker goes on
+            self.internal_errors += 1
+            _internal(f"{type(exc).__name__}: {exc}", "msrp")
+            log.debug("internal error", exc_info=True)
+        self._after()
+
+    def _after(self) -> None:
+        relay = self.relay
+        for cid, octets in relay.outgoing():
+            conn = self.conns.get(cid)
+            if conn is not None and conn.transport is not None:
+                conn.transport.write(octets)
+        while (ev := relay.next_event()) is not None:
+            if isinstance(ev, Connect):
+                self.loop.create_task(self._open(ev))
+            elif isinstance(ev, CloseConnection):
+                conn = self.conns.get(ev.cid)
+                if conn is not None and conn.transport is not None:
+                    log.info("MSRP connection %d closed: %s", ev.cid, ev.reason)
+                    conn.transport.close()
+            elif isinstance(ev, SessionCreated):
+                self.sessions += 1
+        t = relay.get_timer()
+        if t is not None and t < self._armed:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._armed = t
+            self._timer = self.loop.call_later(max(0.0, t - time.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._armed = math.inf
+        self._step(lambda now: self.relay.handle_timer(now))
+
+    async def _open(self, ev: Connect) -> None:
+        a = ev.authority
+        tls = None
+        if a.scheme == "msrps":
+            tls = self.client_tls or ssl.create_default_context()
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: MsrpConn(self, (a, ev.token)), a.host, a.port, ssl=tls,
+                    server_hostname=a.host if tls is not None else None,
+                ),
+                CONNECT_TIMEOUT,
+            )  # fmt: skip
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            self.connect_failures += 1
+            log.info("MSRP connection to %s:%d failed: %s", a.host, a.port, exc)
+            self._step(lambda now: self.relay.connect_failed(ev.token, now))
