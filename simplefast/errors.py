@@ -6,6 +6,7 @@ The hierarchy (STYLE.md section 6)::
       ProtocolError                 carries ``status_hint``
         RemoteProtocolError         the peer sent something invalid
           SipParseError             a SIP message or URI we cannot accept
+          QuotableError             a body we refuse, with a reason fit for a Warning header
         LocalProtocolError          we tried to send something invalid
       ConfigError                   bad configuration (exit code 2)
       TableFullError                a shared-memory table has no room left
@@ -17,6 +18,8 @@ input was a request (400 unless an RFC names another code: 413, 416, 420,
 """
 
 from __future__ import annotations
+
+import re
 
 
 class SimplefastError(Exception):
@@ -52,6 +55,32 @@ class LocalProtocolError(ProtocolError):
 class SipParseError(RemoteProtocolError):
     """A SIP message, header or URI that does not follow RFC 3261's grammar,
     or one past a configured bound."""
+
+
+_REASON_MAX = 160
+_UNSAFE_REASON = re.compile(r'[\x00-\x1f\x7f"\\]+')
+
+
+class QuotableError(RemoteProtocolError):
+    """A body we refuse (XML, CPIM, ...), with a reason safe to quote in a SIP
+    ``Warning: 399 host "reason"`` header: control characters, quotes and
+    backslashes are replaced and it is cut to 160 characters.
+
+    Args:
+        reason: what was wrong, in a few words.
+        status_hint: the SIP status code to answer with (400, or 413 for size).
+    """
+
+    def __init__(self, reason: str, status_hint: int = 400) -> None:
+        reason = _UNSAFE_REASON.sub(" ", reason).strip()
+        if len(reason) > _REASON_MAX:
+            reason = reason[: _REASON_MAX - 3] + "..."
+        super().__init__(reason, status_hint)
+
+    @property
+    def reason(self) -> str:
+        """The short reason (the same text as ``str(exc)``)."""
+        return str(self)
 
 
 class ConfigError(SimplefastError):

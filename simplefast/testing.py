@@ -6,6 +6,8 @@ called from a conftest.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +20,31 @@ VECTORS = REPO / "tests" / "vectors"
 RFC4475 = VECTORS / "sip" / "rfc4475"
 
 IMPL_KINDS: tuple[str, ...] = ("ref", "ext")
+
+MSRP_VECTORS = VECTORS / "msrp"
+_MSRP_CONTINUATION = re.compile(rb"\\\r\n[ \t]*")
+
+
+def msrp_vector(name: str) -> bytes:
+    """An MSRP vector's octets, with RFC 4976's page-width line continuations joined.
+
+    RFC 4976 wraps long header lines with a trailing "\\"; the RFC says neither the backslash
+    nor the line break is part of the real message. The continuation line's indentation is
+    page layout too: the grammar puts one SP between To-Path URIs (section 9 of RFC 4975), and
+    that SP is the one printed before the backslash. So backslash + CRLF + the next line's
+    leading spaces are dropped (manifest.json says which vectors have them).
+    """
+    raw = (MSRP_VECTORS / name).read_bytes()
+    manifest = json.loads((MSRP_VECTORS / "manifest.json").read_text())
+    if "line continuations" in manifest[name]["note"]:
+        raw = _MSRP_CONTINUATION.sub(b"", raw)
+    return raw
+
+
+def msrp_summary(m: Any) -> tuple[Any, ...]:
+    """Everything a parsed MSRP message says, for comparing twins and runs."""
+    return (m.is_request, m.tid, m.method, m.status, m.comment, m.flag, m.headers(), bytes(m.body),
+            m.has_content, m.to_bytes())  # fmt: skip
 
 
 def load_impl(kind: str) -> SimpleNamespace:

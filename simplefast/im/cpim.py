@@ -70,7 +70,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from simplefast.errors import RemoteProtocolError
+from simplefast.errors import QuotableError
 
 #: The default namespace of unprefixed CPIM header names (RFC 3862 §3.3).
 CPIM_NS = "urn:ietf:params:cpim-headers:"
@@ -80,8 +80,6 @@ CPIM_CT = "message/cpim"
 DEFAULT_MAX_BYTES = 65536
 DEFAULT_MAX_HEADERS = 64
 
-_REASON_MAX = 160
-_UNSAFE_REASON = re.compile(r'[\x00-\x1f\x7f"\\]+')
 
 # RFC 3862 §3.1: Name = 1*NAMECHAR, the token characters without ".";
 # Header-name = [ Name-prefix "." ] Name.
@@ -97,7 +95,7 @@ _NS_VALUE = re.compile(rf"(?:([{_NAMECHARS}]+)[ \t]*)?<([^<>\s]+)>")
 _BLANKS = " \t"
 
 
-class CpimError(RemoteProtocolError, ValueError):
+class CpimError(QuotableError, ValueError):
     """A message/cpim body we cannot read.
 
     Args:
@@ -106,17 +104,6 @@ class CpimError(RemoteProtocolError, ValueError):
             into a ``Warning: 399 host "reason"`` header as is.
         status_hint: the SIP status code to answer with (400, or 413 for size).
     """
-
-    def __init__(self, reason: str, status_hint: int = 400) -> None:
-        reason = _UNSAFE_REASON.sub(" ", reason).strip()
-        if len(reason) > _REASON_MAX:
-            reason = reason[: _REASON_MAX - 3] + "..."
-        super().__init__(reason, status_hint)
-
-    @property
-    def reason(self) -> str:
-        """The short reason (the same text as ``str(exc)``)."""
-        return str(self)
 
 
 def media_type(content_type: str | None) -> str | None:

@@ -43,7 +43,7 @@ from typing import Any, TypeAlias
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from simplefast.errors import RemoteProtocolError
+from simplefast.errors import QuotableError
 
 #: An lxml element (lxml ships no type information; see the mypy note in the README).
 Element: TypeAlias = Any
@@ -52,15 +52,13 @@ DEFAULT_MAX_BYTES = 65536
 DEFAULT_MAX_DEPTH = 32
 DEFAULT_MAX_ELEMENTS = 4096
 
-_REASON_MAX = 160
-_UNSAFE_REASON = re.compile(r'[\x00-\x1f\x7f"\\]+')
 _XML_DECL = re.compile(rb"<\?xml[ \t\r\n][^>]{0,200}?\?>")
 _DECL_ENCODING = re.compile(rb"""encoding[ \t\r\n]*=[ \t\r\n]*["']([^"']{0,40})["']""")
 _UTF8_NAMES = frozenset((b"utf-8", b"utf8"))
 _UTF16_NAMES = frozenset((b"utf-16", b"utf16"))
 
 
-class XmlRejected(RemoteProtocolError):
+class XmlRejected(QuotableError):
     """An XML body we will not accept; nothing was changed because of it.
 
     Args:
@@ -69,17 +67,6 @@ class XmlRejected(RemoteProtocolError):
             into a ``Warning: 399 host "reason"`` header as is.
         status_hint: the SIP status code to answer with (400, or 413 for size).
     """
-
-    def __init__(self, reason: str, status_hint: int = 400) -> None:
-        reason = _UNSAFE_REASON.sub(" ", reason).strip()
-        if len(reason) > _REASON_MAX:
-            reason = reason[: _REASON_MAX - 3] + "..."
-        super().__init__(reason, status_hint)
-
-    @property
-    def reason(self) -> str:
-        """The short reason (the same text as ``str(exc)``)."""
-        return str(self)
 
 
 class _PerThread(threading.local):

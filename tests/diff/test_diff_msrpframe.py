@@ -42,7 +42,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simplefast.errors import RemoteProtocolError
-from simplefast.testing import VECTORS
+from simplefast.testing import VECTORS, msrp_summary
 
 REF = importlib.import_module("simplefast._ref.msrpframe")
 EXT = importlib.import_module("simplefast._ext.msrpframe")
@@ -65,18 +65,7 @@ def _outcome(mod: ModuleType, fn: Callable[[], Any]) -> tuple[Any, ...]:
 
 
 def summary(m: Any) -> tuple[Any, ...]:
-    return (
-        m.is_request,
-        m.tid,
-        m.method,
-        m.status,
-        m.comment,
-        m.flag,
-        m.headers(),
-        bytes(m.body),
-        m.has_content,
-        m.to_bytes(),
-    )
+    return msrp_summary(m)
 
 
 def observe(mod: ModuleType, m: Any) -> tuple[Any, ...]:

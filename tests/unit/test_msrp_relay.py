@@ -30,7 +30,7 @@ from simplefast.msrp.relay import (
     SessionEnded,
 )
 from simplefast.proxy.auth import Credentials, h, ha1, parse_digest
-from simplefast.testing import VECTORS
+from simplefast.testing import VECTORS, msrp_vector
 
 fr = load(ACTIVE).msrpframe
 
@@ -42,15 +42,7 @@ PASSWORD = "wonderland"
 
 MSRP_DIR = VECTORS / "msrp"
 MANIFEST: dict[str, Any] = json.loads((MSRP_DIR / "manifest.json").read_text())
-_CONTINUATION = re.compile(rb"\\\r\n[ \t]*")
-
-
-def load_vector(name: str) -> bytes:
-    """The vector's octets with RFC 4976's "\\" page-width continuations joined."""
-    raw = (MSRP_DIR / name).read_bytes()
-    if "line continuations" in MANIFEST[name]["note"]:
-        raw = _CONTINUATION.sub(b"", raw)
-    return raw
+load_vector = msrp_vector  # simplefast/testing.py: continuations joined
 
 
 def repaired(name: str) -> bytes:

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simplefast.errors import RemoteProtocolError
-from simplefast.testing import VECTORS
+from simplefast.testing import VECTORS, msrp_summary, msrp_vector
 
 
 @pytest.fixture(scope="module", params=["ref", "ext"])
@@ -36,18 +36,7 @@ Summary = tuple[Any, ...]
 
 
 def summary(m: Any) -> Summary:
-    return (
-        m.is_request,
-        m.tid,
-        m.method,
-        m.status,
-        m.comment,
-        m.flag,
-        m.headers(),
-        bytes(m.body),
-        m.has_content,
-        m.to_bytes(),
-    )
+    return msrp_summary(m)
 
 
 def cut(data: bytes, points: list[int]) -> list[bytes]:
@@ -110,22 +99,7 @@ NO_END_LINE = "rfc4976-3-6-200ok-xght6.msg"
 UNMARKED_CONTINUATION = frozenset(
     ["rfc4976-5.1-03-auth-49fi.msg", "rfc4976-5.1-09-auth-m3nbvx.msg", "rfc4976-5.1-10-auth-m4nbvx.msg"]
 )
-_CONTINUATION = re.compile(rb"\\\r\n[ \t]*")
-
-
-def load_vector(name: str) -> bytes:
-    """The vector's octets, with RFC 4976's page-width line continuations joined.
-
-    RFC 4976 wraps long header lines with a trailing "\\"; the RFC says neither the backslash
-    nor the line break is part of the real message. The continuation line's indentation is
-    page layout too: the grammar puts one SP between To-Path URIs (section 9 of RFC 4975), and
-    that SP is the one printed before the backslash. So backslash + CRLF + the next line's
-    leading spaces are dropped.
-    """
-    raw = (MSRP_DIR / name).read_bytes()
-    if "line continuations" in MANIFEST[name]["note"]:
-        raw = _CONTINUATION.sub(b"", raw)
-    return raw
+load_vector = msrp_vector  # simplefast/testing.py: continuations joined
 
 
 def repaired(name: str) -> bytes:
