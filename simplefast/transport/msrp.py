@@ -15,8 +15,16 @@ index``), so the peer that connects to it reaches the worker holding the
 session; the client's AUTH connection, on the shared port (SO_REUSEPORT), may
 land on any worker, which then holds that client's sessions.
 
-Not yet: back-pressure (a slow reader does not slow the writer's reads), and
-connection limits per worker.
+Back-pressure: each connection's write buffer has a high-water mark
+(``WRITE_HIGH``; asyncio calls ``pause_writing`` past it). When the relay
+writes to a connection that is over it, the connection whose octets made
+that write stops being read (``pause_reading``) until the congested one has
+drained to its low-water mark (``resume_writing``). A slow receiver thus
+slows its sender's reads, and what the relay holds for one session stays
+within about the high-water mark plus one read, whatever the sender sends:
+TCP's own flow control carries the rest back to the sender.
+
+Not yet: connection limits per worker.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from simplefast.msrp.relay import Authority, CloseConnection, Connect, MsrpRelay
 log = get_logger(__name__)
 _internal = RateLimited(log, "MSRP relay internal error")
 CONNECT_TIMEOUT = 10.0
+WRITE_HIGH = 1 << 20  # bytes buffered for one connection before its feeders are paused
+WRITE_LOW = 256 << 10
 
 
 class MsrpConn(asyncio.Protocol):
@@ -45,16 +55,41 @@ class MsrpConn(asyncio.Protocol):
         self.outbound = outbound
         self.cid = 0
         self.transport: Any = None  # uvloop's transports are not asyncio.Transport subclasses
+        self.congested = False  # its write buffer is over WRITE_HIGH
+        self.paused: set[MsrpConn] = set()  # connections not read until this one drains
+        self.reading = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)  # type: ignore[attr-defined]
         self.service.made(self)
 
     def data_received(self, data: bytes) -> None:
         self.service.received(self, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.resume_writing()  # nobody waits for a connection that is gone
         self.service.lost(self)
+
+    def pause_writing(self) -> None:
+        self.congested = True
+
+    def resume_writing(self) -> None:
+        self.congested = False
+        paused, self.paused = self.paused, set()
+        for conn in paused:
+            conn.resume()
+
+    def pause(self) -> None:
+        if self.reading and self.transport is not None:
+            self.reading = False
+            self.service.pauses += 1
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if not self.reading and self.transport is not None and not self.transport.is_closing():
+            self.reading = True
+            self.transport.resume_reading()
 
 
 class MsrpService:
@@ -68,7 +103,7 @@ class MsrpService:
         self._timer: asyncio.TimerHandle | None = None
         self._armed = math.inf
         self.accepted = self.opened = self.connect_failures = self.internal_errors = 0
-        self.sessions = 0
+        self.sessions = self.pauses = 0
 
     def protocol(self) -> MsrpConn:
         return MsrpConn(self)
@@ -86,7 +121,7 @@ class MsrpService:
             self._step(lambda now: self.relay.connected(conn.cid, authority, now, token=token))
 
     def received(self, conn: MsrpConn, data: bytes) -> None:
-        self._step(lambda now: self.relay.data(conn.cid, data, now))
+        self._step(lambda now: self.relay.data(conn.cid, data, now), source=conn)
 
     def lost(self, conn: MsrpConn) -> None:
         if self.conns.pop(conn.cid, None) is not None:
@@ -101,21 +136,24 @@ class MsrpService:
             self._timer = None
 
     # ---- the relay's output
-    def _step(self, step: Callable[[float], Any]) -> None:
+    def _step(self, step: Callable[[float], Any], source: MsrpConn | None = None) -> None:
         try:
             step(time.time())  # the relay's clock is the wall clock (digest nonces carry it)
         except Exception as exc:  # a bug of ours: counted and logged, the worker goes on
             self.internal_errors += 1
             _internal(f"{type(exc).__name__}: {exc}", "msrp")
             log.debug("internal error", exc_info=True)
-        self._after()
+        self._after(source)
 
-    def _after(self) -> None:
+    def _after(self, source: MsrpConn | None = None) -> None:
         relay = self.relay
         for cid, octets in relay.outgoing():
             conn = self.conns.get(cid)
             if conn is not None and conn.transport is not None:
                 conn.transport.write(octets)
+                if conn.congested and source is not None and source is not conn:
+                    conn.paused.add(source)  # the sender waits for this receiver to drain
+                    source.pause()
         while (ev := relay.next_event()) is not None:
             if isinstance(ev, Connect):
                 self.loop.create_task(self._open(ev))

@@ -147,3 +147,78 @@ def test_relay_auth_and_sessions_through_two_workers(tmp_path: Path) -> None:
         if bob is not None:
             bob.close()
         assert srv.stop() == 0
+
+
+def _rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_a_slow_receiver_slows_the_sender_and_the_relay_holds_little(tmp_path: Path) -> None:
+    """alice stops reading; bob sends 48 MiB through the relay. The relay stops reading bob
+    once alice's connection is backed up (transport/msrp.py), so bob is blocked after a
+    bounded amount (kernel buffers on both sides plus about 1 MiB in the relay) and the
+    workers' memory does not grow by the message; when alice reads again, everything
+    arrives, in order."""
+    import select
+
+    mport = free_udp_port()
+    srv = start_server(tmp_path, extra=("--listen", f"msrp:127.0.0.1:{mport}"))  # --no-auth: AUTH granted
+    alice = Endpoint(mport, "msrp://127.0.0.1:7001/slow1;tcp")
+    bob = None
+    try:
+        t1 = alice.tid()
+        alice.send(msrpframe.build_request(t1, "AUTH", [f"msrp://127.0.0.1:{mport};tcp"], [alice.path]))
+        (session,) = alice.response(t1).get("Use-Path").split()
+        sport = int(session.split(":")[2].split("/")[0])
+        bob = Endpoint(sport, "msrp://127.0.0.1:7002/fast1;tcp")
+        body = bytes(range(256)) * (48 * 4096)  # 48 MiB
+        ct = "application/octet-stream"
+        chunks = msrpframe.chunk(bob.tid, [session, alice.path], [bob.path], "big", ct, body,
+                                 chunk_size=65536, headers=[("Failure-Report", "no")])  # fmt: skip
+        wire = b"".join(chunks)
+        rss0 = _rss_kib(srv.worker_pids())
+        bob.sock.setblocking(False)
+        sent, stalled_since = 0, None
+        deadline = time.monotonic() + 30
+        while sent < len(wire) and time.monotonic() < deadline:
+            try:
+                n = bob.sock.send(wire[sent : sent + 262144])
+                sent += n
+                stalled_since = None
+            except BlockingIOError:
+                stalled_since = stalled_since or time.monotonic()
+                if time.monotonic() - stalled_since > 1.5:
+                    break  # blocked for good: the relay has stopped reading bob
+                select.select([], [bob.sock], [], 0.1)
+        assert sent < len(wire) // 2, f"bob sent {sent} of {len(wire)} octets with alice not reading"
+        grown = _rss_kib(srv.worker_pids()) - rss0
+        assert grown < 24 * 1024, f"the workers grew by {grown} KiB"
+        # alice reads again: everything bob sent arrives, then bob can finish
+        got = bytearray()
+        alice.sock.settimeout(0.2)
+        deadline = time.monotonic() + 60
+        while len(got) < len(body) and time.monotonic() < deadline:
+            if sent < len(wire):
+                try:
+                    sent += bob.sock.send(wire[sent : sent + 262144])
+                except BlockingIOError:
+                    pass
+            try:
+                data = alice.sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            assert data, "alice's connection closed"
+            for m in alice.parser.feed(data):
+                assert m.method == "SEND" and m.byte_range[0] == len(got) + 1
+                got += bytes(m.body)
+        assert len(got) == len(body) and got == body
+    finally:
+        alice.close()
+        if bob is not None:
+            bob.close()
+        assert srv.stop() == 0
