@@ -241,7 +241,23 @@ class _Uri:
     session: str
 
 
+_URI_CACHE: dict[str, _Uri | None] = {}  # a session's chunks name the same URIs over and over
+
+
 def _parse_uri(text: str) -> _Uri | None:
+    got = _URI_CACHE.get(text, _MISSING)
+    if got is not _MISSING:
+        return got  # type: ignore[return-value]
+    if len(_URI_CACHE) >= 4096:
+        _URI_CACHE.clear()
+    u = _URI_CACHE[text] = _parse_uri_text(text)
+    return u
+
+
+_MISSING = object()
+
+
+def _parse_uri_text(text: str) -> _Uri | None:
     m = _URI.fullmatch(text)
     if m is None:
         return None
@@ -437,7 +453,9 @@ class MsrpRelay:
             secret, algorithms=config.algorithms, nonce_ttl=config.nonce_ttl, nonce_counts=nonce_counts
         )
         self._new_sid = new_session_id or (lambda: secrets.token_hex(16))
-        self._new_tid = new_tid or (lambda: secrets.token_hex(8))
+        # a random prefix and a counter: unique, unguessable enough, and no urandom per chunk
+        tid_prefix, tid_seq = secrets.token_hex(4), itertools.count(1)
+        self._new_tid = new_tid or (lambda: f"{tid_prefix}{next(tid_seq):x}")
         self._links: dict[int, _Link] = {}  # cid -> link (kept after close until closed())
         self._pending: dict[int, _Link] = {}  # token -> outbound link not yet connected
         self._by_authority: dict[Authority, _Link] = {}  # outbound links, open or pending
@@ -811,15 +829,17 @@ class MsrpRelay:
             self._respond(link, msg, 200)
         new_to = to_path[1:]
         new_from = [to_path[0], *from_path]  # 3.3: To-Path[0] verbatim to the front of From-Path
+        body: bytes | None = None
         if is_report:
             tid = msg.tid  # [V 3-7, 3-9] REPORT keeps its tid
         else:
-            tid = self._fresh_tid(out, bytes(msg.body))
+            body = bytes(msg.body)
+            tid = self._fresh_tid(out, body)
             if not (is_send and fr == "no"):
                 txn = _FwdTxn(link, msg, tid, out, fr, now + self.config.transaction_timeout)
                 out.txns[tid] = txn
                 self._at(txn.deadline, txn)
-        self._write(out, _rewrite(msg, tid, new_to, new_from))
+        self._write(out, _rewrite(msg, tid, new_to, new_from, body))
 
     def _fresh_tid(self, out: _Link, body: bytes) -> str:
         for _ in range(16):
@@ -898,7 +918,9 @@ class MsrpRelay:
         self._write(txn.origin, msrpframe.build_request(tid, "REPORT", txn.from_path, [txn.to0], headers))
 
 
-def _rewrite(msg: MsrpMessage, tid: str, to_path: list[str], from_path: list[str]) -> bytes:
+def _rewrite(
+    msg: MsrpMessage, tid: str, to_path: list[str], from_path: list[str], body: bytes | None = None
+) -> bytes:
     """The forwarded request (3.3): new start line and paths, every other header verbatim and
     in order, the body and the flag unchanged."""
     parts = [f"MSRP {tid} {msg.method}\r\n", f"To-Path: {' '.join(to_path)}\r\n"]
@@ -909,5 +931,5 @@ def _rewrite(msg: MsrpMessage, tid: str, to_path: list[str], from_path: list[str
     head = "".join(parts).encode("utf-8", "surrogateescape")
     end = f"-------{tid}{msg.flag}\r\n".encode("ascii")
     if msg.has_content:
-        return b"".join((head, b"\r\n", bytes(msg.body), b"\r\n", end))
+        return b"".join((head, b"\r\n", bytes(msg.body) if body is None else body, b"\r\n", end))
     return head + end
