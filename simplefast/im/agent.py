@@ -80,6 +80,7 @@ class ImConfig:
     offline_per_user: int = 100  # per-user cap of the store
     uri_list_service: str = ""  # RFC 5365 service URI (sip:user@domain); empty: none
     uri_list_max: int = 100  # most recipients in one list
+    offline_durable: bool = False  # SQLite synchronous=FULL: stored MESSAGEs survive an OS crash too
 
 
 class ImStats:

@@ -367,13 +367,17 @@ _IM_NUMBERS = {  # key -> (lowest, highest)
 
 def _load_im(im: ImConfig, raw: dict[str, Any]) -> None:
     """The ``[im]`` table (simplefast.toml documents every key)."""
-    unknown = set(raw) - {"offline", "uri_list_service", *_IM_NUMBERS}
+    unknown = set(raw) - {"offline", "offline_durable", "uri_list_service", *_IM_NUMBERS}
     if unknown:
         raise ConfigError(f"im.{sorted(unknown)[0]}: unknown key")
     if "offline" in raw:
         if not isinstance(raw["offline"], bool):
             raise ConfigError("im.offline: must be true or false")
         im.offline = raw["offline"]
+    if "offline_durable" in raw:
+        if not isinstance(raw["offline_durable"], bool):
+            raise ConfigError("im.offline_durable: must be true or false")
+        im.offline_durable = raw["offline_durable"]
     if "uri_list_service" in raw:
         u = raw["uri_list_service"]
         if not isinstance(u, str) or (u and not u.startswith(("sip:", "sips:"))):

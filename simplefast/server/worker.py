@@ -365,6 +365,12 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     streams.close_all()
     for svc in msrp_services:
         svc.close_all()
+        log.info(
+            "worker %d MSRP relay: %d connections accepted, %d opened (%d failed), %d sessions,"
+            " %d back-pressure pauses, %d internal errors",
+            index, svc.accepted, svc.opened, svc.connect_failures, svc.sessions, svc.pauses,
+            svc.internal_errors,
+        )  # fmt: skip
     if driver.resolver is not None:
         await driver.resolver.aclose()
     if ho is not None:
@@ -418,7 +424,8 @@ def open_offline(cfg: Config) -> OfflineStore:
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     im = cfg.im
     return OfflineStore(str(cfg.data_dir / "offline.sqlite3"), max_age=im.offline_max_age,
-                        per_user=im.offline_per_user, max_bytes=im.max_body)  # fmt: skip
+                        per_user=im.offline_per_user, max_bytes=im.max_body,
+                        durable=im.offline_durable)  # fmt: skip
 
 
 def run_worker(cfg: Config, index: int, shared: SharedState) -> int:

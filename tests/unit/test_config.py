@@ -141,10 +141,13 @@ def test_im_table_and_cli_overrides(tmp_path: Path) -> None:
     assert (cfg.im.max_body, cfg.im.offline, cfg.im.offline_per_user) == (65536, True, 100)
     assert cfg.im.uri_list_service == "" and cfg.im.offline_max_age == 604800.0
     f = tmp_path / "c.toml"
-    f.write_text('[im]\nmax_body = 2000\noffline = false\nuri_list_service = "sip:list@example.com"\n')
+    f.write_text(
+        '[im]\nmax_body = 2000\noffline = false\nuri_list_service = "sip:list@example.com"\n'
+        "offline_durable = true\n"
+    )
     cfg = load(f, {"offline_per_user": 5, "max_body": 3000})
     assert (cfg.im.max_body, cfg.im.offline, cfg.im.offline_per_user) == (3000, False, 5)
-    assert cfg.im.uri_list_service == "sip:list@example.com"
+    assert cfg.im.uri_list_service == "sip:list@example.com" and cfg.im.offline_durable is True
 
 
 @pytest.mark.parametrize(
