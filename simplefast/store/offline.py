@@ -109,12 +109,13 @@ Most of claim + delivered is the per-message commit of ``delivered``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from simplefast.errors import SimplefastError
@@ -407,26 +408,10 @@ class OfflineStore:
             OfflineFull: ``aor`` already has ``per_user`` unexpired messages.
             OfflineStoreError: SQLite failed (nothing was stored).
         """
-        if len(body) > self.max_bytes:
-            raise ValueError(f"body of {len(body)} bytes exceeds the offline limit of {self.max_bytes}")
-        kept = json.dumps([[n, v] for n, v in extra]) if extra else _NO_EXTRA
-        db = self._conn()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                (n,) = db.execute(_COUNT_LIVE, (aor, now - self.max_age)).fetchone()
-                if n >= self.per_user:
-                    raise OfflineFull(self.per_user)
-                rowid = db.execute(_INSERT, (aor, sender, to, content_type, body, date, kept, now)).lastrowid
-                db.execute("COMMIT")
-            except BaseException:
-                _rollback(db)
-                raise
-        except sqlite3.Error as exc:
-            raise self._error("put", exc) from exc
-        if rowid is None:  # pragma: no cover - an INSERT that committed always has one
-            raise OfflineStoreError(f"{self.path}: offline store put: no row id")
-        return rowid
+        (got,) = self.put_many([(aor, sender, to, content_type, body, date, now, extra)])
+        if isinstance(got, Exception):
+            raise got
+        return got
 
     def put_many(
         self, items: Sequence[tuple[str, str, str, str, bytes, str, float, Iterable[tuple[str, str]]]]
@@ -440,29 +425,39 @@ class OfflineStore:
             OfflineStoreError: SQLite failed (nothing of the call was stored).
         """
         out: list[int | Exception] = []
+        with self._write_txn("put") as db:
+            for aor, sender, to, content_type, body, date, now, extra in items:
+                if len(body) > self.max_bytes:
+                    out.append(
+                        ValueError(f"body of {len(body)} bytes exceeds the offline limit of {self.max_bytes}")
+                    )
+                    continue
+                (n,) = db.execute(_COUNT_LIVE, (aor, now - self.max_age)).fetchone()
+                if n >= self.per_user:
+                    out.append(OfflineFull(self.per_user))
+                    continue
+                kept = json.dumps([[k, v] for k, v in extra]) if extra else _NO_EXTRA
+                rowid = db.execute(_INSERT, (aor, sender, to, content_type, body, date, kept, now)).lastrowid
+                if rowid is None:  # pragma: no cover - an INSERT always has one
+                    raise OfflineStoreError(f"{self.path}: offline store put: no row id")
+                out.append(int(rowid))
+        return out
+
+    @contextlib.contextmanager
+    def _write_txn(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT; rolled back on any error;
+        an SQLite error becomes OfflineStoreError naming ``what``)."""
         db = self._conn()
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for aor, sender, to, content_type, body, date, now, extra in items:
-                    if len(body) > self.max_bytes:
-                        out.append(ValueError(f"body of {len(body)} bytes exceeds the offline limit"
-                                              f" of {self.max_bytes}"))  # fmt: skip
-                        continue
-                    (n,) = db.execute(_COUNT_LIVE, (aor, now - self.max_age)).fetchone()
-                    if n >= self.per_user:
-                        out.append(OfflineFull(self.per_user))
-                        continue
-                    kept = json.dumps([[k, v] for k, v in extra]) if extra else _NO_EXTRA
-                    row = (aor, sender, to, content_type, body, date, kept, now)
-                    out.append(int(db.execute(_INSERT, row).lastrowid or 0))
+                yield db
                 db.execute("COMMIT")
             except BaseException:
                 _rollback(db)
                 raise
         except sqlite3.Error as exc:
-            raise self._error("put", exc) from exc
-        return out
+            raise self._error(what, exc) from exc
 
     def has(self, aor: str, now: float) -> bool:
         """Whether ``aor`` has any unexpired message, claimed or not (one indexed read)."""
@@ -489,18 +484,9 @@ class OfflineStore:
         """
         if limit < 1 or not lease > 0:
             raise ValueError(f"offline claim: need limit >= 1 and lease > 0 (got {limit}, {lease})")
-        db = self._conn()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                sql = _CLAIM_IN_ORDER if in_order else _CLAIM
-                rows = db.execute(sql, (now + lease, aor, now - self.max_age, now, limit)).fetchall()
-                db.execute("COMMIT")
-            except BaseException:
-                _rollback(db)
-                raise
-        except sqlite3.Error as exc:
-            raise self._error("claim", exc) from exc
+        with self._write_txn("claim") as db:
+            sql = _CLAIM_IN_ORDER if in_order else _CLAIM
+            rows = db.execute(sql, (now + lease, aor, now - self.max_age, now, limit)).fetchall()
         out = [_stored(r) for r in rows]
         out.sort(key=lambda m: (m.stored_at, m.id))  # RETURNING has no defined order
         return out
