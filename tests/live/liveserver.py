@@ -72,9 +72,15 @@ class Server:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
             n += 1
             resp = options(self.port, branch=f"z9hG4bKready{n}", timeout=0.2)
-            if resp is not None and parse_message(resp).status == 200:
+            if resp is not None and parse_message(resp).status == 200 and self._all_serving():
                 return
         raise RuntimeError(f"server not ready after {timeout} s: {self.log()}")
+
+    def _all_serving(self) -> bool:
+        """Every worker has its listeners (the OPTIONS above may be answered by the first
+        worker up while another still sets up its TCP or MSRP listeners)."""
+        text = self.log()
+        return all(f"worker {i} serving" in text for i in range(self.workers))
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.proc.poll() is None:
