@@ -41,6 +41,26 @@ def msrp_vector(name: str) -> bytes:
     return raw
 
 
+def mutate(raw: bytes, data: Any) -> bytes:
+    """1 to 4 random edits of ``raw`` (flip an octet, cut a run, duplicate a run), drawn
+    from a hypothesis ``st.data()`` object: for "malformed input gets our error" tests."""
+    from hypothesis import strategies as st
+
+    out = bytearray(raw)
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "cut", "dup"]))
+        i = data.draw(st.integers(0, len(out) - 1))
+        if op == "flip":
+            out[i] = data.draw(st.integers(0, 255))
+        elif op == "cut":
+            del out[i : i + data.draw(st.integers(1, 20))]
+        else:
+            out[i:i] = out[i : i + data.draw(st.integers(1, 40))]
+        if not out:
+            break
+    return bytes(out)
+
+
 def msrp_summary(m: Any) -> tuple[Any, ...]:
     """Everything a parsed MSRP message says, for comparing twins and runs."""
     return (m.is_request, m.tid, m.method, m.status, m.comment, m.flag, m.headers(), bytes(m.body),

@@ -31,7 +31,6 @@ import csv
 import json
 import math
 import os
-import platform
 import re
 import shlex
 import signal
@@ -47,7 +46,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.dont_write_bytecode = True  # no __pycache__ next to the scenarios
-from steps import children, cpu_and_rss, start_simplefast  # noqa: E402
+from steps import children, cpu_and_rss, describe_run, start_simplefast  # noqa: E402
 
 BUFF = str(8 << 20)
 
@@ -491,17 +490,7 @@ def main() -> int:
     fanout_timeout = args.fanout_timeout or 120 + n_w * n_p / 2000
     sub_wait = max(5.0, recv_timeout / 1000 - 5)  # the first watcher must not idle out before t0
 
-    print("command:", shlex.join([sys.executable, *sys.argv]))
-    print(
-        "sipp:",
-        subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout.strip().splitlines()[0:1],
-    )
-    cpu_model = next(
-        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"
-    )
-    print(
-        f"machine: {platform.node()} {cpu_model}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
+    describe_run()
     tmp = Path(tempfile.mkdtemp(prefix="sf-fanout-"))
     proc = None
     publisher: Child | None = None

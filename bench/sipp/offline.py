@@ -38,7 +38,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import secrets
 import shlex
@@ -67,7 +66,7 @@ from fanout import (  # noqa: E402
     udp_counters,
     udp_delta,
 )
-from steps import children, cpu_and_rss, start_simplefast  # noqa: E402
+from steps import children, cpu_and_rss, describe_run, start_simplefast  # noqa: E402
 
 BUFF = str(8 << 20)
 FILLER = ": the quick brown fox jumps over the lazy dog, 0123456789 abcdefghijklmno"  # as in the UAC
@@ -306,17 +305,7 @@ def main() -> int:
     reg_s = n_users / args.register_rate
     deliver_timeout = args.deliver_timeout or 60 + 2 * n / args.register_rate
 
-    print("command:", shlex.join([sys.executable, *sys.argv]))
-    print(
-        "sipp:",
-        subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout.strip().splitlines()[0:1],
-    )
-    cpu_model = next(
-        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"
-    )
-    print(
-        f"machine: {platform.node()} {cpu_model}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
+    describe_run()
     tmp = Path(tempfile.mkdtemp(prefix="sf-offline-"))
     os.chdir(tmp)  # SIPp writes its -trace_counts and -trace_error_codes files into its cwd
     proc = None

@@ -57,6 +57,19 @@ def cpu_and_rss(pids: list[int]) -> tuple[float, int]:
     return cpu, rss
 
 
+def describe_run() -> None:
+    """The command, SIPp's version and the machine: the head of every runner's output."""
+    print("command:", shlex.join([sys.executable, *sys.argv]))
+    print(
+        "sipp:",
+        subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout.strip().splitlines()[0:1],
+    )
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"
+    )
+    print(f"machine: {platform.node()} {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}")
+
+
 def start_simplefast(workers: int, data_dir: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], int]:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -175,15 +188,7 @@ def main() -> int:
     ap.add_argument("--server-arg", action="append", default=[], dest="server_args", metavar="ARG",
                     help="extra argument for simplefast: --server-arg=--no-persist")  # fmt: skip
     args = ap.parse_args()
-    print("command:", shlex.join([sys.executable, *sys.argv]))
-    print(
-        "sipp:",
-        subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout.strip().splitlines()[0:1],
-    )
-    cpu = next(
-        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"
-    )
-    print(f"machine: {platform.node()} {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    describe_run()
     tmp = Path(tempfile.mkdtemp(prefix="sf-steps-"))
     proc = None
     if args.target:

@@ -142,19 +142,19 @@ class PageMode:
         self._list_failure = RateLimited(log, "URI-list recipient failed")
 
     # ------------------------------------------------------------ MESSAGE in
-    def on_message(self, msg: SipMessage, now: float, *, local_sender: bool) -> Answer | None:
+    def on_message(self, msg: SipMessage, now: float, *, local_sender: Callable[[], bool]) -> Answer | None:
         """A MESSAGE (authenticated already), before the proxy routes it: an answer for
         the core (size limit, the URI-list service), or None to route it.
 
-        ``local_sender``: the sender is an authenticated user of ours (always true
-        without auth).
+        ``local_sender()``: the sender is an authenticated user of ours (always true
+        without auth); asked only for the URI-list service (it parses the From).
         """
         if len(msg.body) > self.config.max_body:
             self.stats.too_large += 1
             warn = warning_header(f"message body over {self.config.max_body} octets")
             return 413, "Request Entity Too Large", [warn]
         if self._service is not None and _service_key(msg.uri) == self._service:
-            return self._uri_list(msg, now, local_sender=local_sender)
+            return self._uri_list(msg, now, local_sender=local_sender())
         return None
 
     def unreachable(

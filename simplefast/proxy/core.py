@@ -388,7 +388,7 @@ class SipCore:
                 return
         im = self.im if method == "MESSAGE" else None
         if im is not None:
-            a = im.on_message(msg, now, local_sender=self._local_sender(msg))
+            a = im.on_message(msg, now, local_sender=lambda: self._local_sender(msg))
             if a is not None:
                 self._respond(txn, msg, peer, a[0], a[1], a[2], now)
                 self._dispatch(now)  # requests of our own it sent (URI list)

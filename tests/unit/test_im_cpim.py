@@ -58,6 +58,7 @@ from simplefast.im.imdn import (
     uri_of,
     wants_processing,
 )
+from simplefast.testing import mutate
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "im"
 MANIFEST: dict[str, dict[str, object]] = json.loads((VECTORS / "manifest.json").read_bytes())
@@ -853,19 +854,7 @@ def test_header_soup_parses_or_raises_cpim_error(lines: list[bytes], eol: bytes)
 
 @given(st.sampled_from(sorted(all_cpim_bodies())), st.data())
 def test_mutated_vectors_parse_or_raise_cpim_error(name: str, data: st.DataObject) -> None:
-    raw = bytearray(all_cpim_bodies()[name])
-    for _ in range(data.draw(st.integers(1, 4))):
-        op = data.draw(st.sampled_from(["flip", "cut", "dup"]))
-        i = data.draw(st.integers(0, len(raw) - 1))
-        if op == "flip":
-            raw[i] = data.draw(st.integers(0, 255))
-        elif op == "cut":
-            del raw[i : i + data.draw(st.integers(1, 20))]
-        else:
-            raw[i:i] = raw[i : i + data.draw(st.integers(1, 40))]
-        if not raw:
-            break
-    body = bytes(raw)
+    body = mutate(all_cpim_bodies()[name], data)
     try:
         parse_cpim(body)
     except CpimError:
