@@ -19,8 +19,10 @@ follows section 10.3 step by step:
    the Expires header, else ``default_expires``; non-zero values below
    ``min_expires`` get 423 with Min-Expires, values above ``max_expires``
    are shortened. A contact equal (section 19.1.4) to a stored one replaces
-   it when the Call-ID differs or the CSeq is higher, otherwise the request
-   fails with 500 ("out of order"); expiry 0 removes it;
+   it when the Call-ID differs or the CSeq is higher; a lower CSeq fails with
+   500 ("out of order"); the same CSeq is a retransmission whose transaction
+   was lost (a killed worker) and leaves the binding as it is; expiry 0
+   removes it;
 8. the 200 lists every current binding with its remaining ``expires``.
 
 Bindings beyond ``max_contacts`` per AOR get 403. GRUUs are not issued
@@ -130,7 +132,14 @@ class Registrar:
                     )
                 if idx >= 0:
                     old = updated[idx]
-                    if old.call_id == call_id and old.cseq >= cseq:
+                    if old.call_id == call_id and old.cseq == cseq:
+                        # the same request again, already applied: its transaction went with a
+                        # killed worker (or a restart) before the 200 left, and the client
+                        # retransmitted. A UA gives every new REGISTER a higher CSeq (section
+                        # 10.2), so this is no reordering: the binding stays as it is, and the
+                        # client gets the 200 it missed instead of a 500.
+                        continue
+                    if old.call_id == call_id and old.cseq > cseq:
                         return Reply(
                             500, "Server Internal Error", [("Warning", '399 simplefast "out of order"')]
                         )
