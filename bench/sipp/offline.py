@@ -2,7 +2,8 @@
 then the users REGISTER and the server delivers them to a SIPp UAS.
 
     .venv/bin/python bench/sipp/offline.py --messages 10000          # starts simplefast (2 workers)
-    # an already running server (Kamailio with msilo: bench/peers/kamailio, CHILDREN=2 ./run.sh):
+    # an already running server (Kamailio with msilo:
+    # bench/peers/kamailio, MSILO_DB=text CHILDREN=2 ./run.sh):
     P=$(cat /tmp/kamailio-bench/kamailio.pid)
     .venv/bin/python bench/sipp/offline.py --messages 10000 --target 127.0.0.1:5070 \\
         --service bench.local --server-pids "$P,$(pgrep -P $P | paste -sd,)"
