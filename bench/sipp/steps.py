@@ -9,7 +9,7 @@ It fails when failed calls > 0.1 %, SIPp retransmissions > 0.1 % of calls, or
 the achieved rate < 90 % of the offered one (the criteria of the Kamailio
 figures in bench/peers/kamailio/). A warm-up step at ``--start`` comes first.
 Reported per step: achieved rate, failures, retransmissions, CPU seconds per
-second of the server's processes and of SIPp, the server's RSS.
+second of the server's processes and of SIPp, the server's resident memory (shared memory counted once).
 Everything runs on 127.0.0.1; every step is bounded by -m and -timeout.
 """
 
@@ -45,16 +45,21 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_and_rss(pids: list[int]) -> tuple[float, int]:
-    """CPU seconds (user + system) and RSS bytes summed over pids that still exist."""
-    cpu, rss = 0.0, 0
+    """CPU seconds (user + system) summed over pids that still exist, and their resident
+    memory: private pages (RssAnon + RssFile) summed, shared memory (RssShmem: simplefast's
+    tables, Kamailio's shm pool) counted once, as the largest any of them maps."""
+    cpu, private, shared = 0.0, 0, 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
         except OSError:
             continue
         cpu += (int(fields[11]) + int(fields[12])) / TICK
-        rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    return cpu, rss
+        kb = {ln.split(":")[0]: int(ln.split()[1]) for ln in status if ln.startswith("Rss")}
+        private += (kb.get("RssAnon", 0) + kb.get("RssFile", 0)) << 10
+        shared = max(shared, kb.get("RssShmem", 0) << 10)
+    return cpu, private + shared
 
 
 def describe_run() -> None:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simplefast._impl import fastreg as _fastreg
 from simplefast._impl import sipmsg as _codec
 from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.im.agent import Execute, ImConfig, PageMode
@@ -39,9 +40,9 @@ from simplefast.logs import RateLimited, get_logger
 from simplefast.presence.agent import PresenceAgent
 from simplefast.presence.winfo import decode_event
 from simplefast.proxy.auth import DigestAuth, Users
-from simplefast.proxy.location import Location
+from simplefast.proxy.location import Location, ShmLocation
 from simplefast.proxy.proxy import Proxy, ProxyAddress, source_params
-from simplefast.proxy.registrar import Registrar, RegistrarConfig, aor_of
+from simplefast.proxy.registrar import Registrar, RegistrarConfig, _http_date, aor_of
 from simplefast.sip import warning_header
 from simplefast.sip.peer import flow_of
 from simplefast.sip.transaction import (
@@ -133,6 +134,10 @@ class SipCore:
         self.shed_fraction = 0.0
         self.retry_after = 5
         self.im: PageMode | None = None  # page-mode IM (enable_im)
+        # The registrar's stateless fast path (enable_fast_register); the To tags of
+        # REGISTER answers are keyed with tag_key on either path (see _register_tag).
+        self.fast: Any = None
+        self.tag_key = os.urandom(16)
 
     @property
     def overloaded(self) -> bool:
@@ -160,6 +165,36 @@ class SipCore:
             is_ours=self.registrar.is_ours, new_id=self._new_id, now=now, execute=execute, reader=reader,
             marks=marks,
         )  # fmt: skip
+        if self.fast is not None:
+            self.fast.offline = self._fast_offline()
+
+    def enable_fast_register(self, tag_key: bytes) -> bool:
+        """Answer the common REGISTER over UDP in one compiled call, without a transaction
+        (simplefast/_ref/fastreg.py says which). Only with auth off and a shared location
+        table; ``tag_key``: the secret of the To tags, the same in every worker so that a
+        retransmission another worker answers gets the same tag. True when enabled."""
+        self.tag_key = bytes(tag_key)
+        loc = self.location
+        if self.auth is not None or not isinstance(loc, ShmLocation):
+            return False
+        self.fast = _fastreg.FastRegistrar(
+            self.registrar.config, loc.table, server=self.config.server_header, supported=SUPPORTED,
+            tag_key=self.tag_key, dirty=loc.dirty_map(),
+        )  # fmt: skip
+        self.fast.offline = self._fast_offline()
+        return True
+
+    def _fast_offline(self) -> Any:
+        """What the fast path asks about stored MESSAGEs: the IM agent (its ``marks``)
+        when there is an offline store, else None."""
+        im = self.im
+        return im if im is not None and im.store is not None else None
+
+    def _register_tag(self, msg: Any) -> str:
+        """The To tag of our answer to a REGISTER: the fast path's (RFC 3261 8.2.7), so that
+        a request answered by either path gets the same tag from the other."""
+        return str(_fastreg.to_tag(self.tag_key, msg.via_branch or "", msg.call_id or "", msg.cseq_num or 0,
+                                   msg.from_tag or ""))  # fmt: skip
 
     def _new_id(self) -> str:
         return f"{self.tl.new_branch()[7:]}@simplefast"
@@ -180,6 +215,22 @@ class SipCore:
         """One datagram, or a message handed over by another worker (``hops``: how many
         workers handed it on already)."""
         self.stats.received += 1
+        fast = self.fast
+        if (
+            fast is not None
+            and data.startswith(b"REGISTER ")
+            and not reliable
+            and hops == 0
+            and not self.draining
+            and not self.shed_fraction
+        ):
+            r = fast.register(data, peer, now, _http_date())
+            if type(r) is bytes:
+                self.tl.send_stateless(r, peer)
+                return
+            if r is not None:  # parsed, declined: the general path takes it from here
+                self.on_parsed(r, data, peer, reliable=reliable, now=now, hops=hops)
+                return
         try:
             msg = _codec.parse_message(data)
         except SipParseError as exc:
@@ -355,7 +406,7 @@ class SipCore:
             if self.auth is not None and not self._authenticated(txn, msg, peer, now, register=True):
                 return
             r = self.registrar.register(msg, now, flow_of(peer), ruri)
-            self._respond(txn, msg, peer, r.status, r.reason, r.headers, now)
+            self._respond(txn, msg, peer, r.status, r.reason, r.headers, now, to_tag=self._register_tag(msg))
             if r.status == 200 and self.im is not None and msg.get("Contact") not in (None, "*"):
                 self.im.registered(msg, now)  # stored MESSAGEs go out now
                 self._dispatch(now)

@@ -106,7 +106,10 @@ class ShmLocation:
         self.track_dirty = True  # False: registrations are not persisted (nothing to write behind)
 
     def get(self, aor: str, now: float) -> list[Binding]:
-        raw = self.table.get(aor.encode("utf-8", "surrogateescape"))
+        key = aor.encode("utf-8", "surrogateescape")
+        if len(key) > self.table.key_max:
+            return []  # never stored (put refuses it): a proxy lookup gets 480, a REGISTER 503
+        raw = self.table.get(key)
         if raw is None:
             return []
         bindings = decode_bindings(raw)
@@ -140,8 +143,13 @@ class ShmLocation:
 
     def take_dirty(self) -> dict[str, bytes]:
         """AOR -> encoded bindings (b"": removed) changed through this process since the last call."""
-        out, self._dirty = self._dirty, {}
+        out = dict(self._dirty)
+        self._dirty.clear()  # the same dict: the registrar's fast path writes into it too
         return out
+
+    def dirty_map(self) -> dict[str, bytes] | None:
+        """The write-behind map itself (for the registrar's fast path), None when not tracked."""
+        return self._dirty if self.track_dirty else None
 
     def load(self, aor: str, bindings: list[Binding]) -> None:
         """Restore an AOR at start (not marked dirty)."""

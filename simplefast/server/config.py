@@ -91,6 +91,7 @@ class Config:
     location_capacity: int = 50_000
     persist_registrations: bool = True  # write-behind to <data_dir>/location.sqlite3
     persist_presence: bool = True  # write-behind to <data_dir>/presence.sqlite3
+    prefault_tables: bool = True  # touch every page of the shared tables at start (no page fault per new row)
     overload_queue_bytes: int = 0  # 0: no load shedding (see README: it lost goodput when measured)
     tls_cert: Path | None = None  # PEM certificate chain of tls: listeners
     tls_key: Path | None = None  # its private key (PEM)
@@ -134,6 +135,7 @@ _KEYS = {
     "tcp_max_connections",
     "dns_servers",
     "persist_registrations",
+    "prefault_tables",
     "persist_presence",
 }
 
@@ -243,6 +245,10 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
             if not path_value.is_file():
                 raise ConfigError(f"server.{key}: {path_value}: no such file")
             setattr(cfg, key, path_value)
+    if "prefault_tables" in raw:
+        if not isinstance(raw["prefault_tables"], bool):
+            raise ConfigError("server.prefault_tables: must be true or false")
+        cfg.prefault_tables = raw["prefault_tables"]
     if "persist_registrations" in raw:
         if not isinstance(raw["persist_registrations"], bool):
             raise ConfigError("server.persist_registrations: must be true or false")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import mmap
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from simplefast._impl import shmindex
@@ -67,6 +68,9 @@ class SharedState:
     winfo_marks: mmap.mmap | None = None
     winfo_slots: int = 0
     offline_marks: mmap.mmap | None = None  # AORs with stored MESSAGEs (None: no offline store)
+    # secret of the To tags of REGISTER answers (simplefast/_ref/fastreg.py), made before the
+    # fork so every worker gives a retransmission the same tag
+    tag_key: bytes = field(default_factory=lambda: os.urandom(16))
     offline_slots: int = 0
 
     def offline_table(self, *, create: bool = False) -> Any:
@@ -145,6 +149,23 @@ def save_all(state: SharedState, cfg: Config) -> int:
     return location_store.save_encoded(cfg.data_dir, rows, time.monotonic(), time.time(), replace_all=True)
 
 
+MADV_POPULATE_WRITE = 23  # linux/mman.h (Linux 5.14); Python 3.11's mmap module lacks the name
+
+
+def prefault(m: mmap.mmap) -> None:
+    """Make every page of a shared mapping resident now (one madvise; on older kernels a
+    write per page), so that the first row written to a page does not stop a worker
+    for a page fault under load. Zero stays zero: a table created zeroed is unchanged."""
+    try:
+        m.madvise(MADV_POPULATE_WRITE)
+        return
+    except (OSError, ValueError):
+        pass
+    page = mmap.PAGESIZE
+    for off in range(0, len(m), page):
+        m[off] = m[off]  # a write fault maps the page; the value is kept
+
+
 def create(cfg: Config) -> SharedState:
     """Map the tables and restore the registrations kept in the data directory."""
     slots = cfg.location_capacity * 4 // 3 + 4  # the table holds entries in at most 75% of its slots
@@ -197,6 +218,16 @@ def create(cfg: Config) -> SharedState:
         if len(pending) > cfg.location_capacity:
             marks.put(OFFLINE_ALL, b"1")  # more than the table holds: every REGISTER asks SQLite
         log.info("offline store: %d users with stored MESSAGEs", len(pending))
+    if cfg.prefault_tables:
+        t0 = time.monotonic()
+        maps = [state.mapping, state.nonces, state.presentities, state.subscriptions, state.winfo_marks,
+                state.offline_marks]  # fmt: skip
+        total = 0
+        for m in maps:
+            if m is not None:
+                prefault(m)
+                total += len(m)
+        log.info("shared tables: %d MiB resident (prefaulted in %.2f s)", total >> 20, time.monotonic() - t0)
     location_store.init(cfg.data_dir)
     n = 0
     for aor, bindings in location_store.load(cfg.data_dir, time.monotonic(), time.time()):

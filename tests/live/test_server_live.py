@@ -58,6 +58,27 @@ def test_sipp_register_spread_over_both_workers(server: Server, tmp_path: Path) 
     counts = worker_counts(server.log())
     # one SIPp instance (one UDP flow) still reaches both workers (payload-hash cBPF)
     assert len(counts) == 2 and sum(counts) >= 3000 and min(counts) > 3000 * 0.3, counts
+    # auth is off: SIPp's REGISTERs (one Contact, new AOR) are the fast path's case
+    fast = [int(n) for n in re.findall(r"REGISTER fast path: (\d+) answered", server.log())]
+    assert len(fast) == 2 and sum(fast) >= 3000, fast
+
+
+def test_a_retransmitted_register_gets_the_same_200(server: Server) -> None:
+    """Stateless answers (RFC 3261 8.2.7): the same datagram twice gets byte-identical 200s
+    (the same To tag), and the binding is not changed by the second one."""
+    data = (
+        "REGISTER sip:example.com SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKrtx1;rport\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:dave@example.com>;tag=d\r\nTo: <sip:dave@example.com>\r\n"
+        "Call-ID: rtx-1\r\nCSeq: 7 REGISTER\r\nContact: <sip:dave@192.0.2.7:5060>;expires=600\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    first = exchange(server.port, data)
+    second = exchange(server.port, data)
+    assert first is not None and second is not None
+    r1, r2 = parse_message(first), parse_message(second)
+    assert r1.status == 200 and r1.to_tag and r2.to_tag == r1.to_tag
+    assert r1.get("Contact") == r2.get("Contact") or re.search(r"expires=(600|599)", r2.get("Contact") or "")
 
 
 def test_register_then_query_bindings(server: Server) -> None:

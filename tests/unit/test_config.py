@@ -74,6 +74,7 @@ def test_dns_servers_forms() -> None:
         ("[server]\ntcp_idle_seconds = 1\n", "server.tcp_idle_seconds: 1: must be 10-86400"),
         ("[server]\ntcp_max_connections = 0\n", "server.tcp_max_connections"),
         ("[server]\npersist_registrations = 1\n", "server.persist_registrations: must be true or false"),
+        ('[server]\nprefault_tables = "yes"\n', "server.prefault_tables: must be true or false"),
         ("[presence]\ndefault_policy = 'maybe'\n", "presence.default_policy: 'maybe': must be one of"),
         ("[presence]\npolicies = { 'a.com' = 'x' }\n", "presence.policies: must map domains"),
         ("[presence]\nmin_notify_interval = -1\n", "presence.min_notify_interval: -1: must be 0-3600"),

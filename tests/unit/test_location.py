@@ -65,3 +65,25 @@ def test_store_round_trip_keeps_remaining_lifetime(tmp_path: Path) -> None:
     assert back["sip:a@example.com"][0].expires_at == pytest.approx(50.0 + 540.0)
     store.save(tmp_path, [("sip:a@example.com", [])], 0.0, 1_800_000_060.0)
     assert list(store.load(tmp_path, 0.0, 1_800_000_060.0)) == []
+
+
+def test_prefault_keeps_what_the_table_holds() -> None:
+    """prefault (simplefast/server/shared.py) makes the pages resident without changing a byte,
+    by madvise or, where the kernel lacks MADV_POPULATE_WRITE, by a write per page."""
+    import mmap
+
+    from simplefast._impl import shmindex
+    from simplefast.server.shared import AOR_MAX, BINDINGS_MAX, prefault
+
+    class OldKernel(mmap.mmap):
+        def madvise(self, *args: int) -> None:
+            raise OSError(22, "Invalid argument")
+
+    slots = 64
+    size = shmindex.table_size(slots, AOR_MAX, BINDINGS_MAX)
+    for m in (shmindex.create_shared(size), OldKernel(-1, size, flags=mmap.MAP_SHARED)):
+        table = shmindex.ShmTable(m, slots, AOR_MAX, BINDINGS_MAX, create=True, zeroed=True)
+        table.put(b"sip:a@example.com", b"x" * 500)
+        before = bytes(m)
+        prefault(m)
+        assert bytes(m) == before and table.get(b"sip:a@example.com") == b"x" * 500
