@@ -3,6 +3,10 @@ relay (simplefast, 2 workers) to a receiver, on loopback.
 
     .venv/bin/python bench/msrp_relay.py                       # 8 sessions x 32 MiB, 2 KiB chunks
     .venv/bin/python bench/msrp_relay.py --chunk 65536 --mib 64 --sessions 4
+    # an already running relay (Kamailio's msrp module: bench/peers/kamailio/run-msrp.sh):
+    P=$(cat /tmp/kamailio-msrp/kamailio.pid)
+    .venv/bin/python bench/msrp_relay.py --target 127.0.0.1:2856 \\
+        --server-pids "$P,$(pgrep -P $P | paste -sd,)"
 
 Each receiver AUTHs on the relay's shared port (the server runs with --no-auth, so AUTH is
 granted at once) and gets a session URI on one worker's own port; its sender connects
@@ -112,11 +116,15 @@ def main() -> int:
     ap.add_argument("--mib", type=int, default=32, help="MiB per session")
     ap.add_argument("--chunk", type=int, default=2048, help="data octets per chunk")
     ap.add_argument("--json", help="write the numbers here")
+    ap.add_argument("--target", help="HOST:PORT of a running relay on 127.0.0.1 (default: start simplefast)")
+    ap.add_argument("--server-pids", default="", help="pids of that relay, comma-separated (for CPU/RSS)")
     args = ap.parse_args()
     size = args.mib << 20
-    mport = free_port()
+    mport = free_port() if args.target is None else int(args.target.rpartition(":")[2])
     with tempfile.TemporaryDirectory(prefix="sf-msrp-") as tmp:
-        proc, _ = start_simplefast(2, Path(tmp) / "data", ["--listen", f"msrp:127.0.0.1:{mport}"])
+        proc = None
+        if args.target is None:
+            proc, _ = start_simplefast(2, Path(tmp) / "data", ["--listen", f"msrp:127.0.0.1:{mport}"])
         ctx = mp.get_context("fork")
         paths, done, started = ctx.Queue(), ctx.Queue(), ctx.Queue()
         rx = ctx.Process(target=receiver, args=(mport, args.sessions, size, paths, done))
@@ -124,7 +132,10 @@ def main() -> int:
         try:
             rx.start()
             sessions = sorted(paths.get(timeout=30) for _ in range(args.sessions))
-            pids = [proc.pid, *(int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split())]
+            if proc is not None:
+                pids = [proc.pid, *(int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split())]
+            else:
+                pids = [int(p) for p in args.server_pids.split(",") if p]
             cpu0, _ = cpu_and_rss(pids)
             tx = ctx.Process(target=sender, args=(sessions, size, args.chunk, started))
             tx.start()
@@ -137,8 +148,9 @@ def main() -> int:
                 if p is not None and p.is_alive():
                     p.kill()
                     p.join(5)
-            proc.terminate()
-            proc.wait(30)
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
     secs = t1 - t0
     res = {
         "sessions": args.sessions, "mib_per_session": args.mib, "chunk": args.chunk, "octets": octets,
@@ -146,6 +158,7 @@ def main() -> int:
         "server_cpu_s": cpu1 - cpu0, "server_cpu_s_per_gb": (cpu1 - cpu0) / (octets / 1e9),
         "sender_cpu_s": tx_cpu, "receiver_cpu_s": rx_cpu, "server_rss_mib": rss / 2**20,
     }  # fmt: skip
+    print("relay:", f"127.0.0.1:{mport}" if args.target else "simplefast, 2 workers")
     print("| sessions | chunk | relayed | time | MB/s | chunks/s | server CPU | CPU s per GB | clients CPU |")
     print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     mib = octets / 2**20

@@ -73,6 +73,19 @@ class SharedState:
     tag_key: bytes = field(default_factory=lambda: os.urandom(16))
     offline_slots: int = 0
 
+    def prefault(self) -> int:
+        """Every page of every table resident and mapped in this process (see ``prefault``).
+        The supervisor does it once (the pages are made); a forked worker does it again, as
+        its page tables start empty and each first touch of a page would be a (minor) fault.
+        Returns the bytes covered."""
+        total = 0
+        for m in (self.mapping, self.nonces, self.presentities, self.subscriptions, self.winfo_marks,
+                  self.offline_marks):  # fmt: skip
+            if m is not None:
+                prefault(m)
+                total += len(m)
+        return total
+
     def offline_table(self, *, create: bool = False) -> Any:
         """AORs that have MESSAGEs in the offline store (key: AOR, value b"1"): a REGISTER
         of anyone else never asks SQLite. Set by the worker that stores, cleared by the
@@ -220,13 +233,7 @@ def create(cfg: Config) -> SharedState:
         log.info("offline store: %d users with stored MESSAGEs", len(pending))
     if cfg.prefault_tables:
         t0 = time.monotonic()
-        maps = [state.mapping, state.nonces, state.presentities, state.subscriptions, state.winfo_marks,
-                state.offline_marks]  # fmt: skip
-        total = 0
-        for m in maps:
-            if m is not None:
-                prefault(m)
-                total += len(m)
+        total = state.prefault()
         log.info("shared tables: %d MiB resident (prefaulted in %.2f s)", total >> 20, time.monotonic() - t0)
     location_store.init(cfg.data_dir)
     n = 0
