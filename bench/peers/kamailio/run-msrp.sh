@@ -19,16 +19,5 @@ kamailio -c -f "$HERE/msrp.cfg" $ARGS -A "CTLSOCK=\"unix:$KAMDIR/kamailio_ctl\""
 kamailio -DD -E -f "$HERE/msrp.cfg" -m 512 -M 16 $ARGS -A "CTLSOCK=\"unix:$KAMDIR/kamailio_ctl\"" \
     > "$KAMDIR/kamailio.log" 2>&1 &
 echo $! > "$PIDFILE"
-i=0
-while [ $i -lt 50 ]; do
-    if kamcmd -s "unix:$KAMDIR/kamailio_ctl" core.version >/dev/null 2>&1; then
-        echo "kamailio msrp relay started: pid $(cat "$PIDFILE") children=$CHILDREN tcp:127.0.0.1:$PORT log=$KAMDIR/kamailio.log"
-        exit 0
-    fi
-    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-        echo "kamailio exited during start-up:" >&2; tail -20 "$KAMDIR/kamailio.log" >&2; exit 1
-    fi
-    sleep 0.2; i=$((i+1))
-done
-echo "kamailio did not come up in 10 s" >&2
-exit 1
+STARTED="kamailio msrp relay started: pid $(cat "$PIDFILE") children=$CHILDREN tcp:127.0.0.1:$PORT log=$KAMDIR/kamailio.log"
+. "$HERE/wait-started.sh"
