@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import time
@@ -72,19 +73,24 @@ class SharedState:
     # fork so every worker gives a retransmission the same tag
     tag_key: bytes = field(default_factory=lambda: os.urandom(16))
     offline_slots: int = 0
+    prefaulted: bool = False  # the supervisor made every page resident (workers then map them too)
 
-    def prefault(self) -> int:
+    def _maps(self) -> list[mmap.mmap]:
+        maps = (self.mapping, self.nonces, self.presentities, self.subscriptions, self.winfo_marks,
+                self.offline_marks)  # fmt: skip
+        return [m for m in maps if m is not None]
+
+    def size(self) -> int:
+        """Bytes of shared memory the tables take when every page is resident."""
+        return sum(len(m) for m in self._maps())
+
+    def prefault(self) -> bool:
         """Every page of every table resident and mapped in this process (see ``prefault``).
-        The supervisor does it once (the pages are made); a forked worker does it again, as
-        its page tables start empty and each first touch of a page would be a (minor) fault.
-        Returns the bytes covered."""
-        total = 0
-        for m in (self.mapping, self.nonces, self.presentities, self.subscriptions, self.winfo_marks,
-                  self.offline_marks):  # fmt: skip
-            if m is not None:
-                prefault(m)
-                total += len(m)
-        return total
+        The supervisor does it first (the pages are made) and sets ``prefaulted``; a forked
+        worker does it again, as its page tables start empty and each first touch of a page
+        would be a (minor) fault. False when the kernel refused (out of memory): the
+        tables are then mapped page by page as rows are written."""
+        return all(prefault(m) for m in self._maps())
 
     def offline_table(self, *, create: bool = False) -> Any:
         """AORs that have MESSAGEs in the offline store (key: AOR, value b"1"): a REGISTER
@@ -165,18 +171,36 @@ def save_all(state: SharedState, cfg: Config) -> int:
 MADV_POPULATE_WRITE = 23  # linux/mman.h (Linux 5.14); Python 3.11's mmap module lacks the name
 
 
-def prefault(m: mmap.mmap) -> None:
-    """Make every page of a shared mapping resident now (one madvise; on older kernels a
-    write per page), so that the first row written to a page does not stop a worker
-    for a page fault under load. Zero stays zero: a table created zeroed is unchanged."""
+def prefault(m: mmap.mmap) -> bool:
+    """Make every page of a shared mapping resident now (one madvise; on kernels without
+    MADV_POPULATE_WRITE a write per page), so that the first row written to a page does
+    not stop a worker for a page fault under load. Zero stays zero: a table created
+    zeroed is unchanged. False when the kernel could not populate it (ENOMEM and the
+    like): nothing more is tried, the pages come as rows are written."""
     try:
         m.madvise(MADV_POPULATE_WRITE)
-        return
-    except (OSError, ValueError):
+        return True
+    except ValueError:
         pass
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: an older kernel without the advice
+            return False
     page = mmap.PAGESIZE
     for off in range(0, len(m), page):
         m[off] = m[off]  # a write fault maps the page; the value is kept
+    return True
+
+
+def mem_available() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where it cannot be read)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) << 10
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def create(cfg: Config) -> SharedState:
@@ -232,9 +256,20 @@ def create(cfg: Config) -> SharedState:
             marks.put(OFFLINE_ALL, b"1")  # more than the table holds: every REGISTER asks SQLite
         log.info("offline store: %d users with stored MESSAGEs", len(pending))
     if cfg.prefault_tables:
-        t0 = time.monotonic()
-        total = state.prefault()
-        log.info("shared tables: %d MiB resident (prefaulted in %.2f s)", total >> 20, time.monotonic() - t0)
+        total, avail = state.size(), mem_available()
+        if avail is not None and total > avail * 0.9:
+            log.warning("shared tables: %d MiB, more than 90%% of the %d MiB of memory available: not"
+                        " prefaulted (pages come as rows are written; lower the capacities or add memory)",
+                        total >> 20, avail >> 20)  # fmt: skip
+        else:
+            t0 = time.monotonic()
+            state.prefaulted = state.prefault()
+            if state.prefaulted:
+                log.info("shared tables: %d MiB resident (prefaulted in %.2f s)", total >> 20,
+                         time.monotonic() - t0)  # fmt: skip
+            else:
+                log.warning("shared tables: the kernel could not make %d MiB resident: not prefaulted",
+                            total >> 20)  # fmt: skip
     location_store.init(cfg.data_dir)
     n = 0
     for aor, bindings in location_store.load(cfg.data_dir, time.monotonic(), time.time()):

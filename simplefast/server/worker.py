@@ -63,7 +63,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     loop = asyncio.get_running_loop()
     # the slow parts first (loading the CA store takes about 0.1 s): from the moment a
     # listener socket is bound the kernel queues datagrams on it, until the loop reads
-    if cfg.prefault_tables:
+    if shared.prefaulted:
         shared.prefault()  # map the tables' pages here too: no fault on a row's first touch
     client_tls = client_context(str(cfg.tls_ca) if cfg.tls_ca else None, cfg.tls_verify)
     server_tls = (

@@ -85,5 +85,49 @@ def test_prefault_keeps_what_the_table_holds() -> None:
         table = shmindex.ShmTable(m, slots, AOR_MAX, BINDINGS_MAX, create=True, zeroed=True)
         table.put(b"sip:a@example.com", b"x" * 500)
         before = bytes(m)
-        prefault(m)
+        assert prefault(m) is True
         assert bytes(m) == before and table.get(b"sip:a@example.com") == b"x" * 500
+
+
+def test_prefault_gives_up_when_the_kernel_cannot_populate() -> None:
+    """ENOMEM (or anything but EINVAL, an old kernel) stops it: no write per page follows,
+    which on a machine out of memory would end in the OOM killer."""
+    import errno
+    import mmap
+
+    from simplefast.server.shared import prefault
+
+    class NoMemory(mmap.mmap):
+        def madvise(self, *args: int) -> None:
+            raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+        def __setitem__(self, *args: object) -> None:
+            raise AssertionError("no page may be touched after ENOMEM")
+
+    assert prefault(NoMemory(-1, 1 << 20, flags=mmap.MAP_SHARED)) is False
+
+
+def test_tables_larger_than_the_memory_available_are_not_prefaulted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A configuration whose tables exceed the machine still starts (pages come as rows are
+    written, as with --no-prefault), with a warning that says why."""
+    from simplefast.server import shared
+    from simplefast.server.config import load
+
+    warnings: list[str] = []
+
+    class Log:  # the module's logger, keeping what it warns (picologging loggers are read-only)
+        def info(self, fmt: str, *a: object) -> None:
+            pass
+
+        def warning(self, fmt: str, *a: object) -> None:
+            warnings.append(fmt % a)
+
+    monkeypatch.setattr(shared, "log", Log())
+    monkeypatch.setattr(shared, "mem_available", lambda: 64 << 20)
+    state = shared.create(load(None, {"data_dir": tmp_path, "auth": False}))
+    assert state.prefaulted is False
+    assert any("not prefaulted" in w and "64 MiB" in w for w in warnings), warnings
+    monkeypatch.setattr(shared, "mem_available", lambda: None)  # unknown: try
+    assert shared.create(load(None, {"data_dir": tmp_path / "b", "auth": False})).prefaulted is True
