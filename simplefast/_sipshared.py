@@ -4,6 +4,7 @@ nothing per octet."""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterable
 
@@ -150,3 +151,12 @@ _TOKEN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456
 def is_token(text: str) -> bool:
     b = text.encode("utf-8", "surrogateescape")
     return bool(b) and all(c in _TOKEN for c in b)
+
+
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+
+
+def qvalue(raw: str) -> float | None:
+    """RFC 3261 25.1 qvalue ("0" ["." 0*3DIGIT] / "1" ["." 0*3("0")]) as a float; None when
+    ``raw`` is not one (the registrar's Contact q, RFC 3863 priority)."""
+    return float(raw) if _QVALUE.fullmatch(raw) else None

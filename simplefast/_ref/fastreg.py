@@ -57,6 +57,7 @@ import marshal
 from typing import Any as _Any
 
 from simplefast._ref import sipmsg as _codec
+from simplefast._sipshared import qvalue as _qvalue
 from simplefast.errors import SimplefastError, SipParseError
 
 _FNV_OFFSET = 0xCBF29CE484222325
@@ -81,23 +82,6 @@ def to_tag(key: bytes, branch: str, call_id: str, cseq: int, from_tag: str) -> s
         for c in part:
             h = ((h ^ c) * _FNV_PRIME) & _MASK
     return f"{h:016x}"
-
-
-def _q_value(raw: str) -> float | None:
-    """RFC 3261 25.1 qvalue, as simplefast.proxy.registrar reads it; None if malformed."""
-    if raw == "1" or raw == "0":
-        return float(raw)
-    if len(raw) < 2 or len(raw) > 5 or raw[1] != ".":
-        return None
-    if raw[0] == "0":
-        if not all("0" <= c <= "9" for c in raw[2:]):
-            return None
-    elif raw[0] == "1":
-        if not all(c == "0" for c in raw[2:]):
-            return None
-    else:
-        return None
-    return float(raw)
 
 
 class FastRegistrar:
@@ -190,7 +174,7 @@ class FastRegistrar:
         q = None
         raw_q = params.get("q")
         if raw_q is not None:
-            q = _q_value(raw_q)
+            q = _qvalue(raw_q)
             if q is None:
                 return None
         off = self.offline

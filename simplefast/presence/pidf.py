@@ -104,6 +104,7 @@ from typing import NamedTuple
 
 from lxml import etree  # type: ignore[import-untyped]
 
+from simplefast._sipshared import qvalue
 from simplefast.presence.xmlsafe import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEPTH,
@@ -154,7 +155,6 @@ _XML_DECL = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
 # xs:ID is an NCName: a letter or "_" first, then letters, digits, ".", "-", "_".
 _NCNAME = re.compile(r"[^\W\d][\w.\-\u00b7\u0300-\u036f\u203f\u2040]*\Z")
-_QVALUE = re.compile(r"(0(\.[0-9]{0,3})?|1(\.0{0,3})?)\Z")
 _DATETIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?\Z")
 
 
@@ -293,7 +293,7 @@ def _tuple(el: Element, seen: set[str]) -> Component:
                 raise XmlRejected(f"{_where('tuple', ident)} has two <contact>")
             contact = child
             prio = child.get("priority")
-            if prio is not None and not _QVALUE.match(prio.strip()):  # RFC 3863 §4.1.5
+            if prio is not None and qvalue(prio.strip()) is None:  # RFC 3863 §4.1.5
                 raise XmlRejected(f"{_where('tuple', ident)} contact priority {prio[:20]!r} is not a qvalue")
         elif tag == _TIMESTAMP:
             if stamp is not None:

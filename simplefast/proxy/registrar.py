@@ -31,13 +31,13 @@ Bindings beyond ``max_contacts`` per AOR get 403. GRUUs are not issued
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from simplefast._impl import sipmsg as _codec
+from simplefast._sipshared import qvalue
 from simplefast.errors import SipParseError
 from simplefast.proxy.location import Binding, Location, LocationFullError
 
@@ -175,14 +175,8 @@ class Registrar:
         return Reply(200, "OK", headers)
 
 
-_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
-
-
 def _q_value(raw: str | None) -> float | None:
-    """RFC 3261 25.1 qvalue ("0" ["." 0*3DIGIT] / "1" ["." 0*3("0")]); None if absent or malformed."""
-    if raw is None or not _QVALUE.fullmatch(raw):
-        return None
-    return float(raw)
+    return None if raw is None else qvalue(raw)
 
 
 def _contact_line(b: Binding, now: float) -> str:
