@@ -23,7 +23,7 @@ from simplefast.errors import SimplefastError
 
 # Every hot-path module that exists as a twin (ext/<name>.pyx and
 # simplefast/_ref/<name>.py).
-MODULES: tuple[str, ...] = ("sipmsg", "shmindex", "udpio", "fanout", "msrpframe", "fastreg")
+MODULES: tuple[str, ...] = ("sipmsg", "shmindex", "udpio", "fanout", "msrpframe", "fastreg", "fastrelay")
 
 _PACKAGES = {"ext": "simplefast._ext", "ref": "simplefast._ref"}
 
@@ -70,3 +70,4 @@ udpio: ModuleType = _active.udpio
 fanout: ModuleType = _active.fanout
 msrpframe: ModuleType = _active.msrpframe
 fastreg: ModuleType = _active.fastreg
+fastrelay: ModuleType = _active.fastrelay

@@ -141,6 +141,11 @@ class PageMode:
         self._store_error = RateLimited(log, "offline store error")
         self._list_failure = RateLimited(log, "URI-list recipient failed")
 
+    @property
+    def service_key(self) -> tuple[str, str] | None:
+        """(user, host) of the URI-list service, as ``on_message`` compares Request-URIs."""
+        return self._service
+
     # ------------------------------------------------------------ MESSAGE in
     def on_message(self, msg: SipMessage, now: float, *, local_sender: Callable[[], bool]) -> Answer | None:
         """A MESSAGE (authenticated already), before the proxy routes it: an answer for

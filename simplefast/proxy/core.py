@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simplefast._impl import fastreg as _fastreg
+from simplefast._impl import fastrelay as _fastrelay
 from simplefast._impl import sipmsg as _codec
 from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.im.agent import Execute, ImConfig, PageMode
@@ -138,6 +139,8 @@ class SipCore:
         # REGISTER answers are keyed with tag_key on either path (see _register_tag).
         self.fast: Any = None
         self.tag_key = os.urandom(16)
+        # The proxy's compiled MESSAGE relay (enable_fast_relay).
+        self.relay: Any = None
 
     @property
     def overloaded(self) -> bool:
@@ -167,6 +170,31 @@ class SipCore:
         )  # fmt: skip
         if self.fast is not None:
             self.fast.offline = self._fast_offline()
+        self._relay_im()
+
+    def enable_fast_relay(self) -> bool:
+        """Relay the common MESSAGE over UDP (one registered UDP contact) in one compiled
+        record instead of two transactions and a proxy context (simplefast/_ref/fastrelay.py
+        says which). Only with auth off and a shared location table. True when enabled."""
+        loc = self.location
+        if self.auth is not None or not isinstance(loc, ShmLocation):
+            return False
+        tl = self.tl
+        self.relay = _fastrelay.FastRelay(
+            self.registrar.config, loc.table, self.proxy.me, prefix=f"{tl.branch_prefix}.r",
+            supported=SUPPORTED, general=tl.server, tag_prefix=f"{os.urandom(4).hex()}r",
+            t1=tl.t1, t2=tl.t2, t4=tl.t4,
+        )  # fmt: skip
+        self._relay_im()
+        return True
+
+    def _relay_im(self) -> None:
+        """What the relay leaves to the IM rules: bodies over their limit (413) and the
+        URI-list service."""
+        relay, im = self.relay, self.im
+        if relay is not None and im is not None:
+            relay.max_body = im.config.max_body
+            relay.service = im.service_key
 
     def enable_fast_register(self, tag_key: bytes) -> bool:
         """Answer the common REGISTER over UDP in one compiled call, without a transaction
@@ -206,6 +234,8 @@ class SipCore:
 
     def busy(self) -> bool:
         """Transactions that still need the network (drain waits for them)."""
+        if self.relay is not None and self.relay.open:
+            return True
         return any(t.state in (CALLING, TRYING, PROCEEDING) for t in self.tl.client.values()) or any(
             t.state in (TRYING, PROCEEDING) for t in self.tl.server.values()
         )
@@ -229,6 +259,18 @@ class SipCore:
                 self.tl.send_stateless(r, peer)
                 return
             if r is not None:  # parsed, declined: the general path takes it from here
+                self.on_parsed(r, data, peer, reliable=reliable, now=now, hops=hops)
+                return
+        relay = self.relay
+        if relay is not None and not reliable and hops == 0:
+            r = None
+            if data.startswith(b"MESSAGE "):
+                r = relay.request(data, peer, now, not (self.draining or self.shed_fraction))
+            elif relay.expecting() and data.startswith(b"SIP/2.0 "):
+                r = relay.response(data, now)
+            if r is True:
+                return
+            if r is not None:  # parsed, not taken: the general path
                 self.on_parsed(r, data, peer, reliable=reliable, now=now, hops=hops)
                 return
         try:
@@ -343,11 +385,18 @@ class SipCore:
 
     def outgoing(self) -> list[tuple[bytes, Any]]:
         out = self.tl.datagrams_to_send()
+        relay = self.relay
+        if relay is not None and relay.out:
+            out += relay.take()
         self.stats.sent += len(out)
         return out
 
     def get_timer(self) -> float | None:
         t = self.tl.get_timer()
+        if self.relay is not None:
+            p = self.relay.next_deadline()
+            if p is not None and (t is None or p < t):
+                t = p
         if self.presence is not None:
             p = self.presence.next_deadline()
             if p is not None and (t is None or p < t):
@@ -359,6 +408,8 @@ class SipCore:
         return t
 
     def handle_timer(self, now: float) -> None:
+        if self.relay is not None:
+            self.relay.expire(now)
         self.tl.handle_timer(now)
         self._dispatch(now)
         if self.im is not None:

@@ -293,6 +293,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
 
     location.track_dirty = cfg.persist_registrations
     core.enable_fast_register(shared.tag_key)  # after track_dirty: it takes the write-behind map
+    core.enable_fast_relay()
     if cfg.persist_registrations or cfg.persist_presence:
         loop.call_later(1.0, write_behind)
     stop = asyncio.Event()
@@ -415,10 +416,12 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     log.info(
         "worker %d stopped: %d received, %d sent, %d unparseable, %d rejected, %d shed (503) in %d overloads,"
         " %d internal errors, %d handed off; REGISTER fast path: %d answered, %d declined;"
+        " MESSAGE relay: %d relayed, %d declined, %d retransmissions absorbed, %d timed out;"
         " connections: %d accepted, %d opened, %d refused, %d failed to open",
         index, core.stats.received, core.stats.sent, core.stats.parse_errors, core.stats.rejected,
         core.stats.shed, monitor.episodes, driver.internal_errors, core.stats.handed_off,
         *((core.fast.answered, core.fast.declined) if core.fast is not None else (0, 0)),
+        *((r.relayed, r.declined, r.absorbed, r.timeouts) if (r := core.relay) is not None else (0, 0, 0, 0)),
         streams.accepted, streams.opened, streams.refused, streams.connect_failures,
     )  # fmt: skip
 
