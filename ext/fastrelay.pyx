@@ -426,31 +426,19 @@ cdef class FastRelay:
     def expire(self, now):
         cdef double t = float(now)
         cdef _Rec rec
-        for interval in list(self._e_order):
-            q = self._e[interval]
-            while q:
-                rec = q[0]
-                if rec.e_due == 0.0 or rec.state >= COMPLETED:
-                    q.popleft()
-                    continue
-                if rec.e_due > t:
-                    break
-                q.popleft()
-                self.out.append((rec.fwd, rec.dest))
-                if rec.state == TRYING:
-                    rec.interval = min(rec.interval * 2, self.t2)
-                rec.e_due = t + rec.interval
-                self._ring(rec.interval).append(rec)
-        q = self._f
-        while q:
-            rec = q[0]
-            if rec.f_due == 0.0:
-                q.popleft()
-                continue
-            if rec.f_due > t:
+        while True:  # due Timers E and F in deadline order, F first on a tie
+            q = self._next_due(t)
+            if q is None:
                 break
-            q.popleft()
-            self._timeout(rec, t)
+            rec = q.popleft()
+            if q is self._f:
+                self._timeout(rec, t)
+                continue
+            self.out.append((rec.fwd, rec.dest))
+            if rec.state == TRYING:
+                rec.interval = min(rec.interval * 2, self.t2)
+            rec.e_due = t + rec.interval
+            self._ring(rec.interval).append(rec)
         q = self._k
         while q:
             rec = q[0]
@@ -466,6 +454,35 @@ cdef class FastRelay:
             q.popleft()
             self._by_skey.pop(rec.skey, None)
             self._by_branch.pop(rec.branch, None)
+
+    cdef object _next_due(self, double now):
+        """The ring whose head is the Timer F or E due first at ``now`` (a tie goes to F,
+        then to the ring of the smaller interval); cancelled heads are dropped."""
+        best = None
+        cdef double due = now
+        cdef _Rec rec
+        q = self._f
+        while q:
+            rec = q[0]
+            if rec.f_due != 0.0:
+                break
+            q.popleft()
+        if q:
+            rec = q[0]
+            if rec.f_due <= due:
+                best, due = q, rec.f_due
+        for interval in self._e_order:
+            q = self._e[interval]
+            while q:
+                rec = q[0]
+                if rec.e_due != 0.0 and rec.state < COMPLETED:
+                    break
+                q.popleft()
+            if q:
+                rec = q[0]
+                if rec.e_due <= due and (best is None or rec.e_due < due):
+                    best, due = q, rec.e_due
+        return best
 
     cdef _timeout(self, _Rec rec, double now):
         self.timeouts += 1

@@ -66,8 +66,17 @@ UDP (section 17.1.2 and 17.2.2) with the proxy's rules for one branch
 
 ``out`` collects what to send, ``(bytes, peer)``, in order; ``take()``
 empties it. Timers: ``next_deadline()`` (a wake-up may be early, never
-late) and ``expire(now)``, with a nondecreasing ``now``: due Timers E
-(rings in increasing interval), then F, K, J, each ring in its order.
+late) and ``expire(now)``, with a nondecreasing ``now``: due Timers E and F
+in deadline order (on a tie: F, then E of the smaller interval), as the
+transaction layer runs them, so a late wake-up past Timer F sends no last
+copy; then K and J.
+
+The one place where the bytes may differ from the general path's beyond the
+branch: the 1300-octet rule is applied to the copy the relay sends. Its
+branch (``.r<n>.``, counting the relay's requests) is not the general path's
+(``.<m>.``, counting every branch of the layer), so a request within a few
+octets of the limit may go over UDP here and over TCP there; each path's
+copy follows section 18.1.1.
 """
 
 from __future__ import annotations
@@ -386,32 +395,20 @@ class FastRelay:
 
     def expire(self, now: float) -> None:
         now = float(now)
-        for interval in list(self._e):
-            q = self._e[interval]
-            while q:
-                rec = q[0]
-                if not rec.e_due or rec.state >= _COMPLETED:
-                    q.popleft()
-                    continue
-                if rec.e_due > now:
-                    break
-                q.popleft()
-                assert rec.fwd is not None and rec.dest is not None
-                self.out.append((rec.fwd, rec.dest))
-                if rec.state == _TRYING:
-                    rec.interval = min(rec.interval * 2, self.t2)
-                rec.e_due = now + rec.interval
-                self._ring(rec.interval).append(rec)
-        q = self._f
-        while q:
-            rec = q[0]
-            if not rec.f_due:
-                q.popleft()
-                continue
-            if rec.f_due > now:
+        while True:  # due Timers E and F in deadline order, F first on a tie
+            q = self._next_due(now)
+            if q is None:
                 break
-            q.popleft()
-            self._timeout(rec, now)
+            rec = q.popleft()
+            if q is self._f:
+                self._timeout(rec, now)
+                continue
+            assert rec.fwd is not None and rec.dest is not None
+            self.out.append((rec.fwd, rec.dest))
+            if rec.state == _TRYING:
+                rec.interval = min(rec.interval * 2, self.t2)
+            rec.e_due = now + rec.interval
+            self._ring(rec.interval).append(rec)
         q = self._k
         while q and q[0].k_due <= now:
             rec = q.popleft()
@@ -421,6 +418,23 @@ class FastRelay:
             rec = q.popleft()
             self._by_skey.pop(rec.skey, None)
             self._by_branch.pop(rec.branch, None)
+
+    def _next_due(self, now: float) -> deque[_Rec] | None:
+        """The ring whose head is the Timer F or E due first at ``now`` (a tie goes to F,
+        then to the ring of the smaller interval); cancelled heads are dropped."""
+        best: deque[_Rec] | None = None
+        due = now
+        q = self._f
+        while q and not q[0].f_due:
+            q.popleft()
+        if q and q[0].f_due <= due:
+            best, due = q, q[0].f_due
+        for q in self._e.values():
+            while q and not (q[0].e_due and q[0].state < _COMPLETED):
+                q.popleft()
+            if q and q[0].e_due <= due and (best is None or q[0].e_due < due):
+                best, due = q, q[0].e_due
+        return best
 
     def _timeout(self, rec: _Rec, now: float) -> None:
         """Timer F: the client side ends; the 408 of section 16.7 step 6 goes up."""
