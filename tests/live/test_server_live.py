@@ -181,6 +181,9 @@ def test_sipp_message_relayed_to_registered_sipp_uas(tmp_path: Path) -> None:
         uas.terminate()
         uas.wait(10)
         assert srv.stop() == 0
+    # auth is off and bob has one UDP contact: every MESSAGE is the compiled relay's case
+    relayed = [int(n) for n in re.findall(r"MESSAGE relay: (\d+) relayed", srv.log())]
+    assert len(relayed) == 2 and sum(relayed) == 2000, relayed
 
 
 def test_message_to_unregistered_user_is_stored_and_iscomposing_gets_480(server: Server) -> None:
