@@ -136,6 +136,17 @@ def build_request(
     end-line. Raises ValueError for an invalid tid/method/flag, a header name or value
     that cannot be written (CR, LF), or a body containing this end-line."""
 
+def forward(msg: MsrpMessage, tid: str, to_path: Sequence[str], from_path: Sequence[str]) -> bytes | None:
+    """Request ``msg`` as a relay forwards it (RFC 4976 section 3.3), in one buffer:
+    ``MSRP <tid> <method as received>``, ``To-Path:`` and ``From-Path:`` from the given
+    URIs (joined by one space), then every other header of ``msg`` in order as
+    ``name: value`` (name and value as received), then, if ``msg`` has content, an
+    empty line, its data and CRLF, then the end-line with ``tid`` and ``msg``'s flag.
+    None when the data contains that end-line (section 7.1: pick another tid).
+
+    Raises TypeError (not an MsrpMessage), ValueError (a response; an invalid tid; a
+    path element empty, with whitespace, CR or LF)."""
+
 def build_response(
     tid: str,
     status: int,

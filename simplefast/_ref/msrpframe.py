@@ -689,6 +689,31 @@ def build_request(
     return b"".join(out)
 
 
+def forward(msg: MsrpMessage, tid: str, to_path: Sequence[str], from_path: Sequence[str]) -> bytes | None:
+    """The request ``msg`` as a relay forwards it (see the stub)."""
+    if not isinstance(msg, MsrpMessage):
+        raise TypeError(f"msg must be an MsrpMessage, not {type(msg).__name__}")
+    if not msg.is_request:
+        raise ValueError("a response is not forwarded as a request")
+    t = _enc_tid(tid)
+    to_p = _enc_path("To-Path", to_path)
+    from_p = _enc_path("From-Path", from_path)
+    end = b"-------" + t + msg.flag.encode("ascii") + b"\r\n"
+    body = bytes(msg.body)
+    if msg.has_content and _first_end_line(body + b"\r\n" + end, 0, b"\r\n-------" + t) != len(body):
+        return None
+    assert msg.method is not None
+    out = [b"MSRP ", t, b" ", msg.method.encode("ascii"), b"\r\nTo-Path: ", to_p]
+    out += [b"\r\nFrom-Path: ", from_p, b"\r\n"]
+    for name, value in msg.headers():
+        if name.lower() not in ("to-path", "from-path"):
+            out += [name.encode("ascii"), b": ", value.encode("utf-8"), b"\r\n"]
+    if msg.has_content:
+        out += [b"\r\n", body, b"\r\n"]
+    out.append(end)
+    return b"".join(out)
+
+
 def build_response(
     tid: str,
     status: int,

@@ -371,6 +371,24 @@ class _FwdTxn:
         self.done = False
 
 
+class _Route:
+    """What the checks of 3.1 items 1-4 decided for one (link, To-Path, From-Path) as
+    written, in a bound session: the link to forward on and the new paths. Kept in
+    ``MsrpRelay._routes`` while the session is bound; every session move and every lost
+    link clears the table (they are rare: a session's chunks all hit it)."""
+
+    __slots__ = ("sess", "out", "new_to", "new_from")
+
+    def __init__(self, sess: _Session, out: _Link, new_to: list[str], new_from: list[str]) -> None:
+        self.sess = sess
+        self.out = out
+        self.new_to = new_to
+        self.new_from = new_from
+
+
+_ROUTES_MAX = 65536
+
+
 class _MsrpDigest(DigestAuth):
     """``DigestAuth`` with the MSRP digest-uri (docs/msrp.md 2.3) and an ``opaque``.
 
@@ -460,6 +478,7 @@ class MsrpRelay:
         self._pending: dict[int, _Link] = {}  # token -> outbound link not yet connected
         self._by_authority: dict[Authority, _Link] = {}  # outbound links, open or pending
         self._sessions: dict[str, _Session] = {}
+        self._routes: dict[tuple[int | None, str | None, str | None], _Route] = {}
         self._out: list[tuple[int, bytes]] = []
         self._events: deque[RelayEvent] = deque()
         self._timers: list[tuple[float, int, _FwdTxn | _Session]] = []
@@ -608,6 +627,7 @@ class MsrpRelay:
         transactions fail upstream, transactions from here are forgotten."""
         link.closed = True
         link.queue.clear()
+        self._routes.clear()
         if link.authority is not None and self._by_authority.get(link.authority) is link:
             del self._by_authority[link.authority]
         for sess in list(self._sessions.values()):
@@ -633,6 +653,7 @@ class MsrpRelay:
         if new == sess.state:
             return
         sess.state = new
+        self._routes.clear()
         if new == ENDED:
             self._sessions.pop(sess.sid, None)
             self._events.append(SessionEnded(sess.sid, reason))
@@ -769,6 +790,18 @@ class MsrpRelay:
         method = msg.method or ""
         is_send, is_report = method == "SEND", method == "REPORT"
         fr = _failure_report(msg) if is_send else "yes"
+        # A request whose link, To-Path and From-Path (as written) were checked before, in a
+        # session still bound: the checks of 3.1 items 1-4 gave their answer then (see _Route)
+        key = (link.cid, msg.get("To-Path"), msg.get("From-Path"))
+        route = self._routes.get(key) if is_send or is_report else None
+        if route is not None and route.sess.state == BOUND and not route.out.closed and not link.closed:
+            if is_send and msg.message_id is None:  # 3.1 item 5 [I: msrprelay]
+                if fr != "no":
+                    self._respond(link, msg, 400)
+                return
+            _ = msg.byte_range  # raises MsrpFramingError (400: the connection closes) if malformed
+            self._forward(link, msg, route.out, route.new_to, route.new_from, is_send, is_report, fr, now)
+            return
 
         def fail(status: int) -> None:
             # 3.2: REPORT is never answered; a SEND with Failure-Report no gets nothing
@@ -825,21 +858,47 @@ class MsrpRelay:
             sess.peer = link if incoming else out
         sess.peer_path = peer_path
         self._move(sess, "bind", "")
-        if is_send and fr == "yes":  # 3.2: the immediate 200 before forwarding [V 3-2]
-            self._respond(link, msg, 200)
         new_to = to_path[1:]
         new_from = [to_path[0], *from_path]  # 3.3: To-Path[0] verbatim to the front of From-Path
-        body: bytes | None = None
+        if sess.state == BOUND and link.cid is not None:
+            if len(self._routes) >= _ROUTES_MAX:
+                self._routes.clear()
+            self._routes[key] = _Route(sess, out, new_to, new_from)
+        self._forward(link, msg, out, new_to, new_from, is_send, is_report, fr, now)
+
+    def _forward(
+        self, link: _Link, msg: MsrpMessage, out: _Link, new_to: list[str], new_from: list[str],
+        is_send: bool, is_report: bool, fr: str, now: float,
+    ) -> None:  # fmt: skip
+        """Answer (3.2) and forward (3.3) a request that passed the checks of 3.1."""
+        if is_send and fr == "yes":  # 3.2: the immediate 200 before forwarding [V 3-2]
+            self._respond(link, msg, 200)
         if is_report:
             tid = msg.tid  # [V 3-7, 3-9] REPORT keeps its tid
+            data = msrpframe.forward(msg, tid, new_to, new_from)
         else:
-            body = bytes(msg.body)
-            tid = self._fresh_tid(out, body)
+            tid, data = self._fresh_forward(out, msg, new_to, new_from)
             if not (is_send and fr == "no"):
                 txn = _FwdTxn(link, msg, tid, out, fr, now + self.config.transaction_timeout)
                 out.txns[tid] = txn
                 self._at(txn.deadline, txn)
-        self._write(out, _rewrite(msg, tid, new_to, new_from, body))
+        if data is None:  # a REPORT whose data holds its own end-line: it cannot be framed
+            return
+        self._write(out, data)
+
+    def _fresh_forward(
+        self, out: _Link, msg: MsrpMessage, new_to: list[str], new_from: list[str]
+    ) -> tuple[str, bytes]:
+        """A new tid for a forwarded request and its octets: not in use on ``out``, and
+        whose end-line does not occur in the data (RFC 4975 7.1)."""
+        for _ in range(16):
+            tid = self._new_tid()
+            if tid in out.txns:
+                continue
+            data = msrpframe.forward(msg, tid, new_to, new_from)
+            if data is not None:
+                return tid, data
+        raise RuntimeError("new_tid gave 16 unusable transaction ids in a row")
 
     def _fresh_tid(self, out: _Link, body: bytes) -> str:
         for _ in range(16):
@@ -916,20 +975,3 @@ class MsrpRelay:
         tid = self._fresh_tid(txn.origin, b"")
         # [I: msrprelay generate_report] To-Path = the SEND's From-Path, From-Path = our URI
         self._write(txn.origin, msrpframe.build_request(tid, "REPORT", txn.from_path, [txn.to0], headers))
-
-
-def _rewrite(
-    msg: MsrpMessage, tid: str, to_path: list[str], from_path: list[str], body: bytes | None = None
-) -> bytes:
-    """The forwarded request (3.3): new start line and paths, every other header verbatim and
-    in order, the body and the flag unchanged."""
-    parts = [f"MSRP {tid} {msg.method}\r\n", f"To-Path: {' '.join(to_path)}\r\n"]
-    parts.append(f"From-Path: {' '.join(from_path)}\r\n")
-    for name, value in msg.headers():
-        if name.lower() not in ("to-path", "from-path"):
-            parts.append(f"{name}: {value}\r\n")
-    head = "".join(parts).encode("utf-8", "surrogateescape")
-    end = f"-------{tid}{msg.flag}\r\n".encode("ascii")
-    if msg.has_content:
-        return b"".join((head, b"\r\n", bytes(msg.body) if body is None else body, b"\r\n", end))
-    return head + end

@@ -156,6 +156,7 @@ def test_same_public_names() -> None:
         "parse_one",
         "build_request",
         "build_response",
+        "forward",
         "chunk",
     }
     assert names(EXT) - {"RemoteProtocolError"} == names(REF) - {"RemoteProtocolError"}
@@ -638,6 +639,58 @@ def test_build_response(
     ref = _call(lambda: REF.build_response(tid, status, comment, to_path, from_path, headers))
     ext = _call(lambda: EXT.build_response(tid, status, comment, to_path, from_path, headers))
     assert ext == ref
+
+
+def rewritten(m: Any, tid: str, to_path: list[str], from_path: list[str]) -> bytes:
+    """An independent rendering of what ``forward`` must write (RFC 4976 3.3): new start
+    line and paths, every other header as ``name: value``, the data, the new end-line."""
+    parts = [
+        f"MSRP {tid} {m.method}\r\n",
+        f"To-Path: {' '.join(to_path)}\r\n",
+        f"From-Path: {' '.join(from_path)}\r\n",
+    ]
+    parts += [f"{n}: {v}\r\n" for n, v in m.headers() if n.lower() not in ("to-path", "from-path")]
+    head = "".join(parts).encode("utf-8")
+    end = f"-------{tid}{m.flag}\r\n".encode()
+    return head + b"\r\n" + bytes(m.body) + b"\r\n" + end if m.has_content else head + end
+
+
+@settings(max_examples=400)
+@given(msg=message_st(), tid=wtid_st, to_path=wpath_st, from_path=wpath_st)
+def test_forward(msg: tuple[bytes, int, int], tid: str, to_path: list[str], from_path: list[str]) -> None:
+    data = msg[0]
+    got = []
+    for mod in (REF, EXT):
+        try:
+            m = mod.parse_one(data)
+        except mod.MsrpFramingError:
+            return
+        out = _call(lambda mod=mod, m=m: mod.forward(m, tid, to_path, from_path))
+        got.append(out)
+        if out[0] == "ok" and out[1] is not None:
+            assert out[1] == rewritten(m, tid, to_path, from_path)
+            # it frames back: same headers but the paths, same data and flag
+            back = mod.parse_one(out[1])
+            assert (back.tid, back.method, bytes(back.body), back.flag) == (
+                tid,
+                m.method,
+                bytes(m.body),
+                m.flag,
+            )
+        elif out == ("ok", None):
+            assert m.has_content  # only data can hold the new end-line
+    assert got[0] == got[1]
+
+
+def test_forward_refuses_responses_and_other_objects() -> None:
+    for mod in (REF, EXT):
+        r = mod.parse_one(
+            b"MSRP abcd 200 OK\r\nTo-Path: msrp://a:1/x;tcp\r\nFrom-Path: msrp://b:1/y;tcp\r\n-------abcd$\r\n"
+        )
+        with pytest.raises(ValueError):
+            mod.forward(r, "efgh", ["msrp://a:1/x;tcp"], ["msrp://b:1/y;tcp"])
+        with pytest.raises(TypeError):
+            mod.forward(b"MSRP abcd SEND", "efgh", [], [])
 
 
 class Tids:

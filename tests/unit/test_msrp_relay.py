@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from simplefast._impl import ACTIVE, load
@@ -724,3 +724,100 @@ def test_random_requests_never_raise(method: str, to: list[str], frm: list[str],
     a.data(cid, data + b"Message-ID: x\r\n-------q123$\r\n", T0)
     for _, d in a.outgoing():
         fr.parse_one(d)
+
+
+# ---------------------------------------------------------------- the route cache
+
+
+class _NoRoutes(dict):  # type: ignore[type-arg]
+    """A route table that keeps nothing: every request takes the full checks of 3.1."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+_ROUTE_URIS = [A_URI, B_URI, BOB, ALICE, "msrps://a.example.org:9000/other;tcp"]
+_route_paths = st.sampled_from(
+    # outgoing from Alice (cid 1) and incoming from B (cid 2), mostly; then anything
+    [([A_URI, BOB], [ALICE])] * 4
+    + [([A_URI, ALICE], [BOB])] * 3
+    + [([A_URI], [ALICE]), ([A_URI, BOB], [BOB])]
+) | st.tuples(
+    st.lists(st.sampled_from(_ROUTE_URIS), min_size=1, max_size=3),
+    st.lists(st.sampled_from(_ROUTE_URIS), min_size=1, max_size=2),
+)
+_route_req = st.tuples(
+    st.just("req"),
+    st.sampled_from([1, 1, 1, 2, 2, 9]),
+    st.sampled_from(["SEND", "SEND", "REPORT", "NICKNAME"]),
+    _route_paths,
+    st.sampled_from(["", "Failure-Report: no\r\n", "Failure-Report: partial\r\n"]),
+    st.booleans(),  # Message-ID
+)
+_route_step = st.one_of(
+    _route_req,
+    _route_req,
+    _route_req,
+    _route_req,
+    st.tuples(st.just("close"), st.sampled_from([1, 2, 9])),
+    st.tuples(st.just("wait"), st.sampled_from([1.0, 40.0, 4000.0])),
+    st.tuples(st.just("answer"), st.sampled_from([200, 403])),
+)
+
+
+@settings(max_examples=500)
+@given(st.lists(_route_step, max_size=14))
+def test_route_cache_changes_nothing(steps: list[Any]) -> None:
+    """The same requests and events through a relay that remembers routes and one that
+    checks every request in full: the same octets on the same connections, the same
+    events, the same session states."""
+    relays = [relay_a(), relay_a()]
+    relays[1]._routes = _NoRoutes()
+    now = T0
+    n = 0
+    for step in steps:
+        if step[0] == "req" and relays[0]._routes:
+            event("a request met a remembered route")
+        got = []
+        for r in relays:
+            if step[0] == "req":
+                _, cid, method, (to, frm), fr_line, mid = step
+                tid = f"q{n:05d}"
+                data = f"MSRP {tid} {method}\r\nTo-Path: {' '.join(to)}\r\nFrom-Path: {' '.join(frm)}\r\n"
+                data += (f"Message-ID: m{n}\r\n" if mid else "") + fr_line
+                data += f"Byte-Range: 1-3/3\r\nContent-Type: text/plain\r\n\r\nhi!\r\n-------{tid}$\r\n"
+                r.data(cid, data.encode(), now)
+            elif step[0] == "close":
+                r.closed(step[1], now)
+            elif step[0] == "wait":
+                r.handle_timer(now + step[1])
+            else:  # a response from B (cid 2) to the last request forwarded there
+                sent = [d for c, d in r.outgoing() if c == 2]
+                got.append(("sent", sent))
+                for d in sent[-1:]:
+                    m = fr.parse_one(d)
+                    if m.is_request and m.method != "REPORT":
+                        resp = fr.build_response(m.tid, step[1], None, m.from_path[:1], m.to_path[:1])
+                        r.data(2, resp, now)
+            for ev in events(r):
+                if isinstance(ev, Connect):
+                    r.connected(2, ev.authority, now, token=ev.token)
+                got.append(ev)
+            got.append(r.outgoing())
+            got.append(r.sessions)
+        n += 1
+        if step[0] == "wait":
+            now += step[1]
+        half = len(got) // 2
+        assert got[:half] == got[half:], step
+
+
+def test_route_cache_is_used_and_cleared() -> None:
+    """A session's second chunk takes the remembered route; a lost link clears the table."""
+    a = relay_a()
+    forward_to_b(a, load_vector("rfc4976-3-1-send-6aef.msg"))
+    assert len(a._routes) == 1
+    forward_to_b(a, load_vector("rfc4976-3-1-send-6aef.msg"))
+    assert len(a._routes) == 1
+    a.closed(2, T0)
+    assert not a._routes
