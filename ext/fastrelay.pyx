@@ -217,6 +217,10 @@ cdef class FastRelay:
             return False
         if msg.count("Route"):
             return False
+        if msg.count("Proxy-Require"):
+            for tag in msg.get_all("Proxy-Require"):
+                if tag and tag not in self.supported:
+                    return False  # the general path answers 420 (section 16.3 step 5)
         mf = msg.max_forwards
         if mf is not None and mf == 0:
             return False

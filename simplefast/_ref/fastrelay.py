@@ -24,7 +24,8 @@ Taken (``request``; every condition, else declined):
 - new requests are accepted (``accept``: the core passes False while it
   drains or sheds load; a retransmission of a request held here is still
   answered);
-- ``validate_request`` passes; no Route header; Max-Forwards absent or above
+- ``validate_request`` passes; no Route header; no Proxy-Require tag outside
+  ``supported`` (the general path answers 420); Max-Forwards absent or above
   0; none of its Vias names us (``me.is_me``: the general path does loop
   detection);
 - the Request-URI is ``sip:user@host`` with a host of ``config.domains``, a
@@ -222,6 +223,10 @@ class FastRelay:
             return False
         if msg.count("Route"):
             return False
+        if msg.count("Proxy-Require") and any(
+            t and t not in self.supported for t in msg.get_all("Proxy-Require")
+        ):
+            return False  # the general path answers 420 (section 16.3 step 5)
         mf = msg.max_forwards
         if mf == 0:
             return False

@@ -488,6 +488,13 @@ class SipCore:
                 # another event package of a registered user is the user's business: proxied
                 self._presence(txn, msg, peer, ruri, now)
                 return
+        if msg.count("Proxy-Require") and method != "CANCEL":  # RFC 3261 16.3 step 5
+            unknown = [t for t in msg.get_all("Proxy-Require") if t and t not in SUPPORTED]
+            if unknown:
+                self._respond(
+                    txn, msg, peer, 420, "Bad Extension", [("Unsupported", ", ".join(unknown))], now
+                )
+                return
         im = self.im if method == "MESSAGE" else None
         if im is not None:
             a = im.on_message(msg, now, local_sender=lambda: self._local_sender(msg))

@@ -105,6 +105,22 @@ def test_max_forwards_zero_gets_483_and_unregistered_480() -> None:
     assert [m.status for m, _ in sent(c)] == [480]
 
 
+def test_proxy_require_we_lack_gets_420_with_unsupported() -> None:
+    """RFC 3261 16.3 step 5: a Proxy-Require tag the proxy does not support is a 420 listing
+    it in Unsupported, and nothing is forwarded; a supported one (path) is forwarded."""
+    c = core()
+    register(c, "bob", "sip:bob@192.0.2.20:5080")
+    c.on_message(req("MESSAGE", extra="Proxy-Require: foo, path\r\n"), UAC, reliable=False, now=1.0)
+    ((resp, to),) = sent(c)
+    assert (resp.status, to, resp.get("Unsupported")) == (420, UAC, "foo")
+    c.on_message(
+        req("MESSAGE", branch="z9hG4bKu2", extra="Proxy-Require: path\r\n"), UAC, reliable=False, now=1.0
+    )
+    ((fwd, dest),) = sent(c)
+    assert fwd.method == "MESSAGE" and dest == ("192.0.2.20", 5080, "c")
+    assert fwd.get("Proxy-Require") == "path"  # passed on as it came
+
+
 def test_a_request_coming_back_is_a_loop() -> None:
     c = core()
     register(c, "bob", "sip:bob@example.com")  # the binding points back at our own domain
