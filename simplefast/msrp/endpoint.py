@@ -1,0 +1,575 @@
+"""MSRP endpoint (RFC 4975) with relay AUTH (RFC 4976), sans-IO, plus an asyncio wrapper.
+
+Theory of operation
+-------------------
+``MsrpSession`` is one endpoint's side of one MSRP session on one connection.
+It owns no socket, loop or clock (STYLE.md section 1): octets in (``data``),
+octets out (``outgoing``), events out (``next_event``), time injected
+(``get_timer`` / ``handle_timer``).
+
+- Our URI is ``local_uri`` (the From-Path we write). ``to_path`` is the whole
+  To-Path of what we send: the Use-Path of our relay, if any, then the
+  peer's path as its SDP ``a=path`` gives it (RFC 4976 section 6.1).
+- ``authenticate(relay_uri, username, password)`` sends AUTH to the relay
+  (To-Path the relay's URI, RFC 4976 section 5). A 401 is answered once with
+  digest credentials (qop=auth; MD5 or SHA-256 as the challenge names it; the
+  digest-uri is the relay URI as written); the 200's Use-Path and Expires
+  come out as ``Authenticated``, any other final answer as ``AuthRejected``.
+  The caller then puts the Use-Path in front of the peer's path.
+- ``send_message`` splits the content into chunks of ``chunk_size`` octets
+  (RFC 4975 section 7.1.1 Byte-Range, ``+`` on all but the last), each with a
+  fresh transaction id whose end-line does not occur in its data. With
+  Failure-Report ``yes`` (the default) every chunk waits for its response:
+  a non-200 or no response within ``timeout`` seconds (30, as relays use)
+  gives one ``MessageFailed`` for the message; when all chunks have their
+  200, ``MessageSent``. With ``no`` nothing is awaited. A REPORT from the
+  far end comes out as ``ReportReceived``.
+- Incoming SENDs are answered 200 at once (unless their Failure-Report is
+  ``no`` or ``partial``) and reassembled per Message-ID from their
+  Byte-Range: a message whose octets are all there and whose last chunk
+  came with ``$`` comes out as ``MessageReceived``, with a REPORT 200 first
+  when it asked with ``Success-Report: yes``. A chunk with ``#`` gives
+  ``MessageAborted``. Bounds: ``max_message`` octets per message (413 to a
+  chunk past it, and the message is dropped) and ``max_incoming`` messages
+  being reassembled at once (the oldest is dropped past it).
+- Other requests (NICKNAME of RFC 7701, anything else) come out as
+  ``RequestReceived``; ``respond(msg, status)`` answers them (end to end:
+  To-Path is their From-Path).
+- A framing error ends the session (``Closed``); so does ``closed()``.
+
+``MsrpEndpoint`` runs one session over an asyncio connection
+(``await MsrpEndpoint.connect(host, port, local_uri)``): ``authenticate``,
+``send`` (waits for ``MessageSent`` or raises ``MsrpSendError``),
+``receive`` (the next ``MessageReceived``), ``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import ssl
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from simplefast._impl import msrpframe
+from simplefast.errors import SimplefastError
+from simplefast.proxy.auth import h, ha1, parse_digest
+
+DEFAULT_CHUNK = 2048  # RFC 4975 section 7.1: chunks over 2048 octets must be interruptible
+DEFAULT_TIMEOUT = 30.0
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    use_path: list[str]
+    expires: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRejected:
+    status: int
+    comment: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSent:
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFailed:
+    message_id: str
+    status: int  # the response's status, 408 for no response
+    comment: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    message_id: str
+    content_type: str
+    body: bytes
+    from_path: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAborted:
+    message_id: str
+    received: int  # octets held when the sender aborted
+
+
+@dataclass(frozen=True, slots=True)
+class ReportReceived:
+    message_id: str
+    status: int
+    byte_range: tuple[int, int | None, int | None] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    msg: Any  # an MsrpMessage of another method (answer with respond)
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    reason: str
+
+
+Event = (
+    Authenticated | AuthRejected | MessageSent | MessageFailed | MessageReceived | MessageAborted
+    | ReportReceived | RequestReceived | Closed
+)  # fmt: skip
+
+
+class MsrpSendError(SimplefastError):
+    """A message was refused or timed out (``MessageFailed``)."""
+
+
+# ---------------------------------------------------------------- state
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    message_id: str
+    pending: set[str]  # tids without their response yet
+    deadline: float
+    failed: bool = False
+
+
+@dataclass(slots=True)
+class _Incoming:
+    content_type: str
+    total: int | None
+    from_path: list[str]
+    parts: dict[int, bytes] = field(default_factory=dict)  # start offset (0-based) -> data
+    held: int = 0
+    last_seen: bool = False
+    success_report: bool = False
+
+
+@dataclass(slots=True)
+class _Auth:
+    tid: str
+    relay_uri: str
+    username: str
+    password: str
+    retried: bool = False
+
+
+def _failure_report(msg: Any) -> str:
+    v = (msg.get("Failure-Report") or "yes").strip().lower()
+    return v if v in ("yes", "no", "partial") else "yes"
+
+
+class MsrpSession:
+    """One endpoint of one MSRP session (see the module docstring)."""
+
+    def __init__(
+        self, local_uri: str, *, to_path: list[str] | None = None, chunk_size: int = DEFAULT_CHUNK,
+        timeout: float = DEFAULT_TIMEOUT, max_message: int = 64 << 20, max_incoming: int = 16,
+        new_tid: Callable[[], str] | None = None,
+    ) -> None:  # fmt: skip
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self.local_uri = local_uri
+        self.to_path: list[str] = list(to_path or [])
+        self.chunk_size = chunk_size
+        self.timeout = timeout
+        self.max_message = max_message
+        self.max_incoming = max_incoming
+        prefix, seq = secrets.token_hex(4), itertools.count(1)
+        self._new_tid = new_tid or (lambda: f"{prefix}{next(seq):x}")
+        self._mids = itertools.count(1)
+        self._mid_prefix = secrets.token_hex(6)
+        self._parser = msrpframe.MsrpParser()
+        self._out: list[bytes] = []
+        self._events: deque[Event] = deque()
+        self._sent: dict[str, _Outgoing] = {}  # tid -> the message it is a chunk of
+        self._messages: dict[str, _Outgoing] = {}  # message id -> its state
+        self._incoming: OrderedDict[str, _Incoming] = OrderedDict()
+        self._auth: _Auth | None = None
+        self.closed_reason: str | None = None
+
+    # ------------------------------------------------------------ caller API
+    def outgoing(self) -> bytes:
+        """The octets to write, in order; clears them."""
+        out, self._out = self._out, []
+        return b"".join(out)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        live = [m.deadline for m in self._messages.values() if m.pending and not m.failed]
+        return min(live) if live else None
+
+    def handle_timer(self, now: float) -> None:
+        for m in list(self._messages.values()):
+            if m.pending and not m.failed and m.deadline <= now:
+                self._fail(m, 408, "Request Timeout")
+
+    def closed(self, reason: str = "connection closed") -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+            self._events.append(Closed(reason))
+
+    def authenticate(self, relay_uri: str, username: str, password: str) -> None:
+        """AUTH to our relay (RFC 4976 section 5): ``Authenticated`` or ``AuthRejected`` follows."""
+        tid = self._new_tid()
+        self._auth = _Auth(tid, relay_uri, username, password)
+        self._out.append(msrpframe.build_request(tid, "AUTH", [relay_uri], [self.local_uri]))
+
+    def send_message(
+        self, content_type: str, body: bytes, now: float, *, message_id: str | None = None,
+        failure_report: str = "yes", success_report: bool = False,
+    ) -> str:  # fmt: skip
+        """Queue a message in chunks; returns its Message-ID."""
+        if not self.to_path:
+            raise ValueError("no To-Path: set to_path first")
+        if failure_report not in ("yes", "no", "partial"):
+            raise ValueError(f"Failure-Report {failure_report!r}")
+        mid = message_id or f"{self._mid_prefix}{next(self._mids):x}"
+        extra: list[tuple[str, str]] = []
+        if failure_report != "yes":
+            extra.append(("Failure-Report", failure_report))
+        if success_report:
+            extra.append(("Success-Report", "yes"))
+        state = _Outgoing(mid, set(), now + self.timeout)
+        total = len(body)
+        size = self.chunk_size
+        starts = range(0, total, size) if total else range(1)
+        for start in starts:
+            piece = body[start : start + size]
+            last = start + size >= total
+            end = start + len(piece)
+            headers = [("Message-ID", mid), ("Byte-Range", f"{start + 1}-{end}/{total}"), *extra]
+            for _ in range(16):
+                tid = self._new_tid()
+                try:
+                    data = msrpframe.build_request(tid, "SEND", self.to_path, [self.local_uri], headers,
+                                                   content_type=content_type, body=piece,
+                                                   flag="$" if last else "+")  # fmt: skip
+                    break
+                except ValueError:  # the data holds this tid's end-line: another tid
+                    continue
+            else:
+                raise RuntimeError("new_tid gave 16 unusable transaction ids in a row")
+            self._out.append(data)
+            if failure_report == "yes":
+                state.pending.add(tid)
+                self._sent[tid] = state
+        if failure_report == "yes":
+            self._messages[mid] = state
+        return mid
+
+    def respond(self, msg: Any, status: int, comment: str | None = None) -> None:
+        """Answer a request that came out as ``RequestReceived`` (end to end)."""
+        self._out.append(msrpframe.build_response(msg.tid, status, comment, msg.from_path, [self.local_uri]))
+
+    def data(self, octets: bytes | bytearray | memoryview, now: float) -> None:
+        """Octets read from the connection."""
+        if self.closed_reason is not None:
+            return
+        try:
+            msgs = self._parser.feed(octets)
+        except msrpframe.MsrpFramingError as exc:
+            self.closed(f"framing error: {exc}")
+            return
+        for msg in msgs:
+            try:
+                if msg.is_request:
+                    self._request(msg, now)
+                else:
+                    self._response(msg, now)
+            except msrpframe.MsrpFramingError as exc:  # e.g. a malformed Byte-Range
+                self.closed(f"framing error: {exc}")
+                return
+
+    # ------------------------------------------------------------ internals
+    def _request(self, msg: Any, now: float) -> None:
+        method = msg.method
+        if method == "SEND":
+            self._send_in(msg)
+        elif method == "REPORT":
+            status = (msg.get("Status") or "").split()
+            code = int(status[1]) if len(status) >= 2 and status[1].isdigit() else 0
+            self._events.append(ReportReceived(msg.message_id or "", code, msg.byte_range))
+        else:
+            self._events.append(RequestReceived(msg))
+
+    def _answer(self, msg: Any, status: int, comment: str | None = None) -> None:
+        # SEND responses are hop by hop: To-Path is the first From-Path URI (RFC 4975 7.2)
+        self._out.append(
+            msrpframe.build_response(msg.tid, status, comment, msg.from_path[:1], [self.local_uri])
+        )
+
+    def _send_in(self, msg: Any) -> None:
+        fr = _failure_report(msg)
+        mid = msg.message_id
+        if mid is None or not msg.from_path:
+            if fr != "no" and msg.from_path:
+                self._answer(msg, 400, "Message-ID missing")
+            return
+        br = msg.byte_range
+        body = bytes(msg.body)
+        start = 1 if br is None else br[0]
+        total = None if br is None else br[2]
+        if br is None and msg.flag == "$":
+            total = len(body)
+        if start < 1 or (total is not None and start - 1 + len(body) > total):
+            if fr != "no":
+                self._answer(msg, 400, "Byte-Range does not fit")
+            return
+        inc = self._incoming.get(mid)
+        if inc is None:
+            inc = _Incoming(msg.content_type or "text/plain", total, list(msg.from_path))
+            self._incoming[mid] = inc
+            while len(self._incoming) > self.max_incoming:
+                self._incoming.popitem(last=False)
+        if (total or 0) > self.max_message or start - 1 + len(body) > self.max_message:
+            self._incoming.pop(mid, None)
+            if fr != "no":
+                self._answer(msg, 413, "Message too large")
+            return
+        if fr == "yes":
+            self._answer(msg, 200, "OK")
+        if msg.flag == "#":
+            self._incoming.pop(mid, None)
+            self._events.append(MessageAborted(mid, inc.held))
+            return
+        if start - 1 not in inc.parts:
+            inc.parts[start - 1] = body
+            inc.held += len(body)
+        if total is not None:
+            inc.total = total
+        if (msg.get("Success-Report") or "").strip().lower() == "yes":
+            inc.success_report = True
+        if msg.flag == "$":
+            inc.last_seen = True
+            if inc.total is None:
+                inc.total = start - 1 + len(body)
+        self._maybe_complete(mid, inc)
+
+    def _maybe_complete(self, mid: str, inc: _Incoming) -> None:
+        if not inc.last_seen or inc.total is None or inc.held < inc.total:
+            return
+        pos, pieces = 0, []
+        for off in sorted(inc.parts):
+            if off > pos:
+                return  # a gap: a chunk still on its way
+            piece = inc.parts[off]
+            if off + len(piece) > pos:
+                pieces.append(piece[pos - off :])
+                pos = off + len(piece)
+        if pos < inc.total:
+            return
+        del self._incoming[mid]
+        body = b"".join(pieces)[: inc.total]
+        if inc.success_report:
+            tid = self._new_tid()
+            self._out.append(msrpframe.build_request(
+                tid, "REPORT", inc.from_path, [self.local_uri],
+                [("Message-ID", mid), ("Byte-Range", f"1-{inc.total}/{inc.total}"), ("Status", "000 200 OK")],
+            ))  # fmt: skip
+        self._events.append(MessageReceived(mid, inc.content_type, body, inc.from_path))
+
+    def _response(self, msg: Any, now: float) -> None:
+        auth = self._auth
+        if auth is not None and msg.tid == auth.tid:
+            self._auth_response(auth, msg)
+            return
+        state = self._sent.pop(msg.tid, None)
+        if state is None:
+            return
+        state.pending.discard(msg.tid)
+        if state.failed:
+            return
+        if msg.status != 200:
+            self._fail(state, msg.status or 0, msg.comment or "")
+            return
+        if not state.pending:
+            del self._messages[state.message_id]
+            self._events.append(MessageSent(state.message_id))
+
+    def _fail(self, state: _Outgoing, status: int, comment: str) -> None:
+        state.failed = True
+        for tid in state.pending:
+            self._sent.pop(tid, None)
+        state.pending.clear()
+        self._messages.pop(state.message_id, None)
+        self._events.append(MessageFailed(state.message_id, status, comment))
+
+    def _auth_response(self, auth: _Auth, msg: Any) -> None:
+        status = msg.status or 0
+        if status == 401 and not auth.retried:
+            cred = _digest_answer(msg.get_all("WWW-Authenticate"), auth)
+            if cred is not None:
+                auth.retried = True
+                auth.tid = self._new_tid()
+                self._out.append(msrpframe.build_request(
+                    auth.tid, "AUTH", [auth.relay_uri], [self.local_uri], [("Authorization", cred)]
+                ))  # fmt: skip
+                return
+        self._auth = None
+        if status == 200:
+            use = (msg.get("Use-Path") or "").split()
+            exp = msg.get("Expires")
+            self._events.append(Authenticated(use, int(exp) if exp and exp.isdigit() else None))
+        else:
+            self._events.append(AuthRejected(status, msg.comment or ""))
+
+
+def _digest_answer(challenges: list[str], auth: _Auth) -> str | None:
+    """Credentials for the first challenge we can answer (SHA-256 preferred, qop=auth)."""
+    best: dict[str, str] | None = None
+    for c in challenges:
+        p = parse_digest(c)
+        if p is None or "nonce" not in p or "realm" not in p:
+            continue
+        alg = p.get("algorithm", "MD5").upper()
+        if alg not in ("MD5", "SHA-256") or "auth" not in p.get("qop", "auth").split(","):
+            continue
+        if best is None or alg == "SHA-256":
+            best = {**p, "algorithm": alg}
+    if best is None:
+        return None
+    alg, realm, nonce = best["algorithm"], best["realm"], best["nonce"]
+    cnonce, nc = secrets.token_hex(8), "00000001"
+    a1 = ha1(alg, auth.username, realm, auth.password)
+    a2 = h(alg, f"AUTH:{auth.relay_uri}")
+    response = h(alg, f"{a1}:{nonce}:{nc}:{cnonce}:auth:{a2}")
+    out = (f'Digest username="{auth.username}", realm="{realm}", nonce="{nonce}", qop=auth, nc={nc}, '
+           f'cnonce="{cnonce}", response="{response}", algorithm={alg}')  # fmt: skip
+    if "opaque" in best:
+        out += f', opaque="{best["opaque"]}"'
+    return out
+
+
+# ---------------------------------------------------------------- asyncio
+
+
+class MsrpEndpoint(asyncio.Protocol):
+    """One ``MsrpSession`` over one asyncio connection (see the module docstring)."""
+
+    def __init__(self, session: MsrpSession) -> None:
+        self.session = session
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._waiters: dict[str, asyncio.Future[Event]] = {}  # message id -> MessageSent/Failed
+        self._auth_waiter: asyncio.Future[Event] | None = None
+        self._received: asyncio.Queue[MessageReceived] = asyncio.Queue()
+        self.other_events: deque[Event] = deque()  # reports, aborts, other requests
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed: float | None = None
+        self._lost = self._loop.create_future()
+
+    @classmethod
+    async def connect(
+        cls, host: str, port: int, local_uri: str, *, tls: ssl.SSLContext | None = None, **kw: Any
+    ) -> MsrpEndpoint:
+        loop = asyncio.get_running_loop()
+        _, ep = await loop.create_connection(lambda: cls(MsrpSession(local_uri, **kw)), host, port, ssl=tls)
+        return ep
+
+    # ---- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.session.data(data, self._loop.time())
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session.closed("connection closed" if exc is None else f"connection lost: {exc}")
+        self._pump()
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    # ---- API
+    async def authenticate(self, relay_uri: str, username: str, password: str) -> Authenticated:
+        self._auth_waiter = self._loop.create_future()
+        self.session.authenticate(relay_uri, username, password)
+        self._pump()
+        ev = await self._auth_waiter
+        if isinstance(ev, AuthRejected):
+            raise MsrpSendError(f"AUTH refused: {ev.status} {ev.comment}")
+        if isinstance(ev, Closed):
+            raise MsrpSendError(f"AUTH: {ev.reason}")
+        assert isinstance(ev, Authenticated)
+        return ev
+
+    async def send(self, content_type: str, body: bytes, **kw: Any) -> str:
+        """Send a message and wait for all its chunks' 200s (Failure-Report yes)."""
+        mid = self.session.send_message(content_type, body, self._loop.time(), **kw)
+        if kw.get("failure_report", "yes") != "yes":
+            self._pump()
+            return mid
+        fut: asyncio.Future[Event] = self._loop.create_future()
+        self._waiters[mid] = fut
+        self._pump()
+        ev = await fut
+        if isinstance(ev, MessageFailed):
+            raise MsrpSendError(f"message {mid}: {ev.status} {ev.comment}")
+        if isinstance(ev, Closed):
+            raise MsrpSendError(f"message {mid}: {ev.reason}")
+        return mid
+
+    async def receive(self) -> MessageReceived:
+        return await self._received.get()
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is written (back-pressure for bulk senders)."""
+        t = self.transport
+        while t is not None and not t.is_closing() and t.get_write_buffer_size() > (1 << 20):
+            await asyncio.sleep(0.005)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def wait_closed(self) -> None:
+        await self._lost
+
+    # ---- plumbing
+    def _pump(self) -> None:
+        s = self.session
+        out = s.outgoing()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+        while (ev := s.next_event()) is not None:
+            if isinstance(ev, MessageReceived):
+                self._received.put_nowait(ev)
+            elif isinstance(ev, MessageSent | MessageFailed):
+                fut = self._waiters.pop(ev.message_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(ev)
+            elif isinstance(ev, Authenticated | AuthRejected):
+                if self._auth_waiter is not None and not self._auth_waiter.done():
+                    self._auth_waiter.set_result(ev)
+            elif isinstance(ev, Closed):
+                for fut in [*self._waiters.values(), *([self._auth_waiter] if self._auth_waiter else [])]:
+                    if not fut.done():
+                        fut.set_result(ev)
+                self._waiters.clear()
+            else:
+                self.other_events.append(ev)
+        t = s.get_timer()
+        if t != self._armed:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if t is not None:
+                self._timer = self._loop.call_at(t, self._on_timer)
+            self._armed = t
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._armed = None
+        self.session.handle_timer(self._loop.time())
+        self._pump()
