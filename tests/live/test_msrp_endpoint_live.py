@@ -1,7 +1,8 @@
 """The MSRP endpoint library (simplefast/msrp/endpoint.py) through the real relay (2 workers,
 loopback): alice authenticates with digest on the shared listener, bob connects to the session
 URI alice got, and a 10 MB message goes each way in 2 KiB chunks, every chunk confirmed, over
-TCP and over TLS (RFC 4975, RFC 4976 with AUTH)."""
+TCP and over TLS (RFC 4975, RFC 4976 with AUTH). Then the same through two relays (two servers,
+alice a client of A, bob of B)."""
 
 from __future__ import annotations
 
@@ -96,3 +97,69 @@ def test_endpoints_exchange_10_mb_through_the_relay(tmp_path: Path, ca: trustme.
         asyncio.run(_exchange("127.0.0.1", mport, scheme, client_ctx, 10_000_000))
     finally:
         assert srv.stop() == 0
+
+
+async def _two_relays(ports: tuple[int, int], scheme: str, tls: ssl.SSLContext | None, size: int) -> None:
+    """alice is a client of relay A, bob of relay B (RFC 4976 section 3): A forwards to B."""
+    eps = []
+    try:
+        uses = []
+        for name, port, user in (("alice", ports[0], "alice"), ("bob", ports[1], "bob")):
+            ep = await MsrpEndpoint.connect("127.0.0.1", port, f"{scheme}://127.0.0.1:700{len(eps) + 1}/{name};tcp",
+                                            tls=tls)  # fmt: skip
+            eps.append(ep)
+            ok = await asyncio.wait_for(
+                ep.authenticate(f"{scheme}://127.0.0.1:{port};tcp", user, "s3cret"), 10
+            )
+            uses.append(ok.use_path)
+        alice, bob = eps
+        alice.session.to_path = [*uses[0], *uses[1], bob.session.local_uri]
+        bob.session.to_path = [*uses[1], *uses[0], alice.session.local_uri]
+        big = hashlib.shake_256(b"two relays").digest(size)
+        sent = asyncio.ensure_future(alice.send("application/octet-stream", big))
+        got = await asyncio.wait_for(bob.receive(), 120)
+        await asyncio.wait_for(sent, 60)
+        assert got.body == big and got.from_path == [*uses[1], *uses[0], alice.session.local_uri]
+        mid = await asyncio.wait_for(bob.send("text/plain", b"got it"), 30)
+        back = await asyncio.wait_for(alice.receive(), 30)
+        assert (back.message_id, back.body) == (mid, b"got it")
+    finally:
+        for ep in eps:
+            ep.close()
+            await ep.wait_closed()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_endpoints_exchange_10_mb_through_two_relays(tmp_path: Path, ca: trustme.CA, transport: str) -> None:
+    tls_args: tuple[str, ...] = ()
+    client_ctx = None
+    if transport == "tls":
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+        certfile.write_bytes(b"".join(p.bytes() for p in cert.cert_chain_pems))
+        keyfile.write_bytes(cert.private_key_pem.bytes())
+        ca.cert_pem.write_to_path(str(cafile))
+        tls_args = ("--tls-cert", str(certfile), "--tls-key", str(keyfile), "--tls-ca", str(cafile))
+        client_ctx = ssl.create_default_context(cafile=str(cafile))
+    scheme = "msrps" if transport == "tls" else "msrp"
+    servers, ports = [], []
+    try:
+        for name in ("a", "b"):
+            d = tmp_path / name
+            d.mkdir()
+            pw = d / "pw"
+            pw.write_text("s3cret\n")
+            for user in ("alice", "bob"):
+                subprocess.run(
+                    [sys.executable, "-m", "simplefast", "user", "add", f"{user}@example.com", "--password-file",
+                     str(pw), "--data-dir", str(d / "data")], check=True, capture_output=True, timeout=30,
+                )  # fmt: skip
+            mport = free_udp_port()
+            servers.append(
+                start_server(d, auth=True, extra=("--listen", f"{scheme}:127.0.0.1:{mport}", *tls_args))
+            )
+            ports.append(mport)
+        asyncio.run(_two_relays((ports[0], ports[1]), scheme, client_ctx, 10_000_000))
+    finally:
+        for srv in servers:
+            assert srv.stop() == 0
