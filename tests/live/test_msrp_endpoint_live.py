@@ -105,8 +105,8 @@ async def _two_relays(ports: tuple[int, int], scheme: str, tls: ssl.SSLContext |
     try:
         uses = []
         for name, port, user in (("alice", ports[0], "alice"), ("bob", ports[1], "bob")):
-            ep = await MsrpEndpoint.connect("127.0.0.1", port, f"{scheme}://127.0.0.1:700{len(eps) + 1}/{name};tcp",
-                                            tls=tls)  # fmt: skip
+            me = f"{scheme}://127.0.0.1:700{len(eps) + 1}/{name};tcp"
+            ep = await MsrpEndpoint.connect("127.0.0.1", port, me, tls=tls)
             eps.append(ep)
             ok = await asyncio.wait_for(
                 ep.authenticate(f"{scheme}://127.0.0.1:{port};tcp", user, "s3cret"), 10
@@ -151,8 +151,9 @@ def test_endpoints_exchange_10_mb_through_two_relays(tmp_path: Path, ca: trustme
             pw.write_text("s3cret\n")
             for user in ("alice", "bob"):
                 subprocess.run(
-                    [sys.executable, "-m", "simplefast", "user", "add", f"{user}@example.com", "--password-file",
-                     str(pw), "--data-dir", str(d / "data")], check=True, capture_output=True, timeout=30,
+                    [sys.executable, "-m", "simplefast", "user", "add", f"{user}@example.com",
+                     "--password-file", str(pw), "--data-dir", str(d / "data")],
+                    check=True, capture_output=True, timeout=30,
                 )  # fmt: skip
             mport = free_udp_port()
             servers.append(
