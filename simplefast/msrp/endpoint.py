@@ -234,6 +234,8 @@ class MsrpSession:
         if failure_report not in ("yes", "no", "partial"):
             raise ValueError(f"Failure-Report {failure_report!r}")
         mid = message_id or f"{self._mid_prefix}{next(self._mids):x}"
+        if mid in self._messages:
+            raise ValueError(f"Message-ID {mid!r} is still being sent")
         extra: list[tuple[str, str]] = []
         if failure_report != "yes":
             extra.append(("Failure-Report", failure_report))
@@ -297,7 +299,7 @@ class MsrpSession:
             self._send_in(msg)
         elif method == "REPORT":
             status = (msg.get("Status") or "").split()
-            code = int(status[1]) if len(status) >= 2 and status[1].isdigit() else 0
+            code = int(status[1]) if len(status) >= 2 and status[1].isascii() and status[1].isdigit() else 0
             self._events.append(ReportReceived(msg.message_id or "", code, msg.byte_range))
         else:
             self._events.append(RequestReceived(msg))
@@ -326,16 +328,21 @@ class MsrpSession:
                 self._answer(msg, 400, "Byte-Range does not fit")
             return
         inc = self._incoming.get(mid)
+        held = 0 if inc is None else inc.held
+        if (
+            (total or 0) > self.max_message
+            or start - 1 + len(body) > self.max_message
+            or (held + len(body) > self.max_message and (inc is None or start - 1 not in inc.parts))
+        ):  # past the bound (overlapping chunks count each time: what is held is bounded)
+            self._incoming.pop(mid, None)
+            if fr != "no":
+                self._answer(msg, 413, "Message too large")
+            return
         if inc is None:
             inc = _Incoming(msg.content_type or "text/plain", total, list(msg.from_path))
             self._incoming[mid] = inc
             while len(self._incoming) > self.max_incoming:
                 self._incoming.popitem(last=False)
-        if (total or 0) > self.max_message or start - 1 + len(body) > self.max_message:
-            self._incoming.pop(mid, None)
-            if fr != "no":
-                self._answer(msg, 413, "Message too large")
-            return
         if fr == "yes":
             self._answer(msg, 200, "OK")
         if msg.flag == "#":
@@ -419,7 +426,8 @@ class MsrpSession:
         if status == 200:
             use = (msg.get("Use-Path") or "").split()
             exp = msg.get("Expires")
-            self._events.append(Authenticated(use, int(exp) if exp and exp.isdigit() else None))
+            ok = exp is not None and exp.isascii() and exp.isdigit()
+            self._events.append(Authenticated(use, int(exp) if ok and exp is not None else None))
         else:
             self._events.append(AuthRejected(status, msg.comment or ""))
 
@@ -432,7 +440,9 @@ def _digest_answer(challenges: list[str], auth: _Auth) -> str | None:
         if p is None or "nonce" not in p or "realm" not in p:
             continue
         alg = p.get("algorithm", "MD5").upper()
-        if alg not in ("MD5", "SHA-256") or "auth" not in p.get("qop", "auth").split(","):
+        if alg not in ("MD5", "SHA-256") or "auth" not in [
+            q.strip() for q in p.get("qop", "auth").split(",")
+        ]:
             continue
         if best is None or alg == "SHA-256":
             best = {**p, "algorithm": alg}
