@@ -1090,7 +1090,17 @@ cdef bint _is_path_header(_Message m, Hdr* h) noexcept:
             return False
     return True
 
-def forward(msg, tid, to_path, from_path):
+cdef bint _is_byte_range(_Message m, Hdr* h) noexcept:
+    cdef Py_ssize_t k
+    cdef const uchar* q = <const uchar*>b"byte-range"
+    if h.ne - h.ns != 10:
+        return False
+    for k in range(10):
+        if _low(m._p[h.ns + k]) != q[k]:
+            return False
+    return True
+
+def forward(msg, tid, to_path, from_path, *, part=None):
     if not isinstance(msg, _Message):
         raise TypeError(f"msg must be an MsrpMessage, not {type(msg).__name__}")
     cdef _Message m = <_Message>msg
@@ -1101,16 +1111,38 @@ def forward(msg, tid, to_path, from_path):
     cdef bytes from_p = _enc_path("From-Path", from_path)
     cdef const uchar* body = m._p + m._bs
     cdef Py_ssize_t nb = m._be - m._bs, nt = PyBytes_GET_SIZE(t), nmeth = m._a1 - m._a0
-    cdef Py_ssize_t size, i
+    cdef Py_ssize_t size, i, off = 0
     cdef Hdr* h
     cdef bytes out
+    cdef bytes br_val = None
     cdef char* w
+    cdef uchar flag = m._flag
+    if part is not None:
+        off, length = part
+        off = operator.index(off)
+        length = operator.index(length)
+        br = msg.byte_range
+        if not m._content or br is None:
+            raise ValueError("a part needs a chunk with data and a Byte-Range header")
+        if off < 0 or length < 1 or off + length > nb:
+            raise ValueError(f"part ({off}, {length}) is not inside the {nb} octets of data")
+        first = br[0] + off
+        total = "*" if br[2] is None else str(br[2])
+        br_val = f"{first}-{first + length - 1}/{total}".encode("ascii")
+        if off + length < nb:
+            flag = 43  # "+": more of this chunk follows
+        body = body + off
+        nb = length
     if m._content and _ends_early(body, nb, t):
         return None
     size = 5 + nt + 1 + nmeth + 11 + PyBytes_GET_SIZE(to_p) + 13 + PyBytes_GET_SIZE(from_p) + 2
     for i in range(m._n):
         h = &m._hdrs[i]
-        if not _is_path_header(m, h):
+        if _is_path_header(m, h):
+            continue
+        if br_val is not None and _is_byte_range(m, h):
+            size += (h.ne - h.ns) + 2 + PyBytes_GET_SIZE(br_val) + 2
+        else:
             size += (h.ne - h.ns) + 2 + (h.ve - h.vs) + 2
     if m._content:
         size += 2 + nb + 2
@@ -1128,18 +1160,22 @@ def forward(msg, tid, to_path, from_path):
     w = _put(w, b"\r\n", 2)
     for i in range(m._n):
         h = &m._hdrs[i]
-        if not _is_path_header(m, h):
-            w = _put(w, m._p + h.ns, h.ne - h.ns)
-            w = _put(w, b": ", 2)
+        if _is_path_header(m, h):
+            continue
+        w = _put(w, m._p + h.ns, h.ne - h.ns)
+        w = _put(w, b": ", 2)
+        if br_val is not None and _is_byte_range(m, h):
+            w = _putb(w, br_val)
+        else:
             w = _put(w, m._p + h.vs, h.ve - h.vs)
-            w = _put(w, b"\r\n", 2)
+        w = _put(w, b"\r\n", 2)
     if m._content:
         w = _put(w, b"\r\n", 2)
         w = _put(w, body, nb)
         w = _put(w, b"\r\n", 2)
     w = _put(w, b"-------", 7)
     w = _putb(w, t)
-    w[0] = <char>m._flag
+    w[0] = <char>flag
     w[1] = 13
     w[2] = 10
     return out

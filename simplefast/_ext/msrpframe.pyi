@@ -136,7 +136,14 @@ def build_request(
     end-line. Raises ValueError for an invalid tid/method/flag, a header name or value
     that cannot be written (CR, LF), or a body containing this end-line."""
 
-def forward(msg: MsrpMessage, tid: str, to_path: Sequence[str], from_path: Sequence[str]) -> bytes | None:
+def forward(
+    msg: MsrpMessage,
+    tid: str,
+    to_path: Sequence[str],
+    from_path: Sequence[str],
+    *,
+    part: tuple[int, int] | None = None,
+) -> bytes | None:
     """Request ``msg`` as a relay forwards it (RFC 4976 section 3.3), in one buffer:
     ``MSRP <tid> <method as received>``, ``To-Path:`` and ``From-Path:`` from the given
     URIs (joined by one space), then every other header of ``msg`` in order as
@@ -144,8 +151,15 @@ def forward(msg: MsrpMessage, tid: str, to_path: Sequence[str], from_path: Seque
     empty line, its data and CRLF, then the end-line with ``tid`` and ``msg``'s flag.
     None when the data contains that end-line (section 7.1: pick another tid).
 
+    ``part=(offset, length)``: only those octets of the data (a relay re-chunking,
+    RFC 4975 section 7.1.1): every Byte-Range header's value becomes
+    ``<start+offset>-<start+offset+length-1>/<total as received>`` (start from
+    ``msg.byte_range``) and the flag is ``+`` unless the part ends the data (then
+    ``msg``'s own). ValueError when ``msg`` has no data or no Byte-Range, or the part
+    is empty or not inside the data.
+
     Raises TypeError (not an MsrpMessage), ValueError (a response; an invalid tid; a
-    path element empty, with whitespace, CR or LF)."""
+    path element empty, with whitespace, CR or LF; a bad part)."""
 
 def build_response(
     tid: str,

@@ -689,7 +689,10 @@ def build_request(
     return b"".join(out)
 
 
-def forward(msg: MsrpMessage, tid: str, to_path: Sequence[str], from_path: Sequence[str]) -> bytes | None:
+def forward(
+    msg: MsrpMessage, tid: str, to_path: Sequence[str], from_path: Sequence[str], *,
+    part: tuple[int, int] | None = None,
+) -> bytes | None:  # fmt: skip
     """The request ``msg`` as a relay forwards it (see the stub)."""
     if not isinstance(msg, MsrpMessage):
         raise TypeError(f"msg must be an MsrpMessage, not {type(msg).__name__}")
@@ -698,16 +701,34 @@ def forward(msg: MsrpMessage, tid: str, to_path: Sequence[str], from_path: Seque
     t = _enc_tid(tid)
     to_p = _enc_path("To-Path", to_path)
     from_p = _enc_path("From-Path", from_path)
-    end = b"-------" + t + msg.flag.encode("ascii") + b"\r\n"
     body = bytes(msg.body)
+    flag = msg.flag
+    br_val = None
+    if part is not None:
+        off, length = operator.index(part[0]), operator.index(part[1])
+        br = msg.byte_range
+        if not msg.has_content or br is None:
+            raise ValueError("a part needs a chunk with data and a Byte-Range header")
+        if off < 0 or length < 1 or off + length > len(body):
+            raise ValueError(f"part ({off}, {length}) is not inside the {len(body)} octets of data")
+        first = br[0] + off
+        br_val = f"{first}-{first + length - 1}/{'*' if br[2] is None else br[2]}"
+        if off + length < len(body):
+            flag = "+"
+        body = body[off : off + length]
+    end = b"-------" + t + flag.encode("ascii") + b"\r\n"
     if msg.has_content and _first_end_line(body + b"\r\n" + end, 0, b"\r\n-------" + t) != len(body):
         return None
     assert msg.method is not None
     out = [b"MSRP ", t, b" ", msg.method.encode("ascii"), b"\r\nTo-Path: ", to_p]
     out += [b"\r\nFrom-Path: ", from_p, b"\r\n"]
     for name, value in msg.headers():
-        if name.lower() not in ("to-path", "from-path"):
-            out += [name.encode("ascii"), b": ", value.encode("utf-8"), b"\r\n"]
+        low = name.lower()
+        if low in ("to-path", "from-path"):
+            continue
+        if br_val is not None and low == "byte-range":
+            value = br_val
+        out += [name.encode("ascii"), b": ", value.encode("utf-8"), b"\r\n"]
     if msg.has_content:
         out += [b"\r\n", body, b"\r\n"]
     out.append(end)

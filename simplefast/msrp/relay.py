@@ -83,8 +83,11 @@ requires a ``uri`` parameter, so ``_MsrpDigest`` (a subclass, auth.py unchanged)
 credentials, puts the digest-uri in, and runs ``DigestAuth._check_one``: the same HA1
 values, nonce scheme (stateless HMAC nonces), nonce-count replay table and algorithms as SIP.
 
+Re-chunking (3.5): a SEND chunk with more data than ``relay_chunk_bytes`` (64 KiB) goes on
+in pieces of that size (``msrpframe.forward(..., part=...)``), each its own transaction.
+
 Not implemented (yet):
-- re-chunking of chunks over ``relay_chunk_bytes`` and interrupting long chunks (3.5);
+- interrupting a chunk being written when a response or REPORT waits (3.5);
 - back-pressure (Pause/ResumeReading, water marks), the first-message and idle timers,
   connect timeouts (the caller reports ``connect_failed``), TLS peer-name checks (5);
 - the worker handoff (8.3); reuse of inbound relay connections for outbound traffic;
@@ -175,6 +178,8 @@ class RelayConfig:
     algorithms: tuple[str, ...] = ("MD5",)  # docs/msrp.md 2.2: MD5 by default, SHA-256 opt-in
     nonce_ttl: float = 300.0
     forward_other_methods: bool = True  # docs/msrp.md 3.1 item 7: forward, behind a switch
+    # docs/msrp.md 3.5: a SEND chunk with more data than this goes on in pieces of it (0: never)
+    relay_chunk_bytes: int = 65536
     require_auth: bool = True  # False (the server's --no-auth): an AUTH gets its 200 at once
     # other ports of ours: the listener every worker shares (``port`` is this worker's own,
     # named in the session URIs it issues; simplefast/transport/msrp.py)
@@ -351,7 +356,10 @@ class _FwdTxn:
         out: _Link,
         failure_report: str,
         deadline: float,
+        *,
+        part: tuple[int, int] | None = None,
     ) -> None:
+        """``part``: (offset, length) of the data when the chunk went on in pieces (3.5)."""
         self.origin = origin
         self.orig_tid = msg.tid
         self.new_tid = new_tid
@@ -367,6 +375,9 @@ class _FwdTxn:
         self.octets = len(msg.body)
         if br is None and msg.flag == "$":
             self.total = self.octets
+        if part is not None:
+            self.start += part[0]
+            self.octets = part[1]
         self.deadline = deadline
         self.done = False
 
@@ -873,6 +884,10 @@ class MsrpRelay:
         """Answer (3.2) and forward (3.3) a request that passed the checks of 3.1."""
         if is_send and fr == "yes":  # 3.2: the immediate 200 before forwarding [V 3-2]
             self._respond(link, msg, 200)
+        size = self.config.relay_chunk_bytes
+        if is_send and size and len(msg.body) > size and msg.byte_range is not None:
+            self._forward_parts(link, msg, out, new_to, new_from, fr, now, size)
+            return
         if is_report:
             tid = msg.tid  # [V 3-7, 3-9] REPORT keeps its tid
             data = msrpframe.forward(msg, tid, new_to, new_from)
@@ -886,16 +901,37 @@ class MsrpRelay:
             return
         self._write(out, data)
 
+    def _forward_parts(
+        self, link: _Link, msg: MsrpMessage, out: _Link, new_to: list[str], new_from: list[str], fr: str,
+        now: float, size: int,
+    ) -> None:  # fmt: skip
+        """docs/msrp.md 3.5: a chunk over ``relay_chunk_bytes`` goes on in pieces of that
+        size, each with its own tid and Byte-Range (the total as received), ``+`` on all but
+        the last, which keeps the chunk's flag; each piece is its own forwarded transaction,
+        so a failure is reported for its range. Sessions sharing the outgoing connection
+        get their chunks in between."""
+        n = len(msg.body)
+        deadline = now + self.config.transaction_timeout
+        for off in range(0, n, size):
+            part = (off, min(size, n - off))
+            tid, data = self._fresh_forward(out, msg, new_to, new_from, part)
+            if fr != "no":
+                txn = _FwdTxn(link, msg, tid, out, fr, deadline, part=part)
+                out.txns[tid] = txn
+                self._at(deadline, txn)
+            self._write(out, data)
+
     def _fresh_forward(
-        self, out: _Link, msg: MsrpMessage, new_to: list[str], new_from: list[str]
-    ) -> tuple[str, bytes]:
+        self, out: _Link, msg: MsrpMessage, new_to: list[str], new_from: list[str],
+        part: tuple[int, int] | None = None,
+    ) -> tuple[str, bytes]:  # fmt: skip
         """A new tid for a forwarded request and its octets: not in use on ``out``, and
         whose end-line does not occur in the data (RFC 4975 7.1)."""
         for _ in range(16):
             tid = self._new_tid()
             if tid in out.txns:
                 continue
-            data = msrpframe.forward(msg, tid, new_to, new_from)
+            data = msrpframe.forward(msg, tid, new_to, new_from, part=part)
             if data is not None:
                 return tid, data
         raise RuntimeError("new_tid gave 16 unusable transaction ids in a row")

@@ -655,28 +655,63 @@ def rewritten(m: Any, tid: str, to_path: list[str], from_path: list[str]) -> byt
     return head + b"\r\n" + bytes(m.body) + b"\r\n" + end if m.has_content else head + end
 
 
+def rewritten_part(m: Any, tid: str, to_path: list[str], from_path: list[str], off: int, n: int) -> bytes:
+    """What ``forward(..., part=(off, n))`` must write: the Byte-Range values and flag of
+    the part, its octets of the data."""
+    start, _, total = m.byte_range
+    br = f"{start + off}-{start + off + n - 1}/{'*' if total is None else total}"
+    data = bytes(m.body)
+    flag = m.flag if off + n == len(data) else "+"
+    parts = [
+        f"MSRP {tid} {m.method}\r\n",
+        f"To-Path: {' '.join(to_path)}\r\n",
+        f"From-Path: {' '.join(from_path)}\r\n",
+    ]
+    for name, v in m.headers():
+        if name.lower() in ("to-path", "from-path"):
+            continue
+        parts.append(f"{name}: {br if name.lower() == 'byte-range' else v}\r\n")
+    return (
+        "".join(parts).encode("utf-8")
+        + b"\r\n"
+        + data[off : off + n]
+        + f"\r\n-------{tid}{flag}\r\n".encode()
+    )
+
+
 @settings(max_examples=400)
-@given(msg=message_st(), tid=wtid_st, to_path=wpath_st, from_path=wpath_st)
-def test_forward(msg: tuple[bytes, int, int], tid: str, to_path: list[str], from_path: list[str]) -> None:
+@given(
+    msg=message_st(),
+    tid=wtid_st,
+    to_path=wpath_st,
+    from_path=wpath_st,
+    part=st.none() | st.tuples(st.integers(-1, 40), st.integers(-1, 40)),
+)
+def test_forward(
+    msg: tuple[bytes, int, int],
+    tid: str,
+    to_path: list[str],
+    from_path: list[str],
+    part: tuple[int, int] | None,
+) -> None:
     data = msg[0]
     got = []
     for mod in (REF, EXT):
         try:
             m = mod.parse_one(data)
+            _ = m.byte_range
         except mod.MsrpFramingError:
             return
-        out = _call(lambda mod=mod, m=m: mod.forward(m, tid, to_path, from_path))
+        out = _call(lambda mod=mod, m=m: mod.forward(m, tid, to_path, from_path, part=part))
         got.append(out)
         if out[0] == "ok" and out[1] is not None:
-            assert out[1] == rewritten(m, tid, to_path, from_path)
-            # it frames back: same headers but the paths, same data and flag
+            if part is None:
+                assert out[1] == rewritten(m, tid, to_path, from_path)
+            else:
+                assert out[1] == rewritten_part(m, tid, to_path, from_path, *part)
+            # it frames back: same method, the part's data, its flag
             back = mod.parse_one(out[1])
-            assert (back.tid, back.method, bytes(back.body), back.flag) == (
-                tid,
-                m.method,
-                bytes(m.body),
-                m.flag,
-            )
+            assert (back.tid, back.method) == (tid, m.method)
         elif out == ("ok", None):
             assert m.has_content  # only data can hold the new end-line
     assert got[0] == got[1]

@@ -821,3 +821,56 @@ def test_route_cache_is_used_and_cleared() -> None:
     assert len(a._routes) == 1
     a.closed(2, T0)
     assert not a._routes
+
+
+# ---------------------------------------------------------------- re-chunking (docs/msrp.md 3.5)
+
+
+def _relay_with_chunk(size: int) -> MsrpRelay:
+    a = make_relay("a.example.org", ["kjfjan"], relay_chunk_bytes=size)
+    assert login(a, 1, ALICE) == A_URI
+    return a
+
+
+def test_a_chunk_over_relay_chunk_bytes_goes_on_in_pieces() -> None:
+    a = _relay_with_chunk(65536)
+    body = bytes(range(256)) * 782  # 200 192 octets
+    [(c1, ok), *pieces] = forward_to_b(a, send("big1", [A_URI, B_URI, BOB], [ALICE], body=body))
+    assert (c1, ok.status) == (1, 200)  # the immediate 200 goes once, for the chunk (3.2)
+    assert [c for c, _ in pieces] == [2, 2, 2, 2]
+    assert [bytes(p.body) for _, p in pieces] == [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    assert [p.get("Byte-Range") for _, p in pieces] == [
+        "1-65536/200192", "65537-131072/200192", "131073-196608/200192", "196609-200192/200192",
+    ]  # fmt: skip
+    assert [p.flag for _, p in pieces] == ["+", "+", "+", "$"]
+    assert len({p.tid for _, p in pieces}) == 4
+    for _, p in pieces:  # paths rewritten, the other headers as received
+        assert (p.to_path, p.from_path) == ([B_URI, BOB], [A_URI, ALICE])
+        assert (p.message_id, p.content_type) == ("m1", "text/plain")
+    # each piece is its own transaction: a 403 to the second gives a REPORT for its range
+    for i, (_, p) in enumerate(pieces):
+        status = 403 if i == 1 else 200
+        a.data(2, fr.build_response(p.tid, status, None, [A_URI], [B_URI]), T0)
+    [(c, rep)] = out(a)
+    assert (c, rep.method, rep.message_id) == (1, "REPORT", "m1")
+    assert (rep.get("Byte-Range"), rep.get("Status")) == ("65537-131072/200192", "000 403 Forbidden")
+
+
+def test_pieces_keep_a_star_total_and_the_chunk_flag() -> None:
+    a = _relay_with_chunk(1000)
+    data = fr.build_request("big2", "SEND", [A_URI, B_URI, BOB], [ALICE],
+                            [("Message-ID", "m2"), ("Byte-Range", "5001-7500/*"), ("Failure-Report", "no")],
+                            content_type="text/plain", body=b"z" * 2500, flag="+")  # fmt: skip
+    pieces = forward_to_b(a, data)  # Failure-Report no: no 200, no transactions
+    assert [(p.get("Byte-Range"), p.flag) for _, p in pieces] == [
+        ("5001-6000/*", "+"), ("6001-7000/*", "+"), ("7001-7500/*", "+"),
+    ]  # fmt: skip
+    a.handle_timer(T0 + 100)
+    assert out(a) == []  # nothing was waiting
+
+
+@pytest.mark.parametrize("size", [0, 2500])
+def test_chunks_within_the_limit_or_with_no_limit_go_whole(size: int) -> None:
+    a = _relay_with_chunk(size)
+    [(_, ok), (_, fwd)] = forward_to_b(a, send("big3", [A_URI, B_URI, BOB], [ALICE], body=b"q" * 2500))
+    assert ok.status == 200 and bytes(fwd.body) == b"q" * 2500 and fwd.get("Byte-Range") == "1-2500/2500"
