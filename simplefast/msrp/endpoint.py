@@ -32,6 +32,12 @@ octets out (``outgoing``), events out (``next_event``), time injected
   ``MessageAborted``. Bounds: ``max_message`` octets per message (413 to a
   chunk past it, and the message is dropped) and ``max_incoming`` messages
   being reassembled at once (the oldest is dropped past it).
+- Incoming requests must name us alone in To-Path (481) and, once ``to_path``
+  is set, come along that path: the From-Path equals ``to_path`` (403),
+  section 7.3; a SEND whose first chunk's type is not in ``accept_types``
+  gets 415; a SEND without data only binds the connection (200, no event);
+  an incomplete message with no chunk for ``max_idle`` seconds (90) is
+  dropped. ``bind()`` sends such a SEND as the active side (section 7.1.1).
 - Other requests (NICKNAME of RFC 7701, anything else) come out as
   ``RequestReceived``; ``respond(msg, status)`` answers them (end to end:
   To-Path is their From-Path).
@@ -60,6 +66,7 @@ from simplefast.proxy.auth import h, ha1, parse_digest
 
 DEFAULT_CHUNK = 2048  # RFC 4975 section 7.1: chunks over 2048 octets must be interruptible
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_IDLE = 90.0  # an incomplete incoming message with no chunk for this long is dropped
 
 
 # ---------------------------------------------------------------- events
@@ -146,6 +153,7 @@ class _Incoming:
     content_type: str
     total: int | None
     from_path: list[str]
+    last: float  # when its last chunk came
     parts: dict[int, bytes] = field(default_factory=dict)  # start offset (0-based) -> data
     held: int = 0
     last_seen: bool = False
@@ -172,6 +180,7 @@ class MsrpSession:
     def __init__(
         self, local_uri: str, *, to_path: list[str] | None = None, chunk_size: int = DEFAULT_CHUNK,
         timeout: float = DEFAULT_TIMEOUT, max_message: int = 64 << 20, max_incoming: int = 16,
+        max_idle: float = DEFAULT_IDLE, accept_types: tuple[str, ...] = ("*",),
         new_tid: Callable[[], str] | None = None,
     ) -> None:  # fmt: skip
         if chunk_size < 1:
@@ -182,6 +191,8 @@ class MsrpSession:
         self.timeout = timeout
         self.max_message = max_message
         self.max_incoming = max_incoming
+        self.max_idle = max_idle
+        self.accept_types = tuple(t.strip().lower() for t in accept_types)
         prefix, seq = secrets.token_hex(4), itertools.count(1)
         self._new_tid = new_tid or (lambda: f"{prefix}{next(seq):x}")
         self._mids = itertools.count(1)
@@ -206,12 +217,17 @@ class MsrpSession:
 
     def get_timer(self) -> float | None:
         live = [m.deadline for m in self._messages.values() if m.pending and not m.failed]
+        if self._incoming:
+            live.append(next(iter(self._incoming.values())).last + self.max_idle)
         return min(live) if live else None
 
     def handle_timer(self, now: float) -> None:
         for m in list(self._messages.values()):
             if m.pending and not m.failed and m.deadline <= now:
                 self._fail(m, 408, "Request Timeout")
+        inc = self._incoming
+        while inc and next(iter(inc.values())).last + self.max_idle <= now:
+            inc.popitem(last=False)  # the oldest activity first: see _send_in
 
     def closed(self, reason: str = "connection closed") -> None:
         if self.closed_reason is None:
@@ -269,6 +285,20 @@ class MsrpSession:
             self._messages[mid] = state
         return mid
 
+    def bind(self, now: float) -> str:
+        """The active side's first request (RFC 4975 section 7.1.1): a SEND without data,
+        so the far end learns the connection; ``MessageSent`` when its 200 comes."""
+        if not self.to_path:
+            raise ValueError("no To-Path: set to_path first")
+        mid = f"{self._mid_prefix}{next(self._mids):x}"
+        tid = self._new_tid()
+        headers = [("Message-ID", mid), ("Byte-Range", "1-0/0")]
+        self._out.append(msrpframe.build_request(tid, "SEND", self.to_path, [self.local_uri], headers))
+        state = _Outgoing(mid, {tid}, now + self.timeout)
+        self._sent[tid] = state
+        self._messages[mid] = state
+        return mid
+
     def respond(self, msg: Any, status: int, comment: str | None = None) -> None:
         """Answer a request that came out as ``RequestReceived`` (end to end)."""
         self._out.append(msrpframe.build_response(msg.tid, status, comment, msg.from_path, [self.local_uri]))
@@ -295,11 +325,30 @@ class MsrpSession:
     # ------------------------------------------------------------ internals
     def _request(self, msg: Any, now: float) -> None:
         method = msg.method
+        # RFC 4975 7.3: a request must be for us (481) and, once we know the peer's path,
+        # from it (403); REPORTs are never answered, a SEND with Failure-Report no neither
+        status = 0
+        to = msg.to_path
+        if len(to) != 1 or not _same_uri(to[0], self.local_uri):
+            status = 481
+        elif self.to_path and not _same_path(msg.from_path, self.to_path):
+            status = 403
+        if status:
+            if (
+                method != "REPORT"
+                and msg.from_path
+                and not (method == "SEND" and _failure_report(msg) == "no")
+            ):
+                if method == "SEND":
+                    self._answer(msg, status)
+                else:
+                    self.respond(msg, status)
+            return
         if method == "SEND":
-            self._send_in(msg)
+            self._send_in(msg, now)
         elif method == "REPORT":
-            status = (msg.get("Status") or "").split()
-            code = int(status[1]) if len(status) >= 2 and status[1].isascii() and status[1].isdigit() else 0
+            fields = (msg.get("Status") or "").split()
+            code = int(fields[1]) if len(fields) >= 2 and fields[1].isascii() and fields[1].isdigit() else 0
             self._events.append(ReportReceived(msg.message_id or "", code, msg.byte_range))
         else:
             self._events.append(RequestReceived(msg))
@@ -310,7 +359,7 @@ class MsrpSession:
             msrpframe.build_response(msg.tid, status, comment, msg.from_path[:1], [self.local_uri])
         )
 
-    def _send_in(self, msg: Any) -> None:
+    def _send_in(self, msg: Any, now: float) -> None:
         fr = _failure_report(msg)
         mid = msg.message_id
         if mid is None or not msg.from_path:
@@ -327,7 +376,15 @@ class MsrpSession:
             if fr != "no":
                 self._answer(msg, 400, "Byte-Range does not fit")
             return
+        if not msg.has_content:  # binds the connection (7.1.1): nothing to deliver
+            if fr == "yes":
+                self._answer(msg, 200, "OK")
+            return
         inc = self._incoming.get(mid)
+        if inc is None and not _accepts(self.accept_types, msg.content_type):
+            if fr != "no":
+                self._answer(msg, 415, "Unsupported Media Type")
+            return
         held = 0 if inc is None else inc.held
         if (
             (total or 0) > self.max_message
@@ -339,10 +396,13 @@ class MsrpSession:
                 self._answer(msg, 413, "Message too large")
             return
         if inc is None:
-            inc = _Incoming(msg.content_type or "text/plain", total, list(msg.from_path))
+            inc = _Incoming(msg.content_type or "text/plain", total, list(msg.from_path), now)
             self._incoming[mid] = inc
             while len(self._incoming) > self.max_incoming:
                 self._incoming.popitem(last=False)
+        else:  # kept in order of last activity: the idle timer looks at the first one
+            inc.last = now
+            self._incoming.move_to_end(mid)
         if fr == "yes":
             self._answer(msg, 200, "OK")
         if msg.flag == "#":
@@ -430,6 +490,33 @@ class MsrpSession:
             self._events.append(Authenticated(use, int(exp) if ok and exp is not None else None))
         else:
             self._events.append(AuthRejected(status, msg.comment or ""))
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    """(scheme://authority lower-cased, the rest as written): RFC 4975 6.1 compares the
+    scheme and host case-insensitively, the session id and the rest exactly."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri, ""
+    authority, slash, tail = rest.partition("/")
+    return f"{scheme}://{authority}".lower(), slash + tail
+
+
+def _same_uri(a: str, b: str) -> bool:
+    return a == b or _split_uri(a) == _split_uri(b)
+
+
+def _same_path(a: list[str], b: list[str]) -> bool:
+    return len(a) == len(b) and all(_same_uri(x, y) for x, y in zip(a, b, strict=True))
+
+
+def _accepts(accept: tuple[str, ...], content_type: str | None) -> bool:
+    """A media type against an ``a=accept-types`` list (``*``, ``type/*``, ``type/sub``)."""
+    ct = (content_type or "").split(";", 1)[0].strip().lower()
+    for a in accept:
+        if a == "*" or a == ct or (a.endswith("/*") and ct.startswith(a[:-1])):
+            return True
+    return False
 
 
 def _digest_answer(challenges: list[str], auth: _Auth) -> str | None:

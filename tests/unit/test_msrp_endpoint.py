@@ -97,6 +97,7 @@ def chunk(
     flag: str = "$",
     *,
     frm: tuple[str, ...] = (ALICE,),
+    to: tuple[str, ...] = (BOB,),
     ct: str = "text/plain",
     extra: tuple[tuple[str, str], ...] = (),
 ) -> bytes:
@@ -104,7 +105,7 @@ def chunk(
     hdrs = [] if mid is None else [("Message-ID", mid)]
     hdrs.append(("Byte-Range", f"{start}-{start + len(data) - 1}/{total}"))
     return fr.build_request(
-        tid, "SEND", [BOB], list(frm), [*hdrs, *extra], content_type=ct, body=data, flag=flag
+        tid, "SEND", list(to), list(frm), [*hdrs, *extra], content_type=ct, body=data, flag=flag
     )
 
 
@@ -304,6 +305,7 @@ def test_abort_of_an_unknown_message() -> None:
 
 def test_interleaved_messages() -> None:
     _, bob = pair()
+    bob.to_path = []  # a passive side that has not learned its peer's path takes any From-Path
     other = "msrps://carol.example.com:1/c;tcp"
     b2 = b"<p>hello, interleaved world</p>"
     m1 = four_chunks("m1")
@@ -498,6 +500,7 @@ def test_closed_is_idempotent() -> None:
 def test_nickname_is_handed_to_the_caller_and_answered_end_to_end() -> None:
     _, bob = pair()
     via = [A_URI, ALICE]  # as it arrives through a relay
+    bob.to_path = via
     req = fr.build_request("nick1", "NICKNAME", [BOB], via, [("Use-Nickname", '"Alice"')])
     bob.data(req, T0)
     assert bob.outgoing() == b""  # not answered by the session
@@ -780,3 +783,61 @@ def test_bad_failure_report_raises(bad: str) -> None:
 def test_chunk_size_below_one_raises() -> None:
     with pytest.raises(ValueError):
         MsrpSession(ALICE, chunk_size=0)
+
+
+# ---------------------------------------------------------------- RFC 4975 7.3 and 7.1.1
+
+
+def test_a_request_not_for_us_gets_481_and_one_from_elsewhere_403() -> None:
+    _, bob = pair()
+    carol = "msrps://carol.example.com:1/c;tcp"
+    bob.data(chunk("wtid1", "m1", 1, b"x", 1, "$", to=("msrps://bob.example.net:8145/other;tcp",)), T0)
+    bob.data(chunk("wtid2", "m2", 1, b"x", 1, "$", frm=(carol,)), T0)
+    assert [r[:2] for r in responses(bob)] == [("wtid1", 481), ("wtid2", 403)]
+    assert drain(bob) == []
+    # the scheme and host compare case-insensitively (RFC 4975 6.1), the session id exactly
+    bob.data(chunk("wtid3", "m3", 1, b"x", 1, "$", to=("MSRPS://BOB.example.net:8145/foo;tcp",)), T0)
+    assert [r[:2] for r in responses(bob)] == [("wtid3", 200)]
+    # a REPORT is never answered; a NICKNAME from elsewhere gets its 403 end to end
+    bob.data(
+        fr.build_request("wtid4", "REPORT", [BOB], [carol], [("Message-ID", "m1"), ("Status", "000 200 OK")]),
+        T0,
+    )
+    bob.data(fr.build_request("wtid5", "NICKNAME", [BOB], [carol]), T0)
+    [m] = parse(bob.outgoing())
+    assert (m.tid, m.status, m.to_path) == ("wtid5", 403, [carol])
+    assert [type(e) for e in drain(bob)] == [MessageReceived]
+
+
+def test_accept_types_refuse_other_media_with_415() -> None:
+    _, bob = pair(accept_types=("text/plain", "message/*"))
+    bob.data(chunk("atid1", "m1", 1, b"<p/>", 4, "$", ct="text/html"), T0)
+    bob.data(chunk("atid2", "m2", 1, b"hi", 2, "$", ct="message/cpim"), T0)
+    bob.data(chunk("atid3", "m3", 1, b"hi", 2, "$", ct="Text/Plain; charset=utf-8"), T0)
+    assert [r[:2] for r in responses(bob)] == [("atid1", 415), ("atid2", 200), ("atid3", 200)]
+    assert [e.message_id for e in drain(bob)] == ["m2", "m3"]  # type: ignore[union-attr]
+
+
+def test_bind_sends_a_bodiless_send_that_only_binds() -> None:
+    alice, bob = pair()
+    mid = alice.bind(T0)
+    [m] = parse(alice.outgoing())
+    assert (m.method, m.has_content, m.message_id, m.get("Byte-Range")) == ("SEND", False, mid, "1-0/0")
+    bob.data(m.to_bytes(), T0)
+    assert drain(bob) == []  # nothing to deliver
+    alice.data(bob.outgoing(), T0)
+    assert drain(alice) == [MessageSent(mid)]
+
+
+def test_an_incomplete_message_idle_for_max_idle_is_dropped() -> None:
+    _, bob = pair(max_idle=90.0)
+    c = four_chunks("m1")
+    bob.data(c[0], T0)
+    bob.data(chunk("itid2", "m2", 1, b"ab", 4, "+"), T0 + 50)
+    assert bob.get_timer() == T0 + 90
+    bob.handle_timer(T0 + 90)  # m1 is dropped; m2 had a chunk 40 s ago
+    assert bob.get_timer() == T0 + 140
+    for data in c[1:]:
+        bob.data(data, T0 + 91)  # m1 starts again from its second chunk: never whole
+    bob.data(chunk("itid3", "m2", 3, b"cd", 4, "$"), T0 + 100)
+    assert [e.message_id for e in drain(bob)] == ["m2"]  # type: ignore[union-attr]
