@@ -102,6 +102,7 @@ class Config:
     dns_servers: list[tuple[str, int]] = field(default_factory=list)  # empty: /etc/resolv.conf
     presence: PresenceConfig = field(default_factory=PresenceConfig)  # the [presence] table
     im: ImConfig = field(default_factory=ImConfig)  # the [im] table
+    msrp: MsrpSettings = field(default_factory=lambda: MsrpSettings())  # the [msrp] table
     # shared-memory tables of presence (sizes fixed at start)
     presentity_capacity: int = 20_000
     subscription_capacity: int = 200_000
@@ -163,13 +164,19 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         im_raw = raw.get("im", {})
         if not isinstance(im_raw, dict):
             raise ConfigError("im: must be a table")
-        unknown = set(raw) - {"server", "presence", "im"}
+        msrp_raw = raw.get("msrp", {})
+        if not isinstance(msrp_raw, dict):
+            raise ConfigError("msrp: must be a table")
+        unknown = set(raw) - {"server", "presence", "im", "msrp"}
         if unknown:
-            raise ConfigError(f"{sorted(unknown)[0]}: unknown table (expected [server], [presence], [im])")
+            raise ConfigError(
+                f"{sorted(unknown)[0]}: unknown table (expected [server], [presence], [im], [msrp])"
+            )
         raw = dict(server)
     else:
         presence_raw = {}
         im_raw = {}
+        msrp_raw = {}
     presence_raw = dict(presence_raw)
     im_raw = dict(im_raw)
     for key in _IM_OVERRIDES:  # command-line values of [im] keys
@@ -278,6 +285,7 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         cfg.dns_servers = [_dns_server(i) for i in ds_items]
     _load_presence(cfg, presence_raw)
     _load_im(cfg.im, im_raw)
+    _load_msrp(cfg.msrp, msrp_raw)
     if any(lc.transport in ("tls", "msrps") for lc in cfg.listen + cfg.msrp_listen) and (
         cfg.tls_cert is None or cfg.tls_key is None
     ):
@@ -369,6 +377,46 @@ _IM_NUMBERS = {  # key -> (lowest, highest)
     "offline_max_age": (60, 86400 * 365),
     "uri_list_max": (1, 10_000),
 }
+
+
+@dataclass(slots=True)
+class MsrpSettings:
+    """The ``[msrp]`` table: the relay's policy (simplefast/msrp/relay.py ``RelayConfig``)."""
+
+    min_expires: int = 60
+    default_expires: int = 1800
+    max_expires: int = 3600
+    transaction_timeout: int = 30
+    relay_chunk_bytes: int = 65536
+    forward_other_methods: bool = True
+
+
+_MSRP_NUMBERS = {  # key -> (lowest, highest)
+    "min_expires": (1, 86400),
+    "default_expires": (1, 86400),
+    "max_expires": (1, 86400),
+    "transaction_timeout": (1, 600),
+    "relay_chunk_bytes": (0, 1 << 20),
+}
+
+
+def _load_msrp(m: MsrpSettings, raw: dict[str, Any]) -> None:
+    """The ``[msrp]`` table (simplefast.toml documents every key)."""
+    unknown = set(raw) - {"forward_other_methods", *_MSRP_NUMBERS}
+    if unknown:
+        raise ConfigError(f"msrp.{sorted(unknown)[0]}: unknown key")
+    if "forward_other_methods" in raw:
+        if not isinstance(raw["forward_other_methods"], bool):
+            raise ConfigError("msrp.forward_other_methods: must be true or false")
+        m.forward_other_methods = raw["forward_other_methods"]
+    for key, (lo, hi) in _MSRP_NUMBERS.items():
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ConfigError(f"msrp.{key}: {v!r}: must be an integer {lo}-{hi}")
+            setattr(m, key, v)
+    if not m.min_expires <= m.default_expires <= m.max_expires:
+        raise ConfigError("msrp.default_expires: must lie between msrp.min_expires and msrp.max_expires")
 
 
 def _load_im(im: ImConfig, raw: dict[str, Any]) -> None:

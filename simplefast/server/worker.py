@@ -223,7 +223,12 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         relay = MsrpRelay(
             RelayConfig(scheme=lc.transport, host=lc.host, port=own_port, realm=realm, require_auth=cfg.auth,
                         other_ports=(lc.port,),
-                        algorithms=tuple(a for a in cfg.auth_algorithms if a in ("MD5", "SHA-256"))),
+                        algorithms=tuple(a for a in cfg.auth_algorithms if a in ("MD5", "SHA-256")),
+                        min_expires=cfg.msrp.min_expires, default_expires=cfg.msrp.default_expires,
+                        max_expires=cfg.msrp.max_expires,
+                        transaction_timeout=float(cfg.msrp.transaction_timeout),
+                        relay_chunk_bytes=cfg.msrp.relay_chunk_bytes,
+                        forward_other_methods=cfg.msrp.forward_other_methods),
             core.users.get(realm, {}), secret=nonce_secret(cfg.data_dir) if cfg.auth else os.urandom(32),
             nonce_counts=shared.nonce_counts() if cfg.auth else None,
         )  # fmt: skip

@@ -168,6 +168,34 @@ def test_bad_im_table(tmp_path: Path, toml: str, message: str) -> None:
         load(f, {})
 
 
+def test_msrp_table(tmp_path: Path) -> None:
+    cfg = load(REPO / "simplefast.toml", {})
+    m = cfg.msrp
+    assert (m.min_expires, m.default_expires, m.max_expires) == (60, 1800, 3600)
+    assert (m.transaction_timeout, m.relay_chunk_bytes, m.forward_other_methods) == (30, 65536, True)
+    f = tmp_path / "c.toml"
+    f.write_text("[msrp]\nrelay_chunk_bytes = 0\nforward_other_methods = false\ntransaction_timeout = 10\n")
+    m = load(f, {}).msrp
+    assert (m.relay_chunk_bytes, m.forward_other_methods, m.transaction_timeout) == (0, False, 10)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[msrp]\nchunk = 1\n", "msrp.chunk: unknown key"),
+        ("[msrp]\nforward_other_methods = 1\n", "msrp.forward_other_methods: must be true or false"),
+        ("[msrp]\nrelay_chunk_bytes = -1\n", "msrp.relay_chunk_bytes: -1: must be an integer 0-1048576"),
+        ("[msrp]\nmin_expires = 4000\n", "msrp.default_expires: must lie between"),
+        ("msrp = 3\n", "msrp: must be a table"),
+    ],
+)
+def test_bad_msrp_table(tmp_path: Path, toml: str, message: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load(f, {})
+
+
 def test_msrp_listeners_are_kept_apart_from_sip_ones(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
     f.write_text('[server]\nlisten = ["udp:127.0.0.1:5060", "msrp:127.0.0.1:2855"]\n')
