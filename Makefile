@@ -113,7 +113,7 @@ lint: build $(VENV)/.dev
 	$(VENV)/bin/ruff format --check simplefast tests bench setup.py
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest simplefast._ext.sipmsg simplefast._ext.shmindex simplefast._ext.udpio simplefast._ext.fanout \
-	  simplefast._ext.msrpframe simplefast._ext.fastreg simplefast._ext.fastrelay
+	  simplefast._ext.msrpframe simplefast._ext.fastreg simplefast._ext.fastrelay simplefast._ext.pidfcheck
 
 clean:
 	rm -rf build dist *.egg-info simplefast.egg-info ext/*.c ext/*.html \

@@ -23,7 +23,9 @@ from simplefast.errors import SimplefastError
 
 # Every hot-path module that exists as a twin (ext/<name>.pyx and
 # simplefast/_ref/<name>.py).
-MODULES: tuple[str, ...] = ("sipmsg", "shmindex", "udpio", "fanout", "msrpframe", "fastreg", "fastrelay")
+MODULES: tuple[str, ...] = (
+    "sipmsg", "shmindex", "udpio", "fanout", "msrpframe", "fastreg", "fastrelay", "pidfcheck",
+)  # fmt: skip
 
 _PACKAGES = {"ext": "simplefast._ext", "ref": "simplefast._ref"}
 
@@ -71,3 +73,4 @@ fanout: ModuleType = _active.fanout
 msrpframe: ModuleType = _active.msrpframe
 fastreg: ModuleType = _active.fastreg
 fastrelay: ModuleType = _active.fastrelay
+pidfcheck: ModuleType = _active.pidfcheck

@@ -96,23 +96,21 @@ of that; the rest is lxml property access in the structural walk); compose
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from simplefast._sipshared import qvalue
+from simplefast._impl import pidfcheck as _pidfcheck
 from simplefast.presence.xmlsafe import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_ELEMENTS,
     Element,
-    XmlRejected,
     parse_xml,
 )
+from simplefast.presence.xsd import parse_timestamp as parse_timestamp  # re-exported
 
 PIDF_NS = "urn:ietf:params:xml:ns:pidf"
 DM_NS = "urn:ietf:params:xml:ns:pidf:data-model"
@@ -152,10 +150,6 @@ _DM_TIMESTAMP = _DM + "timestamp"
 _DM_DEVICE_ID = _DM + "deviceID"
 _LANG = "{" + XML_NS + "}lang"
 _XML_DECL = b'<?xml version="1.0" encoding="UTF-8"?>\n'
-
-# xs:ID is an NCName: a letter or "_" first, then letters, digits, ".", "-", "_".
-_NCNAME = re.compile(r"[^\W\d][\w.\-\u00b7\u0300-\u036f\u203f\u2040]*\Z")
-_DATETIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?\Z")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -208,151 +202,6 @@ class Publication(NamedTuple):
     published_at: float
 
 
-def _name(tag: object) -> str:
-    """A tag for messages: ``pidf:tuple``-like when known, else the local name."""
-    if not isinstance(tag, str):
-        return "?"
-    if tag.startswith(_P):
-        return tag[len(_P) :]
-    if tag.startswith(_DM):
-        return "dm:" + tag[len(_DM) :]
-    return tag.rpartition("}")[2]
-
-
-def _where(kind: str, ident: str) -> str:
-    return f"{kind} {ident[:40]!r}" if ident else kind
-
-
-def _check_node(el: Element, tag: str, where: str) -> None:
-    """Refuse an unqualified child or text beside it (structural elements have element-only content).
-
-    Only called on the rare path: callers test ``tag[0] == "{"`` and a None tail inline first.
-    """
-    if tag[:1] != "{":
-        raise XmlRejected(f"element <{tag[:40]}> in {where} has no namespace")
-    tail = el.tail
-    if tail is not None and tail.strip():
-        raise XmlRejected(f"text not allowed in {where}")
-
-
-def _check_text(el: Element, where: str) -> None:
-    text = el.text
-    if text is not None and text.strip():  # blank text is dropped by the parser
-        raise XmlRejected(f"text not allowed in {where}")
-
-
-def parse_timestamp(text: str | None, where: str = "timestamp") -> float:
-    """An ``xs:dateTime`` as POSIX seconds (no zone: UTC). Raises XmlRejected."""
-    t = (text or "").strip()
-    m = _DATETIME.match(t)
-    if m is None:
-        raise XmlRejected(f"{where} {t[:40]!r} is not an xs:dateTime")
-    extra = timedelta(0)
-    if m.group(4) == "24":  # xs:dateTime allows 24:00:00 for the end of a day
-        if m.group(5) != "00" or m.group(6) != "00" or (m.group(7) or ".0").strip(".0"):
-            raise XmlRejected(f"{where} {t[:40]!r} is not an xs:dateTime")
-        t = t[:11] + "00" + t[13:]
-        extra = timedelta(days=1)
-    try:
-        dt = datetime.fromisoformat(t)
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return (dt + extra).timestamp()
-    except (ValueError, OverflowError):
-        raise XmlRejected(f"{where} {t[:40]!r} is not a valid date and time") from None
-
-
-def _id(el: Element, what: str, seen: set[str]) -> str:
-    ident: str | None = el.get("id")
-    if ident is None:
-        raise XmlRejected(f"{what} without id")
-    if not _NCNAME.match(ident):
-        raise XmlRejected(f"{what} id {ident[:40]!r} is not an XML ID")
-    if ident in seen:  # xs:ID values are unique across the document
-        raise XmlRejected(f"duplicate id {ident[:40]!r}")
-    seen.add(ident)
-    return ident
-
-
-def _tuple(el: Element, seen: set[str]) -> Component:
-    ident = _id(el, "tuple", seen)
-    _check_text(el, _where("tuple", ident))
-    status = contact = stamp = None
-    for child in el:
-        tag = child.tag
-        if tag[0] != "{" or child.tail is not None:
-            _check_node(child, tag, _where("tuple", ident))
-        if not tag.startswith(_P):
-            continue  # extension (RFC 3863 §4.1.4's ##other)
-        if tag == _STATUS:
-            if status is not None:
-                raise XmlRejected(f"{_where('tuple', ident)} has two <status>")
-            status = child
-        elif tag == _CONTACT:
-            if contact is not None:
-                raise XmlRejected(f"{_where('tuple', ident)} has two <contact>")
-            contact = child
-            prio = child.get("priority")
-            if prio is not None and qvalue(prio.strip()) is None:  # RFC 3863 §4.1.5
-                raise XmlRejected(f"{_where('tuple', ident)} contact priority {prio[:20]!r} is not a qvalue")
-        elif tag == _TIMESTAMP:
-            if stamp is not None:
-                raise XmlRejected(f"{_where('tuple', ident)} has two <timestamp>")
-            stamp = child
-        elif tag != _NOTE:
-            raise XmlRejected(f"unknown PIDF element <{_name(tag)}> in {_where('tuple', ident)}")
-    if status is None:
-        raise XmlRejected(f"{_where('tuple', ident)} has no <status>")  # RFC 3863 §4.1.4: mandatory
-    basic = _status(status, ident)
-    ts = None if stamp is None else parse_timestamp(stamp.text, f"{_where('tuple', ident)} timestamp")
-    return Component("tuple", ident, ts, basic, el)
-
-
-def _status(status: Element, ident: str) -> str | None:
-    if status.text is not None:
-        _check_text(status, f"{_where('tuple', ident)} status")
-    basic = None
-    for child in status:
-        tag = child.tag
-        if tag[0] != "{" or child.tail is not None:
-            _check_node(child, tag, f"{_where('tuple', ident)} status")
-        if not tag.startswith(_P):
-            continue
-        if tag != _BASIC:
-            raise XmlRejected(f"unknown PIDF element <{_name(tag)}> in {_where('tuple', ident)} status")
-        if basic is not None:
-            raise XmlRejected(f"{_where('tuple', ident)} has two <basic>")
-        basic = (child.text or "").strip()
-        if basic not in ("open", "closed") or len(child):  # RFC 3863 §4.1.4
-            raise XmlRejected(f"{_where('tuple', ident)} basic status {basic[:20]!r} is not open or closed")
-    return basic
-
-
-def _dm_component(el: Element, kind: str, seen: set[str]) -> Component:
-    ident = _id(el, kind, seen)
-    _check_text(el, _where(kind, ident))
-    stamp = None
-    device_id = False
-    for child in el:
-        tag = child.tag
-        if tag[0] != "{" or child.tail is not None:
-            _check_node(child, tag, _where(kind, ident))
-        if not tag.startswith(_DM):
-            continue  # characteristics and status: RPID, CIPID, ... (RFC 4479 §4)
-        if tag == _DM_TIMESTAMP:
-            if stamp is not None:
-                raise XmlRejected(f"{_where(kind, ident)} has two dm:timestamp")
-            stamp = child
-        elif tag == _DM_DEVICE_ID and kind == "device":
-            if device_id:
-                raise XmlRejected(f"{_where(kind, ident)} has two dm:deviceID")
-            device_id = True
-        elif tag != _DM_NOTE:
-            raise XmlRejected(f"unknown data-model element <{_name(tag)}> in {_where(kind, ident)}")
-    ts = None if stamp is None else parse_timestamp(stamp.text, f"{_where(kind, ident)} timestamp")
-    return Component(kind, ident, ts, None, el)
-
-
 def parse_pidf(
     data: bytes | bytearray | memoryview,
     *,
@@ -375,53 +224,17 @@ def parse_pidf(
     root = parse_xml(
         data, max_bytes=max_bytes, max_depth=max_depth, max_elements=max_elements, remove_blank_text=True
     )
-    if root.tag != _PRESENCE:
-        raise XmlRejected(f"root element <{_name(root.tag)}> is not a PIDF <presence>")
-    # RFC 3863 §4.1.1 requires ``entity``; a publication without one (RFC 4479's own
-    # example has none) is taken all the same: compose writes the presentity's AOR
-    entity = (root.get("entity") or "").strip()
-    _check_text(root, "presence")
-    seen: set[str] = set()
-    tuples: list[Component] = []
-    persons: list[Component] = []
-    devices: list[Component] = []
-    notes: list[Element] = []
-    extensions: list[Element] = []
-    try:
-        for child in root:
-            tag = child.tag
-            if tag[0] != "{" or child.tail is not None:
-                _check_node(child, tag, "presence")
-            if tag.startswith(_P):
-                if tag == _TUPLE:
-                    tuples.append(_tuple(child, seen))
-                elif tag == _NOTE:
-                    notes.append(child)
-                else:
-                    raise XmlRejected(f"unknown PIDF element <{_name(tag)}> in presence")
-            elif tag == _PERSON:
-                persons.append(_dm_component(child, "person", seen))
-            elif tag == _DEVICE:
-                devices.append(_dm_component(child, "device", seen))
-            else:
-                extensions.append(child)
-    except (AttributeError, TypeError, IndexError):
-        # Only elements reach here (the parser drops comments and PIs, and without a
-        # DTD there are no entity nodes); this keeps a surprise a 400, not a crash.
-        raise XmlRejected("unexpected node in a PIDF structure") from None
+    entity, tuples, persons, devices, notes, extensions = _pidfcheck.structure(root)
     return PidfDocument(
-        entity=entity.strip(),
-        tuples=tuple(tuples),
-        persons=tuple(persons),
-        devices=tuple(devices),
+        entity=entity,
+        tuples=tuple(Component(*c) for c in tuples),
+        persons=tuple(Component(*c) for c in persons),
+        devices=tuple(Component(*c) for c in devices),
         notes=tuple(notes),
         extensions=tuple(extensions),
         nsmap=tuple(root.nsmap.items()),
         root=root,
     )
-
-
-# -- composition ---------------------------------------------------------------------------------
 
 
 def _by_timestamp(rc: tuple[int, Component]) -> tuple[float, int]:
