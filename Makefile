@@ -24,7 +24,7 @@ $(VENV)/.created:
 	    { echo "make: need python3-venv, python3-dev and gcc (apt-get failed)"; exit 1; }; \
 	fi
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -U pip setuptools wheel "Cython>=3.0.10,<3.3"
+	$(PIP) install -U pip setuptools wheel "Cython>=3.0.10,<3.3" "lxml>=5.2"
 	touch $@
 
 $(VENV)/.test: $(VENV)/.created pyproject.toml

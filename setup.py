@@ -43,6 +43,16 @@ def _module_names() -> list[str]:
     return names
 
 
+def _include_dirs(name: str) -> list[str]:
+    """pidfcheck walks libxml2's tree through lxml's public C API: lxml's headers (the
+    libxml2 ones it was built with). lxml is a build requirement (pyproject.toml)."""
+    if name != "pidfcheck":
+        return []
+    import lxml
+
+    return list(lxml.get_include())
+
+
 def _extensions() -> list[Extension]:
     from Cython.Build import cythonize  # build-time dependency (pyproject.toml)
 
@@ -75,6 +85,7 @@ def _extensions() -> list[Extension]:
             extra_compile_args=compile_args,
             extra_link_args=link_args,
             define_macros=macros,
+            include_dirs=_include_dirs(name),
         )
         for name in _module_names()
     ]

@@ -108,8 +108,15 @@ def _depth_probe(max_depth: int) -> Any:
     return probe
 
 
+# The declarations nearly every body starts with: UTF-8 declared, nothing to check.
+_PLAIN_DECLS = (b'<?xml version="1.0" encoding="UTF-8"?>', b"<?xml version='1.0' encoding='UTF-8'?>",
+                b'<?xml version="1.0" encoding="utf-8"?>')  # fmt: skip
+
+
 def _to_utf8(data: bytes) -> bytes:
     """The body as UTF-8 bytes, or XmlRejected for an encoding we do not take."""
+    if data.startswith(_PLAIN_DECLS):
+        return data
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         try:
             text = data.decode("utf-16")  # strict; the BOM picks the byte order
@@ -164,7 +171,7 @@ def parse_xml(
     if not raw or raw.isspace():
         raise XmlRejected("empty XML body")
     raw = _to_utf8(raw)
-    if b"<!DOCTYPE" in raw:
+    if raw.find(b"<!DOCTYPE") >= 0:  # find: `in` first tries the needle as an integer (slower)
         raise XmlRejected("DOCTYPE not allowed (no DTDs or entities)")
     try:
         root = etree.fromstring(raw, _parser(remove_blank_text))
