@@ -72,6 +72,21 @@ async def _exchange(host: str, mport: int, scheme: str, tls: ssl.SSLContext | No
         await alice.wait_closed()
 
 
+def tls_setup(
+    tmp_path: Path, ca: trustme.CA, transport: str
+) -> tuple[str, tuple[str, ...], ssl.SSLContext | None]:
+    """The MSRP scheme, the server's TLS arguments and the clients' context for ``transport``."""
+    if transport != "tls":
+        return "msrp", (), None
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    certfile.write_bytes(b"".join(p.bytes() for p in cert.cert_chain_pems))
+    keyfile.write_bytes(cert.private_key_pem.bytes())
+    ca.cert_pem.write_to_path(str(cafile))
+    args = ("--tls-cert", str(certfile), "--tls-key", str(keyfile), "--tls-ca", str(cafile))
+    return "msrps", args, ssl.create_default_context(cafile=str(cafile))
+
+
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_endpoints_exchange_10_mb_through_the_relay(tmp_path: Path, ca: trustme.CA, transport: str) -> None:
     pw = tmp_path / "pw"
@@ -81,17 +96,7 @@ def test_endpoints_exchange_10_mb_through_the_relay(tmp_path: Path, ca: trustme.
          "--data-dir", str(tmp_path / "data")], check=True, capture_output=True, timeout=30,
     )  # fmt: skip
     mport = free_udp_port()
-    tls_args: tuple[str, ...] = ()
-    client_ctx = None
-    if transport == "tls":
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-        certfile.write_bytes(b"".join(p.bytes() for p in cert.cert_chain_pems))
-        keyfile.write_bytes(cert.private_key_pem.bytes())
-        ca.cert_pem.write_to_path(str(cafile))
-        tls_args = ("--tls-cert", str(certfile), "--tls-key", str(keyfile), "--tls-ca", str(cafile))
-        client_ctx = ssl.create_default_context(cafile=str(cafile))
-    scheme = "msrps" if transport == "tls" else "msrp"
+    scheme, tls_args, client_ctx = tls_setup(tmp_path, ca, transport)
     srv = start_server(tmp_path, auth=True, extra=("--listen", f"{scheme}:127.0.0.1:{mport}", *tls_args))
     try:
         asyncio.run(_exchange("127.0.0.1", mport, scheme, client_ctx, 10_000_000))
@@ -131,17 +136,7 @@ async def _two_relays(ports: tuple[int, int], scheme: str, tls: ssl.SSLContext |
 
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_endpoints_exchange_10_mb_through_two_relays(tmp_path: Path, ca: trustme.CA, transport: str) -> None:
-    tls_args: tuple[str, ...] = ()
-    client_ctx = None
-    if transport == "tls":
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-        certfile.write_bytes(b"".join(p.bytes() for p in cert.cert_chain_pems))
-        keyfile.write_bytes(cert.private_key_pem.bytes())
-        ca.cert_pem.write_to_path(str(cafile))
-        tls_args = ("--tls-cert", str(certfile), "--tls-key", str(keyfile), "--tls-ca", str(cafile))
-        client_ctx = ssl.create_default_context(cafile=str(cafile))
-    scheme = "msrps" if transport == "tls" else "msrp"
+    scheme, tls_args, client_ctx = tls_setup(tmp_path, ca, transport)
     servers, ports = [], []
     try:
         for name in ("a", "b"):
