@@ -31,7 +31,7 @@ from typing import Any
 
 from simplefast.errors import SipParseError
 from simplefast.presence.pidf import Publication as PidfPublication
-from simplefast.presence.pidf import compose, default_document, parse_pidf
+from simplefast.presence.pidf import check_pidf, compose, default_document, parse_pidf
 from simplefast.presence.publish import Package, Publications, PublishConfig, Result
 from simplefast.presence.state import Presentity, PresentityStore, PubRecord
 from simplefast.presence.subscribe import (
@@ -139,7 +139,7 @@ class PresenceAgent:
     ) -> None:  # fmt: skip
         self.config = config
         self.store = store
-        pidf = Package("presence", (PIDF,), parse_pidf)
+        pidf = Package("presence", (PIDF,), parse_pidf, check=check_pidf)
         self.publications = Publications(
             {"presence": pidf},
             PublishConfig(min_expires=config.publish_min_expires, max_expires=config.publish_max_expires),

@@ -237,6 +237,21 @@ def parse_pidf(
     )
 
 
+def check_pidf(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> None:
+    """``parse_pidf``'s checks without building the document (a PUBLISH for a presentity
+    nobody watches: its body is never composed). Raises what ``parse_pidf`` raises."""
+    root = parse_xml(
+        data, max_bytes=max_bytes, max_depth=max_depth, max_elements=max_elements, remove_blank_text=True
+    )
+    _pidfcheck.structure(root)
+
+
 def _by_timestamp(rc: tuple[int, Component]) -> tuple[float, int]:
     return (rc[1].timestamp or 0.0, rc[0])
 

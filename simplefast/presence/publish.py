@@ -74,6 +74,9 @@ class Package:
     content_types: tuple[str, ...]
     parse: Callable[[bytes], Any]
     default_expires: int = 3600
+    # The same checks without keeping the result (a body nobody watches is never
+    # composed); None: ``parse`` and drop what it gives.
+    check: Callable[[bytes], None] | None = None
 
 
 @dataclass(slots=True)
@@ -234,6 +237,9 @@ class Publications:
     def _parse(self, package: Package, body: bytes, *, keep: bool = True) -> Any:
         doc = self._parsed.get(body)
         if doc is None:
+            if not keep and package.check is not None:
+                package.check(body)
+                return None
             doc = package.parse(body)
             if keep:  # for the composition to come
                 if len(self._parsed) >= _PARSED_MAX:

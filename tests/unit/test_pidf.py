@@ -36,6 +36,7 @@ from simplefast.presence.pidf import (
     Component,
     PidfDocument,
     Publication,
+    check_pidf,
     compose,
     default_document,
     parse_pidf,
@@ -659,3 +660,26 @@ def test_rfc4479_example_has_no_entity_and_is_taken_as_published() -> None:
     doc = parse_pidf(vector(name))
     assert doc.entity == "" and [t.id for t in doc.tuples] and doc.persons
     assert parse_pidf(_add_entity(vector(name))).entity == "pres:someone@example.com"
+
+
+def test_check_pidf_accepts_and_refuses_as_parse_pidf_does() -> None:
+    """check_pidf (PUBLISH to a presentity nobody watches) runs parse_pidf's checks: the same
+    documents pass, the others fail with the same status and message."""
+    seen = 0
+    for path in sorted(VECTORS.iterdir()):
+        if path.suffix != ".xml":
+            continue
+        data = path.read_bytes()
+        for body in (data, data.replace(b"<status>", b"<status>x"), data.replace(b'id="', b'id="1', 1)):
+            try:
+                parse_pidf(body)
+                want: object = None
+            except XmlRejected as exc:
+                want = (exc.status_hint, str(exc))
+            try:
+                got: object = check_pidf(body)
+            except XmlRejected as exc:
+                got = (exc.status_hint, str(exc))
+            assert got == want, path.name
+            seen += 1
+    assert seen > 30
