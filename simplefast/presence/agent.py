@@ -221,6 +221,14 @@ class PresenceAgent:
         subs = self.notifier.table.scan(resource, WATCHED) if self.notifier.table is not None else []
         return [event_of(s) for s in subs]
 
+    def deactivate_all(self, now: float) -> int:
+        """The server stops without keeping subscriptions (``persist_presence`` off): every
+        subscription held here ends with ``terminated;reason=deactivated`` (RFC 6665
+        4.2.2: subscribe again at once), which its winfo subscribers see as event
+        ``deactivated`` (RFC 3857). How many ended."""
+        self._now = now
+        return self.notifier.end_all("deactivated", now)
+
     def _watched_anywhere(self, resource: str) -> bool:
         if (WATCHED, resource) in self.notifier.watchers:
             return True

@@ -566,6 +566,21 @@ class Notifier:
                 ended += 1
         return ended
 
+    def end_all(self, reason: str, now: float) -> int:
+        """End every subscription held here (``deactivated``: the server stops and keeps
+        no subscription, so the watchers should subscribe again at once, RFC 6665 4.2.2):
+        watcher-information ones (``*.winfo``, RFC 3857's template) last, so that their
+        subscribers still hear of the others. How many."""
+        ended = 0
+        for (_event, _resource), subs in sorted(
+            self.watchers.items(), key=lambda kv: kv[0][0].endswith(".winfo")
+        ):
+            for sub in list(subs.values()):
+                if sub.state != TERMINATED:
+                    self.terminate(sub, reason, now)
+                    ended += 1
+        return ended
+
     def reauthorize(self, now: float) -> int:
         """The policy changed (a SIGHUP, until XCAP pres-rules arrive): judge every
         subscription held here again. Blocked now: ``terminated;reason=rejected``.

@@ -236,6 +236,8 @@ class SipCore:
         """Transactions that still need the network (drain waits for them)."""
         if self.relay is not None and self.relay.open:
             return True
+        if self.presence is not None and self.presence.notifier.txns.outstanding:
+            return True  # NOTIFYs waiting for their answer (a final one at drain, say)
         return any(t.state in (CALLING, TRYING, PROCEEDING) for t in self.tl.client.values()) or any(
             t.state in (TRYING, PROCEEDING) for t in self.tl.server.values()
         )
@@ -424,6 +426,12 @@ class SipCore:
         """Another worker's watcher event (watcher information) for a resource."""
         if self.presence is not None:
             self.presence.watcher_event(decode_event(data), now)
+            self._dispatch(now)
+
+    def deactivate_presence(self, _arg: object, now: float) -> None:
+        """Stopping without persisted subscriptions: end them all (PresenceAgent.deactivate_all)."""
+        if self.presence is not None:
+            self.presence.deactivate_all(now)
             self._dispatch(now)
 
     def presence_changed(self, resource: str, now: float) -> None:

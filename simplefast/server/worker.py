@@ -365,6 +365,8 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     await stop.wait()
     # Drain: no new transactions; finish the open ones, at most drain_seconds.
     core.draining = True
+    if not cfg.persist_presence:  # nothing survives the stop: watchers should subscribe again
+        driver.deactivate_presence()
     deadline = loop.time() + cfg.drain_seconds
     while core.busy() and loop.time() < deadline:
         await asyncio.sleep(0.05)

@@ -107,6 +107,10 @@ class CoreDriver:
         """Another worker's watcher event (watcher information)."""
         self._run(self.core.presence_watcher, data, "presence")
 
+    def deactivate_presence(self) -> None:
+        """The worker stops and keeps no subscription: end them with reason deactivated."""
+        self._run(self.core.deactivate_presence, None, "presence")
+
     def _run(self, step: Callable[[Any, float], None], arg: Any, what: str) -> None:
         """One core entry point with the time now; a bug is counted, what it made is sent
         (at the end of the hand-off batch, when inside one)."""

@@ -188,3 +188,24 @@ def test_sighup_with_new_policies_approves_then_rejects(tmp_path: Path) -> None:
         w.close()
         assert srv.stop() == 0
     assert "subscriptions changed by the reload" in srv.log()
+
+
+def test_stopping_without_persistence_deactivates_the_watchers(tmp_path: Path) -> None:
+    """--no-persist: the subscriptions do not outlive the server, so SIGTERM ends each with a
+    final NOTIFY terminated;reason=deactivated (RFC 6665 4.2.2: subscribe again at once),
+    answered before the worker exits."""
+    srv = start_server(tmp_path, extra=("--no-persist", "--min-notify-interval", "0"))
+    w = Peer(srv.port, "bob")
+    try:
+        for i in range(4):  # several dialogs: they land on either worker
+            w.request("SUBSCRIBE", "sip:alice@example.com", call_id=f"d{i}", from_tag=f"b{i}",
+                      headers=SUB.format(local=w.local, expires=600))  # fmt: skip
+            assert w.response_to(f"d{i}", 1).status == 200
+            assert w.notify(f"d{i}").get("Subscription-State") == "active;expires=600"
+        srv.proc.terminate()  # SIGTERM: drain
+        for i in range(4):
+            assert w.notify(f"d{i}").get("Subscription-State") == "terminated;reason=deactivated"
+        assert srv.proc.wait(20) == 0
+    finally:
+        w.close()
+        srv.stop()

@@ -505,3 +505,35 @@ def test_a_removed_user_ends_its_watchers_with_noresource() -> None:
     (n,) = notifies(msgs)
     assert n.call_id == "w1" and n.get("Subscription-State") == "terminated;reason=noresource"
     assert {s.call_id for s in agent.notifier.by_key.values()} == {"w2"}
+
+
+def test_stopping_without_persistence_deactivates_every_subscription() -> None:
+    """The server stops and keeps no subscription (persist_presence off): each watcher gets
+    its final NOTIFY terminated;reason=deactivated (RFC 6665 4.2.2: subscribe again at once),
+    the winfo subscriber hears event deactivated (RFC 3857) before its own subscription ends
+    the same way, and the drain waits for the answers."""
+    c, agent = make()
+    first = notifies(subscribe(c, call_id="w1"))  # bob watches alice
+    first += notifies(
+        subscribe(c, event="presence.winfo", frm="alice", call_id="wi")
+    )  # and alice her watchers
+    for m in first:
+        answer(c, m, now=1.0)
+    c.deactivate_presence(None, 10.0)
+    msgs = notifies(out(c))
+    assert [(m.call_id, m.get("Subscription-State").partition(";")[0]) for m in msgs] == [
+        ("wi", "active"),  # the winfo subscriber hears of bob's subscription first (partial)
+        ("w1", "terminated"),
+        ("wi", "terminated"),
+    ]
+    assert (
+        msgs[1].get("Subscription-State")
+        == msgs[2].get("Subscription-State")
+        == "terminated;reason=deactivated"
+    )
+    assert watchers_of(winfo_doc(msgs[0])) == [("sip:bob@example.com", "deactivated", "terminated")]
+    assert c.busy()  # the drain waits for the NOTIFYs' answers
+    for m in msgs:
+        answer(c, m, now=10.1)
+    assert not c.busy()
+    assert agent.notifier.count() == 0
