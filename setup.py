@@ -82,7 +82,8 @@ def _extensions() -> list[Extension]:
         Extension(
             f"simplefast._ext.{name}",
             [f"ext/{name}.pyx"],
-            extra_compile_args=compile_args,
+            # lxml's etree_defs.h defines a static helper pidfcheck does not use
+            extra_compile_args=compile_args + (["-Wno-unused-function"] if name == "pidfcheck" else []),
             extra_link_args=link_args,
             define_macros=macros,
             include_dirs=_include_dirs(name),
