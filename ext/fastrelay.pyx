@@ -40,7 +40,7 @@ cdef tuple _EMPTY = ()
 
 
 def loop_hash(msg):
-    """simplefast/proxy/proxy.py ``_loop_hash`` (section 16.6 step 8)."""
+    """Section 16.6 step 8 (the reference's docstring); the general path's ``_loop_hash`` too."""
     return _loop_hash(msg)
 
 

@@ -101,7 +101,9 @@ _TERMINATED = 3
 
 
 def loop_hash(msg: _Any) -> str:
-    """simplefast/proxy/proxy.py ``_loop_hash`` (section 16.6 step 8)."""
+    """Section 16.6 step 8: what makes a request the same request when it comes back. The
+    top Via is left out (the RFC lists it): through another proxy a looping request comes
+    back under that proxy's Via. The general path's ``_loop_hash`` too."""
     parts = (msg.uri, msg.to_tag or "", msg.from_tag or "", msg.call_id or "", str(msg.cseq_num),
              msg.get("Proxy-Require") or "", msg.get("Proxy-Authorization") or "")  # fmt: skip
     return hashlib.blake2s("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()

@@ -936,11 +936,13 @@ class MsrpRelay:
                 return tid, data
         raise RuntimeError("new_tid gave 16 unusable transaction ids in a row")
 
-    def _fresh_tid(self, out: _Link, body: bytes) -> str:
+    def _free_tid(self, out: _Link) -> str:
+        """A new tid not in use on ``out``, for a REPORT the relay writes (no data, so no
+        end-line to avoid; forwarded requests get theirs from ``_fresh_forward``)."""
         for _ in range(16):
             tid = self._new_tid()
-            if tid not in out.txns and ("-------" + tid).encode() not in body:
-                return tid  # RFC 4975 7.1 [R?]: the end-line must not occur in the body
+            if tid not in out.txns:
+                return tid
         raise RuntimeError("new_tid gave 16 unusable transaction ids in a row")
 
     def _link_to(self, authority: Authority) -> _Link:
@@ -1008,6 +1010,6 @@ class MsrpRelay:
         ]
         if txn.message_id is not None:
             headers.insert(0, ("Message-ID", txn.message_id))
-        tid = self._fresh_tid(txn.origin, b"")
+        tid = self._free_tid(txn.origin)
         # [I: msrprelay generate_report] To-Path = the SEND's From-Path, From-Path = our URI
         self._write(txn.origin, msrpframe.build_request(tid, "REPORT", txn.from_path, [txn.to0], headers))

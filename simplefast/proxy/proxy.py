@@ -51,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simplefast._impl import fastrelay as _fastrelay
 from simplefast._impl import sipmsg as _codec
 from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.proxy.location import Location
@@ -539,14 +540,11 @@ class Proxy:
         )
 
 
-def _loop_hash(msg: SipMessage) -> str:
-    """Section 16.6 step 8: what makes a request the same request when it comes back.
-
-    The top Via is left out (the RFC lists it): through another proxy a looping
-    request comes back under that proxy's Via, and the loop would go unseen."""
-    parts = (msg.uri, msg.to_tag or "", msg.from_tag or "", msg.call_id or "", str(msg.cseq_num),
-             msg.get("Proxy-Require") or "", msg.get("Proxy-Authorization") or "")  # fmt: skip
-    return hashlib.blake2s("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+# Section 16.6 step 8: what makes a request the same request when it comes back (the
+# top Via left out: through another proxy a looping request comes back under that
+# proxy's Via). One definition, the MESSAGE relay's (simplefast/_ref/fastrelay.py), so
+# that a copy either path forwarded is recognised by the other.
+_loop_hash: Callable[[SipMessage], str] = _fastrelay.loop_hash
 
 
 def source_params(msg: SipMessage, peer: Any) -> dict[str, Any]:
