@@ -193,7 +193,12 @@ def repeat(table: Any, raw: bytes) -> bool:
     """A binding in the table has the request's Call-ID and CSeq (asked before the request:
     answered, it is a retransmission)."""
     rows_ = [marshal.loads(table.get(k)) for k in table.keys()]
-    return any(f"Call-ID: {b[3]}\r\nCSeq: {b[4]} ".encode() in raw for r in rows_ for b in r)
+    # surrogateescape: a Call-ID taken from non-UTF-8 octets comes back as those octets
+    return any(
+        f"Call-ID: {b[3]}\r\nCSeq: {b[4]} ".encode("utf-8", "surrogateescape") in raw
+        for r in rows_
+        for b in r
+    )
 
 
 def outcome(fr: Any, data: bytes, peer: tuple[Any, ...], now: float, date: str = DATE) -> Any:
