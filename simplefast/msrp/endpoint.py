@@ -40,7 +40,9 @@ octets out (``outgoing``), events out (``next_event``), time injected
   dropped. ``bind()`` sends such a SEND as the active side (section 7.1.1).
 - Other requests (NICKNAME of RFC 7701, anything else) come out as
   ``RequestReceived``; ``respond(msg, status)`` answers them (end to end:
-  To-Path is their From-Path).
+  To-Path is their From-Path). ``request(method, headers)`` sends one of
+  our own (a NICKNAME to a chat focus); its answer is ``ResponseReceived``
+  (408 after ``timeout`` seconds without one).
 - A framing error ends the session (``Closed``); so does ``closed()``.
 
 ``MsrpEndpoint`` runs one session over an asyncio connection
@@ -123,13 +125,22 @@ class RequestReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    """The answer to a ``request`` (408 when none came within ``timeout``)."""
+
+    tid: str
+    status: int
+    comment: str
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     reason: str
 
 
 Event = (
     Authenticated | AuthRejected | MessageSent | MessageFailed | MessageReceived | MessageAborted
-    | ReportReceived | RequestReceived | Closed
+    | ReportReceived | RequestReceived | ResponseReceived | Closed
 )  # fmt: skip
 
 
@@ -204,6 +215,7 @@ class MsrpSession:
         self._messages: dict[str, _Outgoing] = {}  # message id -> its state
         self._incoming: OrderedDict[str, _Incoming] = OrderedDict()
         self._auth: _Auth | None = None
+        self._requests: dict[str, float] = {}  # tid of a request() -> when it times out
         self.closed_reason: str | None = None
 
     # ------------------------------------------------------------ caller API
@@ -219,12 +231,17 @@ class MsrpSession:
         live = [m.deadline for m in self._messages.values() if m.pending and not m.failed]
         if self._incoming:
             live.append(next(iter(self._incoming.values())).last + self.max_idle)
+        live.extend(self._requests.values())
         return min(live) if live else None
 
     def handle_timer(self, now: float) -> None:
         for m in list(self._messages.values()):
             if m.pending and not m.failed and m.deadline <= now:
                 self._fail(m, 408, "Request Timeout")
+        for tid, t in list(self._requests.items()):
+            if t <= now:
+                del self._requests[tid]
+                self._events.append(ResponseReceived(tid, 408, "Request Timeout"))
         inc = self._incoming
         while inc and next(iter(inc.values())).last + self.max_idle <= now:
             inc.popitem(last=False)  # the oldest activity first: see _send_in
@@ -298,6 +315,16 @@ class MsrpSession:
         self._sent[tid] = state
         self._messages[mid] = state
         return mid
+
+    def request(self, method: str, headers: list[tuple[str, str]], now: float) -> str:
+        """Send a request of another method along ``to_path`` (RFC 7701's NICKNAME, say);
+        its answer comes out as ``ResponseReceived`` with the returned transaction id."""
+        if not self.to_path:
+            raise ValueError("no To-Path: set to_path first")
+        tid = self._new_tid()
+        self._out.append(msrpframe.build_request(tid, method, self.to_path, [self.local_uri], headers))
+        self._requests[tid] = now + self.timeout
+        return tid
 
     def respond(self, msg: Any, status: int, comment: str | None = None) -> None:
         """Answer a request that came out as ``RequestReceived`` (end to end)."""
@@ -449,6 +476,9 @@ class MsrpSession:
         auth = self._auth
         if auth is not None and msg.tid == auth.tid:
             self._auth_response(auth, msg)
+            return
+        if self._requests.pop(msg.tid, None) is not None:
+            self._events.append(ResponseReceived(msg.tid, msg.status or 0, msg.comment or ""))
             return
         state = self._sent.pop(msg.tid, None)
         if state is None:
@@ -617,6 +647,29 @@ class MsrpEndpoint(asyncio.Protocol):
             raise MsrpSendError(f"message {mid}: {ev.reason}")
         return mid
 
+    async def bind(self) -> None:
+        """As the active side, send the empty SEND that binds the connection (RFC 4975
+        section 7.1.1) and wait for its 200."""
+        mid = self.session.bind(self._loop.time())
+        fut: asyncio.Future[Event] = self._loop.create_future()
+        self._waiters[mid] = fut
+        self._pump()
+        ev = await fut
+        if not isinstance(ev, MessageSent):
+            raise MsrpSendError(f"bind: {ev}")
+
+    async def request(self, method: str, headers: list[tuple[str, str]]) -> tuple[int, str]:
+        """Send a request of another method (``MsrpSession.request``); its (status, comment)."""
+        tid = self.session.request(method, headers, self._loop.time())
+        fut: asyncio.Future[Event] = self._loop.create_future()
+        self._waiters[tid] = fut
+        self._pump()
+        ev = await fut
+        if isinstance(ev, Closed):
+            raise MsrpSendError(f"{method}: {ev.reason}")
+        assert isinstance(ev, ResponseReceived)
+        return ev.status, ev.comment
+
     async def receive(self) -> MessageReceived:
         return await self._received.get()
 
@@ -642,6 +695,10 @@ class MsrpEndpoint(asyncio.Protocol):
         while (ev := s.next_event()) is not None:
             if isinstance(ev, MessageReceived):
                 self._received.put_nowait(ev)
+            elif isinstance(ev, ResponseReceived):
+                fut = self._waiters.pop(ev.tid, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(ev)
             elif isinstance(ev, MessageSent | MessageFailed):
                 fut = self._waiters.pop(ev.message_id, None)
                 if fut is not None and not fut.done():

@@ -72,6 +72,8 @@ class PresenceConfig:
     def policy(self, watcher: str, resource: str, event: str) -> str:
         if event == WINFO_EVENT:  # a presentity's watchers: itself (the notifier checks) and admins
             return ALLOW if watcher in self.winfo_admins else BLOCK
+        if event == "conference":  # a chat room's participant list (simplefast/msrp/conference.py)
+            return ALLOW
         domain = resource.rpartition("@")[2]
         return self.policies.get(domain, self.default_policy)
 
@@ -171,6 +173,12 @@ class PresenceAgent:
         self.send_watcher: Callable[[int, WatcherEvent], object] | None = None
         self.index = index
         self.published = 0
+
+    def add_package(self, package: Any) -> None:
+        """Another event package for the notifier (the chat focus's ``conference``)."""
+        n = self.notifier
+        n.packages[package.name] = package
+        n.allow_events = ", ".join(sorted(n.packages))
 
     def publish(self, msg: Any, resource: str, now: float) -> Result:
         self._now = now

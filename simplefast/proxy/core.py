@@ -38,6 +38,10 @@ from simplefast._impl import sipmsg as _codec
 from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.im.agent import Execute, ImConfig, PageMode
 from simplefast.logs import RateLimited, get_logger
+from simplefast.msrp.conference import CONFERENCE_EVENT, ConferencePackage
+from simplefast.msrp.focus import ALLOW as FOCUS_ALLOW
+from simplefast.msrp.focus import Answer as FocusAnswer
+from simplefast.msrp.focus import ChatFocus
 from simplefast.presence.agent import PresenceAgent
 from simplefast.presence.winfo import decode_event
 from simplefast.proxy.auth import DigestAuth, Users
@@ -67,6 +71,8 @@ _METHODS = "INVITE ACK CANCEL BYE OPTIONS REGISTER MESSAGE SUBSCRIBE NOTIFY PUBL
 ALLOW = ", ".join(_METHODS.split())
 ACCEPT = "application/sdp, application/pidf+xml, message/cpim, text/plain"
 ALLOW_EVENTS = "presence, presence.winfo"
+# requests that reach a chat room (simplefast/msrp/focus.py) by their Request-URI
+_ROOM_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "SUBSCRIBE", "UPDATE", "INFO"})
 SUPPORTED = ("path", "outbound", "recipient-list-message", "recipient-list")
 
 
@@ -141,6 +147,9 @@ class SipCore:
         self.tag_key = os.urandom(16)
         # The proxy's compiled MESSAGE relay (enable_fast_relay).
         self.relay: Any = None
+        # The RFC 7701 chat focus (enable_focus): INVITEs and SUBSCRIBEs to chat rooms.
+        self.focus: ChatFocus | None = None
+        self.allow_events = ALLOW_EVENTS
 
     @property
     def overloaded(self) -> bool:
@@ -211,6 +220,23 @@ class SipCore:
         )  # fmt: skip
         self.fast.offline = self._fast_offline()
         return True
+
+    def enable_focus(self, focus: ChatFocus) -> None:
+        """Serve chat rooms (simplefast/msrp/focus.py) and, with presence on, their
+        ``conference`` event package (RFC 4575)."""
+        self.focus = focus
+        if self.presence is not None:
+            self.presence.add_package(ConferencePackage(focus))
+            self.allow_events = ", ".join(sorted(self.presence.notifier.packages))
+
+    def _room(self, uri: str) -> str | None:
+        """The room a Request-URI names (see ChatFocus.room_key), None for no room."""
+        assert self.focus is not None
+        try:
+            ruri = _codec.parse_uri(uri)
+        except SipParseError:
+            return None
+        return self.focus.room_key(ruri.user, ruri.host, local=self._is_local(ruri.host, ruri.port))
 
     def _fast_offline(self) -> Any:
         """What the fast path asks about stored MESSAGEs: the IM agent (its ``marks``)
@@ -321,6 +347,19 @@ class SipCore:
             # Before validation, which is the dearest check: hand-offs and load shedding
             # only need the top Via, and the owner or the client validates anyway.
             try:
+                focus = self.focus
+                if (
+                    focus is not None
+                    and self.route_dialog is not None
+                    and hops == 0
+                    and method in _ROOM_METHODS
+                    and (room := self._room(msg.uri)) is not None
+                    and (home := focus.owner(room.partition("@")[0])) != self.index
+                ):
+                    # a chat room lives in one worker: everything for it goes there
+                    self.stats.handed_off += 1
+                    self.route_dialog(home, data if data is not None else msg.to_bytes(), peer)
+                    return
                 if (
                     (method == "ACK" or method == "CANCEL")
                     and self.handoff is not None
@@ -407,6 +446,10 @@ class SipCore:
             p = self.im.next_deadline()
             if p is not None and (t is None or p < t):
                 t = p
+        if self.focus is not None:
+            p = self.focus.get_timer()
+            if p is not None and (t is None or p < t):
+                t = p
         return t
 
     def handle_timer(self, now: float) -> None:
@@ -421,6 +464,18 @@ class SipCore:
             if d is not None and d <= now:
                 self.presence.handle_timer(now)
                 self._dispatch(now)
+        focus = self.focus
+        if focus is not None:
+            d = focus.get_timer()
+            if d is not None and d <= now:
+                focus.handle_timer(now)
+            self._focus_out(now)
+
+    def focus_step(self, _arg: object, now: float) -> None:
+        """After the chat focus's MSRP side ran (transport/chat.py): the BYEs and
+        conference NOTIFYs it owes."""
+        if self.focus is not None:
+            self._focus_out(now)
 
     def presence_watcher(self, data: bytes, now: float) -> None:
         """Another worker's watcher event (watcher information) for a resource."""
@@ -452,7 +507,8 @@ class SipCore:
             elif isinstance(ev, Terminated):
                 proxy.forget(ev.txn)
             elif isinstance(ev, AckReceived):
-                proxy.forward_ack(ev.msg)
+                if self.focus is None or not self.focus.ack(ev.msg, now):
+                    proxy.forward_ack(ev.msg)
             elif isinstance(ev, TransportFailed):
                 proxy.handle_transport_failure(ev.txn, now)
             elif isinstance(ev.txn, ClientTransaction):  # TimedOut of a client transaction
@@ -473,11 +529,16 @@ class SipCore:
         if method == "OPTIONS" and ruri.user is None and self._is_local(ruri.host, ruri.port):
             hdrs = [("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", ", ".join(SUPPORTED))]
             if self.presence is not None:
-                hdrs.append(("Allow-Events", ALLOW_EVENTS))
+                hdrs.append(("Allow-Events", self.allow_events))
             self._respond(txn, msg, peer, 200, "OK", hdrs, now)
             return
         if self.auth is not None and method not in ("ACK", "CANCEL"):  # never challenged (22.1)
             if not self._authenticated(txn, msg, peer, now, register=False):
+                return
+        if self.focus is not None and method in _ROOM_METHODS and method != "ACK":
+            room = self._room(msg.uri)
+            if room is not None:
+                self._on_room(txn, msg, peer, room, now)
                 return
         if (method == "SUBSCRIBE" or method == "PUBLISH") and self.presence is not None:
             if msg.to_tag is not None and method == "SUBSCRIBE":
@@ -523,6 +584,74 @@ class SipCore:
                     return  # stored (202 when committed) or refused by the IM rules
             self._respond(txn, msg, peer, answer[0], answer[1], [], now)
 
+    def _on_room(self, txn: ServerTransaction, msg: Any, peer: Any, room: str, now: float) -> None:
+        """A request to a chat room (authenticated already): the focus answers."""
+        focus = self.focus
+        assert focus is not None
+        method = msg.method
+        if method == "SUBSCRIBE" and msg.to_tag is None:
+            if self.presence is None or msg.event != CONFERENCE_EVENT:
+                self._respond(txn, msg, peer, 489, "Bad Event", [("Allow-Events", self.allow_events)], now)
+                return
+            watcher = aor_of(msg.from_addr().uri)[0] if msg.from_addr() is not None else ""
+            self._presence_answer(
+                txn, msg, peer, self.presence.subscribe(msg, peer, focus.room_uri(room), watcher, now), now
+            )
+            return
+        if method == "SUBSCRIBE" or method == "NOTIFY" or method == "PUBLISH" or method == "MESSAGE":
+            if method == "SUBSCRIBE" and self.presence is not None:
+                self._presence_answer(txn, msg, peer, self.presence.refresh(msg, peer, now), now)
+                return
+            self._respond(txn, msg, peer, 405, "Method Not Allowed", [("Allow", FOCUS_ALLOW)], now)
+            return
+        if method == "CANCEL":
+            self.tl_cancel(txn, msg, peer, now)
+            return
+        a: FocusAnswer
+        if msg.to_tag is None:
+            if method == "INVITE":
+                a = focus.invite(msg, peer, room, now)
+            elif method == "OPTIONS":
+                a = FocusAnswer(200, "OK", [("Allow", FOCUS_ALLOW), ("Accept", "application/sdp")])
+            else:
+                a = FocusAnswer(481, "Call/Transaction Does Not Exist", [])
+        else:
+            a = focus.in_dialog(msg, now)
+        data = self._respond(txn, msg, peer, a.status, a.reason, a.headers, now, to_tag=a.to_tag, body=a.body)
+        if a.leg is not None and 200 <= a.status < 300 and method == "INVITE":
+            focus.accepted(a.leg, txn, data, txn.reliable, now)
+        self._focus_out(now)
+
+    def tl_cancel(self, txn: ServerTransaction, msg: Any, peer: Any, now: float) -> None:
+        """CANCEL of a room INVITE: the focus answers INVITEs at once, so there is nothing
+        left to cancel; 200 when the INVITE is known, else 481 (RFC 3261 9.2)."""
+        inv = self.tl.find_server(msg, "INVITE")
+        if inv is None:
+            self._respond(txn, msg, peer, 481, "Call/Transaction Does Not Exist", [], now)
+        else:
+            self._respond(txn, msg, peer, 200, "OK", [], now)
+
+    def _focus_out(self, now: float) -> None:
+        """The focus's 2xx retransmissions and BYEs, and conference NOTIFYs for rooms that
+        changed."""
+        focus = self.focus
+        assert focus is not None
+        for kind, txn, data, peer in focus.take_sip():
+            if kind == "resend":
+                try:
+                    self.tl.respond(txn, data, 200, now=now)
+                except Exception:  # the transaction ended (Timer L): the focus gives up on its own
+                    pass
+            else:
+                try:
+                    self.tl.request(data, peer, reliable=len(peer) == 4, now=now)
+                except Exception as exc:  # noqa: BLE001 - a BYE we could not start is logged, not fatal
+                    log.warning("chat focus: BYE not sent: %s", exc)
+        changed = focus.take_changed()
+        if changed and self.presence is not None:
+            for room in changed:
+                self.presence.notifier.changed(focus.room_uri(room), now, CONFERENCE_EVENT)
+
     def _local_sender(self, msg: Any) -> bool:
         """The sender is a user of ours (authenticated: _authenticated checked the
         credentials of every From of our domains); anyone without auth."""
@@ -550,7 +679,7 @@ class SipCore:
             self._respond(txn, msg, peer, 400, "Bad Request", [warning_header(str(exc))], now)
             return
         if ruri.user is None or (self.auth is not None and ruri.user not in self.users.get(domain, {})):
-            self._respond(txn, msg, peer, 404, "Not Found", [("Allow-Events", ALLOW_EVENTS)], now)
+            self._respond(txn, msg, peer, 404, "Not Found", [("Allow-Events", self.allow_events)], now)
             return
         if msg.method == "PUBLISH":
             if self.auth is not None and watcher != resource:
@@ -559,7 +688,7 @@ class SipCore:
                 return
             r = self.presence.publish(msg, resource, now)
             self._respond(
-                txn, msg, peer, r.status, r.reason, [*r.headers, ("Allow-Events", ALLOW_EVENTS)], now
+                txn, msg, peer, r.status, r.reason, [*r.headers, ("Allow-Events", self.allow_events)], now
             )
             self.presence.publish_done(r, now)
             return
@@ -573,7 +702,7 @@ class SipCore:
 
     def _presence_answer(self, txn: ServerTransaction, msg: Any, peer: Any, a: Any, now: float) -> None:
         """The notifier's answer, then (for a 200) the NOTIFY it owes (RFC 6665 4.2.1.2)."""
-        headers = [*a.headers, ("Allow-Events", ALLOW_EVENTS)]
+        headers = [*a.headers, ("Allow-Events", self.allow_events)]
         self._respond(txn, msg, peer, a.status, a.reason, headers, now, to_tag=a.to_tag)
         if a.sub is not None:
             assert self.presence is not None
@@ -599,8 +728,8 @@ class SipCore:
             if register:
                 return True  # the registrar answers 404 for foreign domains
             ruri = _codec.parse_uri(msg.uri)
-            if self.registrar.is_ours(ruri.host):
-                return True  # from outside, to one of our users
+            if self.registrar.is_ours(ruri.host) or (self.focus is not None and self._room(msg.uri)):
+                return True  # from outside, to one of our users or chat rooms
             self._respond(
                 txn, msg, peer, 403, "Forbidden", [("Warning", '399 simplefast "relaying denied"')], now
             )
@@ -639,8 +768,8 @@ class SipCore:
 
     def _respond(
         self, txn: ServerTransaction, msg: Any, peer: Any, status: int, reason: str,
-        headers: Sequence[tuple[str, str]], now: float, *, to_tag: str | None = None,
-    ) -> None:  # fmt: skip
+        headers: Sequence[tuple[str, str]], now: float, *, to_tag: str | None = None, body: bytes = b"",
+    ) -> bytes:  # fmt: skip
         txn.watched = False  # answered here: nothing of the proxy is keyed on it
         headers = [*headers, ("Server", self.config.server_header)]
         if msg.to_tag is None:
@@ -648,9 +777,10 @@ class SipCore:
         else:
             to_tag = None
         data = _codec.build_response(
-            msg, status, reason, to_tag=to_tag, extra_headers=headers, **source_params(msg, peer)
+            msg, status, reason, to_tag=to_tag, extra_headers=headers, body=body, **source_params(msg, peer)
         )
         self.tl.respond(txn, data, status, now=now)
+        return bytes(data)
 
     def _overload_reply(self, msg: Any, peer: Any) -> None:
         """Stateless 503 + Retry-After (RFC 3261 21.5.4): cheap, and the client backs

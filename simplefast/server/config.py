@@ -103,6 +103,7 @@ class Config:
     presence: PresenceConfig = field(default_factory=PresenceConfig)  # the [presence] table
     im: ImConfig = field(default_factory=ImConfig)  # the [im] table
     msrp: MsrpSettings = field(default_factory=lambda: MsrpSettings())  # the [msrp] table
+    chat: ChatSettings = field(default_factory=lambda: ChatSettings())  # the [chat] table
     # shared-memory tables of presence (sizes fixed at start)
     presentity_capacity: int = 20_000
     subscription_capacity: int = 200_000
@@ -167,16 +168,20 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         msrp_raw = raw.get("msrp", {})
         if not isinstance(msrp_raw, dict):
             raise ConfigError("msrp: must be a table")
-        unknown = set(raw) - {"server", "presence", "im", "msrp"}
+        chat_raw = raw.get("chat", {})
+        if not isinstance(chat_raw, dict):
+            raise ConfigError("chat: must be a table")
+        unknown = set(raw) - {"server", "presence", "im", "msrp", "chat"}
         if unknown:
             raise ConfigError(
-                f"{sorted(unknown)[0]}: unknown table (expected [server], [presence], [im], [msrp])"
+                f"{sorted(unknown)[0]}: unknown table (expected [server], [presence], [im], [msrp], [chat])"
             )
         raw = dict(server)
     else:
         presence_raw = {}
         im_raw = {}
         msrp_raw = {}
+        chat_raw = {}
     presence_raw = dict(presence_raw)
     im_raw = dict(im_raw)
     for key in _IM_OVERRIDES:  # command-line values of [im] keys
@@ -286,6 +291,9 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
     _load_presence(cfg, presence_raw)
     _load_im(cfg.im, im_raw)
     _load_msrp(cfg.msrp, msrp_raw)
+    _load_chat(cfg.chat, chat_raw)
+    if cfg.chat.tls and (cfg.tls_cert is None or cfg.tls_key is None):
+        raise ConfigError("chat.tls: the focus's TLS listener needs server.tls_cert and server.tls_key")
     if any(lc.transport in ("tls", "msrps") for lc in cfg.listen + cfg.msrp_listen) and (
         cfg.tls_cert is None or cfg.tls_key is None
     ):
@@ -417,6 +425,78 @@ def _load_msrp(m: MsrpSettings, raw: dict[str, Any]) -> None:
             setattr(m, key, v)
     if not m.min_expires <= m.default_expires <= m.max_expires:
         raise ConfigError("msrp.default_expires: must lie between msrp.min_expires and msrp.max_expires")
+
+
+@dataclass(slots=True)
+class ChatSettings:
+    """The ``[chat]`` table: the RFC 7701 chat focus (simplefast/msrp/focus.py)."""
+
+    rooms: list[str] = field(default_factory=list)
+    room_domains: list[str] = field(default_factory=list)
+    msrp_host: str = ""  # "": the host of the first SIP listener
+    msrp_port: int = 0  # 0: no focus; worker i listens on msrp_port + i
+    tls: bool = False
+    private_messages: bool = True
+    nicknames: bool = True
+    max_participants: int = 100
+    max_message: int = 1 << 20
+    max_nickname: int = 64
+    max_rooms: int = 10000
+    bind_timeout: int = 30
+
+    @property
+    def enabled(self) -> bool:
+        return self.msrp_port > 0 and bool(self.rooms or self.room_domains)
+
+
+_CHAT_NUMBERS = {  # key -> (lowest, highest)
+    "msrp_port": (0, 65535),
+    "max_participants": (1, 100000),
+    "max_message": (1, 1 << 30),
+    "max_nickname": (1, 1024),
+    "max_rooms": (1, 1 << 24),
+    "bind_timeout": (1, 3600),
+}
+
+
+def _load_chat(c: ChatSettings, raw: dict[str, Any]) -> None:
+    """The ``[chat]`` table (simplefast.toml documents every key)."""
+    unknown = set(raw) - {"rooms", "room_domains", "msrp_host", "tls", "private_messages", "nicknames",
+                          *_CHAT_NUMBERS}  # fmt: skip
+    if unknown:
+        raise ConfigError(f"chat.{sorted(unknown)[0]}: unknown key")
+    if "rooms" in raw:
+        rooms = raw["rooms"]
+        if not isinstance(rooms, list) or not all(
+            isinstance(r, str) and r.startswith(("sip:", "sips:")) and "@" in r for r in rooms
+        ):
+            raise ConfigError("chat.rooms: must be a list of room URIs like 'sip:lobby@chat.example.com'")
+        users = [r.partition(":")[2].partition("@")[0].lower() for r in rooms]
+        if len(set(users)) != len(users):
+            raise ConfigError("chat.rooms: two rooms with the same user part (room names must differ)")
+        c.rooms = list(rooms)
+    if "room_domains" in raw:
+        doms = raw["room_domains"]
+        if not isinstance(doms, list) or not all(isinstance(d, str) and d and "@" not in d for d in doms):
+            raise ConfigError("chat.room_domains: must be a list of domains like 'chat.example.com'")
+        c.room_domains = [d.lower() for d in doms]
+    if "msrp_host" in raw:
+        if not isinstance(raw["msrp_host"], str):
+            raise ConfigError("chat.msrp_host: must be an IP address or host name")
+        c.msrp_host = raw["msrp_host"]
+    for key in ("tls", "private_messages", "nicknames"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise ConfigError(f"chat.{key}: must be true or false")
+            setattr(c, key, raw[key])
+    for key, (lo, hi) in _CHAT_NUMBERS.items():
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ConfigError(f"chat.{key}: {v!r}: must be an integer {lo}-{hi}")
+            setattr(c, key, v)
+    if (c.rooms or c.room_domains) and not c.msrp_port:
+        raise ConfigError("chat.msrp_port: rooms need the focus's MSRP port (worker i takes msrp_port + i)")
 
 
 def _load_im(im: ImConfig, raw: dict[str, Any]) -> None:

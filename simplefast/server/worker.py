@@ -17,6 +17,8 @@ import uvloop
 from simplefast import _impl
 from simplefast.errors import ConfigError, SimplefastError
 from simplefast.logs import RateLimited, configure, get_logger
+from simplefast.msrp.chat import ChatConfig
+from simplefast.msrp.focus import ChatFocus, FocusConfig
 from simplefast.msrp.relay import MsrpRelay, RelayConfig
 from simplefast.presence.agent import PresenceAgent
 from simplefast.presence.state import ShmPresentities
@@ -35,6 +37,7 @@ from simplefast.store import presence as presence_store
 from simplefast.store.offline import OfflineStore
 from simplefast.store.users import load_users, nonce_secret
 from simplefast.transport import handoff
+from simplefast.transport.chat import ChatService
 from simplefast.transport.dns import DnsClient, Resolver
 from simplefast.transport.driver import CoreDriver
 from simplefast.transport.msrp import MsrpService
@@ -238,6 +241,27 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         servers.append(await loop.create_server(svc.protocol, sock=shared_sock, ssl=tls))
         servers.append(await loop.create_server(svc.protocol, lc.host, own_port, ssl=tls))
         msrp_services.append(svc)
+    chat_svc: ChatService | None = None
+    if cfg.chat.enabled:  # the RFC 7701 chat focus: its own MSRP port per worker
+        cc = cfg.chat
+        chat_host = cc.msrp_host or primary.host
+        focus = ChatFocus(
+            FocusConfig(rooms=tuple(cc.rooms), room_domains=tuple(cc.room_domains),
+                        msrp_scheme="msrps" if cc.tls else "msrp", msrp_host=chat_host,
+                        msrp_port=cc.msrp_port + index,
+                        room=ChatConfig(max_participants=cc.max_participants, max_message=cc.max_message,
+                                        private_messages=cc.private_messages, nicknames=cc.nicknames,
+                                        max_nickname=cc.max_nickname),
+                        max_rooms=cc.max_rooms, bind_timeout=float(cc.bind_timeout), workers=cfg.workers),
+            index=index,
+            contact=lambda peer: me.contact_uri(transport_of(peer), ":" in str(peer[0])),
+            via=lambda dest: me.sent_by(transport_of(dest), ":" in str(dest[0])),
+        )  # fmt: skip
+        core.enable_focus(focus)
+        chat_svc = ChatService(loop, focus, driver, client_tls=client_tls)
+        driver.also = chat_svc.flush
+        servers.append(await loop.create_server(chat_svc.protocol, chat_host, cc.msrp_port + index,
+                                                ssl=server_tls if cc.tls else None))  # fmt: skip
     ho: handoff.Handoff | None = None
     if cfg.workers > 1:  # messages between workers (transport/handoff.py)
         ring_sock = handoff.bind(shared.rundir, index)
@@ -367,6 +391,8 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     core.draining = True
     if not cfg.persist_presence:  # nothing survives the stop: watchers should subscribe again
         driver.deactivate_presence()
+    if chat_svc is not None:  # chat rooms live in memory: every participant gets a BYE
+        chat_svc.step(lambda now: chat_svc.focus.close_all())
     deadline = loop.time() + cfg.drain_seconds
     while core.busy() and loop.time() < deadline:
         await asyncio.sleep(0.05)
@@ -374,6 +400,15 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     for srv in servers:
         srv.close()
     streams.close_all()
+    if chat_svc is not None:
+        chat_svc.close()
+        fs = chat_svc.focus.stats
+        log.info(
+            "worker %d chat focus: %d INVITEs, %d joined, %d refused, %d left, %d messages relayed,"
+            " %d refused, %d BYEs sent, %d internal errors",
+            index, fs.invites, fs.joined, fs.refused, fs.left, fs.messages, fs.refused_messages, fs.byes_sent,
+            chat_svc.internal_errors,
+        )  # fmt: skip
     for svc in msrp_services:
         svc.close_all()
         log.info(

@@ -31,7 +31,18 @@ _internal_error = RateLimited(log, "internal error while handling a message (ple
 
 
 class CoreDriver:
-    __slots__ = ("core", "loop", "send", "internal_errors", "_timer", "_armed", "resolver", "dirty", "_held")
+    __slots__ = (
+        "core",
+        "loop",
+        "send",
+        "internal_errors",
+        "_timer",
+        "_armed",
+        "resolver",
+        "dirty",
+        "_held",
+        "also",
+    )
 
     def __init__(
         self, core: SipCore, loop: asyncio.AbstractEventLoop, send: Callable[[bytes, Any], None]
@@ -46,6 +57,7 @@ class CoreDriver:
         # batched senders (transport/udp.py UdpPort) with datagrams queued by ``send``
         self.dirty: list[Any] = []
         self._held = 0  # inside a batch of handed-over messages: ``after`` waits for its end
+        self.also: Callable[[], None] | None = None  # run after every step (the chat focus's MSRP output)
 
     def datagram(self, data: bytes, peer: Any, hops: int = 0, *, reliable: bool = False) -> None:
         """A datagram (or a message another worker handed over)."""
@@ -134,9 +146,15 @@ class CoreDriver:
             asks, proxy.resolve_out = proxy.resolve_out, []
             for token, parts in asks:
                 self._resolve(token, parts)
+        if self.also is not None:
+            self.also()
         t = self.core.get_timer()
         if t is not None and t < self._armed:
             self._arm(t)
+
+    def focus_step(self) -> None:
+        """The chat focus's MSRP side ran: the SIP it owes goes out (transport/chat.py)."""
+        self._run(self.core.focus_step, None, "chat")
 
     def _resolve(self, token: int, parts: UriParts) -> None:
         assert self.resolver is not None

@@ -1,0 +1,727 @@
+"""The chat focus (RFC 7701): SIP dialogs and MSRP connections of chat rooms, sans-IO.
+
+Theory of operation
+-------------------
+:class:`ChatFocus` is the part of one worker that answers for chat rooms. Each
+room is a :class:`~simplefast.msrp.chat.ChatRoom` (the MSRP switch); the focus
+adds what a room needs around it:
+
+SIP (RFC 3261 as a UAS, RFC 4975 section 8 offer/answer)
+    An INVITE to a room URI whose SDP offers an MSRP media line that takes
+    ``message/cpim`` (RFC 7701 section 6) is answered 200 with the focus's
+    SDP answer: our ``a=path`` (``msrp://<host>:<port>/<session-id>;tcp``,
+    the worker's own focus port), ``a=accept-types:message/cpim``,
+    ``a=accept-wrapped-types:*``, ``a=chatroom`` with the room's tokens
+    (``nickname``, ``private-messages``) and a Contact that names the room
+    (``<sip:ROOM@host:port>;isfocus``, RFC 4579 section 4.2), so the requests
+    of the dialog come back to the room by their Request-URI. The participant
+    is the INVITE's From URI (authenticated when auth is on): it joins the
+    room at once, and what the room sends it waits (bounded by the room's
+    ``max_queued``) until its MSRP connection is there.
+
+    The 200 is retransmitted until the ACK comes (section 13.3.1.4: T1
+    doubling up to T2; over a reliable transport once); no ACK within 64*T1:
+    the focus sends BYE and the participant leaves. BYE from the participant:
+    200, it leaves. A re-INVITE gets the same answer again (the session does
+    not move); CANCEL of an INVITE already answered changes nothing (200 to
+    the CANCEL from the transaction core, section 9.2). Failures: 404 for a
+    room that does not exist (and cannot be made), 488 with a Warning for an
+    offer without a usable MSRP line or one that does not take
+    ``message/cpim``, 400 for SDP that does not parse, 486 when the room is
+    full, 403 when that URI is in the room already (*choice*: one session per
+    participant URI; RFC 7701 section 6.1 identifies senders by URI).
+
+MSRP (RFC 4975, RFC 6135)
+    The participant is the active side when its offer says ``a=setup:active``
+    or ``actpass`` or nothing (RFC 4975 section 5.4: the offerer connects):
+    the focus waits for the connection on its port. The first request that
+    names one of our session URIs in its To-Path binds the connection to that
+    session; a connection may carry several sessions (a relay in front, or
+    ``a=connection:existing``, RFC 6135), so every message is demultiplexed
+    by its To-Path. A request for a session we do not know gets 481 (section
+    7.3). An offer with ``a=setup:passive`` makes the focus the active side:
+    it opens a connection to the first URI of the participant's path
+    (``Connect``), and binds it with an empty SEND.
+
+    A participant with no MSRP connection ``bind_timeout`` seconds after its
+    ACK gets a BYE and leaves; a closed connection ends every session on it
+    (BYE to each). A room made on first join (``room_domains``) goes when
+    its last participant does.
+
+Rooms and workers
+    A room lives in one worker: ``owner(user)`` (a hash of the room's user
+    part modulo the number of workers). The core hands every request for a
+    room that reaches another worker to the owner before any transaction
+    exists (transport/handoff.py frame ``D``). The focus's MSRP URI names
+    the owner's port, so the connection reaches the same worker.
+
+Conference state (RFC 4575)
+    ``members(room)`` is what the ``conference`` event package shows;
+    ``changed`` lists the rooms whose membership or nicknames changed since
+    the last ``take_changed``.
+
+What the caller does: ``invite``/``ack``/``bye``/``reinvite`` for SIP (the
+core builds and sends the responses and gives back the 2xx with
+``accepted``); ``take_sip`` gives the 2xx retransmissions and the BYEs to
+send; ``connected``/``data``/``closed`` and ``take_writes``/``take_actions``
+for MSRP connections; ``get_timer``/``handle_timer``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from simplefast._impl import msrpframe
+from simplefast.logs import get_logger
+from simplefast.msrp.chat import (
+    ChatConfig,
+    ChatError,
+    ChatRoom,
+    MessageRefused,
+    MessageRelayed,
+    NicknameChanged,
+    ParticipantLeft,
+    RoomFull,
+)
+from simplefast.msrp.endpoint import MsrpSession
+from simplefast.msrp.sdp import SdpError, build_msrp_answer, offer_accepts, parse_msrp_offer
+
+log = get_logger(__name__)
+
+T1 = 0.5
+T2 = 4.0
+CPIM = "message/cpim"
+
+
+@dataclass(frozen=True, slots=True)
+class FocusConfig:
+    """Rooms and the MSRP side of one worker's focus.
+
+    Attributes:
+        rooms: room URIs (``sip:user@domain``) that exist from the start and stay.
+        room_domains: every user of these domains is a room, made on first join.
+        msrp_scheme: ``msrp`` (TCP) or ``msrps`` (TLS) for our path URIs.
+        msrp_host: the address in our path URIs and SDP ``c=``.
+        msrp_port: this worker's focus port.
+        room: the policy and bounds of every room.
+        max_rooms: most rooms at once in this worker (made rooms past it: 403).
+        bind_timeout: seconds after the ACK for the participant's MSRP connection.
+        workers: how many workers share the rooms (``owner``).
+    """
+
+    rooms: tuple[str, ...] = ()
+    room_domains: tuple[str, ...] = ()
+    msrp_scheme: str = "msrp"
+    msrp_host: str = "127.0.0.1"
+    msrp_port: int = 2870
+    room: ChatConfig = field(default_factory=ChatConfig)
+    max_rooms: int = 10000
+    bind_timeout: float = 30.0
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the core sends for a request of the focus."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    to_tag: str | None = None
+    leg: str | None = None  # the dialog's key when a 2xx is to be handed back (``accepted``)
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Open an MSRP connection to ``host``:``port`` (TLS for ``msrps``); then ``connected(token, cid)``."""
+
+    token: int
+    host: str
+    port: int
+    tls: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close MSRP connection ``cid``."""
+
+    cid: int
+
+
+@dataclass(slots=True, eq=False)
+class _Leg:
+    key: str  # our tag: the dialog's local tag
+    room: str  # the room key
+    uri: str  # the participant (INVITE From URI)
+    call_id: str
+    remote_tag: str
+    local_uri: str  # the INVITE's To URI: our From in requests we send
+    remote_uri: str
+    target: str  # its Contact: the Request-URI of our BYE
+    routes: tuple[str, ...]  # its Record-Route, as the route set of our requests
+    peer: Any  # the flow the INVITE came on
+    remote_cseq: int
+    sid: str  # our MSRP session id
+    session: MsrpSession
+    answer: bytes  # our SDP
+    active: bool  # we open the MSRP connection (the offer said setup:passive)
+    connect_to: tuple[str, int, bool] | None = None
+    cid: int | None = None
+    cseq: int = 0
+    txn: Any = None  # the INVITE server transaction while the 2xx waits for its ACK
+    response: bytes = b""
+    interval: float = T1
+    resend_at: float | None = None
+    give_up_at: float | None = None
+    bind_by: float | None = None  # no MSRP connection by then: BYE
+    acked: bool = False
+    gone: bool = False
+
+
+@dataclass(slots=True)
+class FocusStats:
+    invites: int = 0
+    joined: int = 0
+    refused: int = 0
+    left: int = 0
+    messages: int = 0
+    refused_messages: int = 0
+    byes_sent: int = 0
+
+
+def owner(user: str, workers: int) -> int:
+    """The worker that holds the room of ``user`` (every worker computes the same)."""
+    if workers <= 1:
+        return 0
+    return zlib.crc32(user.lower().encode("utf-8", "surrogatepass")) % workers
+
+
+def session_of(uri: str) -> str | None:
+    """The session id of an MSRP URI (``msrp://host:port/ID;tcp``); None if it has none."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return None
+    _, slash, tail = rest.partition("/")
+    if not slash:
+        return None
+    sid = tail.partition(";")[0]
+    return sid or None
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+class ChatFocus:
+    """The chat rooms of one worker (see the module docstring)."""
+
+    def __init__(self, config: FocusConfig, *, index: int = 0, via: Any = None, contact: Any = None) -> None:
+        if config.msrp_scheme not in ("msrp", "msrps"):
+            raise ValueError(f"msrp_scheme {config.msrp_scheme!r}: msrp or msrps")
+        self.config = config
+        self.index = index
+        self.via = via  # via(peer) -> our Via sent-by for a request over that flow
+        self.contact = contact  # contact(peer) -> our URI for that flow (sip:host:port[;transport=x])
+        self.stats = FocusStats()
+        self._fixed: dict[str, str] = {}  # user -> room key, configured rooms
+        for uri in config.rooms:
+            user, host = _user_host(uri)
+            if user is None or host is None:
+                raise ValueError(f"room URI {uri!r} has no user@host")
+            if user in self._fixed:
+                raise ValueError(f"two rooms named {user!r}: room names must differ in their user part")
+            self._fixed[user] = f"{user}@{host}"
+        self._domains = frozenset(d.lower() for d in config.room_domains)
+        self.rooms: dict[str, ChatRoom] = {}  # room key -> room (made on first join)
+        self._users: dict[str, str] = dict(self._fixed)  # user -> room key
+        self.legs: dict[str, _Leg] = {}  # our tag -> leg
+        self._by_sid: dict[str, _Leg] = {}
+        self._by_member: dict[tuple[str, str], _Leg] = {}  # (room, uri) -> leg
+        self._conns: dict[int, Any] = {}  # cid -> its MSRP parser
+        self._conn_legs: dict[int, set[str]] = {}  # cid -> the legs bound to it
+        self._pending_connect: dict[int, str] = {}  # token -> leg key
+        self._tokens = 0
+        self._tag_prefix = secrets.token_hex(3)
+        self._seq = 0
+        # ("resend", txn, 2xx, None) and ("request", None, BYE, peer): take_sip
+        self._sip: list[tuple[str, Any, bytes, Any]] = []
+        self._writes: dict[int, list[bytes]] = {}
+        self._actions: list[Connect | Close] = []
+        self.changed: set[str] = set()  # rooms whose member list or nicknames changed
+        # connections whose write buffer is full (the transport says): their participants'
+        # octets stay in the room, which skips deliveries past its max_queued
+        self.congested: set[int] = set()
+        self._ended: list[_Leg] = []  # legs whose dialogs we end with a BYE
+
+    # ------------------------------------------------------------ rooms
+    def room_key(self, user: str | None, host: str | None, *, local: bool) -> str | None:
+        """The room a Request-URI names: a configured room, a user of ``room_domains``,
+        or (``local``: the host is one of our addresses, as in our Contact) a room by its
+        user part. The key is ``user@host`` lower-cased; None when it names no room."""
+        if not user:
+            return None
+        u = user.lower()
+        h = (host or "").lower()
+        key = self._fixed.get(u)
+        if key is not None and (local or key.endswith("@" + h)):
+            return key
+        if h in self._domains:
+            return f"{u}@{h}"
+        if local:
+            return self._users.get(u)
+        return None
+
+    def owner(self, user: str) -> int:
+        return owner(user, self.config.workers)
+
+    def members(self, room: str) -> list[tuple[str, str | None]]:
+        """(URI, nickname) of the room's participants in join order; [] for no room."""
+        r = self.rooms.get(room)
+        return [] if r is None else [(p.uri, p.nickname) for p in r.participants()]
+
+    def room_uri(self, room: str) -> str:
+        return f"sip:{room}"
+
+    def take_changed(self) -> set[str]:
+        out, self.changed = self.changed, set()
+        return out
+
+    def _room(self, key: str, create: bool) -> ChatRoom | None:
+        r = self.rooms.get(key)
+        if r is None and create:
+            user = key.partition("@")[0]
+            if key not in self._fixed.values() and len(self.rooms) >= self.config.max_rooms:
+                return None
+            other = self._users.get(user)
+            if other is not None and other != key:
+                return None  # another domain's room holds that name in this worker
+            r = self.rooms[key] = ChatRoom(self.room_uri(key), self.config.room)
+            self._users[user] = key
+        return r
+
+    # ------------------------------------------------------------ SIP
+    def invite(self, msg: Any, peer: Any, room: str, now: float) -> Answer:
+        """An initial INVITE (no To tag) to ``room``."""
+        self.stats.invites += 1
+        try:
+            return self._invite(msg, peer, room, now)
+        except SdpError as exc:
+            self.stats.refused += 1
+            return Answer(exc.status, _REASONS.get(exc.status, "Bad Request"), [_warning(exc.reason)])
+
+    def _invite(self, msg: Any, peer: Any, room_key: str, now: float) -> Answer:
+        ctype = (msg.get("Content-Type") or "").partition(";")[0].strip().lower()
+        if ctype != "application/sdp" or not msg.body:
+            self.stats.refused += 1
+            warn = _warning("the INVITE needs an SDP offer with MSRP media")
+            return Answer(488, "Not Acceptable Here", [warn, ("Accept", "application/sdp")])
+        offer = parse_msrp_offer(msg.body)
+        if not offer_accepts(offer, CPIM):
+            raise SdpError(488, "the chat room takes message/cpim (RFC 7701 section 6)")
+        room = self._room(room_key, create=True)
+        if room is None:
+            self.stats.refused += 1
+            return Answer(403, "Forbidden", [_warning("no room can be made now")])
+        target = msg.contact_uri
+        if target is None:
+            self.stats.refused += 1
+            return Answer(400, "Bad Request", [_warning("INVITE needs a Contact")])
+        frm = msg.from_addr()
+        self._seq += 1
+        key = f"{self._tag_prefix}f{self._seq:x}"
+        sid = secrets.token_urlsafe(12)
+        cfg = self.config
+        local = f"{cfg.msrp_scheme}://{_bracket(cfg.msrp_host)}:{cfg.msrp_port}/{sid};tcp"
+        session = MsrpSession(local, to_path=list(offer.path))
+        tokens = []
+        if cfg.room.nicknames:
+            tokens.append("nickname")
+        if cfg.room.private_messages:
+            tokens.append("private-messages")
+        setup = offer.setup
+        if setup == "holdconn":
+            raise SdpError(488, "a=setup:holdconn: the chat room needs its MSRP connection now")
+        active = setup == "passive"
+        answer = build_msrp_answer(
+            offer, address=cfg.msrp_host, path=local, accept_types=(CPIM,), accept_wrapped_types=("*",),
+            chatroom=tuple(tokens), session_id=str(secrets.randbits(60)), port=cfg.msrp_port,
+            setup="active" if active else "passive", max_size=cfg.room.max_message,
+        )  # fmt: skip
+        try:
+            room.join(frm.uri, session, private_messages="private-messages" in offer.chatroom)
+        except RoomFull:
+            self.stats.refused += 1
+            self._drop_if_empty(room_key)
+            return Answer(486, "Busy Here", [_warning("the room is full")])
+        except ChatError as exc:
+            self.stats.refused += 1
+            self._drop_if_empty(room_key)
+            return Answer(403, "Forbidden", [_warning(str(exc))])
+        leg = _Leg(
+            key=key, room=room_key, uri=frm.uri, call_id=msg.call_id, remote_tag=msg.from_tag or "",
+            local_uri=msg.to_addr().uri, remote_uri=frm.uri, target=target,
+            routes=tuple(r for v in msg.get_all("Record-Route") for r in _split_commas(v)),
+            peer=peer, remote_cseq=msg.cseq_num or 0, sid=sid, session=session, answer=answer,
+            active=active,
+        )  # fmt: skip
+        if active:
+            first = offer.path[0]
+            hostport = first.partition("://")[2].partition("/")[0]
+            host, port = _split_hostport(hostport)
+            if host is None or port is None:
+                room.leave(frm.uri)
+                self._drop_if_empty(room_key)
+                raise SdpError(488, "the first a=path URI has no host:port to connect to")
+            leg.connect_to = (host, port, first.lower().startswith("msrps:"))
+        self.legs[key] = leg
+        self._by_sid[sid] = leg
+        self._by_member[(room_key, frm.uri)] = leg
+        self.stats.joined += 1
+        self.changed.add(room_key)
+        headers = [("Contact", self._contact(leg)), ("Content-Type", "application/sdp"), ("Allow", ALLOW)]
+        return Answer(200, "OK", headers, answer, key, key)
+
+    def accepted(self, leg_key: str, txn: Any, response: bytes, reliable: bool, now: float) -> None:
+        """The core sent the 2xx of ``leg_key``'s INVITE on ``txn``: retransmit it until the ACK."""
+        leg = self.legs.get(leg_key)
+        if leg is None:
+            return
+        leg.txn, leg.response = txn, response
+        leg.give_up_at = now + 64 * T1
+        leg.resend_at = None if reliable else now + T1
+        leg.interval = T1
+
+    def dialog(self, msg: Any) -> _Leg | None:
+        leg = self.legs.get(msg.to_tag or "")
+        if leg is None or leg.gone or leg.call_id != msg.call_id or leg.remote_tag != (msg.from_tag or ""):
+            return None
+        return leg
+
+    def ack(self, msg: Any, now: float) -> bool:
+        """An ACK outside any transaction: ours when it names one of our dialogs."""
+        leg = self.dialog(msg)
+        if leg is None:
+            return False
+        if not leg.acked:
+            leg.acked = True
+            leg.txn = None
+            leg.response = b""
+            leg.resend_at = leg.give_up_at = None
+            if leg.cid is None:
+                leg.bind_by = now + self.config.bind_timeout
+                if leg.active and leg.connect_to is not None:
+                    self._tokens += 1
+                    self._pending_connect[self._tokens] = leg.key
+                    h, p, tls = leg.connect_to
+                    self._actions.append(Connect(self._tokens, h, p, tls))
+        return True
+
+    def in_dialog(self, msg: Any, now: float) -> Answer:
+        """A request with a To tag for a room: BYE, re-INVITE, OPTIONS; 481 when no dialog."""
+        leg = self.dialog(msg)
+        method = msg.method
+        if leg is None:
+            return Answer(481, "Call/Transaction Does Not Exist", [])
+        cseq = msg.cseq_num or 0
+        if cseq <= leg.remote_cseq and method != "ACK":
+            return Answer(500, "Server Internal Error", [_warning("CSeq out of order")])
+        leg.remote_cseq = cseq
+        if method == "BYE":
+            self._end(leg, "bye", send_bye=False)
+            return Answer(200, "OK", [])
+        if method == "INVITE":  # a refresh or a target update: same session, same answer
+            target = msg.contact_uri
+            if target is not None:
+                leg.target = target
+            headers = [("Contact", self._contact(leg)), ("Content-Type", "application/sdp"), ("Allow", ALLOW)]
+            return Answer(200, "OK", headers, leg.answer, None, leg.key)
+        if method in ("OPTIONS", "UPDATE", "INFO"):
+            return Answer(200, "OK", [("Allow", ALLOW)])
+        return Answer(405, "Method Not Allowed", [("Allow", ALLOW)])
+
+    def _contact(self, leg: _Leg) -> str:
+        base = self.contact(leg.peer) if self.contact is not None else "sip:127.0.0.1"
+        user = leg.room.partition("@")[0]
+        return f"<{base.replace('sip:', f'sip:{user}@', 1)}>;isfocus"
+
+    def take_sip(self) -> list[tuple[str, Any, bytes, Any]]:
+        """("resend", txn, 2xx octets, None) and ("request", None, BYE octets, peer) to send."""
+        for leg in self._ended:
+            self._sip.append(("request", None, self._bye(leg), leg.peer))
+            self.stats.byes_sent += 1
+        self._ended.clear()
+        out, self._sip = self._sip, []
+        return out
+
+    def _bye(self, leg: _Leg) -> bytes:
+        leg.cseq += 1
+        sent_by = self.via(leg.peer) if self.via is not None else "SIP/2.0/UDP 127.0.0.1"
+        branch = f"z9hG4bK{secrets.token_hex(8)}"
+        lines = [
+            f"BYE {leg.target} SIP/2.0",
+            f"Via: {sent_by};branch={branch};rport",
+            "Max-Forwards: 70",
+            f"From: <{leg.local_uri}>;tag={leg.key}",
+            f"To: <{leg.remote_uri}>;tag={leg.remote_tag}" if leg.remote_tag else f"To: <{leg.remote_uri}>",
+            f"Call-ID: {leg.call_id}",
+            f"CSeq: {leg.cseq} BYE",
+        ]
+        lines += [f"Route: {r}" for r in leg.routes]
+        lines += ["Content-Length: 0", "", ""]
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+    # ------------------------------------------------------------ MSRP connections
+    def connected(self, cid: int, now: float, token: int | None = None) -> None:
+        """A connection: accepted (``token`` None) or opened for ``Connect(token)``."""
+        self._conns[cid] = msrpframe.MsrpParser()
+        self._conn_legs[cid] = set()
+        if token is not None:
+            key = self._pending_connect.pop(token, None)
+            leg = self.legs.get(key) if key is not None else None
+            if leg is None or leg.gone:
+                self._actions.append(Close(cid))
+                return
+            self._bind(leg, cid)
+            leg.session.bind(now)
+            self._flush(leg)
+
+    def connect_failed(self, token: int, reason: str) -> None:
+        key = self._pending_connect.pop(token, None)
+        leg = self.legs.get(key) if key is not None else None
+        if leg is not None and not leg.gone:
+            self._end(leg, f"connect failed: {reason}", send_bye=True)
+
+    def data(self, cid: int, octets: bytes | bytearray | memoryview, now: float) -> None:
+        parser = self._conns.get(cid)
+        if parser is None:
+            return
+        try:
+            msgs = parser.feed(octets)
+        except msrpframe.MsrpFramingError as exc:
+            self.closed(cid, f"framing error: {exc}")
+            self._actions.append(Close(cid))
+            return
+        touched: set[str] = set()
+        for msg in msgs:
+            to_path = msg.to_path
+            leg = self._by_sid.get(session_of(to_path[0]) or "") if to_path else None
+            if leg is None or leg.gone:
+                if msg.is_request and msg.method != "REPORT" and msg.get("Failure-Report") != "no":
+                    frm = msg.from_path
+                    if frm:
+                        out = msrpframe.build_response(msg.tid, 481, "Session Does Not Exist", frm[:1],
+                                                       to_path[:1] or ["msrp://invalid/;tcp"])  # fmt: skip
+                        self._writes.setdefault(cid, []).append(out)
+                continue
+            if leg.cid is None:
+                self._bind(leg, cid)
+            elif leg.cid != cid:
+                continue  # a second connection for a bound session: ignored (section 5.4)
+            self.rooms[leg.room].data(leg.uri, msg.to_bytes(), now)
+            touched.add(leg.room)
+        for room in touched:
+            self._after(room, now)
+
+    def closed(self, cid: int, reason: str = "connection closed") -> None:
+        self._conns.pop(cid, None)
+        self._writes.pop(cid, None)
+        self.congested.discard(cid)
+        for key in self._conn_legs.pop(cid, set()):
+            leg = self.legs.get(key)
+            if leg is not None and not leg.gone:
+                leg.cid = None
+                self._end(leg, reason, send_bye=True)
+
+    def take_writes(self) -> dict[int, bytes]:
+        out = {cid: b"".join(parts) for cid, parts in self._writes.items() if parts}
+        self._writes.clear()
+        return out
+
+    def take_actions(self) -> list[Connect | Close]:
+        out, self._actions = self._actions, []
+        return out
+
+    def _bind(self, leg: _Leg, cid: int) -> None:
+        leg.cid = cid
+        leg.bind_by = None
+        self._conn_legs.setdefault(cid, set()).add(leg.key)
+
+    def resume(self, cid: int) -> None:
+        """Connection ``cid`` drained its write buffer: what waited for it goes now."""
+        self.congested.discard(cid)
+        for key in self._conn_legs.get(cid, ()):
+            leg = self.legs.get(key)
+            if leg is not None:
+                self._flush(leg)
+
+    def _flush(self, leg: _Leg) -> None:
+        if leg.cid is not None and not leg.gone and leg.cid not in self.congested:
+            room = self.rooms.get(leg.room)
+            if room is not None:
+                out = room.outgoing(leg.uri)
+                if out:
+                    self._writes.setdefault(leg.cid, []).append(out)
+
+    def _after(self, room_key: str, now: float) -> None:
+        """After the room ran: its events, then every bound participant's octets."""
+        room = self.rooms.get(room_key)
+        if room is None:
+            return
+        while (ev := room.next_event()) is not None:
+            if isinstance(ev, ParticipantLeft):
+                self.changed.add(room_key)
+                self.stats.left += 1
+                leg = self._by_member.get((room_key, ev.uri))
+                if leg is not None and not leg.gone:
+                    self._end(leg, ev.reason, send_bye=True, in_room=False)
+            elif isinstance(ev, NicknameChanged):
+                self.changed.add(room_key)
+            elif isinstance(ev, MessageRelayed):
+                self.stats.messages += 1
+            elif isinstance(ev, MessageRefused):
+                self.stats.refused_messages += 1
+        for p in room.participants():
+            leg = self._by_member.get((room_key, p.uri))
+            if leg is not None:
+                self._flush(leg)
+        self._drop_if_empty(room_key)
+
+    def _end(self, leg: _Leg, reason: str, *, send_bye: bool, in_room: bool = True) -> None:
+        if leg.gone:
+            return
+        leg.gone = True
+        del self.legs[leg.key]
+        self._by_sid.pop(leg.sid, None)
+        if self._by_member.get((leg.room, leg.uri)) is leg:
+            del self._by_member[(leg.room, leg.uri)]
+        if leg.cid is not None:
+            legs = self._conn_legs.get(leg.cid)
+            if legs is not None:
+                legs.discard(leg.key)
+        room = self.rooms.get(leg.room)
+        if room is not None and in_room:
+            rest = room.leave(leg.uri, reason)
+            if rest and leg.cid is not None:
+                self._writes.setdefault(leg.cid, []).append(rest)
+            self.changed.add(leg.room)
+            self.stats.left += 1
+            while (ev := room.next_event()) is not None:
+                if isinstance(ev, ParticipantLeft) and ev.uri != leg.uri:
+                    other = self._by_member.get((leg.room, ev.uri))
+                    if other is not None:
+                        self._end(other, ev.reason, send_bye=True, in_room=False)
+        if leg.cid is not None and not self._conn_legs.get(leg.cid):
+            self._actions.append(Close(leg.cid))  # no other session on it (section 5.4)
+        if send_bye:
+            self._ended.append(leg)
+        self._drop_if_empty(leg.room)
+
+    def _drop_if_empty(self, room_key: str) -> None:
+        room = self.rooms.get(room_key)
+        if room is not None and not len(room) and room_key not in self._fixed.values():
+            del self.rooms[room_key]
+            user = room_key.partition("@")[0]
+            if self._users.get(user) == room_key:
+                del self._users[user]
+
+    def close_all(self, reason: str = "focus stopping") -> int:
+        """End every dialog with a BYE (a worker that stops); how many."""
+        legs = list(self.legs.values())
+        for leg in legs:
+            self._end(leg, reason, send_bye=True)
+        return len(legs)
+
+    # ------------------------------------------------------------ time
+    def get_timer(self) -> float | None:
+        times: list[float] = []
+        for leg in self.legs.values():
+            for t in (leg.resend_at, leg.give_up_at, leg.bind_by):
+                if t is not None:
+                    times.append(t)
+        for room in self.rooms.values():
+            t = room.get_timer()
+            if t is not None:
+                times.append(t)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        for leg in list(self.legs.values()):
+            if leg.gone:
+                continue
+            if leg.give_up_at is not None and leg.give_up_at <= now:
+                self._end(leg, "no ACK", send_bye=True)  # RFC 3261 13.3.1.4
+                continue
+            if leg.resend_at is not None and leg.resend_at <= now and leg.txn is not None:
+                self._sip.append(("resend", leg.txn, leg.response, None))
+                leg.interval = min(2 * leg.interval, T2)
+                leg.resend_at = now + leg.interval
+            if leg.bind_by is not None and leg.bind_by <= now:
+                self._end(leg, "no MSRP connection", send_bye=True)
+        for key, room in list(self.rooms.items()):
+            t = room.get_timer()
+            if t is not None and t <= now:
+                room.handle_timer(now)
+                self._after(key, now)
+
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, SUBSCRIBE"
+_REASONS = {400: "Bad Request", 488: "Not Acceptable Here", 415: "Unsupported Media Type"}
+
+
+def _warning(text: str) -> tuple[str, str]:
+    clean = "".join(c for c in text if c.isprintable() and c != '"')[:200]
+    return ("Warning", f'399 simplefast "{clean}"')
+
+
+def _user_host(uri: str) -> tuple[str | None, str | None]:
+    rest = uri.strip().strip("<>")
+    scheme, sep, rest = rest.partition(":")
+    if not sep or scheme.lower() not in ("sip", "sips"):
+        return None, None
+    rest = rest.partition(";")[0].partition("?")[0]
+    user, at, host = rest.rpartition("@")
+    if not at or not user or not host:
+        return None, None
+    return user.lower(), host.partition(":")[0].lower() if not host.startswith("[") else host.lower()
+
+
+def _split_commas(value: str) -> Iterable[str]:
+    """Record-Route values split at the commas between name-addrs (not inside <>)."""
+    depth = 0
+    start = 0
+    quoted = False
+    for i, c in enumerate(value):
+        if c == '"':
+            quoted = not quoted
+        elif not quoted and c == "<":
+            depth += 1
+        elif not quoted and c == ">":
+            depth -= 1
+        elif c == "," and not depth and not quoted:
+            part = value[start:i].strip()
+            if part:
+                yield part
+            start = i + 1
+    part = value[start:].strip()
+    if part:
+        yield part
+
+
+def _split_hostport(hostport: str) -> tuple[str | None, int | None]:
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        port_s = rest.lstrip(":")
+    else:
+        host, _, port_s = hostport.rpartition(":")
+    try:
+        port = int(port_s)
+    except ValueError:
+        return None, None
+    if not host or not 0 < port < 65536:
+        return None, None
+    return host, port
