@@ -25,6 +25,7 @@ watcher).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,6 +174,7 @@ class PresenceAgent:
         self.send_watcher: Callable[[int, WatcherEvent], object] | None = None
         self.index = index
         self.published = 0
+        self.on_fanout: Callable[[float], object] | None = None  # set by the worker (metrics)
 
     def add_package(self, package: Any) -> None:
         """Another event package for the notifier (the chat focus's ``conference``)."""
@@ -208,7 +210,17 @@ class PresenceAgent:
 
     def remote_changed(self, resource: str, now: float) -> None:
         """Another worker changed ``resource`` (this one holds subscriptions to it)."""
-        self.notifier.changed(resource, now)
+        self._fan_out(resource, now)
+
+    def _fan_out(self, resource: str, now: float) -> None:
+        """NOTIFY the presence watchers of ``resource`` held here; the time it took goes to
+        ``on_fanout`` (the metrics' histogram) when NOTIFYs went."""
+        if self.on_fanout is None:
+            self.notifier.changed(resource, now)
+            return
+        t0 = time.perf_counter()
+        if self.notifier.changed(resource, now):
+            self.on_fanout(time.perf_counter() - t0)
 
     def next_deadline(self) -> float | None:
         a = self.publications.next_deadline()
@@ -294,7 +306,7 @@ class PresenceAgent:
         return self.notifier.adopt(now)
 
     def _changed(self, resource: str, now: float) -> None:
-        self.notifier.changed(resource, now)
+        self._fan_out(resource, now)
         if self.broadcast is not None:
             # only the workers holding subscriptions to it (all of them when unknown)
             targets = self.marks(WATCHED, resource) if self.marks is not None else None

@@ -351,6 +351,8 @@ class Notifier:
         self._queue: deque[tuple[Subscription, str | None, Body | None, bool]] = deque()
         self.notifies_queued = 0  # NOTIFYs that waited for room in the window
         self.ended: Counter[str] = Counter()  # subscriptions ended, by reason
+        self.held_by: Counter[tuple[str, str]] = Counter()  # (event, state) -> subscriptions held here
+        self.paced = 0  # changes that waited for a subscription's pacing interval (RFC 3856 6.10)
         self.kept: Counter[str] = Counter()  # NOTIFY failures survived (notify_grace)
         self.notifies_sent = 0
         self.allow_events = ", ".join(sorted(packages))
@@ -475,6 +477,7 @@ class Notifier:
             if due > now:
                 if not sub.held:
                     sub.held = True
+                    self.paced += 1
                     heapq.heappush(self._timers, (due, _PACE, sub.key))
                 continue
             self._send(sub, now, None)
@@ -601,6 +604,8 @@ class Notifier:
                 continue
             else:
                 approved = sub.state == PENDING
+                self.held_by[(sub.event, sub.state)] -= 1
+                self.held_by[(sub.event, ACTIVE)] += 1
                 sub.state, sub.policy = ACTIVE, policy
                 sub.row_static = b""  # the policy is part of the row's unchanging part
                 self.table.put(sub)
@@ -657,6 +662,8 @@ class Notifier:
 
     def _add(self, sub: Subscription, *, write: bool = True, new: bool = False) -> None:
         sub.owner = self.index
+        if sub.key not in self.by_key:
+            self.held_by[(sub.event, sub.state)] += 1
         self.by_key[sub.key] = sub
         subs = self.watchers.get((sub.event, sub.resource))
         if subs is None:
@@ -675,6 +682,7 @@ class Notifier:
     def _remove(self, sub: Subscription, reason: str) -> None:
         if self.by_key.pop(sub.key, None) is None:
             return
+        self.held_by[(sub.event, sub.state)] -= 1
         subs = self.watchers.get((sub.event, sub.resource))
         if subs is not None:
             subs.pop(sub.key, None)

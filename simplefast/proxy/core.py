@@ -89,12 +89,20 @@ class CoreConfig:
 
 
 class Stats:
-    __slots__ = ("received", "parse_errors", "rejected", "responses_dropped", "sent", "shed", "handed_off")
+    __slots__ = (
+        "received", "parse_errors", "rejected", "responses_dropped", "sent", "shed", "handed_off", "methods",
+        "answered", "messages_forwarded",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.received = self.parse_errors = self.rejected = self.responses_dropped = self.sent = 0
         self.shed = 0  # new requests answered 503 under overload
         self.handed_off = 0  # ACK/CANCEL passed to the next worker
+        # requests that reached this worker first (not handed over), by method, past the
+        # fast paths (their own counters add theirs); the metrics (server/metrics.py) read it
+        self.methods: dict[str, int] = {}
+        self.answered = [0] * 7  # responses of our own by status class (index 1-6)
+        self.messages_forwarded = 0  # MESSAGEs the general path proxied on
 
 
 class SipCore:
@@ -344,6 +352,9 @@ class SipCore:
         octets, may be None: ``msg.to_bytes()`` gives them when a hand-off needs them)."""
         if msg.is_request:
             method = msg.method
+            if hops == 0:
+                m = self.stats.methods
+                m[method] = m.get(method, 0) + 1
             # Before validation, which is the dearest check: hand-offs and load shedding
             # only need the top Via, and the owner or the client validates anyway.
             try:
@@ -572,7 +583,10 @@ class SipCore:
                 self._dispatch(now)  # requests of our own it sent (URI list)
                 return
         answer = self.proxy.handle_request(txn, msg, now)
-        if answer is not None:
+        if answer is None:
+            if im is not None:
+                self.stats.messages_forwarded += 1
+        else:
             if im is not None and answer[0] == 480:  # a user of ours with no contact
 
                 def reply(status: int, reason: str, headers: list[tuple[str, str]], now: float) -> None:
@@ -779,6 +793,7 @@ class SipCore:
         data = _codec.build_response(
             msg, status, reason, to_tag=to_tag, extra_headers=headers, body=body, **source_params(msg, peer)
         )
+        self.stats.answered[status // 100] += 1
         self.tl.respond(txn, data, status, now=now)
         return bytes(data)
 
@@ -788,6 +803,7 @@ class SipCore:
         self.stats.shed += 1
         if msg.method == "CANCEL":
             return
+        self.stats.answered[5] += 1
         extra = [("Retry-After", str(self.retry_after)), ("Server", self.config.server_header)]
         try:
             data = _codec.build_response(
@@ -810,6 +826,7 @@ class SipCore:
             data = _codec.build_response(msg, status, reason, to_tag=self._to_tag(), extra_headers=extra)
         except LocalProtocolError:
             return
+        self.stats.answered[status // 100] += 1
         self.tl.send_stateless(data, peer)
 
 

@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--listen", action="append", metavar="TRANSPORT:HOST:PORT",
         help="listener: udp:127.0.0.1:5060, tcp:[::1]:5060, tls:127.0.0.1:5061, msrp:127.0.0.1:2855 "
-        "(MSRP relay; worker i also takes port+1+i), msrps:... (repeatable)",
+        "(MSRP relay; worker i also takes port+1+i), msrps:..., metrics:127.0.0.1:9090 (Prometheus "
+        "/metrics of every worker) (repeatable)",
     )  # fmt: skip
     s.add_argument(
         "--domain", action="append", dest="domains", metavar="DOMAIN", help="served domain (repeatable)"

@@ -19,7 +19,7 @@ from simplefast.logs import LEVELS
 from simplefast.presence.agent import PresenceConfig
 from simplefast.presence.subscribe import POLICIES
 
-TRANSPORTS = ("udp", "tcp", "tls", "msrp", "msrps")
+TRANSPORTS = ("udp", "tcp", "tls", "msrp", "msrps", "metrics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,8 @@ def parse_listen(text: str, key: str = "listen") -> Listen:
     transport, sep, rest = text.partition(":")
     if not sep or transport.lower() not in TRANSPORTS:
         raise ConfigError(
-            f"{key}: {text!r}: expected TRANSPORT:HOST:PORT with TRANSPORT one of udp, tcp, tls, msrp, msrps"
+            f"{key}: {text!r}: expected TRANSPORT:HOST:PORT with TRANSPORT one of "
+            "udp, tcp, tls, msrp, msrps, metrics"
         )
     if rest.startswith("["):
         end = rest.find("]")
@@ -81,6 +82,8 @@ class Config:
     listen: list[Listen] = field(default_factory=lambda: [Listen("udp", "127.0.0.1", 5060)])
     # MSRP relay listeners (msrp:/msrps: in listen); each worker also takes port + 1 + index
     msrp_listen: list[Listen] = field(default_factory=list)
+    # Prometheus metrics (metrics: in listen; server/metrics.py), served by the supervisor's child
+    metrics_listen: Listen | None = None
     domains: list[str] = field(default_factory=list)
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     data_dir: Path = Path("state")
@@ -201,7 +204,11 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
             raise ConfigError("server.listen: must be a non-empty list of strings like 'udp:127.0.0.1:5060'")
         parsed = [parse_listen(i, "server.listen") for i in items]
         cfg.msrp_listen = [lc for lc in parsed if lc.transport in ("msrp", "msrps")]
-        cfg.listen = [lc for lc in parsed if lc.transport not in ("msrp", "msrps")]
+        metrics = [lc for lc in parsed if lc.transport == "metrics"]
+        if len(metrics) > 1:
+            raise ConfigError("server.listen: one metrics: listener at most")
+        cfg.metrics_listen = metrics[0] if metrics else None
+        cfg.listen = [lc for lc in parsed if lc.transport not in ("msrp", "msrps", "metrics")]
         if not cfg.listen:
             raise ConfigError("server.listen: needs at least one SIP listener (udp, tcp or tls)")
     if "domains" in raw:

@@ -16,6 +16,7 @@ import tempfile
 import time
 
 from simplefast.logs import configure, get_logger
+from simplefast.server import metrics
 from simplefast.server.config import Config
 from simplefast.server.shared import SharedState, save_all, save_presence
 from simplefast.server.shared import create as create_shared_state
@@ -47,6 +48,29 @@ def _spawn(cfg: Config, index: int, shared: SharedState) -> int:
     return pid
 
 
+def _spawn_metrics(cfg: Config, shared: SharedState) -> int:
+    """The metrics process (server/metrics.py): serves /metrics until SIGTERM."""
+    assert cfg.metrics_listen is not None
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
+                signal.signal(s, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+            tables = {
+                "location": shared.location().table,
+                "presentities": shared.presentity_table(),
+                "subscriptions": shared.subscription_table(),
+            }
+            code = metrics.serve(cfg.metrics_listen.host, cfg.metrics_listen.port, tables)
+        except BaseException:
+            log.exception("metrics process failed")
+        finally:
+            os._exit(code)
+    return pid
+
+
 def supervise(cfg: Config) -> int:
     configure(cfg.log_level)
     if cfg.auth:
@@ -59,6 +83,8 @@ def supervise(cfg: Config) -> int:
             return 2
     shared = create_shared_state(cfg)  # mapped before fork: every worker sees it
     shared.rundir = tempfile.mkdtemp(prefix="simplefast-")  # mode 0700: the hand-off sockets
+    if cfg.metrics_listen is not None:
+        metrics.prepare(shared.rundir)  # before any fork: every process writes its own files there
     try:
         return _supervise(cfg, shared)
     finally:
@@ -70,6 +96,7 @@ def _supervise(cfg: Config, shared: SharedState) -> int:
     workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
     for i in range(cfg.workers):
         workers[_spawn(cfg, i, shared)] = (i, time.monotonic())
+    metrics_pid = _spawn_metrics(cfg, shared) if cfg.metrics_listen is not None else 0
     log.info("supervisor %d: %d workers on %s", os.getpid(), cfg.workers, ", ".join(map(str, cfg.listen)))
     fast_exits = 0
     while True:
@@ -81,7 +108,20 @@ def _supervise(cfg: Config, shared: SharedState) -> int:
                 break
             if pid == 0:
                 break
+            if pid == metrics_pid:
+                code = os.waitstatus_to_exitcode(status)
+                if signal.sigpending() & {signal.SIGTERM, signal.SIGINT}:
+                    metrics_pid = 0
+                    continue
+                log.warning("metrics process (pid %d) exited with %d; starting a new one", pid, code)
+                time.sleep(0.5)  # not a tight loop if its port is taken
+                metrics_pid = _spawn_metrics(cfg, shared)
+                continue
+            if pid not in workers:
+                continue
             index, started = workers.pop(pid)
+            if cfg.metrics_listen is not None:
+                metrics.process_dead(pid)
             code = os.waitstatus_to_exitcode(status)
             fast_exits = fast_exits + 1 if time.monotonic() - started < _FAST_EXIT else 0
             if fast_exits >= _MAX_FAST_EXITS:
@@ -96,11 +136,15 @@ def _supervise(cfg: Config, shared: SharedState) -> int:
                 continue  # stopping anyway: do not replace it
             log.warning("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
             workers[_spawn(cfg, index, shared)] = (index, time.monotonic())
+            if cfg.metrics_listen is not None:
+                metrics.worker_restarted()
         if info is None:
             continue
         if info.si_signo in (signal.SIGTERM, signal.SIGINT):
             log.info("supervisor: %s, draining workers", signal.Signals(info.si_signo).name)
             code = _stop(workers, cfg)
+            if metrics_pid:
+                _stop({metrics_pid: (-1, 0.0)}, cfg)
             if cfg.persist_registrations:
                 log.info("supervisor: %d AORs saved", save_all(shared, cfg))
             if cfg.persist_presence:

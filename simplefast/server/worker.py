@@ -29,6 +29,7 @@ from simplefast.proxy.core import CoreConfig, SipCore, branch_prefix
 from simplefast.proxy.proxy import ProxyAddress
 from simplefast.server.config import Config
 from simplefast.server.config import load as load_config
+from simplefast.server.metrics import SYNC_SECONDS, WorkerMetrics
 from simplefast.server.shared import SharedState
 from simplefast.sip.peer import transport_of
 from simplefast.sip.transaction import TransactionLayer
@@ -47,6 +48,7 @@ from simplefast.transport.udp import OverloadMonitor, UdpPort
 
 log = get_logger(__name__)
 _send_failed = RateLimited(log, "could not send")
+_metrics_failed = RateLimited(log, "metrics sync failed")
 
 
 def local_hosts(cfg: Config) -> frozenset[str]:
@@ -325,6 +327,20 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     core.enable_fast_relay()
     if cfg.persist_registrations or cfg.persist_presence:
         loop.call_later(1.0, write_behind)
+    wm: WorkerMetrics | None = None
+    if cfg.metrics_listen is not None:  # Prometheus (server/metrics.py): counters synced twice a second
+        wm = WorkerMetrics(core, driver=driver, msrp_services=msrp_services, chat=chat_svc)
+        presence.on_fanout = wm.fanout
+
+        def sync_metrics() -> None:
+            try:
+                if wm is not None:
+                    wm.sync()
+            except Exception as exc:  # never the worker's end
+                _metrics_failed(f"{type(exc).__name__}: {exc}", "metrics")
+            loop.call_later(SYNC_SECONDS, sync_metrics)
+
+        loop.call_later(SYNC_SECONDS, sync_metrics)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -438,6 +454,8 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     if reader is not None:
         reader.close()
     im_thread.shutdown(wait=True)
+    if wm is not None:
+        wm.sync()  # the last counts of this process stay in its files for the supervisor's scrape
     ims = core.im.stats if core.im is not None else None
     if ims is not None:
         log.info(

@@ -208,6 +208,7 @@ class TransactionLayer:
         self._branch_prefix = MAGIC_COOKIE + (branch_prefix or os.urandom(6).hex())
         self._branch_seq = 0
         self.retransmissions_absorbed = 0
+        self.retransmitted = 0  # requests and responses we sent again (Timers A, E, G)
 
     # ---- plumbing
     def next_event(self) -> Event | None:
@@ -439,6 +440,7 @@ class TransactionLayer:
         if channel == _RETRANSMIT:
             if txn.state in (CALLING, TRYING, PROCEEDING):
                 self._out.append((txn.data_out, txn.peer))
+                self.retransmitted += 1
                 if txn.invite:  # Timer A doubles without a cap (section 17.1.1.2)
                     txn.interval *= 2
                 elif txn.state == TRYING:  # Timer E doubles up to T2 (section 17.1.2.2)
@@ -454,6 +456,7 @@ class TransactionLayer:
         if channel == _RETRANSMIT:
             if txn.state == COMPLETED and txn.last_response is not None:  # Timer G
                 self._out.append((txn.last_response, txn.peer))
+                self.retransmitted += 1
                 txn.interval = min(txn.interval * 2, self.t2)
                 self._timers.add(txn, _RETRANSMIT, txn.interval, now)
             return

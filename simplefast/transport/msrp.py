@@ -104,6 +104,7 @@ class MsrpService:
         self._armed = math.inf
         self.accepted = self.opened = self.connect_failures = self.internal_errors = 0
         self.sessions = self.pauses = 0
+        self.bytes_out = 0  # octets written to MSRP connections (what the relay forwarded and answered)
 
     def protocol(self) -> MsrpConn:
         return MsrpConn(self)
@@ -160,7 +161,9 @@ class MsrpService:
         for cid, parts in by_conn.items():
             conn = self.conns.get(cid)
             if conn is not None and conn.transport is not None:
-                conn.transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                self.bytes_out += len(data)
+                conn.transport.write(data)
                 if conn.congested and source is not None and source is not conn:
                     conn.paused.add(source)  # the sender waits for this receiver to drain
                     source.pause()

@@ -208,3 +208,52 @@ def test_msrp_listeners_are_kept_apart_from_sip_ones(tmp_path: Path) -> None:
     f.write_text('[server]\nlisten = ["udp:127.0.0.1:5060", "msrps:127.0.0.1:2855"]\n')
     with pytest.raises(ConfigError, match="msrps: listener needs server.tls_cert"):
         load(f, {})
+
+
+def test_metrics_listener(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[server]\nlisten = ["udp:127.0.0.1:5060", "metrics:127.0.0.1:9090"]\n')
+    cfg = load(f, {})
+    assert cfg.metrics_listen == Listen("metrics", "127.0.0.1", 9090)
+    assert cfg.listen == [Listen("udp", "127.0.0.1", 5060)]
+    f.write_text(
+        '[server]\nlisten = ["udp:127.0.0.1:5060", "metrics:127.0.0.1:9090", "metrics:[::1]:9091"]\n'
+    )
+    with pytest.raises(ConfigError, match="one metrics: listener at most"):
+        load(f, {})
+    assert load(REPO / "simplefast.toml", {}).metrics_listen is None
+
+
+def test_chat_table(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(
+        '[chat]\nrooms = ["sip:lobby@chat.example.com"]\nroom_domains = ["Rooms.Example.com"]\n'
+        "msrp_port = 2870\nprivate_messages = false\nmax_participants = 5\nbind_timeout = 10\n"
+    )
+    c = load(f, {}).chat
+    assert c.enabled and c.rooms == ["sip:lobby@chat.example.com"] and c.room_domains == ["rooms.example.com"]
+    assert (c.msrp_port, c.private_messages, c.nicknames, c.max_participants, c.bind_timeout) == (
+        2870, False, True, 5, 10,
+    )  # fmt: skip
+    assert not load(REPO / "simplefast.toml", {}).chat.enabled
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[chat]\nrooms = ["lobby"]\nmsrp_port = 2870\n', "chat.rooms: must be a list of room URIs"),
+        ('[chat]\nrooms = ["sip:a@x.com", "sip:A@y.com"]\nmsrp_port = 2870\n', "same user part"),
+        ('[chat]\nrooms = ["sip:a@x.com"]\n', "chat.msrp_port: rooms need"),
+        ("[chat]\nmsrp_port = 70000\n", r"chat.msrp_port: 70000: must be an integer 0-65535"),
+        ("[chat]\nnicknames = 1\n", "chat.nicknames: must be true or false"),
+        ("[chat]\ncolour = 1\n", "chat.colour: unknown key"),
+        ('[chat]\nroom_domains = ["a@b"]\n', "chat.room_domains: must be a list of domains"),
+        ("[chat]\ntls = true\n", "chat.tls: the focus's TLS listener needs server.tls_cert"),
+        ("chat = 3\n", "chat: must be a table"),
+    ],
+)
+def test_bad_chat_table(tmp_path: Path, toml: str, message: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load(f, {})
