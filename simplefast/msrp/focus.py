@@ -323,14 +323,31 @@ class ChatFocus:
         offer = parse_msrp_offer(msg.body)
         if not offer_accepts(offer, CPIM):
             raise SdpError(488, "the chat room takes message/cpim (RFC 7701 section 6)")
-        room = self._room(room_key, create=True)
-        if room is None:
-            self.stats.refused += 1
-            return Answer(403, "Forbidden", [_warning("no room can be made now")])
+        # Every refusal the offer or the request itself decides comes before the room is
+        # made and joined: a room made for nobody would stay, and a join undone with
+        # leave() would leave a ParticipantLeft behind for that URI's next session.
         target = msg.contact_uri
         if target is None:
             self.stats.refused += 1
             return Answer(400, "Bad Request", [_warning("INVITE needs a Contact")])
+        setup = offer.setup
+        if setup == "holdconn":
+            raise SdpError(488, "a=setup:holdconn: the chat room needs its MSRP connection now")
+        if offer.tls != (self.config.msrp_scheme == "msrps"):  # RFC 4975 8.1: proto and scheme agree
+            want = "TCP/TLS/MSRP" if self.config.msrp_scheme == "msrps" else "TCP/MSRP"
+            raise SdpError(488, f"the chat room takes MSRP over {want}")
+        active = setup == "passive"
+        connect_to: tuple[str, int, bool] | None = None
+        if active:
+            first = offer.path[0]
+            host, port = _split_hostport(first.partition("://")[2].partition("/")[0])
+            if host is None or port is None:
+                raise SdpError(488, "the first a=path URI has no host:port to connect to")
+            connect_to = (host, port, first.lower().startswith("msrps:"))
+        room = self._room(room_key, create=True)
+        if room is None:
+            self.stats.refused += 1
+            return Answer(403, "Forbidden", [_warning("no room can be made now")])
         frm = msg.from_addr()
         self._seq += 1
         key = f"{self._tag_prefix}f{self._seq:x}"
@@ -343,10 +360,6 @@ class ChatFocus:
             tokens.append("nickname")
         if cfg.room.private_messages:
             tokens.append("private-messages")
-        setup = offer.setup
-        if setup == "holdconn":
-            raise SdpError(488, "a=setup:holdconn: the chat room needs its MSRP connection now")
-        active = setup == "passive"
         answer = build_msrp_answer(
             offer, address=cfg.msrp_host, path=local, accept_types=(CPIM,), accept_wrapped_types=("*",),
             chatroom=tuple(tokens), session_id=str(secrets.randbits(60)), port=cfg.msrp_port,
@@ -367,17 +380,8 @@ class ChatFocus:
             local_uri=msg.to_addr().uri, remote_uri=frm.uri, target=target,
             routes=tuple(r for v in msg.get_all("Record-Route") for r in _split_commas(v)),
             peer=peer, remote_cseq=msg.cseq_num or 0, sid=sid, session=session, answer=answer,
-            active=active,
+            active=active, connect_to=connect_to,
         )  # fmt: skip
-        if active:
-            first = offer.path[0]
-            hostport = first.partition("://")[2].partition("/")[0]
-            host, port = _split_hostport(hostport)
-            if host is None or port is None:
-                room.leave(frm.uri)
-                self._drop_if_empty(room_key)
-                raise SdpError(488, "the first a=path URI has no host:port to connect to")
-            leg.connect_to = (host, port, first.lower().startswith("msrps:"))
         self.legs[key] = leg
         self._by_sid[sid] = leg
         self._by_member[(room_key, frm.uri)] = leg
@@ -407,11 +411,12 @@ class ChatFocus:
         leg = self.dialog(msg)
         if leg is None:
             return False
+        # the ACK of any 2xx of ours, a re-INVITE's too, ends its retransmissions (13.3.1.4)
+        leg.txn = None
+        leg.response = b""
+        leg.resend_at = leg.give_up_at = None
         if not leg.acked:
             leg.acked = True
-            leg.txn = None
-            leg.response = b""
-            leg.resend_at = leg.give_up_at = None
             if leg.cid is None:
                 leg.bind_by = now + self.config.bind_timeout
                 if leg.active and leg.connect_to is not None:

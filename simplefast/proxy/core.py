@@ -518,8 +518,8 @@ class SipCore:
             elif isinstance(ev, Terminated):
                 proxy.forget(ev.txn)
             elif isinstance(ev, AckReceived):
-                if self.focus is None or not self.focus.ack(ev.msg, now):
-                    proxy.forward_ack(ev.msg)
+                if self.focus is None or not (self.focus.ack(ev.msg, now) or self._room(ev.msg.uri)):
+                    proxy.forward_ack(ev.msg)  # a room's ACK with no dialog left is dropped
             elif isinstance(ev, TransportFailed):
                 proxy.handle_transport_failure(ev.txn, now)
             elif isinstance(ev.txn, ClientTransaction):  # TimedOut of a client transaction

@@ -76,8 +76,9 @@ class _Metrics:
         self.handed_off = c("simplefast_handed_off", "messages handed to another worker", registry=None)
         self.subscriptions = g("simplefast_subscriptions", "subscriptions held, by event and state",
                                ["event", "state"], multiprocess_mode="livesum", registry=None)  # fmt: skip
-        self.notifies = c("simplefast_notifies", "NOTIFYs: sent, retransmitted, timed out, paced (held for "
-                          "the pacing interval)", ["outcome"], registry=None)  # fmt: skip
+        self.notifies = c("simplefast_notifies", "NOTIFYs: sent, retransmitted, timed out, failed (481, 408, "
+                          "timeout, transport), paced (held for the pacing interval)", ["outcome"],
+                          registry=None)  # fmt: skip
         self.ended = c("simplefast_subscriptions_ended", "subscriptions ended, by reason", ["reason"],
                        registry=None)  # fmt: skip
         self.publishes = c("simplefast_publish_accepted", "PUBLISH requests accepted", registry=None)
@@ -168,8 +169,12 @@ class WorkerMetrics:
             add(("notify", "retransmitted"), n.txns.retransmissions, m.notifies.labels("retransmitted").inc)
             add(("notify", "timed-out"), n.txns.timeouts, m.notifies.labels("timed-out").inc)
             add(("notify", "paced"), n.paced, m.notifies.labels("paced").inc)
+            failed = 0
             for reason, k in list(n.ended.items()):
                 add(("ended", reason), k, m.ended.labels(reason).inc)
+                if reason.startswith("notify"):  # 481, 408, timeout, transport failure
+                    failed += k
+            add(("notify", "failed"), failed + sum(n.kept.values()), m.notifies.labels("failed").inc)
             for (event, state), k in list(n.held_by.items()):
                 m.subscriptions.labels(event, state).set(k)
             add("publish", presence.published, m.publishes.inc)
