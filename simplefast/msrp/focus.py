@@ -87,7 +87,7 @@ from simplefast.msrp.chat import (
     ParticipantLeft,
     RoomFull,
 )
-from simplefast.msrp.endpoint import MsrpSession
+from simplefast.msrp.endpoint import Authenticated, AuthRejected, MsrpSession
 from simplefast.msrp.sdp import SdpError, build_msrp_answer, offer_accepts, parse_msrp_offer
 
 log = get_logger(__name__)
@@ -122,6 +122,10 @@ class FocusConfig:
     max_rooms: int = 10000
     bind_timeout: float = 30.0
     workers: int = 1
+    relay: str | None = None  # an MSRP relay URI (RFC 4976): our a=path goes through it
+    relay_user: str = ""
+    relay_password: str = ""
+    relay_pool: int = 4  # relay session URIs AUTHed ahead, so an INVITE needs no wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +184,23 @@ class _Leg:
     give_up_at: float | None = None
     bind_by: float | None = None  # no MSRP connection by then: BYE
     acked: bool = False
+    heard: bool = False  # a message of its session came (the binding one, at least)
     gone: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Spare:
+    """A relay session URI AUTHed ahead (``relay``): the focus's end of one future leg."""
+
+    sid: str
+    session: MsrpSession
+    use_path: list[str] | None = None  # the relay's 200 (Authenticated)
+    expires_at: float = 0.0
+
+
+RELAY_TOKEN = 0  # Connect/connected token of the relay connection (legs count from 1)
+RELAY_RETRY = 5.0  # seconds before the relay connection is tried again
+RELAY_MARGIN = 60.0  # a spare this close to its Expires is not handed out (and is replaced)
 
 
 @dataclass(slots=True)
@@ -253,10 +273,74 @@ class ChatFocus:
         self._writes: dict[int, list[bytes]] = {}
         self._actions: list[Connect | Close] = []
         self.changed: set[str] = set()  # rooms whose member list or nicknames changed
+        # the relay (FocusConfig.relay): one connection, spare sessions AUTHed on it
+        self._relay: tuple[str, int, bool] | None = None
+        if config.relay:
+            hostport = config.relay.partition("://")[2].partition("/")[0].partition(";")[0]
+            rhost, rport = _split_hostport(hostport if ":" in hostport else hostport + ":2855")
+            if rhost is None or rport is None or not config.relay.lower().startswith(("msrp://", "msrps://")):
+                raise ValueError(f"relay {config.relay!r}: expected msrp://HOST:PORT;tcp or msrps://...")
+            self._relay = (rhost, rport, config.relay.lower().startswith("msrps:"))
+        self._relay_cid: int | None = None
+        self._relay_connecting = False
+        self._relay_retry_at: float | None = None
+        self._spares: dict[str, _Spare] = {}
         # connections whose write buffer is full (the transport says): their participants'
         # octets stay in the room, which skips deliveries past its max_queued
         self.congested: set[int] = set()
         self._ended: list[_Leg] = []  # legs whose dialogs we end with a BYE
+
+    # ------------------------------------------------------------ the relay
+    def start(self, now: float) -> None:
+        """At start: with a relay, open the connection to it."""
+        if self._relay is not None and self._relay_cid is None and not self._relay_connecting:
+            self._relay_connecting = True
+            self._relay_retry_at = None
+            h, p, tls = self._relay
+            self._actions.append(Connect(RELAY_TOKEN, h, p, tls))
+
+    @property
+    def relay_ready(self) -> int:
+        """How many relay session URIs are ready to be handed out."""
+        return sum(1 for sp in self._spares.values() if sp.use_path is not None)
+
+    def _refill(self, now: float) -> None:
+        """AUTH new relay sessions until ``relay_pool`` are ready or waiting (RFC 4976 5)."""
+        cid, relay = self._relay_cid, self.config.relay
+        if cid is None or relay is None:
+            return
+        for sid, sp in list(self._spares.items()):
+            if sp.use_path is not None and sp.expires_at - RELAY_MARGIN <= now:
+                del self._spares[sid]  # about to expire at the relay: replaced below
+        cfg = self.config
+        while len(self._spares) < cfg.relay_pool:
+            sid = secrets.token_urlsafe(12)
+            local = f"{cfg.msrp_scheme}://{_bracket(cfg.msrp_host)}:{cfg.msrp_port}/{sid};tcp"
+            sp = _Spare(sid, MsrpSession(local))
+            sp.session.authenticate(relay, cfg.relay_user, cfg.relay_password)
+            self._spares[sid] = sp
+            self._writes.setdefault(cid, []).append(sp.session.outgoing())
+
+    def _spare_message(self, sp: _Spare, msg: Any, cid: int, now: float) -> None:
+        sp.session.data(msg.to_bytes(), now)
+        while (ev := sp.session.next_event()) is not None:
+            if isinstance(ev, Authenticated):
+                sp.use_path = list(ev.use_path)
+                sp.expires_at = now + (ev.expires or 1800)
+            elif isinstance(ev, AuthRejected):
+                log.warning("chat focus: the relay refused AUTH: %d %s", ev.status, ev.comment)
+                self._spares.pop(sp.sid, None)
+                self._relay_retry_at = now + 30.0  # not a tight loop of refused AUTHs
+        out = sp.session.outgoing()
+        if out:
+            self._writes.setdefault(cid, []).append(out)
+
+    def _take_spare(self, now: float) -> _Spare | None:
+        for sid, sp in self._spares.items():
+            if sp.use_path is not None and sp.expires_at - RELAY_MARGIN > now:
+                del self._spares[sid]
+                return sp
+        return None
 
     # ------------------------------------------------------------ rooms
     def room_key(self, user: str | None, host: str | None, *, local: bool) -> str | None:
@@ -344,17 +428,33 @@ class ChatFocus:
             if host is None or port is None:
                 raise SdpError(488, "the first a=path URI has no host:port to connect to")
             connect_to = (host, port, first.lower().startswith("msrps:"))
+        spare: _Spare | None = None
+        if self._relay is not None:
+            spare = self._take_spare(now)
+            if spare is None:
+                self.stats.refused += 1
+                warn = _warning("the focus's MSRP relay is not ready")
+                return Answer(503, "Service Unavailable", [warn, ("Retry-After", "2")])
+            connect_to = None  # through the relay, the relay opens the connection toward them
         room = self._room(room_key, create=True)
         if room is None:
             self.stats.refused += 1
+            if spare is not None:
+                self._spares[spare.sid] = spare  # unused: back in the pool
             return Answer(403, "Forbidden", [_warning("no room can be made now")])
         frm = msg.from_addr()
         self._seq += 1
         key = f"{self._tag_prefix}f{self._seq:x}"
-        sid = secrets.token_urlsafe(12)
         cfg = self.config
-        local = f"{cfg.msrp_scheme}://{_bracket(cfg.msrp_host)}:{cfg.msrp_port}/{sid};tcp"
-        session = MsrpSession(local, to_path=list(offer.path))
+        if spare is not None:
+            assert spare.use_path is not None
+            sid, session = spare.sid, spare.session
+            session.to_path = [*spare.use_path, *offer.path]  # RFC 4976 6.1
+            local = " ".join([*spare.use_path, session.local_uri])
+        else:
+            sid = secrets.token_urlsafe(12)
+            local = f"{cfg.msrp_scheme}://{_bracket(cfg.msrp_host)}:{cfg.msrp_port}/{sid};tcp"
+            session = MsrpSession(local, to_path=list(offer.path))
         tokens = []
         if cfg.room.nicknames:
             tokens.append("nickname")
@@ -367,13 +467,14 @@ class ChatFocus:
         )  # fmt: skip
         try:
             room.join(frm.uri, session, private_messages="private-messages" in offer.chatroom)
-        except RoomFull:
+        except (RoomFull, ChatError) as exc:
             self.stats.refused += 1
             self._drop_if_empty(room_key)
-            return Answer(486, "Busy Here", [_warning("the room is full")])
-        except ChatError as exc:
-            self.stats.refused += 1
-            self._drop_if_empty(room_key)
+            if spare is not None:
+                session.to_path = []
+                self._spares[spare.sid] = spare  # unused: back in the pool
+            if isinstance(exc, RoomFull):
+                return Answer(486, "Busy Here", [_warning("the room is full")])
             return Answer(403, "Forbidden", [_warning(str(exc))])
         leg = _Leg(
             key=key, room=room_key, uri=frm.uri, call_id=msg.call_id, remote_tag=msg.from_tag or "",
@@ -385,6 +486,9 @@ class ChatFocus:
         self.legs[key] = leg
         self._by_sid[sid] = leg
         self._by_member[(room_key, frm.uri)] = leg
+        if spare is not None and self._relay_cid is not None:
+            self._bind(leg, self._relay_cid)  # every leg through the relay shares its connection
+            self._refill(now)
         self.stats.joined += 1
         self.changed.add(room_key)
         headers = [("Contact", self._contact(leg)), ("Content-Type", "application/sdp"), ("Allow", ALLOW)]
@@ -417,8 +521,12 @@ class ChatFocus:
         leg.resend_at = leg.give_up_at = None
         if not leg.acked:
             leg.acked = True
-            if leg.cid is None:
+            if not leg.heard:
                 leg.bind_by = now + self.config.bind_timeout
+            if leg.cid is not None and leg.active:  # through the relay: bind along our path
+                leg.session.bind(now)
+                self._flush(leg)
+            elif leg.cid is None:
                 if leg.active and leg.connect_to is not None:
                     self._tokens += 1
                     self._pending_connect[self._tokens] = leg.key
@@ -485,6 +593,11 @@ class ChatFocus:
         """A connection: accepted (``token`` None) or opened for ``Connect(token)``."""
         self._conns[cid] = msrpframe.MsrpParser()
         self._conn_legs[cid] = set()
+        if token == RELAY_TOKEN:
+            self._relay_cid = cid
+            self._relay_connecting = False
+            self._refill(now)
+            return
         if token is not None:
             key = self._pending_connect.pop(token, None)
             leg = self.legs.get(key) if key is not None else None
@@ -495,7 +608,12 @@ class ChatFocus:
             leg.session.bind(now)
             self._flush(leg)
 
-    def connect_failed(self, token: int, reason: str) -> None:
+    def connect_failed(self, token: int, reason: str, now: float = 0.0) -> None:
+        if token == RELAY_TOKEN:
+            log.warning("chat focus: no connection to the relay %s: %s", self.config.relay, reason)
+            self._relay_connecting = False
+            self._relay_retry_at = now + RELAY_RETRY
+            return
         key = self._pending_connect.pop(token, None)
         leg = self.legs.get(key) if key is not None else None
         if leg is not None and not leg.gone:
@@ -514,7 +632,11 @@ class ChatFocus:
         touched: set[str] = set()
         for msg in msgs:
             to_path = msg.to_path
-            leg = self._by_sid.get(session_of(to_path[0]) or "") if to_path else None
+            sid = (session_of(to_path[0]) or "") if to_path else ""
+            if cid == self._relay_cid and sid in self._spares:
+                self._spare_message(self._spares[sid], msg, cid, now)
+                continue
+            leg = self._by_sid.get(sid)
             if leg is None or leg.gone:
                 if msg.is_request and msg.method != "REPORT" and msg.get("Failure-Report") != "no":
                     frm = msg.from_path
@@ -527,12 +649,19 @@ class ChatFocus:
                 self._bind(leg, cid)
             elif leg.cid != cid:
                 continue  # a second connection for a bound session: ignored (section 5.4)
+            leg.heard = True
+            leg.bind_by = None
             self.rooms[leg.room].data(leg.uri, msg.to_bytes(), now)
             touched.add(leg.room)
         for room in touched:
             self._after(room, now)
 
-    def closed(self, cid: int, reason: str = "connection closed") -> None:
+    def closed(self, cid: int, reason: str = "connection closed", now: float = 0.0) -> None:
+        if cid == self._relay_cid:  # every leg through it ends; the connection is made again
+            log.warning("chat focus: the connection to the relay closed (%s)", reason)
+            self._relay_cid = None
+            self._spares.clear()
+            self._relay_retry_at = now + RELAY_RETRY
         self._conns.pop(cid, None)
         self._writes.pop(cid, None)
         self.congested.discard(cid)
@@ -620,7 +749,7 @@ class ChatFocus:
                     other = self._by_member.get((leg.room, ev.uri))
                     if other is not None:
                         self._end(other, ev.reason, send_bye=True, in_room=False)
-        if leg.cid is not None and not self._conn_legs.get(leg.cid):
+        if leg.cid is not None and leg.cid != self._relay_cid and not self._conn_legs.get(leg.cid):
             self._actions.append(Close(leg.cid))  # no other session on it (section 5.4)
         if send_bye:
             self._ended.append(leg)
@@ -652,6 +781,11 @@ class ChatFocus:
             t = room.get_timer()
             if t is not None:
                 times.append(t)
+        if self._relay_retry_at is not None:
+            times.append(self._relay_retry_at)
+        for sp in self._spares.values():
+            if sp.use_path is not None:
+                times.append(sp.expires_at - RELAY_MARGIN)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -672,6 +806,18 @@ class ChatFocus:
             if t is not None and t <= now:
                 room.handle_timer(now)
                 self._after(key, now)
+        if self._relay is not None:
+            if self._relay_retry_at is not None and self._relay_retry_at <= now:
+                self._relay_retry_at = None
+                if self._relay_cid is None:
+                    self.start(now)
+                else:
+                    self._refill(now)
+            elif self._relay_cid is not None and any(
+                sp.use_path is not None and sp.expires_at - RELAY_MARGIN <= now
+                for sp in self._spares.values()
+            ):
+                self._refill(now)
 
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, SUBSCRIBE"

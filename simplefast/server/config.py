@@ -450,6 +450,10 @@ class ChatSettings:
     max_nickname: int = 64
     max_rooms: int = 10000
     bind_timeout: int = 30
+    relay: str = ""  # "": participants reach the focus directly
+    relay_user: str = ""
+    relay_password_file: str = ""
+    relay_pool: int = 4
 
     @property
     def enabled(self) -> bool:
@@ -463,13 +467,14 @@ _CHAT_NUMBERS = {  # key -> (lowest, highest)
     "max_nickname": (1, 1024),
     "max_rooms": (1, 1 << 24),
     "bind_timeout": (1, 3600),
+    "relay_pool": (1, 1000),
 }
 
 
 def _load_chat(c: ChatSettings, raw: dict[str, Any]) -> None:
     """The ``[chat]`` table (simplefast.toml documents every key)."""
     unknown = set(raw) - {"rooms", "room_domains", "msrp_host", "tls", "private_messages", "nicknames",
-                          *_CHAT_NUMBERS}  # fmt: skip
+                          "relay", "relay_user", "relay_password_file", *_CHAT_NUMBERS}  # fmt: skip
     if unknown:
         raise ConfigError(f"chat.{sorted(unknown)[0]}: unknown key")
     if "rooms" in raw:
@@ -491,6 +496,16 @@ def _load_chat(c: ChatSettings, raw: dict[str, Any]) -> None:
         if not isinstance(raw["msrp_host"], str):
             raise ConfigError("chat.msrp_host: must be an IP address or host name")
         c.msrp_host = raw["msrp_host"]
+    if "relay" in raw:
+        r = raw["relay"]
+        if not isinstance(r, str) or (r and not r.lower().startswith(("msrp://", "msrps://"))):
+            raise ConfigError(f"chat.relay: {r!r}: must be an MSRP URI like 'msrp://127.0.0.1:2855;tcp'")
+        c.relay = r
+    for key in ("relay_user", "relay_password_file"):
+        if key in raw:
+            if not isinstance(raw[key], str):
+                raise ConfigError(f"chat.{key}: must be a string")
+            setattr(c, key, raw[key])
     for key in ("tls", "private_messages", "nicknames"):
         if key in raw:
             if not isinstance(raw[key], bool):

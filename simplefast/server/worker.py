@@ -254,7 +254,9 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
                         room=ChatConfig(max_participants=cc.max_participants, max_message=cc.max_message,
                                         private_messages=cc.private_messages, nicknames=cc.nicknames,
                                         max_nickname=cc.max_nickname),
-                        max_rooms=cc.max_rooms, bind_timeout=float(cc.bind_timeout), workers=cfg.workers),
+                        max_rooms=cc.max_rooms, bind_timeout=float(cc.bind_timeout), workers=cfg.workers,
+                        relay=cc.relay or None, relay_user=cc.relay_user,
+                        relay_password=_secret(cc.relay_password_file), relay_pool=cc.relay_pool),
             index=index,
             contact=lambda peer: me.contact_uri(transport_of(peer), ":" in str(peer[0])),
             via=lambda dest: me.sent_by(transport_of(dest), ":" in str(dest[0])),
@@ -262,6 +264,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         core.enable_focus(focus)
         chat_svc = ChatService(loop, focus, driver, client_tls=client_tls)
         driver.also = chat_svc.flush
+        chat_svc.start()  # with a relay: connect to it and AUTH the first session URIs
         servers.append(await loop.create_server(chat_svc.protocol, chat_host, cc.msrp_port + index,
                                                 ssl=server_tls if cc.tls else None))  # fmt: skip
     ho: handoff.Handoff | None = None
@@ -484,6 +487,14 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         *((r.relayed, r.declined, r.absorbed, r.timeouts) if (r := core.relay) is not None else (0, 0, 0, 0)),
         streams.accepted, streams.opened, streams.refused, streams.connect_failures,
     )  # fmt: skip
+
+
+def _secret(path: str) -> str:
+    """The first line of a password file ("" for no file)."""
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as f:
+        return f.readline().rstrip("\r\n")
 
 
 def open_offline(cfg: Config) -> OfflineStore:

@@ -55,7 +55,7 @@ class ChatConn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         svc = self.service
         if svc.conns.pop(self.cid, None) is not None:
-            svc.step(lambda now: svc.focus.closed(self.cid, str(exc) if exc else "connection closed"))
+            svc.step(lambda now: svc.focus.closed(self.cid, str(exc) if exc else "connection closed", now))
 
     def pause_writing(self) -> None:
         self.service.focus.congested.add(self.cid)
@@ -76,6 +76,10 @@ class ChatService:
         self.conns: dict[int, ChatConn] = {}
         self.internal_errors = 0
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        """With a relay configured: connect to it (the focus asks, ``Connect``)."""
+        self.step(self.focus.start)
 
     def protocol(self) -> ChatConn:
         return ChatConn(self)
@@ -115,7 +119,7 @@ class ChatService:
             )
         except (TimeoutError, OSError, ssl.SSLError) as exc:
             why = f"{type(exc).__name__}: {exc}"
-            self.step(lambda now: self.focus.connect_failed(act.token, why))
+            self.step(lambda now: self.focus.connect_failed(act.token, why, now))
 
     def close(self) -> None:
         for conn in list(self.conns.values()):

@@ -76,6 +76,12 @@ class Participant:
 
     async def join(self, tls: ssl.SSLContext | None) -> list[str]:
         r = self.invite()
+        for _ in range(20):  # through a relay: its session URIs may still be on their way (503)
+            if r.status != 503:
+                break
+            await asyncio.sleep(0.25)
+            self.cseq += 1
+            r = self.invite()
         assert r.status == 200, r.to_bytes()
         assert ";isfocus" in r.get("Contact") and r.contact_uri.startswith("sip:lobby@")
         answer = parse_msrp_offer(r.body)
@@ -83,8 +89,8 @@ class Participant:
         assert {"nickname", "private-messages"} <= answer.chatroom
         assert answer.setup == "passive"
         self.in_dialog("ACK")
-        focus = answer.path[-1]
-        hostport = focus.split("://")[1].split("/")[0]
+        first = answer.path[0]  # the focus's URI, or its relay's session URI (RFC 4976)
+        hostport = first.split("://")[1].split("/")[0]
         host, port = hostport.rsplit(":", 1)
         self.ep = await MsrpEndpoint.connect(host, int(port), self.path, tls=tls, to_path=list(answer.path))
         await asyncio.wait_for(self.ep.bind(), 10)
@@ -112,11 +118,12 @@ def conference_users(body: bytes) -> tuple[str, dict[str, str | None]]:
     return root.get("state"), users  # type: ignore[return-value]
 
 
-def write_config(tmp_path: Path, msrp_port: int, tls: bool) -> Path:
+def write_config(tmp_path: Path, msrp_port: int, tls: bool, relay: str = "") -> Path:
     cfg = tmp_path / "chat.toml"
     cfg.write_text(
         f'[presence]\nmin_notify_interval = 0\n\n[chat]\nrooms = ["{ROOM}"]\n'
         f'room_domains = ["rooms.example.com"]\nmsrp_port = {msrp_port}\ntls = {"true" if tls else "false"}\n'
+        f'relay = "{relay}"\n'
     )
     return cfg
 
@@ -131,10 +138,10 @@ def tls_args(tmp_path: Path, ca: trustme.CA) -> tuple[tuple[str, ...], ssl.SSLCo
     return args, ssl.create_default_context(cafile=str(cafile))
 
 
-async def _chat(srv: Any, scheme: str, tls: ssl.SSLContext | None) -> None:
-    alice, bob, carol = everyone = [Participant(srv.port, u, scheme) for u in ("alice", "bob", "carol")]
+async def _chat(srv: Any, scheme: str, tls: ssl.SSLContext | None, relayed: bool) -> None:
+    everyone = [Participant(srv.port, u, scheme) for u in ("alice", "bob", "carol")]
     try:
-        await _talk(srv, everyone, tls)
+        await _talk(srv, everyone, tls, relayed)
     finally:
         for p in everyone:
             if p.ep is not None:
@@ -143,10 +150,11 @@ async def _chat(srv: Any, scheme: str, tls: ssl.SSLContext | None) -> None:
             p.sip.close()
 
 
-async def _talk(srv: Any, everyone: list[Participant], tls: ssl.SSLContext | None) -> None:
+async def _talk(srv: Any, everyone: list[Participant], tls: ssl.SSLContext | None, relayed: bool) -> None:
     alice, bob, carol = everyone
     for p in everyone:
-        await p.join(tls)
+        path = await p.join(tls)
+        assert len(path) == (2 if relayed else 1)  # [relay session URI,] focus URI
     assert alice.ep is not None and bob.ep is not None and carol.ep is not None
     # nicknames (RFC 7701 section 7): granted, then taken
     granted = await asyncio.wait_for(alice.ep.request("NICKNAME", [("Use-Nickname", '"Alice"')]), 10)
@@ -177,12 +185,14 @@ async def _talk(srv: Any, everyone: list[Participant], tls: ssl.SSLContext | Non
     # bob leaves with BYE: 200, his MSRP connection is closed, carol's NOTIFY says deleted
     bob.in_dialog("BYE")
     assert bob.sip.response_to(bob.call_id, bob.cseq).status == 200
-    await asyncio.wait_for(bob.ep.wait_closed(), 10)
+    if not relayed:  # through the relay the connection is the relay's (shared): it stays
+        await asyncio.wait_for(bob.ep.wait_closed(), 10)
     n = carol.sip.notify("carol-conf")
     state, users = conference_users(n.body)
     assert state == "partial" and users == {bob.uri: ("deleted", None)}
     await alice.say(ROOM, "bye bob")
     assert await carol.hear() == (alice.uri, ROOM, "bye bob")
+    assert bob.ep._received.empty()
     # the stopping server ends the two dialogs left with a BYE each and closes their sessions
     stopped = asyncio.get_running_loop().run_in_executor(None, srv.stop)
     for p in (alice, carol):
@@ -199,19 +209,28 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-@pytest.mark.parametrize("transport", ["tcp", "tls"])
+@pytest.mark.parametrize("transport", ["tcp", "tls", "tcp-relay", "tls-relay"])
 def test_three_party_chat(tmp_path: Path, ca: trustme.CA, transport: str) -> None:
+    """``-relay``: the focus's path goes through the server's own MSRP relay (RFC 4976): the
+    participants connect to the relay's session URI, the relay to the focus over the focus's
+    AUTH connection."""
     from liveserver import free_udp_port
 
     msrp_port = free_udp_port()
     extra: tuple[str, ...] = ()
     tls = None
-    if transport == "tls":
+    scheme = "msrps" if transport.startswith("tls") else "msrp"
+    if scheme == "msrps":
         extra, tls = tls_args(tmp_path, ca)
-    cfg = write_config(tmp_path, msrp_port, transport == "tls")
+    relay = ""
+    if transport.endswith("-relay"):
+        rport = free_udp_port()
+        extra = (*extra, "--listen", f"{scheme}:127.0.0.1:{rport}")
+        relay = f"{scheme}://127.0.0.1:{rport};tcp"
+    cfg = write_config(tmp_path, msrp_port, scheme == "msrps", relay)
     srv = start_server(tmp_path, extra=("-c", str(cfg), *extra))
     try:
-        asyncio.run(_chat(srv, "msrps" if tls else "msrp", tls))
+        asyncio.run(_chat(srv, scheme, tls, bool(relay)))
     finally:
         srv.stop()
     log = srv.log()

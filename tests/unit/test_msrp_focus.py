@@ -994,3 +994,80 @@ def test_an_offer_over_the_other_transport_gets_488() -> None:
     a = focus.invite(msg, ("127.0.0.1", 5999), "lobby@example.com", 0.0)
     assert a.status == 488 and "TCP/TLS/MSRP" in a.headers[0][1]
     assert focus.members("lobby@example.com") == []
+
+
+# ---------------------------------------------------------------- through a relay (RFC 4976)
+
+RELAY = "msrp://127.0.0.1:2855;tcp"
+
+
+def _offer_invite(call_id: str, user: str) -> Any:
+    body = (
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=message 9 TCP/MSRP *\r\na=accept-types:message/cpim\r\n"
+        b"a=path:msrp://127.0.0.1:9/" + user.encode() + b";tcp\r\n"
+    )
+    return sipmsg.parse_message(
+        f"INVITE sip:lobby@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK{call_id}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag=a\r\nTo: <sip:lobby@example.com>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:{user}@127.0.0.1:5999>\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def _relay_focus(pool: int = 2) -> tuple[ChatFocus, list[Any]]:
+    """A focus with a relay, connected (cid 1) and its AUTHs answered 200 by a fake relay."""
+    focus = ChatFocus(FocusConfig(rooms=("sip:lobby@example.com",), relay=RELAY, relay_pool=pool))
+    focus.start(0.0)
+    (act,) = focus.take_actions()
+    assert isinstance(act, Connect) and (act.token, act.host, act.port, act.tls) == (
+        0,
+        "127.0.0.1",
+        2855,
+        False,
+    )
+    focus.connected(1, 0.0, 0)
+    auths = msrpframe.MsrpParser().feed(focus.take_writes()[1])
+    assert [m.method for m in auths] == ["AUTH"] * pool and all(m.to_path == [RELAY] for m in auths)
+    assert focus.relay_ready == 0
+    for i, m in enumerate(auths):
+        ok = msrpframe.build_response(
+            m.tid, 200, "OK", m.from_path, [RELAY],
+            [("Use-Path", f"msrp://127.0.0.1:2856/r{i};tcp"), ("Expires", "600")],
+        )  # fmt: skip
+        focus.data(1, ok, 0.1)
+    assert focus.relay_ready == pool
+    return focus, auths
+
+
+def test_through_a_relay_the_answer_path_starts_with_a_relay_session() -> None:
+    focus, auths = _relay_focus()
+    a = focus.invite(_offer_invite("rl1", "alice"), ("127.0.0.1", 5999), "lobby@example.com", 1.0)
+    assert a.status == 200
+    offer = parse_msrp_offer(a.body)
+    assert offer.path[0] == "msrp://127.0.0.1:2856/r0;tcp" and offer.path[1] == auths[0].from_path[0]
+    leg = focus.legs[a.to_tag or ""]
+    assert leg.cid == 1 and leg.session.to_path == [
+        "msrp://127.0.0.1:2856/r0;tcp",
+        "msrp://127.0.0.1:9/alice;tcp",
+    ]
+    # the pool is refilled with a new AUTH at once
+    (again,) = msrpframe.MsrpParser().feed(focus.take_writes()[1])
+    assert again.method == "AUTH"
+
+
+def test_through_a_relay_no_ready_session_is_503_and_a_lost_relay_ends_its_legs() -> None:
+    focus = ChatFocus(FocusConfig(rooms=("sip:lobby@example.com",), relay=RELAY, relay_pool=1))
+    a = focus.invite(_offer_invite("rl2", "alice"), ("127.0.0.1", 5999), "lobby@example.com", 0.0)
+    assert a.status == 503 and ("Retry-After", "2") in a.headers
+    focus, _ = _relay_focus(pool=1)
+    a = focus.invite(_offer_invite("rl3", "bob"), ("127.0.0.1", 5999), "lobby@example.com", 1.0)
+    assert a.status == 200
+    focus.take_writes()
+    focus.closed(1, "gone", 2.0)  # the relay connection: every leg through it ends with a BYE
+    assert focus.legs == {} and [k for k, *_ in focus.take_sip()] == ["request"]
+    assert not any(isinstance(x, Close) for x in focus.take_actions())
+    assert focus.get_timer() == 2.0 + 5.0  # then the connection is made again
+    focus.handle_timer(7.0)
+    assert [type(x) for x in focus.take_actions()] == [Connect]
