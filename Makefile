@@ -83,6 +83,14 @@ bench: build $(VENV)/.bench
 	  --benchmark-columns=min,median,iqr,ops,rounds $(PYTEST_ARGS)
 	$(PY) bench/report.py .benchmarks/last.json
 
+# simplefast and Kamailio side by side (bench/README.md, "Side-by-side report"): installs what
+# is missing (Kamailio, SIPp, matplotlib), at most 30 minutes, results in bench/results/.
+# COMPARE_ARGS='--quick --only register --no-kamailio' for a smoke run.
+COMPARE_ARGS ?=
+.PHONY: bench-compare
+bench-compare: build $(VENV)/.bench
+	$(PY) bench/compare.py $(COMPARE_ARGS)
+
 fuzz: build $(VENV)/.dev
 	mkdir -p tests/corpus/fuzz-work
 	$(PY) tests/fuzz/fuzz_sipmsg.py -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/sip.dict \

@@ -11,12 +11,15 @@ figures in bench/peers/kamailio/). A warm-up step at ``--start`` comes first.
 Reported per step: achieved rate, failures, retransmissions, CPU seconds per
 second of the server's processes and of SIPp, the server's resident memory (shared memory counted once).
 Everything runs on 127.0.0.1; every step is bounded by -m and -timeout.
+With ``--json FILE`` the step rows and the result also go to FILE, rewritten after every
+step (``"complete": false`` until the last one; bench/compare.py reads it).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import shlex
@@ -192,6 +195,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--server-arg", action="append", default=[], dest="server_args", metavar="ARG",
                     help="extra argument for simplefast: --server-arg=--no-persist")  # fmt: skip
+    ap.add_argument("--json", metavar="FILE", help="also write the step rows and the result to FILE")
     args = ap.parse_args()
     describe_run()
     tmp = Path(tempfile.mkdtemp(prefix="sf-steps-"))
@@ -205,6 +209,17 @@ def main() -> int:
     if args.scenario == "message":
         uas = start_uas(target, args.service, tmp)
     best = 0
+    rows: list[dict[str, object]] = []
+
+    def dump(complete: bool) -> None:
+        if not args.json:
+            return
+        out = {"scenario": args.scenario, "target": target, "service": args.service, "start": args.start,
+               "step": args.step, "max": args.max, "seconds": args.seconds,
+               "command": shlex.join([sys.executable, *sys.argv]), "steps": rows,
+               "highest_sustained": best, "complete": complete}  # fmt: skip
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+
     try:
         print("| offered/s | achieved/s | failed | retrans | server CPU | SIPp CPU | server RSS MiB | pass |")
         print("|--:|--:|--:|--:|--:|--:|--:|:-:|")
@@ -217,11 +232,14 @@ def main() -> int:
                      f"{r['server_cpu']:.2f}", f"{r['sipp_cpu']:.2f}", f"{r['rss_mib']:.0f}",
                      tag]  # fmt: skip
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
+            if i > 0 and ok:
+                best = rate
+            rows.append({**r, "warm_up": i == 0, "passed": ok})
+            dump(False)
             if i == 0:
                 continue
             if not ok:
                 break
-            best = rate
             time.sleep(1.0)
     finally:
         if uas is not None:
@@ -230,6 +248,7 @@ def main() -> int:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
+    dump(True)
     print(f"highest sustained rate: {best}/s ({args.scenario}, target {target})")
     return 0
 
