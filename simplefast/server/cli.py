@@ -130,6 +130,21 @@ def _check_bind(cfg: config_mod.Config) -> None:
                     f"simplefast: cannot listen on {lc}: worker {i}'s session port {lc.port + 1 + i}: "
                     f"{exc.strerror}"
                 ) from None
+    plain: list[tuple[str, str, int]] = []  # (what, host, port) bound by one process only
+    if cfg.chat.enabled:
+        host = cfg.chat.msrp_host or cfg.listen[0].host
+        port0 = cfg.chat.msrp_port
+        plain += [(f"chat focus port of worker {i}", host, port0 + i) for i in range(cfg.workers)]
+    if cfg.metrics_listen is not None:
+        plain.append((str(cfg.metrics_listen), cfg.metrics_listen.host, cfg.metrics_listen.port))
+    for what, host, port in plain:
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((host, port))
+        except OSError as exc:
+            raise SystemExit(f"simplefast: cannot listen on {what} ({host}:{port}): {exc.strerror}") from None
     if cfg.tls_cert is not None and cfg.tls_key is not None:
         import ssl
 

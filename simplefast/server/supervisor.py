@@ -97,10 +97,18 @@ def _supervise(cfg: Config, shared: SharedState) -> int:
     for i in range(cfg.workers):
         workers[_spawn(cfg, i, shared)] = (i, time.monotonic())
     metrics_pid = _spawn_metrics(cfg, shared) if cfg.metrics_listen is not None else 0
+    metrics_started = time.monotonic()
+    metrics_again = 0.0  # when to start the metrics process again (0: not waiting)
+    metrics_delay = 0.5  # doubles while it keeps exiting at once (a port taken), up to 60 s
     log.info("supervisor %d: %d workers on %s", os.getpid(), cfg.workers, ", ".join(map(str, cfg.listen)))
     fast_exits = 0
     while True:
         info = signal.sigtimedwait(_SIGNALS, 0.5)
+        if metrics_again and time.monotonic() >= metrics_again and not signal.sigpending() & {
+            signal.SIGTERM, signal.SIGINT,
+        }:  # fmt: skip
+            metrics_again = 0.0
+            metrics_pid, metrics_started = _spawn_metrics(cfg, shared), time.monotonic()
         while workers:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -113,9 +121,13 @@ def _supervise(cfg: Config, shared: SharedState) -> int:
                 if signal.sigpending() & {signal.SIGTERM, signal.SIGINT}:
                     metrics_pid = 0
                     continue
-                log.warning("metrics process (pid %d) exited with %d; starting a new one", pid, code)
-                time.sleep(0.5)  # not a tight loop if its port is taken
-                metrics_pid = _spawn_metrics(cfg, shared)
+                metrics_pid = 0
+                if time.monotonic() - metrics_started > 60:
+                    metrics_delay = 0.5
+                log.warning("metrics process (pid %d) exited with %d; starting a new one in %.1f s",
+                            pid, code, metrics_delay)  # fmt: skip
+                metrics_again = time.monotonic() + metrics_delay
+                metrics_delay = min(metrics_delay * 2, 60.0)
                 continue
             if pid not in workers:
                 continue
