@@ -42,14 +42,16 @@ $(VENV)/.dev: $(VENV)/.test
 venv: $(VENV)/.test
 
 # SIPp (Debian's sip-tester) drives the live tests and the load benchmarks; baresip
-# (baresip-core: a real SIP client with presence) is the live tests' real client.
+# (baresip-core: a real SIP client with presence) is the live tests' real client; curl and
+# openssl run in docs/operator.md's commands (tests/live/test_operator_guide.py).
 $(VENV)/.sipp: $(VENV)/.created
-	@if ! command -v sipp >/dev/null || ! command -v baresip >/dev/null; then \
-	  echo "installing sip-tester (SIPp) and baresip-core with apt"; \
+	@if ! command -v sipp >/dev/null || ! command -v baresip >/dev/null || ! command -v curl >/dev/null \
+	    || ! command -v openssl >/dev/null; then \
+	  echo "installing sip-tester (SIPp), baresip-core, curl and openssl with apt"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -q sip-tester baresip-core || \
-	  { echo "make: need sipp and baresip (apt-get install sip-tester baresip-core failed)"; exit 1; }; \
+	    apt-get install -y -q sip-tester baresip-core curl openssl || \
+	  { echo "make: need sipp, baresip, curl and openssl (apt-get install failed)"; exit 1; }; \
 	fi
 	touch $@
 
