@@ -45,10 +45,50 @@ octets out (``outgoing``), events out (``next_event``), time injected
   (408 after ``timeout`` seconds without one).
 - A framing error ends the session (``Closed``); so does ``closed()``.
 
-``MsrpEndpoint`` runs one session over an asyncio connection
-(``await MsrpEndpoint.connect(host, port, local_uri)``): ``authenticate``,
-``send`` (waits for ``MessageSent`` or raises ``MsrpSendError``),
-``receive`` (the next ``MessageReceived``), ``close``.
+``MsrpEndpoint`` runs one session over an asyncio connection: ``authenticate``,
+``send`` (waits for ``MessageSent`` or raises ``MsrpSendError``), ``bind``,
+``request``, ``respond``, ``receive`` (the next ``MessageReceived``),
+``other_event`` (the next report, abort or other request), ``close``.
+
+Connections (RFC 4975 section 5.4, RFC 6135). A connection may carry several
+sessions, so it is its own object (``_MsrpConnection``, the asyncio protocol):
+one parser frames what it reads, and each message goes to the session whose
+session id (the URI path between the authority and ``;``) is that of its
+first To-Path URI, as one whole message (the session's own parser then sees
+only complete messages). A request naming no session on the connection gets
+481 from the connection itself, answered as ``MsrpSession`` answers one not
+for it (section 7.3: never a REPORT or a SEND with Failure-Report no; a SEND
+hop by hop, To-Path its first From-Path URI; another method end to end); a
+response naming none is offered to every session there (each takes only the
+transaction ids it drew). A framing error ends every session on the
+connection and closes it.
+
+- Active side (``a=setup:active``, or the offerer without ``a=setup``):
+  ``await MsrpEndpoint.connect(host, port, local_uri)`` opens a connection
+  with one session; ``MsrpEndpoint.attach(ep, local_uri, to_path=...)`` puts
+  another session on ``ep``'s connection (``a=connection:existing``). The
+  active side binds each session with ``bind()`` (section 7.1.1) unless it
+  has something to send at once.
+- Passive side (``a=setup:passive``): ``await MsrpListener.start(host,
+  port)`` listens; ``listener.expect(local_uri)`` registers a session whose
+  ``a=path`` we gave (``listener.uri()`` makes one with a fresh session id).
+  The first request on any accepted connection whose To-Path is that URI
+  alone binds the session to that connection (``await connected()`` returns);
+  with no ``to_path`` given, the session learns it from that request's
+  From-Path (what we send goes back along the path it came: the peer's URI,
+  or the relays' URIs then the peer's). With ``to_path`` given, a first
+  request from elsewhere gets 403 and binds nothing. A bound session is on
+  that connection only: a request for it on another one gets 481. Several
+  expected sessions may bind to one connection.
+- Ending: ``close()`` on a session ends only that session while others use
+  the connection; with the last one the connection closes (a connection no
+  session uses may be closed, section 5.4). A session whose own checks end
+  it (a malformed Byte-Range) leaves its connection the same way. A lost
+  connection ends every session on it (``Closed``; ``wait_closed`` returns).
+  ``listener.close()`` stops listening, ends the sessions not bound yet
+  (their ``connected()`` raises ``MsrpSendError``) and closes every accepted
+  connection. An accepted connection on which no session ever binds stays
+  open until the listener closes (*not yet*: a first-request timer).
 """
 
 from __future__ import annotations
@@ -60,7 +100,7 @@ import ssl
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from simplefast._impl import msrpframe
 from simplefast.errors import SimplefastError
@@ -359,7 +399,12 @@ class MsrpSession:
         if len(to) != 1 or not _same_uri(to[0], self.local_uri):
             status = 481
         elif self.to_path and not _same_path(msg.from_path, self.to_path):
-            status = 403
+            # a REPORT a relay on our path made (RFC 4976: its From-Path is that relay and the
+            # hops before it, a beginning of our To-Path) is from the path too
+            frm = msg.from_path
+            relay_made = method == "REPORT" and 0 < len(frm) < len(self.to_path)
+            if not (relay_made and _same_path(frm, self.to_path[: len(frm)])):
+                status = 403
         if status:
             if (
                 method != "REPORT"
@@ -580,8 +625,235 @@ def _digest_answer(challenges: list[str], auth: _Auth) -> str | None:
 # ---------------------------------------------------------------- asyncio
 
 
+def _session_id(uri: str) -> str:
+    """The session id of an MSRP URI: its path between the authority and ``;`` ("" if none)."""
+    _, sep, rest = uri.partition("://")
+    if not sep:
+        return ""
+    _, slash, tail = rest.partition("/")
+    return tail.partition(";")[0] if slash else ""
+
+
+_REFUSALS = {403: "Forbidden", 481: "Session Does Not Exist"}
+
+
+class _MsrpConnection(asyncio.Protocol):
+    """One MSRP connection and the sessions on it, keyed by session id: frames what it
+    reads once and hands each message to the session its To-Path names (module docstring)."""
+
+    def __init__(self, listener: MsrpListener | None = None) -> None:
+        self.listener = listener
+        self.parser = msrpframe.MsrpParser()
+        self.transport: asyncio.Transport | None = None
+        self.endpoints: dict[str, MsrpEndpoint] = {}
+        self._loop = asyncio.get_running_loop()
+        self.lost: asyncio.Future[None] = self._loop.create_future()
+
+    # ---- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        for ep in self.endpoints.values():
+            ep.transport = self.transport
+        if self.listener is not None:
+            self.listener._conns.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        now = self._loop.time()
+        try:
+            msgs = self.parser.feed(data)
+        except msrpframe.MsrpFramingError as exc:  # the stream is lost for every session on it
+            self._end_all(f"framing error: {exc}")
+            self.close()
+            return
+        for msg in msgs:
+            self._route(msg, now)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end_all("connection closed" if exc is None else f"connection lost: {exc}")
+        if self.listener is not None:
+            self.listener._conns.discard(self)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    # ---- sessions
+    def add(self, ep: MsrpEndpoint) -> None:
+        sid = _session_id(ep.session.local_uri)
+        if sid in self.endpoints:
+            raise ValueError(f"session id {sid!r} is already on this connection")
+        self.endpoints[sid] = ep
+        ep._conn = self
+        ep.transport = self.transport
+        ep._ever_bound = True
+        if not ep._bound.done():
+            ep._bound.set_result(None)
+
+    def remove(self, ep: MsrpEndpoint) -> None:
+        """``ep`` leaves; a connection no session uses any more is closed (RFC 4975 section 5.4)."""
+        sid = _session_id(ep.session.local_uri)
+        if self.endpoints.get(sid) is ep:
+            del self.endpoints[sid]
+        if not self.endpoints:
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()  # connection_lost ends the sessions left on it
+        else:
+            self._end_all("connection closed")
+
+    def _end_all(self, reason: str) -> None:
+        eps = list(self.endpoints.values())
+        self.endpoints.clear()
+        for ep in eps:
+            ep._detached(reason)
+
+    # ---- demultiplexing
+    def _route(self, msg: Any, now: float) -> None:
+        to = msg.to_path
+        sid = _session_id(to[0]) if to else None
+        ep = self.endpoints.get(sid) if sid is not None else None
+        status = 481
+        if ep is None and sid is not None and msg.is_request and self.listener is not None:
+            ep, status = self.listener._claim(sid, msg, self)
+        if ep is None:
+            if msg.is_request:
+                self._refuse(msg, status)
+            else:  # matched by tid, which each session draws with its own random prefix
+                octets = msg.to_bytes()
+                for other in list(self.endpoints.values()):
+                    other._data(octets, now)
+            return
+        ep._data(msg.to_bytes(), now)
+        if ep.session.closed_reason is not None:  # e.g. a malformed Byte-Range ended it
+            self.remove(ep)
+            ep._detached(ep.session.closed_reason)
+
+    def _refuse(self, msg: Any, status: int) -> None:
+        """Answer a request no session on this connection takes (RFC 4975 section 7.3)
+        as ``MsrpSession`` answers one not for it: never a REPORT or a SEND with
+        Failure-Report no; a SEND's answer hop by hop, another method's end to end."""
+        method, frm, to = msg.method, msg.from_path, msg.to_path
+        if method == "REPORT" or not frm or not to or (method == "SEND" and _failure_report(msg) == "no"):
+            return
+        back = frm[:1] if method == "SEND" else frm
+        out = msrpframe.build_response(msg.tid, status, _REFUSALS[status], back, to[:1])
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+
+class MsrpListener:
+    """The passive side (RFC 6135 ``a=setup:passive``): accepts connections and binds each
+    session it expects to the connection its first request comes on (module docstring)."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        self.host = ""
+        self.port = 0
+        self.server: asyncio.AbstractServer | None = None
+        self._expected: dict[str, MsrpEndpoint] = {}  # session id -> a handle not bound yet
+        self._conns: set[_MsrpConnection] = set()
+        self._closed = False
+
+    @classmethod
+    async def start(cls, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> MsrpListener:
+        """Listen on ``host``:``port`` (0: any free port, then read ``.port``).
+
+        Args:
+            host: the address to bind.
+            port: the TCP port; 0 for an ephemeral one.
+            tls: a server context for ``msrps`` (None: plain TCP).
+
+        Returns:
+            The listening ``MsrpListener``.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        self = cls(tls)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _MsrpConnection(self), host, port, ssl=tls)
+        self.host, self.port = host, int(self.server.sockets[0].getsockname()[1])
+        return self
+
+    def uri(self, session_id: str | None = None) -> str:
+        """A path URI on this listener, ``msrp[s]://host:port/<session id>;tcp`` (our
+        ``a=path``); a fresh random session id unless one is given."""
+        scheme = "msrps" if self.tls is not None else "msrp"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}/{session_id or secrets.token_hex(8)};tcp"
+
+    def expect(self, local_uri: str, *, to_path: list[str] | None = None, **session_kw: Any) -> MsrpEndpoint:
+        """Register a session we answered for: the first request whose To-Path names
+        ``local_uri`` (on any accepted connection) binds it to that connection.
+
+        Args:
+            local_uri: our path URI; its session id must be new to this listener.
+            to_path: the peer's path if known (its first request must then come from it,
+                else 403); None: learnt from that request's From-Path.
+            session_kw: more ``MsrpSession`` arguments (chunk_size, timeout, ...).
+
+        Returns:
+            The session's ``MsrpEndpoint``; ``await connected()`` waits for the binding.
+
+        Raises:
+            ValueError: no session id in ``local_uri``, or one in use; the listener is closed.
+        """
+        if self._closed:
+            raise ValueError("the listener is closed")
+        sid = _session_id(local_uri)
+        if not sid:
+            raise ValueError(f"{local_uri!r} has no session id")
+        if sid in self._expected or any(sid in c.endpoints for c in self._conns):
+            raise ValueError(f"session id {sid!r} is in use")
+        ep = MsrpEndpoint(MsrpSession(local_uri, to_path=to_path, **session_kw))
+        ep._listener = self
+        self._expected[sid] = ep
+        return ep
+
+    def close(self) -> None:
+        """Stop listening, forget the sessions not bound yet and close every connection."""
+        self._closed = True
+        if self.server is not None:
+            self.server.close()
+        expected = list(self._expected.values())
+        self._expected.clear()
+        for ep in expected:
+            ep._detached("listener closed")
+        for conn in list(self._conns):
+            conn.close()
+
+    async def wait_closed(self) -> None:
+        conns = [c.lost for c in self._conns]
+        if self.server is not None:
+            await self.server.wait_closed()
+        if conns:
+            await asyncio.gather(*conns)
+
+    def _claim(self, sid: str, msg: Any, conn: _MsrpConnection) -> tuple[MsrpEndpoint | None, int]:
+        """The expected session a request on ``conn`` binds, or None and the status to refuse it."""
+        ep = self._expected.get(sid)
+        if ep is None:
+            return None, 481
+        s = ep.session
+        to, frm = msg.to_path, msg.from_path
+        if len(to) != 1 or not _same_uri(to[0], s.local_uri) or not frm:
+            return None, 481  # not for us as we wrote ourselves (RFC 4975 section 6.1)
+        if s.to_path and not _same_path(frm, s.to_path):
+            return None, 403  # section 7.3: not from the path we were given; does not bind
+        del self._expected[sid]
+        if not s.to_path:  # direct or through relays alike: what we send goes back along it
+            s.to_path = list(frm)
+        conn.add(ep)
+        return ep, 0
+
+    def _forget(self, ep: MsrpEndpoint) -> None:
+        sid = _session_id(ep.session.local_uri)
+        if self._expected.get(sid) is ep:
+            del self._expected[sid]
+
+
 class MsrpEndpoint(asyncio.Protocol):
-    """One ``MsrpSession`` over one asyncio connection (see the module docstring)."""
+    """One ``MsrpSession`` over an asyncio connection, possibly shared (module docstring)."""
 
     def __init__(self, session: MsrpSession) -> None:
         self.session = session
@@ -591,35 +863,82 @@ class MsrpEndpoint(asyncio.Protocol):
         self._auth_waiter: asyncio.Future[Event] | None = None
         self._received: asyncio.Queue[MessageReceived] = asyncio.Queue()
         self.other_events: deque[Event] = deque()  # reports, aborts, other requests
+        self._other_ready: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._lost = self._loop.create_future()
+        self._conn: _MsrpConnection | None = None  # the connection carrying the session
+        self._own: _MsrpConnection | None = None  # when this object is itself the protocol
+        self._listener: MsrpListener | None = None  # the listener expecting it (passive side)
+        self._bound: asyncio.Future[None] = self._loop.create_future()  # done: bound, or ended
+        self._ever_bound = False
 
     @classmethod
     async def connect(
         cls, host: str, port: int, local_uri: str, *, tls: ssl.SSLContext | None = None, **kw: Any
     ) -> MsrpEndpoint:
+        """Open a connection as the active side and put a new session on it."""
         loop = asyncio.get_running_loop()
-        _, ep = await loop.create_connection(lambda: cls(MsrpSession(local_uri, **kw)), host, port, ssl=tls)
+        ep = cls(MsrpSession(local_uri, **kw))
+        conn = _MsrpConnection()
+        conn.add(ep)  # before connection_made: nothing read can find no session
+        await loop.create_connection(lambda: conn, host, port, ssl=tls)
         return ep
 
-    # ---- asyncio.Protocol
+    @classmethod
+    def attach(cls, other: MsrpEndpoint, local_uri: str, *, to_path: list[str], **kw: Any) -> MsrpEndpoint:
+        """Another session on ``other``'s connection (``a=connection:existing``, RFC 6135).
+
+        Args:
+            other: an endpoint whose connection is open (either side).
+            local_uri: our path URI for the new session; its session id must differ from
+                those of the sessions already on the connection (messages are told apart by it).
+            to_path: the To-Path of what the new session sends.
+            kw: more ``MsrpSession`` arguments.
+
+        Returns:
+            The new session's ``MsrpEndpoint``.
+
+        Raises:
+            ConnectionError: ``other`` has no open connection.
+            ValueError: the session id is in use on that connection.
+        """
+        conn = other._conn
+        if conn is None or conn.transport is None or conn.transport.is_closing():
+            raise ConnectionError("attach: that endpoint has no open connection")
+        ep = cls(MsrpSession(local_uri, to_path=to_path, **kw))
+        conn.add(ep)
+        return ep
+
+    # ---- asyncio.Protocol, when an MsrpEndpoint itself is given to create_connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self._own = _MsrpConnection()
+        self._own.add(self)
+        self._own.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        self.session.data(data, self._loop.time())
-        self._pump()
+        if self._own is not None:
+            self._own.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.session.closed("connection closed" if exc is None else f"connection lost: {exc}")
-        self._pump()
-        if not self._lost.done():
-            self._lost.set_result(None)
+        if self._own is not None:
+            self._own.connection_lost(exc)
 
     # ---- API
+    async def connected(self) -> None:
+        """Wait until the session has its connection: at once on the active side; for a
+        session a listener expects, until the first request naming it (the binding
+        request, RFC 4975 section 7.1.1).
+
+        Raises:
+            MsrpSendError: the session ended before it was bound.
+        """
+        await asyncio.shield(self._bound)
+        if not self._ever_bound:
+            raise MsrpSendError(f"not connected: {self.session.closed_reason}")
+
     async def authenticate(self, relay_uri: str, username: str, password: str) -> Authenticated:
+        self._check_open("AUTH")
         self._auth_waiter = self._loop.create_future()
         self.session.authenticate(relay_uri, username, password)
         self._pump()
@@ -633,6 +952,7 @@ class MsrpEndpoint(asyncio.Protocol):
 
     async def send(self, content_type: str, body: bytes, **kw: Any) -> str:
         """Send a message and wait for all its chunks' 200s (Failure-Report yes)."""
+        self._check_open("send")
         mid = self.session.send_message(content_type, body, self._loop.time(), **kw)
         if kw.get("failure_report", "yes") != "yes":
             self._pump()
@@ -650,6 +970,7 @@ class MsrpEndpoint(asyncio.Protocol):
     async def bind(self) -> None:
         """As the active side, send the empty SEND that binds the connection (RFC 4975
         section 7.1.1) and wait for its 200."""
+        self._check_open("bind")
         mid = self.session.bind(self._loop.time())
         fut: asyncio.Future[Event] = self._loop.create_future()
         self._waiters[mid] = fut
@@ -660,6 +981,7 @@ class MsrpEndpoint(asyncio.Protocol):
 
     async def request(self, method: str, headers: list[tuple[str, str]]) -> tuple[int, str]:
         """Send a request of another method (``MsrpSession.request``); its (status, comment)."""
+        self._check_open(method)
         tid = self.session.request(method, headers, self._loop.time())
         fut: asyncio.Future[Event] = self._loop.create_future()
         self._waiters[tid] = fut
@@ -670,8 +992,27 @@ class MsrpEndpoint(asyncio.Protocol):
         assert isinstance(ev, ResponseReceived)
         return ev.status, ev.comment
 
+    def respond(self, msg: Any, status: int, comment: str | None = None) -> None:
+        """Answer a request that came out as ``RequestReceived`` (``MsrpSession.respond``)."""
+        self.session.respond(msg, status, comment)
+        self._pump()
+
     async def receive(self) -> MessageReceived:
         return await self._received.get()
+
+    async def other_event(self) -> Event:
+        """The next of ``other_events`` (a REPORT, an abort, a request to ``respond`` to),
+        waiting for one.
+
+        Raises:
+            MsrpSendError: none is left and the session has ended.
+        """
+        while not self.other_events:
+            if self.session.closed_reason is not None:
+                raise MsrpSendError(f"no more events: {self.session.closed_reason}")
+            self._other_ready = self._loop.create_future()
+            await asyncio.shield(self._other_ready)
+        return self.other_events.popleft()
 
     async def drain(self) -> None:
         """Wait until the transport's buffer is written (back-pressure for bulk senders)."""
@@ -680,13 +1021,50 @@ class MsrpEndpoint(asyncio.Protocol):
             await asyncio.sleep(0.005)
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        """End this session. On a connection other sessions still use (RFC 6135
+        ``a=connection:existing``) only the session ends; with the last one the connection
+        closes (RFC 4975 section 5.4). A session a listener still expects is forgotten."""
+        conn = self._conn
+        if conn is None:
+            if self._listener is not None:
+                self._listener._forget(self)
+            self._detached("closed")
+        elif len(conn.endpoints) > 1:
+            conn.remove(self)
+            self._detached("session closed")
+        else:
+            conn.close()
 
     async def wait_closed(self) -> None:
-        await self._lost
+        """Wait until the session has ended (with the last one, its connection is gone)."""
+        await asyncio.shield(self._lost)
 
     # ---- plumbing
+    def _check_open(self, what: str) -> None:
+        if self.session.closed_reason is not None:
+            raise MsrpSendError(f"{what}: {self.session.closed_reason}")
+        if not self._ever_bound:
+            raise MsrpSendError(f"{what}: not connected yet (await connected())")
+
+    def _data(self, octets: bytes, now: float) -> None:
+        """One whole message for this session, from the connection's demultiplexer."""
+        self.session.data(octets, now)
+        self._pump()
+
+    def _detached(self, reason: str) -> None:
+        """The session has left its connection (or the listener): it ends."""
+        self._conn = None
+        self.session.closed(reason)
+        self._pump()
+        self.transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._armed = None
+        for fut in (self._bound, self._lost, self._other_ready):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
     def _pump(self) -> None:
         s = self.session
         out = s.outgoing()
@@ -711,9 +1089,13 @@ class MsrpEndpoint(asyncio.Protocol):
                     if not fut.done():
                         fut.set_result(ev)
                 self._waiters.clear()
+                if self._other_ready is not None and not self._other_ready.done():
+                    self._other_ready.set_result(None)
             else:
                 self.other_events.append(ev)
-        t = s.get_timer()
+                if self._other_ready is not None and not self._other_ready.done():
+                    self._other_ready.set_result(None)
+        t = s.get_timer() if s.closed_reason is None else None  # an ended session waits for nothing
         if t != self._armed:
             if self._timer is not None:
                 self._timer.cancel()

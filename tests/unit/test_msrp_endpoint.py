@@ -219,6 +219,25 @@ def test_report_is_never_answered() -> None:
     assert drain(bob) == [ReportReceived("m9", 413, (1, 10, 20))]
 
 
+def test_a_report_made_by_a_relay_on_our_path_is_taken() -> None:
+    """RFC 4976: a relay's REPORT (a 481 when the far end is gone) has From-Path the relay and
+    the hops before it; that is the beginning of our To-Path, so it is from our path. A REPORT
+    claiming a relay that is not on it is still refused (silently: REPORTs get no answer)."""
+    relay = "msrps://relay.example.com:2855/s1;tcp"
+    alice = MsrpSession(ALICE, to_path=[relay, BOB])
+    rep = fr.build_request(
+        "rep2", "REPORT", [ALICE], [relay], [("Message-ID", "m1"), ("Status", "000 481 Session gone")]
+    )
+    alice.data(rep, T0)
+    assert drain(alice) == [ReportReceived("m1", 481, None)]
+    other = fr.build_request(
+        "rep3", "REPORT", [ALICE], ["msrps://evil.example.com:2855/x;tcp"],
+        [("Message-ID", "m1"), ("Status", "000 481 Session gone")],
+    )  # fmt: skip
+    alice.data(other, T0)
+    assert drain(alice) == [] and alice.outgoing() == b""
+
+
 def test_tid_whose_end_line_is_in_the_data_is_replaced() -> None:
     names = iter(["abcd", "efgh", "ijkl"])
     alice = MsrpSession(ALICE, to_path=[BOB], new_tid=lambda: next(names))
