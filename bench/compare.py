@@ -289,7 +289,10 @@ def ratio_cell(r: float | None, qualifier: str) -> str:
 
 # --- steps rows ---------------------------------------------------------------------------------
 
-STEP_FIELDS = ("offered", "achieved", "ok", "failed", "retrans", "server_cpu", "sipp_cpu", "rss_mib", "calls")
+STEP_FIELDS = (
+    "offered", "achieved", "ok", "failed", "retrans", "server_cpu", "sipp_cpu", "rss_mib", "calls",
+    "server_cpu_by_pid",
+)  # fmt: skip
 
 
 def step_rows(

@@ -47,6 +47,18 @@ SCENARIOS = {
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of each pid that still exists."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
 def cpu_and_rss(pids: list[int]) -> tuple[float, int]:
     """CPU seconds (user + system) summed over pids that still exist, and their resident
     memory: private pages (RssAnon + RssFile) summed, shared memory (RssShmem: simplefast's
@@ -158,11 +170,13 @@ def run_step(
            "-timeout", str(args.seconds * 4 + 10), "-nostdin", "-trace_stat", "-stf", str(stat), "-fd", "1",
            "-buff_size", str(8 << 20)]  # fmt: skip
     cpu0, _ = cpu_and_rss(pids)
+    each0 = cpu_by_pid(pids)
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, _, usage = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
     cpu1, rss = cpu_and_rss(pids)
+    each1 = cpu_by_pid(pids)
     with open(stat, newline="") as f:
         rows = list(csv.reader(f, delimiter=";"))
     last = dict(zip(rows[0], rows[-1], strict=False))
@@ -172,6 +186,8 @@ def run_step(
         "offered": rate, "achieved": ok / wall, "ok": ok, "failed": failed, "retrans": retrans,
         "server_cpu": (cpu1 - cpu0) / wall, "sipp_cpu": (usage.ru_utime + usage.ru_stime) / wall,
         "rss_mib": rss / (1 << 20), "calls": calls,
+        # CPU seconds per second of each server process (the supervisor or main one first)
+        "server_cpu_by_pid": {str(p): round((each1[p] - each0.get(p, 0.0)) / wall, 3) for p in each1},
     }  # fmt: skip
 
 

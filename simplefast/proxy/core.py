@@ -71,6 +71,7 @@ _METHODS = "INVITE ACK CANCEL BYE OPTIONS REGISTER MESSAGE SUBSCRIBE NOTIFY PUBL
 ALLOW = ", ".join(_METHODS.split())
 ACCEPT = "application/sdp, application/pidf+xml, message/cpim, text/plain"
 ALLOW_EVENTS = "presence, presence.winfo"
+KNOWN_METHODS = frozenset(_METHODS.split())
 # requests that reach a chat room (simplefast/msrp/focus.py) by their Request-URI
 _ROOM_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "SUBSCRIBE", "UPDATE", "INFO"})
 SUPPORTED = ("path", "outbound", "recipient-list-message", "recipient-list")
@@ -101,8 +102,14 @@ class Stats:
         # requests that reached this worker first (not handed over), by method, past the
         # fast paths (their own counters add theirs); the metrics (server/metrics.py) read it
         self.methods: dict[str, int] = {}
-        self.answered = [0] * 7  # responses of our own by status class (index 1-6)
+        # responses of our own, (method, status class 1-6) -> count; methods outside
+        # KNOWN_METHODS count as "other" (a label set a sender cannot grow)
+        self.answered: dict[tuple[str, int], int] = {}
         self.messages_forwarded = 0  # MESSAGEs the general path proxied on
+
+    def count_answer(self, method: str, status: int) -> None:
+        key = (method if method in KNOWN_METHODS else "other", status // 100)
+        self.answered[key] = self.answered.get(key, 0) + 1
 
 
 class SipCore:
@@ -354,7 +361,8 @@ class SipCore:
             method = msg.method
             if hops == 0:
                 m = self.stats.methods
-                m[method] = m.get(method, 0) + 1
+                name = method if method in KNOWN_METHODS else "other"
+                m[name] = m.get(name, 0) + 1
             # Before validation, which is the dearest check: hand-offs and load shedding
             # only need the top Via, and the owner or the client validates anyway.
             try:
@@ -793,7 +801,7 @@ class SipCore:
         data = _codec.build_response(
             msg, status, reason, to_tag=to_tag, extra_headers=headers, body=body, **source_params(msg, peer)
         )
-        self.stats.answered[status // 100] += 1
+        self.stats.count_answer(msg.method, status)
         self.tl.respond(txn, data, status, now=now)
         return bytes(data)
 
@@ -803,7 +811,7 @@ class SipCore:
         self.stats.shed += 1
         if msg.method == "CANCEL":
             return
-        self.stats.answered[5] += 1
+        self.stats.count_answer(msg.method, 503)
         extra = [("Retry-After", str(self.retry_after)), ("Server", self.config.server_header)]
         try:
             data = _codec.build_response(
@@ -826,7 +834,7 @@ class SipCore:
             data = _codec.build_response(msg, status, reason, to_tag=self._to_tag(), extra_headers=extra)
         except LocalProtocolError:
             return
-        self.stats.answered[status // 100] += 1
+        self.stats.count_answer(msg.method, status)
         self.tl.send_stateless(data, peer)
 
 

@@ -61,8 +61,9 @@ class _Metrics:
         c, g = Counter, Gauge
         self.requests = c("simplefast_sip_requests", "SIP requests received, by method", ["method"],
                           registry=None)  # fmt: skip
-        self.responses = c("simplefast_sip_responses", "SIP responses the server sent of its own, by class",
-                           ["class"], registry=None)  # fmt: skip
+        self.responses = c("simplefast_sip_responses",
+                           "SIP responses the server sent of its own, by method and class",
+                           ["method", "class"], registry=None)  # fmt: skip
         self.parse_errors = c("simplefast_sip_parse_errors", "SIP messages that did not parse", registry=None)
         self.rejected = c("simplefast_sip_rejected", "SIP requests that failed validation", registry=None)
         self.shed = c(
@@ -138,17 +139,18 @@ class WorkerMetrics:
         methods = dict(st.methods)
         if core.fast is not None:
             methods["REGISTER"] = methods.get("REGISTER", 0) + core.fast.answered
-        answered = list(st.answered)
+        answered = dict(st.answered)
         if core.fast is not None:
-            answered[2] += core.fast.answered
+            answered[("REGISTER", 2)] = answered.get(("REGISTER", 2), 0) + core.fast.answered
         relayed = st.messages_forwarded
         if core.relay is not None:
             methods["MESSAGE"] = methods.get("MESSAGE", 0) + core.relay.relayed
             relayed += core.relay.relayed
         for method, n in methods.items():
             add(("req", method), n, m.requests.labels(method).inc)
-        for i, cls in enumerate(_CLASSES, 1):
-            add(("resp", cls), answered[i], m.responses.labels(cls).inc)
+        for (method, cls), n in answered.items():
+            label = _CLASSES[cls - 1] if 1 <= cls <= 6 else "other"
+            add(("resp", method, cls), n, m.responses.labels(method, label).inc)
         add("parse", st.parse_errors, m.parse_errors.inc)
         add("rejected", st.rejected, m.rejected.inc)
         add("shed", st.shed, m.shed.inc)

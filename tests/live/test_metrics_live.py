@@ -11,6 +11,7 @@ import csv
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -91,7 +92,11 @@ def test_counters_follow_sipp_load(tmp_path: Path) -> None:
         after = settled(mport, "simplefast_sip_requests_total", 3000 + rtx, method="REGISTER")
         assert value(after, "simplefast_sip_requests_total", method="REGISTER") == 3000 + rtx
         options = value(after, "simplefast_sip_requests_total", method="OPTIONS")  # readiness probes
-        assert value(after, "simplefast_sip_responses_total", **{"class": "2xx"}) == 3000 + rtx + options
+        assert (
+            value(after, "simplefast_sip_responses_total", method="REGISTER", **{"class": "2xx"})
+            == 3000 + rtx
+        )
+        assert value(after, "simplefast_sip_responses_total", method="OPTIONS", **{"class": "2xx"}) == options
         assert value(after, "simplefast_table_entries", table="location") == 3000
         assert value(after, "simplefast_sip_parse_errors_total") == 0
         # the subscribe cycle: SUBSCRIBE, NOTIFY, un-SUBSCRIBE, final NOTIFY per call
@@ -105,6 +110,23 @@ def test_counters_follow_sipp_load(tmp_path: Path) -> None:
         assert value(m, "simplefast_subscriptions_ended_total", reason="unsubscribed") == 500
         assert 1000 <= value(m, "simplefast_sip_requests_total", method="SUBSCRIBE") <= 1000 + rtx
         assert value(m, "simplefast_notifies_total", outcome="sent") == 1000
+        # methods nobody knows are counted as "other": a sender cannot grow the label set
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(2)
+            lport = s.getsockname()[1]
+            for i in range(3):
+                s.sendto(
+                    f"XYZZY{i} sip:nobody@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};"
+                    f"branch=z9hG4bKodd{i}\r\nMax-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=o{i}\r\n"
+                    f"To: <sip:nobody@example.com>\r\nCall-ID: odd{i}\r\nCSeq: 1 XYZZY{i}\r\n"
+                    "Content-Length: 0\r\n\r\n".encode(),
+                    ("127.0.0.1", srv.port),
+                )
+                s.recvfrom(65535)  # its final answer
+        m = settled(mport, "simplefast_sip_requests_total", 3, method="other")
+        assert value(m, "simplefast_sip_requests_total", method="other") == 3
+        assert not [k for k in m if "XYZZY" in str(k)]
         assert value(m, "simplefast_subscriptions", event="presence", state="active") == 0
         # a worker killed: replaced, counted, and what it counted is still in the totals
         pid = re.search(r" (\d+) INFO simplefast.server.worker: worker 0 serving", srv.log())
