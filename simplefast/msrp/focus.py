@@ -109,6 +109,7 @@ class FocusConfig:
         msrp_port: this worker's focus port.
         room: the policy and bounds of every room.
         max_rooms: most rooms at once in this worker (made rooms past it: 403).
+        max_sessions: most participants in all rooms of this worker at once (503 past it).
         bind_timeout: seconds after the ACK for the participant's MSRP connection.
         workers: how many workers share the rooms (``owner``).
     """
@@ -120,6 +121,7 @@ class FocusConfig:
     msrp_port: int = 2870
     room: ChatConfig = field(default_factory=ChatConfig)
     max_rooms: int = 10000
+    max_sessions: int = 20000  # participants in all rooms of this worker at once (past it: 503)
     bind_timeout: float = 30.0
     workers: int = 1
     relay: str | None = None  # an MSRP relay URI (RFC 4976): our a=path goes through it
@@ -428,6 +430,10 @@ class ChatFocus:
             if host is None or port is None:
                 raise SdpError(488, "the first a=path URI has no host:port to connect to")
             connect_to = (host, port, first.lower().startswith("msrps:"))
+        if len(self.legs) >= self.config.max_sessions:
+            self.stats.refused += 1
+            warn = _warning("the chat focus holds as many sessions as it may")
+            return Answer(503, "Service Unavailable", [warn, ("Retry-After", "30")])
         spare: _Spare | None = None
         if self._relay is not None:
             spare = self._take_spare(now)

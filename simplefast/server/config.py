@@ -449,6 +449,7 @@ class ChatSettings:
     max_message: int = 1 << 20
     max_nickname: int = 64
     max_rooms: int = 10000
+    max_sessions: int = 20000
     bind_timeout: int = 30
     relay: str = ""  # "": participants reach the focus directly
     relay_user: str = ""
@@ -466,6 +467,7 @@ _CHAT_NUMBERS = {  # key -> (lowest, highest)
     "max_message": (1, 1 << 30),
     "max_nickname": (1, 1024),
     "max_rooms": (1, 1 << 24),
+    "max_sessions": (1, 1 << 24),
     "bind_timeout": (1, 3600),
     "relay_pool": (1, 1000),
 }

@@ -1071,3 +1071,14 @@ def test_through_a_relay_no_ready_session_is_503_and_a_lost_relay_ends_its_legs(
     assert focus.get_timer() == 2.0 + 5.0  # then the connection is made again
     focus.handle_timer(7.0)
     assert [type(x) for x in focus.take_actions()] == [Connect]
+
+
+def test_past_max_sessions_an_invite_gets_503() -> None:
+    focus = ChatFocus(FocusConfig(rooms=("sip:lobby@example.com",), max_sessions=1))
+    assert (
+        focus.invite(_offer_invite("ms1", "alice"), ("127.0.0.1", 5999), "lobby@example.com", 0.0).status
+        == 200
+    )
+    a = focus.invite(_offer_invite("ms2", "bob"), ("127.0.0.1", 5999), "lobby@example.com", 0.0)
+    assert a.status == 503 and ("Retry-After", "30") in a.headers
+    assert [u for u, _ in focus.members("lobby@example.com")] == ["sip:alice@example.com"]
