@@ -19,6 +19,7 @@ import trustme
 from liveserver import start_server
 from lxml import etree
 from presence_client import Peer, ok
+from test_msrp_endpoint_live import tls_setup
 
 from simplefast.im.cpim import parse_cpim
 from simplefast.msrp.endpoint import MsrpEndpoint
@@ -128,16 +129,6 @@ def write_config(tmp_path: Path, msrp_port: int, tls: bool, relay: str = "") -> 
     return cfg
 
 
-def tls_args(tmp_path: Path, ca: trustme.CA) -> tuple[tuple[str, ...], ssl.SSLContext]:
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    certfile.write_bytes(b"".join(p.bytes() for p in cert.cert_chain_pems))
-    keyfile.write_bytes(cert.private_key_pem.bytes())
-    ca.cert_pem.write_to_path(str(cafile))
-    args = ("--tls-cert", str(certfile), "--tls-key", str(keyfile), "--tls-ca", str(cafile))
-    return args, ssl.create_default_context(cafile=str(cafile))
-
-
 async def _chat(srv: Any, scheme: str, tls: ssl.SSLContext | None, relayed: bool) -> None:
     everyone = [Participant(srv.port, u, scheme) for u in ("alice", "bob", "carol")]
     try:
@@ -221,7 +212,7 @@ def test_three_party_chat(tmp_path: Path, ca: trustme.CA, transport: str) -> Non
     tls = None
     scheme = "msrps" if transport.startswith("tls") else "msrp"
     if scheme == "msrps":
-        extra, tls = tls_args(tmp_path, ca)
+        _, extra, tls = tls_setup(tmp_path, ca, "tls")
     relay = ""
     if transport.endswith("-relay"):
         rport = free_udp_port()
