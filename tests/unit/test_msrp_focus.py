@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simplefast._impl import msrpframe, sipmsg
 from simplefast.im.cpim import build_cpim, parse_cpim
@@ -1082,3 +1084,30 @@ def test_past_max_sessions_an_invite_gets_503() -> None:
     a = focus.invite(_offer_invite("ms2", "bob"), ("127.0.0.1", 5999), "lobby@example.com", 0.0)
     assert a.status == 503 and ("Retry-After", "30") in a.headers
     assert [u for u, _ in focus.members("lobby@example.com")] == ["sip:alice@example.com"]
+
+
+# ---------------------------------------------------------------- hostile octets
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=6), st.sampled_from([0, 1, 2]))
+def test_any_octets_on_a_connection_never_raise_and_the_room_goes_on(chunks: list[bytes], how: int) -> None:
+    """Random octets on a bound connection (after a valid header, a session id of ours, or
+    alone): the focus answers, drops or closes that connection, never raises, and another
+    participant's session on its own connection still works."""
+    c, focus = make()
+    wire = Wire(focus)
+    alice, bob = Ua("alice"), Ua("bob")
+    a = connected_party(c, focus, wire, alice, 1, 1.0)
+    b = connected_party(c, focus, wire, bob, 2, 1.0)
+    focus.connected(9, 1.0)
+    prefix = [b"", b"MSRP t1 SEND\r\nTo-Path: " + a.to_path[-1].encode() + b"\r\n", b"MSRP t1 SEND\r\n"][how]
+    data = prefix + b"".join(chunks)
+    for cut in range(0, len(data), 37):
+        focus.data(9, data[cut : cut + 37], 1.5)
+    focus.handle_timer(2.0)
+    focus.take_writes()
+    focus.take_actions()
+    b.send_message("message/cpim", cpim(bob.uri, "sip:lobby@example.com", b"still here"), 2.0)
+    wire.run(2.0)
+    assert heard(a) == [(bob.uri, b"still here")]
