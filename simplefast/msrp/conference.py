@@ -44,14 +44,24 @@ class ConferencePackage:
         self.default_expires = 3600
         self.focus = focus
         self._states: dict[str, ConferenceState] = {}
+        self._held: str | None = None  # brought up to date once for the whole fan-out (hold)
+
+    def hold(self, resource: str | None) -> None:
+        """The notifier around one change's fan-out: the room's state is read from the focus
+        once for every subscriber, not once per NOTIFY."""
+        self._held = None
+        if resource is not None:
+            self.state(resource)
+            self._held = resource
 
     def state(self, resource: str) -> ConferenceState:
         """The room's conference state, brought up to date with the focus."""
         st = self._states.get(resource)
         if st is None:
             st = self._states[resource] = ConferenceState(resource)
-        room = resource.partition(":")[2]
-        st.set_members(Member(uri, nick) for uri, nick in self.focus.members(room))
+        if resource != self._held:
+            room = resource.partition(":")[2]
+            st.set_members(Member(uri, nick) for uri, nick in self.focus.members(room))
         return st
 
     def has_news(self, sub: Any) -> bool:

@@ -625,7 +625,7 @@ def _digest_answer(challenges: list[str], auth: _Auth) -> str | None:
 # ---------------------------------------------------------------- asyncio
 
 
-def _session_id(uri: str) -> str:
+def session_id(uri: str) -> str:
     """The session id of an MSRP URI: its path between the authority and ``;`` ("" if none)."""
     _, sep, rest = uri.partition("://")
     if not sep:
@@ -677,7 +677,7 @@ class _MsrpConnection(asyncio.Protocol):
 
     # ---- sessions
     def add(self, ep: MsrpEndpoint) -> None:
-        sid = _session_id(ep.session.local_uri)
+        sid = session_id(ep.session.local_uri)
         if sid in self.endpoints:
             raise ValueError(f"session id {sid!r} is already on this connection")
         self.endpoints[sid] = ep
@@ -689,7 +689,7 @@ class _MsrpConnection(asyncio.Protocol):
 
     def remove(self, ep: MsrpEndpoint) -> None:
         """``ep`` leaves; a connection no session uses any more is closed (RFC 4975 section 5.4)."""
-        sid = _session_id(ep.session.local_uri)
+        sid = session_id(ep.session.local_uri)
         if self.endpoints.get(sid) is ep:
             del self.endpoints[sid]
         if not self.endpoints:
@@ -710,7 +710,7 @@ class _MsrpConnection(asyncio.Protocol):
     # ---- demultiplexing
     def _route(self, msg: Any, now: float) -> None:
         to = msg.to_path
-        sid = _session_id(to[0]) if to else None
+        sid = session_id(to[0]) if to else None
         ep = self.endpoints.get(sid) if sid is not None else None
         status = 481
         if ep is None and sid is not None and msg.is_request and self.listener is not None:
@@ -800,7 +800,7 @@ class MsrpListener:
         """
         if self._closed:
             raise ValueError("the listener is closed")
-        sid = _session_id(local_uri)
+        sid = session_id(local_uri)
         if not sid:
             raise ValueError(f"{local_uri!r} has no session id")
         if sid in self._expected or any(sid in c.endpoints for c in self._conns):
@@ -847,7 +847,7 @@ class MsrpListener:
         return ep, 0
 
     def _forget(self, ep: MsrpEndpoint) -> None:
-        sid = _session_id(ep.session.local_uri)
+        sid = session_id(ep.session.local_uri)
         if self._expected.get(sid) is ep:
             del self._expected[sid]
 

@@ -69,13 +69,15 @@ for MSRP connections; ``get_timer``/``handle_timer``.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from simplefast._impl import msrpframe
+from simplefast.errors import SipParseError
 from simplefast.logs import get_logger
 from simplefast.msrp.chat import (
     ChatConfig,
@@ -87,8 +89,10 @@ from simplefast.msrp.chat import (
     ParticipantLeft,
     RoomFull,
 )
-from simplefast.msrp.endpoint import Authenticated, AuthRejected, MsrpSession
+from simplefast.msrp.endpoint import Authenticated, AuthRejected, MsrpSession, session_id
+from simplefast.msrp.relay import parse_msrp_uri
 from simplefast.msrp.sdp import SdpError, build_msrp_answer, offer_accepts, parse_msrp_offer
+from simplefast.sip import parse_uri, warning_header
 
 log = get_logger(__name__)
 
@@ -223,20 +227,22 @@ def owner(user: str, workers: int) -> int:
     return zlib.crc32(user.lower().encode("utf-8", "surrogatepass")) % workers
 
 
-def session_of(uri: str) -> str | None:
-    """The session id of an MSRP URI (``msrp://host:port/ID;tcp``); None if it has none."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        return None
-    _, slash, tail = rest.partition("/")
-    if not slash:
-        return None
-    sid = tail.partition(";")[0]
-    return sid or None
-
-
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _touches(method: _F) -> _F:
+    """An entry point that may move a deadline: ``get_timer`` computes it again after it."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChatFocus, *args: Any, **kw: Any) -> Any:
+        self._stale = True
+        return method(self, *args, **kw)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ChatFocus:
@@ -252,9 +258,13 @@ class ChatFocus:
         self.stats = FocusStats()
         self._fixed: dict[str, str] = {}  # user -> room key, configured rooms
         for uri in config.rooms:
-            user, host = _user_host(uri)
-            if user is None or host is None:
+            try:
+                ruri = parse_uri(uri.strip().strip("<>"))
+            except SipParseError:
+                ruri = None
+            if ruri is None or not ruri.user or not ruri.host:
                 raise ValueError(f"room URI {uri!r} has no user@host")
+            user, host = ruri.user.lower(), ruri.host.lower()
             if user in self._fixed:
                 raise ValueError(f"two rooms named {user!r}: room names must differ in their user part")
             self._fixed[user] = f"{user}@{host}"
@@ -278,11 +288,10 @@ class ChatFocus:
         # the relay (FocusConfig.relay): one connection, spare sessions AUTHed on it
         self._relay: tuple[str, int, bool] | None = None
         if config.relay:
-            hostport = config.relay.partition("://")[2].partition("/")[0].partition(";")[0]
-            rhost, rport = _split_hostport(hostport if ":" in hostport else hostport + ":2855")
-            if rhost is None or rport is None or not config.relay.lower().startswith(("msrp://", "msrps://")):
+            r = parse_msrp_uri(config.relay)
+            if r is None:
                 raise ValueError(f"relay {config.relay!r}: expected msrp://HOST:PORT;tcp or msrps://...")
-            self._relay = (rhost, rport, config.relay.lower().startswith("msrps:"))
+            self._relay = (r[1], r[2], r[0] == "msrps")
         self._relay_cid: int | None = None
         self._relay_connecting = False
         self._relay_retry_at: float | None = None
@@ -291,8 +300,11 @@ class ChatFocus:
         # octets stay in the room, which skips deliveries past its max_queued
         self.congested: set[int] = set()
         self._ended: list[_Leg] = []  # legs whose dialogs we end with a BYE
+        self._stale = True  # get_timer's cached deadline must be computed again
+        self._deadline: float | None = None
 
     # ------------------------------------------------------------ the relay
+    @_touches
     def start(self, now: float) -> None:
         """At start: with a relay, open the connection to it."""
         if self._relay is not None and self._relay_cid is None and not self._relay_connecting:
@@ -391,6 +403,7 @@ class ChatFocus:
         return r
 
     # ------------------------------------------------------------ SIP
+    @_touches
     def invite(self, msg: Any, peer: Any, room: str, now: float) -> Answer:
         """An initial INVITE (no To tag) to ``room``."""
         self.stats.invites += 1
@@ -398,13 +411,13 @@ class ChatFocus:
             return self._invite(msg, peer, room, now)
         except SdpError as exc:
             self.stats.refused += 1
-            return Answer(exc.status, _REASONS.get(exc.status, "Bad Request"), [_warning(exc.reason)])
+            return Answer(exc.status, _REASONS.get(exc.status, "Bad Request"), [warning_header(exc.reason)])
 
     def _invite(self, msg: Any, peer: Any, room_key: str, now: float) -> Answer:
         ctype = (msg.get("Content-Type") or "").partition(";")[0].strip().lower()
         if ctype != "application/sdp" or not msg.body:
             self.stats.refused += 1
-            warn = _warning("the INVITE needs an SDP offer with MSRP media")
+            warn = warning_header("the INVITE needs an SDP offer with MSRP media")
             return Answer(488, "Not Acceptable Here", [warn, ("Accept", "application/sdp")])
         offer = parse_msrp_offer(msg.body)
         if not offer_accepts(offer, CPIM):
@@ -415,7 +428,7 @@ class ChatFocus:
         target = msg.contact_uri
         if target is None:
             self.stats.refused += 1
-            return Answer(400, "Bad Request", [_warning("INVITE needs a Contact")])
+            return Answer(400, "Bad Request", [warning_header("INVITE needs a Contact")])
         setup = offer.setup
         if setup == "holdconn":
             raise SdpError(488, "a=setup:holdconn: the chat room needs its MSRP connection now")
@@ -425,21 +438,20 @@ class ChatFocus:
         active = setup == "passive"
         connect_to: tuple[str, int, bool] | None = None
         if active:
-            first = offer.path[0]
-            host, port = _split_hostport(first.partition("://")[2].partition("/")[0])
-            if host is None or port is None:
-                raise SdpError(488, "the first a=path URI has no host:port to connect to")
-            connect_to = (host, port, first.lower().startswith("msrps:"))
+            first = parse_msrp_uri(offer.path[0])
+            if first is None:
+                raise SdpError(488, "the first a=path URI is not an MSRP URI to connect to")
+            connect_to = (first[1], first[2], first[0] == "msrps")
         if len(self.legs) >= self.config.max_sessions:
             self.stats.refused += 1
-            warn = _warning("the chat focus holds as many sessions as it may")
+            warn = warning_header("the chat focus holds as many sessions as it may")
             return Answer(503, "Service Unavailable", [warn, ("Retry-After", "30")])
         spare: _Spare | None = None
         if self._relay is not None:
             spare = self._take_spare(now)
             if spare is None:
                 self.stats.refused += 1
-                warn = _warning("the focus's MSRP relay is not ready")
+                warn = warning_header("the focus's MSRP relay is not ready")
                 return Answer(503, "Service Unavailable", [warn, ("Retry-After", "2")])
             connect_to = None  # through the relay, the relay opens the connection toward them
         room = self._room(room_key, create=True)
@@ -447,7 +459,7 @@ class ChatFocus:
             self.stats.refused += 1
             if spare is not None:
                 self._spares[spare.sid] = spare  # unused: back in the pool
-            return Answer(403, "Forbidden", [_warning("no room can be made now")])
+            return Answer(403, "Forbidden", [warning_header("no room can be made now")])
         frm = msg.from_addr()
         self._seq += 1
         key = f"{self._tag_prefix}f{self._seq:x}"
@@ -480,12 +492,12 @@ class ChatFocus:
                 session.to_path = []
                 self._spares[spare.sid] = spare  # unused: back in the pool
             if isinstance(exc, RoomFull):
-                return Answer(486, "Busy Here", [_warning("the room is full")])
-            return Answer(403, "Forbidden", [_warning(str(exc))])
+                return Answer(486, "Busy Here", [warning_header("the room is full")])
+            return Answer(403, "Forbidden", [warning_header(str(exc))])
         leg = _Leg(
             key=key, room=room_key, uri=frm.uri, call_id=msg.call_id, remote_tag=msg.from_tag or "",
             local_uri=msg.to_addr().uri, remote_uri=frm.uri, target=target,
-            routes=tuple(r for v in msg.get_all("Record-Route") for r in _split_commas(v)),
+            routes=tuple(v.strip() for v in msg.get_all("Record-Route") if v.strip()),  # the codec splits
             peer=peer, remote_cseq=msg.cseq_num or 0, sid=sid, session=session, answer=answer,
             active=active, connect_to=connect_to,
         )  # fmt: skip
@@ -500,6 +512,7 @@ class ChatFocus:
         headers = [("Contact", self._contact(leg)), ("Content-Type", "application/sdp"), ("Allow", ALLOW)]
         return Answer(200, "OK", headers, answer, key, key)
 
+    @_touches
     def accepted(self, leg_key: str, txn: Any, response: bytes, reliable: bool, now: float) -> None:
         """The core sent the 2xx of ``leg_key``'s INVITE on ``txn``: retransmit it until the ACK."""
         leg = self.legs.get(leg_key)
@@ -516,6 +529,7 @@ class ChatFocus:
             return None
         return leg
 
+    @_touches
     def ack(self, msg: Any, now: float) -> bool:
         """An ACK outside any transaction: ours when it names one of our dialogs."""
         leg = self.dialog(msg)
@@ -540,6 +554,7 @@ class ChatFocus:
                     self._actions.append(Connect(self._tokens, h, p, tls))
         return True
 
+    @_touches
     def in_dialog(self, msg: Any, now: float) -> Answer:
         """A request with a To tag for a room: BYE, re-INVITE, OPTIONS; 481 when no dialog."""
         leg = self.dialog(msg)
@@ -548,7 +563,7 @@ class ChatFocus:
             return Answer(481, "Call/Transaction Does Not Exist", [])
         cseq = msg.cseq_num or 0
         if cseq <= leg.remote_cseq and method != "ACK":
-            return Answer(500, "Server Internal Error", [_warning("CSeq out of order")])
+            return Answer(500, "Server Internal Error", [warning_header("CSeq out of order")])
         leg.remote_cseq = cseq
         if method == "BYE":
             self._end(leg, "bye", send_bye=False)
@@ -595,6 +610,7 @@ class ChatFocus:
         return "\r\n".join(lines).encode("utf-8", "surrogateescape")
 
     # ------------------------------------------------------------ MSRP connections
+    @_touches
     def connected(self, cid: int, now: float, token: int | None = None) -> None:
         """A connection: accepted (``token`` None) or opened for ``Connect(token)``."""
         self._conns[cid] = msrpframe.MsrpParser()
@@ -614,6 +630,7 @@ class ChatFocus:
             leg.session.bind(now)
             self._flush(leg)
 
+    @_touches
     def connect_failed(self, token: int, reason: str, now: float = 0.0) -> None:
         if token == RELAY_TOKEN:
             log.warning("chat focus: no connection to the relay %s: %s", self.config.relay, reason)
@@ -625,6 +642,7 @@ class ChatFocus:
         if leg is not None and not leg.gone:
             self._end(leg, f"connect failed: {reason}", send_bye=True)
 
+    @_touches
     def data(self, cid: int, octets: bytes | bytearray | memoryview, now: float) -> None:
         parser = self._conns.get(cid)
         if parser is None:
@@ -638,7 +656,7 @@ class ChatFocus:
         touched: set[str] = set()
         for msg in msgs:
             to_path = msg.to_path
-            sid = (session_of(to_path[0]) or "") if to_path else ""
+            sid = session_id(to_path[0]) if to_path else ""
             if cid == self._relay_cid and sid in self._spares:
                 self._spare_message(self._spares[sid], msg, cid, now)
                 continue
@@ -662,6 +680,7 @@ class ChatFocus:
         for room in touched:
             self._after(room, now)
 
+    @_touches
     def closed(self, cid: int, reason: str = "connection closed", now: float = 0.0) -> None:
         if cid == self._relay_cid:  # every leg through it ends; the connection is made again
             log.warning("chat focus: the connection to the relay closed (%s)", reason)
@@ -691,6 +710,7 @@ class ChatFocus:
         leg.bind_by = None
         self._conn_legs.setdefault(cid, set()).add(leg.key)
 
+    @_touches
     def resume(self, cid: int) -> None:
         """Connection ``cid`` drained its write buffer: what waited for it goes now."""
         self.congested.discard(cid)
@@ -769,6 +789,7 @@ class ChatFocus:
             if self._users.get(user) == room_key:
                 del self._users[user]
 
+    @_touches
     def close_all(self, reason: str = "focus stopping") -> int:
         """End every dialog with a BYE (a worker that stops); how many."""
         legs = list(self.legs.values())
@@ -778,6 +799,14 @@ class ChatFocus:
 
     # ------------------------------------------------------------ time
     def get_timer(self) -> float | None:
+        """The earliest deadline; computed again only after an entry point that may move one
+        ran (``_touches``): the core asks after every message, most of them not ours."""
+        if self._stale:
+            self._stale = False
+            self._deadline = self._earliest()
+        return self._deadline
+
+    def _earliest(self) -> float | None:
         times: list[float] = []
         for leg in self.legs.values():
             for t in (leg.resend_at, leg.give_up_at, leg.bind_by):
@@ -794,6 +823,7 @@ class ChatFocus:
                 times.append(sp.expires_at - RELAY_MARGIN)
         return min(times) if times else None
 
+    @_touches
     def handle_timer(self, now: float) -> None:
         for leg in list(self.legs.values()):
             if leg.gone:
@@ -828,57 +858,3 @@ class ChatFocus:
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, SUBSCRIBE"
 _REASONS = {400: "Bad Request", 488: "Not Acceptable Here", 415: "Unsupported Media Type"}
-
-
-def _warning(text: str) -> tuple[str, str]:
-    clean = "".join(c for c in text if c.isprintable() and c != '"')[:200]
-    return ("Warning", f'399 simplefast "{clean}"')
-
-
-def _user_host(uri: str) -> tuple[str | None, str | None]:
-    rest = uri.strip().strip("<>")
-    scheme, sep, rest = rest.partition(":")
-    if not sep or scheme.lower() not in ("sip", "sips"):
-        return None, None
-    rest = rest.partition(";")[0].partition("?")[0]
-    user, at, host = rest.rpartition("@")
-    if not at or not user or not host:
-        return None, None
-    return user.lower(), host.partition(":")[0].lower() if not host.startswith("[") else host.lower()
-
-
-def _split_commas(value: str) -> Iterable[str]:
-    """Record-Route values split at the commas between name-addrs (not inside <>)."""
-    depth = 0
-    start = 0
-    quoted = False
-    for i, c in enumerate(value):
-        if c == '"':
-            quoted = not quoted
-        elif not quoted and c == "<":
-            depth += 1
-        elif not quoted and c == ">":
-            depth -= 1
-        elif c == "," and not depth and not quoted:
-            part = value[start:i].strip()
-            if part:
-                yield part
-            start = i + 1
-    part = value[start:].strip()
-    if part:
-        yield part
-
-
-def _split_hostport(hostport: str) -> tuple[str | None, int | None]:
-    if hostport.startswith("["):
-        host, _, rest = hostport[1:].partition("]")
-        port_s = rest.lstrip(":")
-    else:
-        host, _, port_s = hostport.rpartition(":")
-    try:
-        port = int(port_s)
-    except ValueError:
-        return None, None
-    if not host or not 0 < port < 65536:
-        return None, None
-    return host, port

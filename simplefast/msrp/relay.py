@@ -262,6 +262,15 @@ def _parse_uri(text: str) -> _Uri | None:
 _MISSING = object()
 
 
+def parse_msrp_uri(text: str) -> tuple[str, str, int, str] | None:
+    """(scheme, host without brackets, port (2855 when absent), session id) of an MSRP URI,
+    or None when it is not one (RFC 4975 section 9)."""
+    u = _parse_uri(text)
+    if u is None:
+        return None
+    return u.scheme, u.host.strip("[]"), u.port or DEFAULT_PORT, u.session
+
+
 def _parse_uri_text(text: str) -> _Uri | None:
     m = _URI.fullmatch(text)
     if m is None:

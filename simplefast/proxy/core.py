@@ -60,6 +60,7 @@ from simplefast.sip.transaction import (
     ResponseReceived,
     ServerTransaction,
     Terminated,
+    TransactionError,
     TransactionLayer,
     TransportFailed,
 )
@@ -246,11 +247,13 @@ class SipCore:
 
     def _room(self, uri: str) -> str | None:
         """The room a Request-URI names (see ChatFocus.room_key), None for no room."""
-        assert self.focus is not None
         try:
-            ruri = _codec.parse_uri(uri)
+            return self._room_of(_codec.parse_uri(uri))
         except SipParseError:
             return None
+
+    def _room_of(self, ruri: Any) -> str | None:
+        assert self.focus is not None
         return self.focus.room_key(ruri.user, ruri.host, local=self._is_local(ruri.host, ruri.port))
 
     def _fast_offline(self) -> Any:
@@ -555,7 +558,7 @@ class SipCore:
             if not self._authenticated(txn, msg, peer, now, register=False):
                 return
         if self.focus is not None and method in _ROOM_METHODS and method != "ACK":
-            room = self._room(msg.uri)
+            room = self._room_of(ruri)  # the Request-URI parsed above
             if room is not None:
                 self._on_room(txn, msg, peer, room, now)
                 return
@@ -611,23 +614,22 @@ class SipCore:
         focus = self.focus
         assert focus is not None
         method = msg.method
-        if method == "SUBSCRIBE" and msg.to_tag is None:
+        if method == "SUBSCRIBE":
             if self.presence is None or msg.event != CONFERENCE_EVENT:
                 self._respond(txn, msg, peer, 489, "Bad Event", [("Allow-Events", self.allow_events)], now)
-                return
-            watcher = aor_of(msg.from_addr().uri)[0] if msg.from_addr() is not None else ""
-            self._presence_answer(
-                txn, msg, peer, self.presence.subscribe(msg, peer, focus.room_uri(room), watcher, now), now
-            )
-            return
-        if method == "SUBSCRIBE" or method == "NOTIFY" or method == "PUBLISH" or method == "MESSAGE":
-            if method == "SUBSCRIBE" and self.presence is not None:
+            elif msg.to_tag is not None:
                 self._presence_answer(txn, msg, peer, self.presence.refresh(msg, peer, now), now)
-                return
-            self._respond(txn, msg, peer, 405, "Method Not Allowed", [("Allow", FOCUS_ALLOW)], now)
+            else:
+                try:
+                    watcher = aor_of(msg.from_addr().uri)[0]
+                except SipParseError as exc:
+                    self._respond(txn, msg, peer, 400, "Bad Request", [warning_header(str(exc))], now)
+                    return
+                answer = self.presence.subscribe(msg, peer, focus.room_uri(room), watcher, now)
+                self._presence_answer(txn, msg, peer, answer, now)
             return
         if method == "CANCEL":
-            self.tl_cancel(txn, msg, peer, now)
+            self._room_cancel(txn, msg, peer, now)
             return
         a: FocusAnswer
         if msg.to_tag is None:
@@ -644,7 +646,7 @@ class SipCore:
             focus.accepted(a.leg, txn, data, txn.reliable, now)
         self._focus_out(now)
 
-    def tl_cancel(self, txn: ServerTransaction, msg: Any, peer: Any, now: float) -> None:
+    def _room_cancel(self, txn: ServerTransaction, msg: Any, peer: Any, now: float) -> None:
         """CANCEL of a room INVITE: the focus answers INVITEs at once, so there is nothing
         left to cancel; 200 when the INVITE is known, else 481 (RFC 3261 9.2)."""
         inv = self.tl.find_server(msg, "INVITE")
@@ -662,12 +664,12 @@ class SipCore:
             if kind == "resend":
                 try:
                     self.tl.respond(txn, data, 200, now=now)
-                except Exception:  # the transaction ended (Timer L): the focus gives up on its own
+                except TransactionError:  # the transaction ended (Timer L): the focus gives up on its own
                     pass
             else:
                 try:
                     self.tl.request(data, peer, reliable=len(peer) == 4, now=now)
-                except Exception as exc:  # noqa: BLE001 - a BYE we could not start is logged, not fatal
+                except (TransactionError, SipParseError) as exc:  # e.g. a target we cannot write
                     log.warning("chat focus: BYE not sent: %s", exc)
         changed = focus.take_changed()
         if changed and self.presence is not None:

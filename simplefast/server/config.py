@@ -16,6 +16,7 @@ from typing import Any
 from simplefast.errors import ConfigError
 from simplefast.im.agent import ImConfig
 from simplefast.logs import LEVELS
+from simplefast.msrp.relay import parse_msrp_uri
 from simplefast.presence.agent import PresenceConfig
 from simplefast.presence.subscribe import POLICIES
 
@@ -500,7 +501,7 @@ def _load_chat(c: ChatSettings, raw: dict[str, Any]) -> None:
         c.msrp_host = raw["msrp_host"]
     if "relay" in raw:
         r = raw["relay"]
-        if not isinstance(r, str) or (r and not r.lower().startswith(("msrp://", "msrps://"))):
+        if not isinstance(r, str) or (r and parse_msrp_uri(r) is None):
             raise ConfigError(f"chat.relay: {r!r}: must be an MSRP URI like 'msrp://127.0.0.1:2855;tcp'")
         c.relay = r
     for key in ("relay_user", "relay_password_file"):
@@ -508,6 +509,13 @@ def _load_chat(c: ChatSettings, raw: dict[str, Any]) -> None:
             if not isinstance(raw[key], str):
                 raise ConfigError(f"chat.{key}: must be a string")
             setattr(c, key, raw[key])
+    if c.relay_password_file:
+        try:
+            with open(c.relay_password_file, encoding="utf-8") as f:
+                f.readline()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+            raise ConfigError(f"chat.relay_password_file: {c.relay_password_file}: {why}") from None
     for key in ("tls", "private_messages", "nicknames"):
         if key in raw:
             if not isinstance(raw[key], bool):

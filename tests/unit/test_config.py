@@ -250,6 +250,12 @@ def test_chat_table(tmp_path: Path) -> None:
         ('[chat]\nroom_domains = ["a@b"]\n', "chat.room_domains: must be a list of domains"),
         ("[chat]\ntls = true\n", "chat.tls: the focus's TLS listener needs server.tls_cert"),
         ("chat = 3\n", "chat: must be a table"),
+        (
+            '[chat]\nrelay_password_file = "/nonexistent/pw"\n',
+            "chat.relay_password_file: /nonexistent/pw: No such file",
+        ),
+        ('[chat]\nrelay = "http://x"\n', "chat.relay: 'http://x': must be an MSRP URI"),
+        ('[chat]\nrelay = "msrp://127.0.0.1:2855"\n', "must be an MSRP URI"),  # no ;tcp
     ],
 )
 def test_bad_chat_table(tmp_path: Path, toml: str, message: str) -> None:

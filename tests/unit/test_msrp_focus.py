@@ -593,13 +593,13 @@ def test_refused_invites_leave_no_room_behind() -> None:
 
 
 def test_an_offer_refused_after_the_join_does_not_haunt_a_later_join() -> None:
-    """A passive offer whose a=path names no port is refused (488) after the room took the
-    participant in: the room's ParticipantLeft of that attempt must not end the
-    participant's next, accepted session."""
+    """A passive offer whose a=path is no MSRP URI to connect to (port 99999) gets 488. The
+    check once came after the room took the participant in, and the room's ParticipantLeft of
+    that attempt ended the participant's next, accepted session."""
     c, focus = make()
     wire = Wire(focus)
     ua = Ua("alice", call_id="first-try")
-    r = invite(c, ua, body=offer("alice", setup="passive", path="msrp://10.0.0.8/alice1;tcp"))
+    r = invite(c, ua, body=offer("alice", setup="passive", path="msrp://10.0.0.8:99999/alice1;tcp"))
     assert r.status == 488 and room_of(focus) == []
     a, b = Ua("alice"), Ua("bob")
     alice = connected_party(c, focus, wire, a, 1, 1.0)
@@ -1111,3 +1111,25 @@ def test_any_octets_on_a_connection_never_raise_and_the_room_goes_on(chunks: lis
     b.send_message("message/cpim", cpim(bob.uri, "sip:lobby@example.com", b"still here"), 2.0)
     wire.run(2.0)
     assert heard(a) == [(bob.uri, b"still here")]
+
+
+@pytest.mark.parametrize(
+    ("frm", "event", "status"),
+    [("<tel:+15550100>;tag=w1", "conference", 400), ("<sip:watcher@example.com>;tag=w1", "presence", 489)],
+)
+def test_a_conference_subscribe_with_a_from_we_cannot_read_or_another_event(
+    frm: str, event: str, status: int
+) -> None:
+    """A From that is no SIP URI gets 400 with a Warning (it once escaped as an internal
+    error); a room serves the conference package only (489)."""
+    c, _ = make(presence=True)
+    data = (
+        f"SUBSCRIBE {ROOM} SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKconfbad\r\n"
+        f"Max-Forwards: 70\r\nFrom: {frm}\r\nTo: <sip:lobby@example.com>\r\n"
+        "Call-ID: conf-bad\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:watcher@10.0.0.9:5070>\r\n"
+        f"Event: {event}\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    c.on_message(data, W, reliable=False, now=0.0)
+    r = final(out(c))
+    assert r.status == status
+    assert (r.get("Warning") is not None) == (status == 400)
