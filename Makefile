@@ -13,15 +13,17 @@ PYTEST_ARGS  ?=
 all: build
 
 # --- environment -----------------------------------------------------------
-# A fresh Debian may lack the venv module (python3-venv) or a C compiler:
+# A fresh Debian may lack the venv module (python3-venv), a C compiler or expat's
+# headers (libexpat1-dev: ext/pidfscan.pyx links libexpat):
 # install them with apt when we can (root or sudo), else say what is missing.
 $(VENV)/.created:
-	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || ! command -v cc >/dev/null; then \
-	  echo "installing python3-venv python3-dev gcc with apt"; \
+	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || ! command -v cc >/dev/null \
+	    || [ ! -f /usr/include/expat.h ]; then \
+	  echo "installing python3-venv python3-dev gcc libexpat1-dev with apt"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -q python3-venv python3-dev gcc || \
-	    { echo "make: need python3-venv, python3-dev and gcc (apt-get failed)"; exit 1; }; \
+	    apt-get install -y -q python3-venv python3-dev gcc libexpat1-dev || \
+	    { echo "make: need python3-venv, python3-dev, gcc and libexpat1-dev (apt-get failed)"; exit 1; }; \
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -U pip setuptools wheel "Cython>=3.0.10,<3.3" "lxml>=5.2"
@@ -123,7 +125,8 @@ lint: build $(VENV)/.dev
 	$(VENV)/bin/ruff format --check simplefast tests bench setup.py
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest simplefast._ext.sipmsg simplefast._ext.shmindex simplefast._ext.udpio simplefast._ext.fanout \
-	  simplefast._ext.msrpframe simplefast._ext.fastreg simplefast._ext.fastrelay simplefast._ext.pidfcheck
+	  simplefast._ext.msrpframe simplefast._ext.fastreg simplefast._ext.fastrelay simplefast._ext.pidfcheck \
+	  simplefast._ext.fastpub simplefast._ext.pidfscan
 
 clean:
 	rm -rf build dist *.egg-info simplefast.egg-info ext/*.c ext/*.html \

@@ -87,6 +87,8 @@ def _extensions() -> list[Extension]:
             extra_link_args=link_args,
             define_macros=macros,
             include_dirs=_include_dirs(name),
+            # pidfscan drives libexpat's C API (Debian: libexpat1-dev, installed by the Makefile)
+            libraries=["expat"] if name == "pidfscan" else [],
         )
         for name in _module_names()
     ]

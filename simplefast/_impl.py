@@ -24,7 +24,8 @@ from simplefast.errors import SimplefastError
 # Every hot-path module that exists as a twin (ext/<name>.pyx and
 # simplefast/_ref/<name>.py).
 MODULES: tuple[str, ...] = (
-    "sipmsg", "shmindex", "udpio", "fanout", "msrpframe", "fastreg", "fastrelay", "pidfcheck",
+    "sipmsg", "shmindex", "udpio", "fanout", "msrpframe", "fastreg", "fastrelay", "pidfcheck", "fastpub",
+    "pidfscan",
 )  # fmt: skip
 
 _PACKAGES = {"ext": "simplefast._ext", "ref": "simplefast._ref"}
@@ -74,3 +75,5 @@ msrpframe: ModuleType = _active.msrpframe
 fastreg: ModuleType = _active.fastreg
 fastrelay: ModuleType = _active.fastrelay
 pidfcheck: ModuleType = _active.pidfcheck
+fastpub: ModuleType = _active.fastpub
+pidfscan: ModuleType = _active.pidfscan

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simplefast._impl import pidfscan as _pidfscan
 from simplefast.errors import SipParseError
 from simplefast.presence.pidf import Publication as PidfPublication
 from simplefast.presence.pidf import check_pidf, compose, default_document, parse_pidf
@@ -142,7 +143,7 @@ class PresenceAgent:
     ) -> None:  # fmt: skip
         self.config = config
         self.store = store
-        pidf = Package("presence", (PIDF,), parse_pidf, check=check_pidf)
+        pidf = Package("presence", (PIDF,), parse_pidf, check=check_pidf, scan=_pidfscan.scan)
         self.publications = Publications(
             {"presence": pidf},
             PublishConfig(min_expires=config.publish_min_expires, max_expires=config.publish_max_expires),
@@ -182,7 +183,8 @@ class PresenceAgent:
         n.packages[package.name] = package
         n.allow_events = ", ".join(sorted(n.packages))
 
-    def publish(self, msg: Any, resource: str, now: float) -> Result:
+    def publish(self, msg: Any, resource: str, now: float, *, etag: str | None = None) -> Result:
+        """``etag``: the entity-tag a success mints (Publications.publish), None for one of ours."""
         self._now = now
         event = msg.event
         ctype = msg.get("Content-Type")
@@ -190,7 +192,8 @@ class PresenceAgent:
             expires = msg.expires
         except SipParseError as exc:
             return Result(400, "Bad Request", [warning_header(str(exc))])
-        r = self.publications.publish(resource, event, msg.get("SIP-If-Match"), expires, ctype, msg.body, now)
+        r = self.publications.publish(resource, event, msg.get("SIP-If-Match"), expires, ctype, msg.body, now,
+                                      etag=etag)  # fmt: skip
         if r.status == 200:
             self.published += 1
         return r
@@ -199,6 +202,12 @@ class PresenceAgent:
         """After the answer to a PUBLISH went out: NOTIFY what it changed."""
         if r.changed is not None:
             self._changed(r.changed, now)
+
+    def changed(self, resource: str, now: float) -> None:
+        """The published state of ``resource`` changed outside ``publish`` (the stateless
+        fast path, simplefast/_ref/fastpub.py): NOTIFY its watchers, here and elsewhere."""
+        self._now = now
+        self._changed(resource, now)
 
     def subscribe(self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float) -> Answer:
         self._now = now

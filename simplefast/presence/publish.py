@@ -23,6 +23,17 @@ section 6 in order:
 6. every success mints a new entity-tag: the 200 carries SIP-ETag and the
    granted Expires.
 
+An initial publication whose caller names the entity-tag to mint (``etag``:
+the SIP core gives a keyed hash of the request, ``fastreg.to_tag``) and
+finds a live publication of the resource with that tag already is the same
+request again (a retransmission that outlived its transaction, or one the
+stateless fast path of ``simplefast/_ref/fastpub.py`` answered first): it
+gets the same 200 and changes nothing. So does one whose tag was retired
+(by a modify, refresh or removal of that publication) less than
+``RETRANSMIT_WINDOW`` (64*T1) ago: the row keeps such tags that long
+(``Presentity.retired``), so a late copy of the initial request does not
+bring back the state it was replaced by.
+
 Publications live in a ``PresentityStore`` (``state.py``): in memory for one
 process, or the shared-memory table every worker uses, where each change is
 a compare-and-swap of the presentity's row, retried when another worker
@@ -40,8 +51,8 @@ heap of (deadline, resource), stale entries skipped). A worker tracks the
 presentities it changed and those it is told about (``track``); two workers
 expiring the same publication is harmless: the second finds it gone.
 
-Entity-tags are a random per-instance prefix and a counter: unique for this
-instance's life, not guessable from another's. A tag names a publication of
+Entity-tags the caller does not name are a random per-instance prefix and
+a counter: unique for this instance's life, not guessable from another's. A tag names a publication of
 one resource only (the lookup is in that resource's row).
 """
 
@@ -55,11 +66,13 @@ from typing import Any, NamedTuple
 
 from simplefast.errors import ProtocolError
 from simplefast.presence.state import (
+    RETRANSMIT_WINDOW,
     MemoryPresentities,
     Presentity,
     PresentityStore,
     PubRecord,
     StateFullError,
+    still_retired,
 )
 from simplefast.sip import warning_header
 
@@ -77,6 +90,9 @@ class Package:
     # The same checks without keeping the result (a body nobody watches is never
     # composed); None: ``parse`` and drop what it gives.
     check: Callable[[bytes], None] | None = None
+    # A quicker pre-check: True only when ``check`` surely accepts the body (for
+    # PIDF: simplefast/_ref/pidfscan.py); False is "not sure", and ``check`` decides.
+    scan: Callable[[bytes], bool] | None = None
 
 
 @dataclass(slots=True)
@@ -143,10 +159,11 @@ class Publications:
     # ------------------------------------------------------------------ PUBLISH
     def publish(
         self, resource: str, event: str | None, if_match: str | None, expires: int | None,
-        content_type: str | None, body: bytes, now: float,
+        content_type: str | None, body: bytes, now: float, *, etag: str | None = None,
     ) -> Result:  # fmt: skip
         """Apply one PUBLISH (header values as received; ``event`` the Event header's
-        package name, ``content_type`` without parameters)."""
+        package name, ``content_type`` without parameters; ``etag`` the entity-tag a
+        success mints, None for one of ours)."""
         cfg = self.config
         package = self.packages.get((event or "").strip().lower())
         if package is None:
@@ -180,22 +197,31 @@ class Publications:
                 if old is None or old.expires_at <= now:
                     return Result(412, "Conditional Request Failed", [])
             live = [p for p in state.pubs if p is not old and p.expires_at > now]
+            retired = still_retired(state, now)
+            if (
+                tag is None
+                and etag is not None
+                and (any(p.etag == etag for p in live) or any(r[0] == etag for r in retired))
+            ):
+                return Result(200, "OK", [("SIP-ETag", etag), ("Expires", str(expires))])  # the request again
+            if old is not None:  # modify, refresh, removal: a late retransmission of its request is no news
+                retired = (*retired, (old.etag, now + RETRANSMIT_WINDOW))[-_RETIRED_MAX:]
             expired = len(live) + (old is not None) != len(state.pubs)
             if expires == 0:
                 headers = [("Expires", "0")]
                 changed = True
             else:
-                etag = self._mint()
+                new_tag = etag if etag is not None else self._mint()
                 if body:
-                    live.append(PubRecord(etag, package.name, ctype, bytes(body), now, now + expires))
+                    live.append(PubRecord(new_tag, package.name, ctype, bytes(body), now, now + expires))
                     changed = True
                 else:
                     assert old is not None  # refresh: same state, new tag and life
-                    live.append(old._replace(etag=etag, expires_at=now + expires))
+                    live.append(old._replace(etag=new_tag, expires_at=now + expires))
                     changed = expired
-                headers = [("SIP-ETag", etag), ("Expires", str(expires))]
+                headers = [("SIP-ETag", new_tag), ("Expires", str(expires))]
             try:
-                written = self._write(resource, state, live, changed)
+                written = self._write(resource, state, live, changed, retired)
             except StateFullError as exc:
                 return Result(exc.status_hint, _REASONS.get(exc.status_hint, "Server Internal Error"),
                               [warning_header(str(exc))])  # fmt: skip
@@ -220,7 +246,7 @@ class Publications:
                 if len(live) == len(state.pubs):
                     break  # refreshed or removed since, or another worker expired them
                 try:
-                    written = self._write(resource, state, live, True)
+                    written = self._write(resource, state, live, True, still_retired(state, now))
                 except StateFullError:  # fewer publications always fit: cannot happen
                     break
                 if written:
@@ -238,7 +264,8 @@ class Publications:
         doc = self._parsed.get(body)
         if doc is None:
             if not keep and package.check is not None:
-                package.check(body)
+                if package.scan is None or not package.scan(body):
+                    package.check(body)
                 return None
             doc = package.parse(body)
             if keep:  # for the composition to come
@@ -263,7 +290,10 @@ class Publications:
         self.composed += 1
         return done
 
-    def _write(self, resource: str, state: Presentity, live: list[PubRecord], changed: bool) -> bool:
+    def _write(
+        self, resource: str, state: Presentity, live: list[PubRecord], changed: bool,
+        retired: tuple[tuple[str, float], ...],
+    ) -> bool:  # fmt: skip
         """Compare-and-swap the new publication list (and, when the state changed, a new
         version; a refresh keeps both). The document of a new version is composed by its
         first reader (``document``): a presentity nobody watches never has one built."""
@@ -271,7 +301,7 @@ class Publications:
         if changed:
             document = b""
         version = state.version + 1 if changed else state.version
-        new = Presentity(version, tuple(live), document, state.seq + 1)
+        new = Presentity(version, tuple(live), document, state.seq + 1, retired)
         if not self.store.replace(resource, state.seq, new):
             return False
         if live:
@@ -280,6 +310,7 @@ class Publications:
 
 
 _RETRIES = 8
+_RETIRED_MAX = 16  # retired tags kept per presentity (the newest)
 _PARSED_MAX = 4096
 _REASONS = {400: "Bad Request", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
             500: "Server Internal Error"}  # fmt: skip

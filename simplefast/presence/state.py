@@ -58,6 +58,15 @@ class Presentity(NamedTuple):
     pubs: tuple[PubRecord, ...]
     document: bytes  # composed from pubs (b"": none; watchers get the configured default)
     seq: int = 0  # of the row: bumped by every write (the compare-and-swap counter)
+    # (entity-tag, until): tags that named a publication until a modify, refresh or removal,
+    # kept while a retransmission of the request that minted them may still arrive
+    # (RETRANSMIT_WINDOW): such a retransmission is the request again, not a new publication
+    retired: tuple[tuple[str, float], ...] = ()
+
+
+# How long after a publication's entity-tag is retired a retransmission of the request that
+# minted it may still arrive: 64*T1 with RFC 3261's T1 of 500 ms (Timer J's span over UDP).
+RETRANSMIT_WINDOW = 32.0
 
 
 EMPTY = Presentity(0, (), b"", 0)
@@ -108,13 +117,25 @@ class MemoryPresentities:
 
 
 def encode(p: Presentity) -> bytes:
-    """The row's payload (after the 8-byte ``seq``)."""
+    """The row's payload (after the 8-byte ``seq``): ``retired`` only when there is any
+    (a row without it is what earlier versions wrote, and ``decode`` reads both)."""
+    if p.retired:
+        return marshal.dumps(
+            (p.version, p.document, [tuple(x) for x in p.pubs], [tuple(r) for r in p.retired])
+        )
     return marshal.dumps((p.version, p.document, [tuple(x) for x in p.pubs]))
 
 
 def decode(seq: int, payload: bytes) -> Presentity:
-    version, document, pubs = marshal.loads(payload)
-    return Presentity(version, tuple(map(PubRecord._make, pubs)), document, seq)
+    fields = marshal.loads(payload)
+    version, document, pubs = fields[:3]
+    retired = tuple((str(e), float(u)) for e, u in fields[3]) if len(fields) > 3 else ()
+    return Presentity(version, tuple(map(PubRecord._make, pubs)), document, seq, retired)
+
+
+def still_retired(p: Presentity, now: float) -> tuple[tuple[str, float], ...]:
+    """``p.retired`` without the tags whose window has passed (every write keeps only these)."""
+    return tuple(r for r in p.retired if r[1] > now) if p.retired else ()
 
 
 class ShmPresentities:
@@ -143,10 +164,15 @@ class ShmPresentities:
         return p
 
     def replace(self, aor: str, seq: int, new: Presentity) -> bool:
+        return self.put_encoded(aor, seq, encode(new))
+
+    def put_encoded(self, aor: str, seq: int, payload: bytes) -> bool:
+        """``replace`` with the new record already encoded (``payload``: what ``encode``
+        gives, or bytes that ``decode`` reads as the same record): the PUBLISH fast path
+        (simplefast/_ref/fastpub.py) writes a presentity's first row this way."""
         key = aor.encode("utf-8", "surrogateescape")
         if len(key) > self.table.key_max:
             raise StateFullError(f"presentity {aor[:64]!r} is longer than {self.table.key_max} bytes")
-        payload = encode(new)
         if len(payload) + 8 > self.table.value_max:
             raise StateFullError(
                 f"the state of {aor[:64]!r} would take {len(payload) + 8} bytes, more than the"

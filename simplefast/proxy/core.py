@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simplefast._impl import fastpub as _fastpub
 from simplefast._impl import fastreg as _fastreg
 from simplefast._impl import fastrelay as _fastrelay
 from simplefast._impl import sipmsg as _codec
@@ -158,11 +159,13 @@ class SipCore:
         self.retry_after = 5
         self.im: PageMode | None = None  # page-mode IM (enable_im)
         # The registrar's stateless fast path (enable_fast_register); the To tags of
-        # REGISTER answers are keyed with tag_key on either path (see _register_tag).
+        # REGISTER answers are keyed with tag_key on either path (see _request_tag).
         self.fast: Any = None
         self.tag_key = os.urandom(16)
         # The proxy's compiled MESSAGE relay (enable_fast_relay).
         self.relay: Any = None
+        # The state agent's stateless PUBLISH path (enable_fast_publish).
+        self.fast_pub: Any = None
         # The RFC 7701 chat focus (enable_focus): INVITEs and SUBSCRIBEs to chat rooms.
         self.focus: ChatFocus | None = None
         self.allow_events = ALLOW_EVENTS
@@ -237,6 +240,19 @@ class SipCore:
         self.fast.offline = self._fast_offline()
         return True
 
+    def enable_fast_publish(self) -> bool:
+        """Answer an initial PUBLISH over UDP of a presentity nobody watches in one compiled
+        call, without a transaction (simplefast/_ref/fastpub.py says which). Only with auth
+        off and presence on; its entity-tags are keyed with ``tag_key`` (enable_fast_register
+        sets the key every worker shares). True when enabled."""
+        if self.auth is not None or self.presence is None:
+            return False
+        self.fast_pub = _fastpub.FastPublisher(
+            self.registrar.config, self.presence.publications, server=self.config.server_header,
+            supported=SUPPORTED, tag_key=self.tag_key, allow_events=self.allow_events,
+        )  # fmt: skip
+        return True
+
     def enable_focus(self, focus: ChatFocus) -> None:
         """Serve chat rooms (simplefast/msrp/focus.py) and, with presence on, their
         ``conference`` event package (RFC 4575)."""
@@ -244,6 +260,8 @@ class SipCore:
         if self.presence is not None:
             self.presence.add_package(ConferencePackage(focus))
             self.allow_events = ", ".join(sorted(self.presence.notifier.packages))
+            if self.fast_pub is not None:
+                self.fast_pub.allow_events = self.allow_events
 
     def _room(self, uri: str) -> str | None:
         """The room a Request-URI names (see ChatFocus.room_key), None for no room."""
@@ -262,9 +280,10 @@ class SipCore:
         im = self.im
         return im if im is not None and im.store is not None else None
 
-    def _register_tag(self, msg: Any) -> str:
-        """The To tag of our answer to a REGISTER: the fast path's (RFC 3261 8.2.7), so that
-        a request answered by either path gets the same tag from the other."""
+    def _request_tag(self, msg: Any) -> str:
+        """The To tag of our answer to a REGISTER or PUBLISH (and a PUBLISH's entity-tag):
+        the fast paths' (RFC 3261 8.2.7), so that a request answered by either path gets
+        the same tag from the other."""
         return str(_fastreg.to_tag(self.tag_key, msg.via_branch or "", msg.call_id or "", msg.cseq_num or 0,
                                    msg.from_tag or ""))  # fmt: skip
 
@@ -305,6 +324,26 @@ class SipCore:
                 self.tl.send_stateless(r, peer)
                 return
             if r is not None:  # parsed, declined: the general path takes it from here
+                self.on_parsed(r, data, peer, reliable=reliable, now=now, hops=hops)
+                return
+        fp = self.fast_pub
+        if (
+            fp is not None
+            and data.startswith(b"PUBLISH ")
+            and not reliable
+            and hops == 0
+            and not self.draining
+            and not self.shed_fraction
+        ):
+            r = fp.publish(data, peer, now)
+            if type(r) is bytes:
+                self.tl.send_stateless(r, peer)
+                if fp.changed is not None:  # watched since: NOTIFY as the general path does
+                    assert self.presence is not None
+                    self.presence.changed(fp.changed, now)
+                    self._dispatch(now)
+                return
+            if r is not None:
                 self.on_parsed(r, data, peer, reliable=reliable, now=now, hops=hops)
                 return
         relay = self.relay
@@ -543,7 +582,7 @@ class SipCore:
             if self.auth is not None and not self._authenticated(txn, msg, peer, now, register=True):
                 return
             r = self.registrar.register(msg, now, flow_of(peer), ruri)
-            self._respond(txn, msg, peer, r.status, r.reason, r.headers, now, to_tag=self._register_tag(msg))
+            self._respond(txn, msg, peer, r.status, r.reason, r.headers, now, to_tag=self._request_tag(msg))
             if r.status == 200 and self.im is not None and msg.get("Contact") not in (None, "*"):
                 self.im.registered(msg, now)  # stored MESSAGEs go out now
                 self._dispatch(now)
@@ -710,10 +749,10 @@ class SipCore:
                 warn = warning_header("only the presentity publishes its state")
                 self._respond(txn, msg, peer, 403, "Forbidden", [warn], now)
                 return
-            r = self.presence.publish(msg, resource, now)
-            self._respond(
-                txn, msg, peer, r.status, r.reason, [*r.headers, ("Allow-Events", self.allow_events)], now
-            )
+            tag = self._request_tag(msg)  # the fast path's (simplefast/_ref/fastpub.py)
+            r = self.presence.publish(msg, resource, now, etag=tag)
+            headers = [*r.headers, ("Allow-Events", self.allow_events)]
+            self._respond(txn, msg, peer, r.status, r.reason, headers, now, to_tag=tag)
             self.presence.publish_done(r, now)
             return
         self._presence_answer(txn, msg, peer, self.presence.subscribe(msg, peer, resource, watcher, now), now)

@@ -142,6 +142,10 @@ class WorkerMetrics:
         answered = dict(st.answered)
         if core.fast is not None:
             answered[("REGISTER", 2)] = answered.get(("REGISTER", 2), 0) + core.fast.answered
+        fp = core.fast_pub
+        if fp is not None:
+            methods["PUBLISH"] = methods.get("PUBLISH", 0) + fp.answered
+            answered[("PUBLISH", 2)] = answered.get(("PUBLISH", 2), 0) + fp.answered
         relayed = st.messages_forwarded
         if core.relay is not None:
             methods["MESSAGE"] = methods.get("MESSAGE", 0) + core.relay.relayed
@@ -179,7 +183,7 @@ class WorkerMetrics:
             add(("notify", "failed"), failed + sum(n.kept.values()), m.notifies.labels("failed").inc)
             for (event, state), k in list(n.held_by.items()):
                 m.subscriptions.labels(event, state).set(k)
-            add("publish", presence.published, m.publishes.inc)
+            add("publish", presence.published + (fp.answered if fp is not None else 0), m.publishes.inc)
         add(("rtx", "sent"), sent, m.retransmissions.labels("sent").inc)
         add(("msg", "relayed"), relayed, m.messages.labels("relayed").inc)
         im = core.im

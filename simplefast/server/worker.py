@@ -329,6 +329,8 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     location.track_dirty = cfg.persist_registrations
     core.enable_fast_register(shared.tag_key)  # after track_dirty: it takes the write-behind map
     core.enable_fast_relay()
+    if core.enable_fast_publish():  # after enable_fast_register: it takes the shared tag key
+        core.fast_pub.watch_table(presence.notifier.watchers, marks, cfg.workers)  # as marked() reads them
     if cfg.persist_registrations or cfg.persist_presence:
         loop.call_later(1.0, write_behind)
     wm: WorkerMetrics | None = None
@@ -473,7 +475,8 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         "worker %d presence: %d PUBLISH accepted, %d documents composed, %d subscriptions held,"
         " %d NOTIFYs sent (%d waited for the window, %d retransmitted, %d timed out);"
         " subscriptions ended: %s",
-        index, presence.published, presence.publications.composed, notifier.count(), notifier.notifies_sent,
+        index, presence.published + (core.fast_pub.answered if core.fast_pub is not None else 0),
+        presence.publications.composed, notifier.count(), notifier.notifies_sent,
         notifier.notifies_queued, notifier.txns.retransmissions, notifier.txns.timeouts,
         ", ".join(f"{n} {reason}" for reason, n in notifier.ended.most_common()) or "none",
     )  # fmt: skip

@@ -118,7 +118,7 @@ def load(
         pubs = tuple(
             x._replace(changed_at=x.changed_at + shift, expires_at=x.expires_at + shift) for x in p.pubs
         )
-        p = p._replace(pubs=pubs)
+        p = p._replace(pubs=pubs, retired=tuple((e, u + shift) for e, u in p.retired))
         pres[aor] = value[:8] + encode(p)
     for key, value, offset in srow:
         shift = offset - now_offset

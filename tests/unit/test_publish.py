@@ -111,3 +111,46 @@ def test_state_too_large_for_the_shared_table_gets_413_and_keeps_the_old_state()
     r = p.publish(ME, "presence", None, None, CT, big, now=1.0)
     assert r.status == 413 and "presentity_state_bytes" in headers(r)["Warning"]
     assert p.version(ME) == 1 and len(p.of(ME, "presence")) == 1
+
+
+def test_the_same_initial_request_again_changes_nothing_while_its_tag_is_live_or_retired() -> None:
+    """A caller-named entity-tag (the SIP core's hash of the request): the request again gets the
+    same 200 while its publication lives, and for 64*T1 after a modify, refresh or removal retired
+    the tag; after that window it is a new publication."""
+    p = store()
+    first = p.publish(ME, "presence", None, 600, CT, PIDF, now=0.0, etag="t1")
+    assert (first.status, headers(first)["SIP-ETag"], first.changed) == (200, "t1", ME)
+    again = p.publish(ME, "presence", None, 600, CT, PIDF, now=1.0, etag="t1")
+    assert again == first._replace(changed=None) and p.version(ME) == 1
+    # modify: t1 retired; a late copy of the initial request does not bring its state back
+    assert p.publish(ME, "presence", "t1", 600, CT, PIDF2, now=2.0, etag="t2").status == 200
+    late = p.publish(ME, "presence", None, 600, CT, PIDF, now=30.0, etag="t1")
+    assert (late.status, headers(late)["SIP-ETag"], late.changed) == (200, "t1", None)
+    assert [x.body for x in p.of(ME, "presence")] == [PIDF2] and p.version(ME) == 2
+    # refresh retires t2, removal retires t3: both still recognised
+    p.publish(ME, "presence", "t2", 600, None, b"", now=3.0, etag="t3")
+    p.publish(ME, "presence", "t3", 0, None, b"", now=4.0, etag="t4")
+    for tag in ("t1", "t2", "t3"):
+        assert p.publish(ME, "presence", None, 600, CT, PIDF, now=20.0, etag=tag).changed is None
+    assert p.of(ME, "presence") == [] and [r[0] for r in p.state(ME).retired] == ["t1", "t2", "t3"]
+    # the window (32 s) has passed for t1 (retired at 2.0): a new publication; the write drops it
+    r = p.publish(ME, "presence", None, 600, CT, PIDF, now=34.5, etag="t1")
+    assert r.changed == ME and [x.etag for x in p.of(ME, "presence")] == ["t1"]
+    assert [r[0] for r in p.state(ME).retired] == ["t2", "t3"]  # retired at 3.0 and 4.0
+
+
+def test_retired_tags_are_capped_and_rows_without_them_decode() -> None:
+    from simplefast.presence.state import EMPTY, decode, encode
+
+    p = store()
+    tag = "t0"
+    p.publish(ME, "presence", None, 600, CT, PIDF, now=0.0, etag=tag)
+    for i in range(1, 30):
+        p.publish(ME, "presence", tag, 600, None, b"", now=float(i) / 10, etag=f"t{i}")
+        tag = f"t{i}"
+    state = p.state(ME)
+    assert [r[0] for r in state.retired] == [f"t{i}" for i in range(13, 29)]  # the newest 16
+    assert decode(state.seq, encode(state)) == state
+    plain = state._replace(retired=())
+    assert decode(plain.seq, encode(plain)) == plain and len(encode(plain)) < len(encode(state))
+    assert decode(0, encode(EMPTY)) == EMPTY
