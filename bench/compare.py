@@ -111,7 +111,7 @@ SCENARIOS = (
     Scenario("message", "steps", "MESSAGE relayed to a registered SIPp UAS", "/s",
              {"start": 4000, "step": 2000, "max": 40000, "seconds": 3}, QUICK_STEPS),
     Scenario("publish", "steps", "initial PUBLISH, new presentity per call", "/s",
-             {"start": 2000, "step": 1000, "max": 20000, "seconds": 3}, QUICK_STEPS),
+             {"start": 2000, "step": 2000, "max": 40000, "seconds": 3}, QUICK_STEPS),
     Scenario("subscribe", "steps", "SUBSCRIBE → NOTIFY → un-SUBSCRIBE → NOTIFY", "/s",
              {"start": 1000, "step": 500, "max": 10000, "seconds": 3}, QUICK_STEPS),
     # watcher SIPps: the fastest count for each server in bench/README.md's presence runs
