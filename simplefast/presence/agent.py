@@ -70,6 +70,10 @@ class PresenceConfig:
     default_note: str | None = None
     winfo_admins: frozenset[str] = frozenset()  # AORs that may see anyone's watchers
     pending_timeout: float = 0.0  # pending (confirm) this long: terminated;reason=giveup (0: never)
+    # A stop that keeps no subscription (persist_presence off) ends them with reason
+    # probation;retry-after=N (watchers come back after N seconds: a planned maintenance)
+    # instead of deactivated (at once); 0: deactivated.
+    stop_retry_after: int = 0
 
     def policy(self, watcher: str, resource: str, event: str) -> str:
         if event == WINFO_EVENT:  # a presentity's watchers: itself (the notifier checks) and admins
@@ -161,7 +165,8 @@ class PresenceAgent:
             config=NotifierConfig(min_expires=config.min_expires, max_expires=config.max_expires,
                                   min_notify_interval=config.min_notify_interval,
                                   notify_grace=config.notify_grace, notify_window=config.notify_window,
-                                  pending_timeout=config.pending_timeout),
+                                  pending_timeout=config.pending_timeout,
+                                  probation_retry_after=config.stop_retry_after),
             table=table, index=index,
         )  # fmt: skip
         # set by the worker: tell every other worker that a presentity changed
@@ -253,10 +258,13 @@ class PresenceAgent:
     def deactivate_all(self, now: float) -> int:
         """The server stops without keeping subscriptions (``persist_presence`` off): every
         subscription held here ends with ``terminated;reason=deactivated`` (RFC 6665
-        4.2.2: subscribe again at once), which its winfo subscribers see as event
-        ``deactivated`` (RFC 3857). How many ended."""
+        4.1.3: subscribe again at once), which its winfo subscribers see as event
+        ``deactivated`` (RFC 3857); with ``stop_retry_after`` set, with
+        ``terminated;reason=probation;retry-after=N`` (subscribe again after N seconds),
+        event ``probation``. How many ended."""
         self._now = now
-        return self.notifier.end_all("deactivated", now)
+        reason = "probation" if self.config.stop_retry_after else "deactivated"
+        return self.notifier.end_all(reason, now)
 
     def _watched_anywhere(self, resource: str) -> bool:
         if (WATCHED, resource) in self.notifier.watchers:

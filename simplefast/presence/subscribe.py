@@ -125,6 +125,9 @@ class NotifierConfig:
     # ends with reason giveup (RFC 6665 4.2.2; RFC 3857 event "giveup"); 0: it waits for
     # its expiry
     pending_timeout: float = 0.0
+    # The final NOTIFYs of subscriptions ended with reason probation carry
+    # ``retry-after`` this many seconds (RFC 6665 4.1.3); 0: none.
+    probation_retry_after: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -570,8 +573,9 @@ class Notifier:
         return ended
 
     def end_all(self, reason: str, now: float) -> int:
-        """End every subscription held here (``deactivated``: the server stops and keeps
-        no subscription, so the watchers should subscribe again at once, RFC 6665 4.2.2):
+        """End every subscription held here (the server stops and keeps no subscription:
+        ``deactivated``, the watchers should subscribe again at once, or ``probation``, they
+        should after ``probation_retry_after`` seconds; RFC 6665 4.1.3):
         watcher-information ones (``*.winfo``, RFC 3857's template) last, so that their
         subscribers still hear of the others. How many."""
         ended = 0
@@ -730,6 +734,8 @@ class Notifier:
         remaining = max(0, int(sub.expires_at - now + 0.5))
         if reason is not None or sub.state == TERMINATED:
             state = f"terminated;reason={reason or 'timeout'}"
+            if reason == "probation" and self.config.probation_retry_after:
+                state += f";retry-after={self.config.probation_retry_after}"
         else:
             state = f"{sub.state};expires={remaining}"
         body = b""

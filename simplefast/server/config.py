@@ -326,6 +326,7 @@ _PRESENCE_INTS = {  # key -> (lowest, highest)
     "subscription_capacity": (16, 10_000_000),
     "presentity_state_bytes": (1024, 1 << 20),
     "notify_window": (0, 1_000_000),
+    "stop_retry_after": (0, 86400),
 }
 
 

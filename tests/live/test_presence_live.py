@@ -190,6 +190,29 @@ def test_sighup_with_new_policies_approves_then_rejects(tmp_path: Path) -> None:
     assert "subscriptions changed by the reload" in srv.log()
 
 
+def test_a_planned_stop_puts_the_watchers_on_probation(tmp_path: Path) -> None:
+    """[presence] stop_retry_after = 120 with --no-persist: SIGTERM ends each subscription with
+    terminated;reason=probation;retry-after=120 (come back in two minutes)."""
+    conf = tmp_path / "simplefast.toml"
+    conf.write_text("[presence]\nstop_retry_after = 120\n")
+    srv = start_server(tmp_path, extra=("-c", str(conf), "--no-persist", "--min-notify-interval", "0"))
+    w = Peer(srv.port, "bob")
+    try:
+        for i in range(4):  # several dialogs: they land on either worker
+            w.request("SUBSCRIBE", "sip:alice@example.com", call_id=f"p{i}", from_tag=f"b{i}",
+                      headers=SUB.format(local=w.local, expires=600))  # fmt: skip
+            assert w.response_to(f"p{i}", 1).status == 200
+            assert w.notify(f"p{i}").get("Subscription-State") == "active;expires=600"
+        srv.proc.terminate()
+        for i in range(4):
+            state = w.notify(f"p{i}").get("Subscription-State")
+            assert state == "terminated;reason=probation;retry-after=120"
+        assert srv.proc.wait(20) == 0
+    finally:
+        w.close()
+        srv.stop()
+
+
 def test_stopping_without_persistence_deactivates_the_watchers(tmp_path: Path) -> None:
     """--no-persist: the subscriptions do not outlive the server, so SIGTERM ends each with a
     final NOTIFY terminated;reason=deactivated (RFC 6665 4.2.2: subscribe again at once),

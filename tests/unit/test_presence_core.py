@@ -507,6 +507,25 @@ def test_a_removed_user_ends_its_watchers_with_noresource() -> None:
     assert {s.call_id for s in agent.notifier.by_key.values()} == {"w2"}
 
 
+def test_stopping_for_a_planned_time_puts_every_subscription_on_probation() -> None:
+    """``stop_retry_after``: the same stop ends each subscription with
+    terminated;reason=probation;retry-after=N (RFC 6665 4.1.3: subscribe again after N
+    seconds), and the winfo subscriber hears event probation (RFC 3857)."""
+    c, agent = make(stop_retry_after=300)
+    first = notifies(subscribe(c, call_id="w1"))
+    first += notifies(subscribe(c, event="presence.winfo", frm="alice", call_id="wi"))
+    for m in first:
+        answer(c, m, now=1.0)
+    c.deactivate_presence(None, 10.0)
+    msgs = notifies(out(c))
+    assert [(m.call_id, m.get("Subscription-State")) for m in msgs[1:]] == [
+        ("w1", "terminated;reason=probation;retry-after=300"),
+        ("wi", "terminated;reason=probation;retry-after=300"),
+    ]
+    assert watchers_of(winfo_doc(msgs[0])) == [("sip:bob@example.com", "probation", "terminated")]
+    assert agent.notifier.ended["probation"] == 2 and agent.notifier.count() == 0
+
+
 def test_stopping_without_persistence_deactivates_every_subscription() -> None:
     """The server stops and keeps no subscription (persist_presence off): each watcher gets
     its final NOTIFY terminated;reason=deactivated (RFC 6665 4.2.2: subscribe again at once),
