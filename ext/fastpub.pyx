@@ -22,6 +22,7 @@ from simplefast._ext.sipmsg import parse_uri as _parse_uri
 from simplefast._ext.sipmsg import validate_request as _validate_request
 from simplefast.errors import ProtocolError, SimplefastError, SipParseError
 from simplefast.presence.state import PubRecord
+from simplefast.presence.state import mark_prefix as _mark_prefix
 
 DEF RETRIES = 8  # simplefast/presence/publish.py _RETRIES
 cdef tuple _SIP_SCHEMES = ("sip", "sips")
@@ -103,7 +104,7 @@ cdef class FastPublisher:
     cdef public long long answered
     cdef public long long declined
     cdef public object changed
-    cdef dict _local
+    cdef object _local
     cdef object _marks
     cdef Py_ssize_t _key_max
     cdef int _workers
@@ -124,10 +125,10 @@ cdef class FastPublisher:
         self._marks = None
 
     def watch_table(self, local, marks, workers):
-        if type(local) is not dict:
-            raise TypeError(f"local must be a dict, not {type(local).__name__}")
         self._local = local
         self._marks = marks
+        if marks is None:  # publications.watched decides, as before
+            return
         self._key_max = marks.key_max
         self._workers = workers
         self._digits = [str(i).encode() for i in range(workers)]
@@ -139,7 +140,7 @@ cdef class FastPublisher:
             return bool(self.publications.watched(resource))
         if ("presence", resource) in self._local:
             return True
-        base = b"presence\0" + resource.encode("utf-8", "surrogateescape") + b"\0"
+        base = _mark_prefix("presence", resource)
         if PyBytes_GET_SIZE(base) + len(str(self._workers)) > self._key_max:
             return True
         for d in self._digits:
@@ -158,6 +159,8 @@ cdef class FastPublisher:
         self._allow_events = value
 
     def publish(self, data, tuple peer not None, now):
+        if type(now) is not float and type(now) is not int:
+            raise TypeError(f"now must be a number, not {type(now).__name__}")
         cdef double t = now
         self.changed = None
         if not isinstance(data, bytes):
@@ -236,10 +239,10 @@ cdef class FastPublisher:
             live = []
             again = False
             for p in state.pubs:
+                if p.etag == etag:
+                    again = True
                 if p.expires_at > now:
                     live.append(p)
-                    if p.etag == etag:
-                        again = True
             retired = state.retired
             if retired:
                 retired = tuple([r for r in retired if r[1] > now])

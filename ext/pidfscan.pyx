@@ -66,7 +66,8 @@ from simplefast.presence.xmlsafe import DEFAULT_MAX_DEPTH as _MAX_DEPTH
 from simplefast.presence.xmlsafe import DEFAULT_MAX_ELEMENTS as _MAX_ELEMENTS
 
 DEF SEP = 1           # the namespace separator: U+0001 cannot occur in an XML 1.0 document
-DEF STACK = 40        # deepest nesting held (max_depth is refused above 32 anyway: see scan)
+DEF STACK = 40        # deepest nesting held (scan is not sure of a max_depth above STACK - 2)
+DEF NAME_MAX = 1024   # longest local name or prefix taken (libxml2 refuses past 50 000 bytes)
 DEF TEXT = 64         # longest <basic> / <timestamp> text kept
 DEF IDS = 1024        # bytes of ids kept (NUL-separated); more: not sure
 
@@ -123,24 +124,42 @@ cdef inline bint _ws(char c) noexcept:
 
 
 cdef int _split(const char* name, const char** local) noexcept:
-    """The namespace of an expat name ("uri\x01local" or "local"); -1: a "}" in the URI
-    (lxml's Clark tags would compare it by prefix: not sure)."""
+    """The namespace of an expat name ("uri\x01local" or "local"); -1: a local name longer
+    than NAME_MAX (libxml2 refuses names past 50 000 bytes). No URI holds "}" (lxml's
+    Clark tags would compare it by prefix): _ns_decl refused every such declaration."""
     cdef const char* p = name
     cdef Py_ssize_t n
     while p[0] != 0 and p[0] != SEP:
-        if p[0] == 125:  # "}"
-            return -1
         p += 1
     if p[0] == 0:
         local[0] = name
-        return NS_NONE
+        return -1 if p - name > NAME_MAX else NS_NONE
     local[0] = p + 1
+    if strlen(p + 1) > NAME_MAX:
+        return -1
     n = p - name
     if n == 27 and memcmp(name, P_NS, 27) == 0:
         return NS_P
     if n == 38 and memcmp(name, DM_NS, 38) == 0:
         return NS_DM
     return NS_OTHER
+
+
+cdef bint _attr_names_ok(const XML_Char** atts) noexcept:
+    """Every attribute's local name at most NAME_MAX bytes."""
+    cdef int i = 0
+    cdef const char* p
+    while atts[i] != NULL:
+        p = atts[i]
+        while p[0] != 0 and p[0] != SEP:
+            p += 1
+        if p[0] == SEP:
+            if strlen(p + 1) > NAME_MAX:
+                return False
+        elif p - atts[i] > NAME_MAX:
+            return False
+        i += 2
+    return True
 
 
 cdef const char* _attr(const XML_Char** atts, const char* name) noexcept:
@@ -276,7 +295,7 @@ cdef void _start(void* ud, const XML_Char* name, const XML_Char** atts) noexcept
         _stop(s)
         return
     ns = _split(name, &local)
-    if ns < 0:
+    if ns < 0 or not _attr_names_ok(atts):
         _stop(s)
         return
     if s.depth == 1:
@@ -463,7 +482,8 @@ cdef void _ns_decl(void* ud, const XML_Char* prefix, const XML_Char* uri) noexce
         return
     if uri == NULL or not _uri_ok(uri):
         _stop(s)
-    elif prefix != NULL and (strcmp(prefix, b"xml") == 0 or strcmp(prefix, b"xmlns") == 0):
+    elif prefix != NULL and (strcmp(prefix, b"xml") == 0 or strcmp(prefix, b"xmlns") == 0
+                             or strlen(prefix) > NAME_MAX):
         _stop(s)
 
 
@@ -544,6 +564,7 @@ def scan(data, *, max_bytes=_MAX_BYTES, max_depth=_MAX_DEPTH,
     cdef Py_ssize_t n
     cdef const char* p
     cdef _Scanner sc
+    cdef long long limit_bytes = max_bytes, limit_depth = max_depth, limit_elements = max_elements
     if isinstance(data, bytes):
         raw = <bytes>data
     elif isinstance(data, (bytearray, memoryview)):
@@ -552,8 +573,10 @@ def scan(data, *, max_bytes=_MAX_BYTES, max_depth=_MAX_DEPTH,
         raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
     n = PyBytes_GET_SIZE(raw)
     p = PyBytes_AS_STRING(raw)
-    if n == 0 or n > max_bytes or n > 0x7FFFFFFF or max_depth > STACK - 2 or max_depth < 1:
+    if n == 0 or n > limit_bytes or n > 0x7FFFFFFF or limit_depth > STACK - 2 or limit_depth < 1:
         return False
+    if limit_elements > 0x7FFFFFFF:
+        limit_elements = 0x7FFFFFFF  # a body under 2 GiB holds fewer elements than that
     if n >= 5 and memcmp(p, b"<?xml", 5) == 0:
         if not (raw.startswith(_DECL1) or raw.startswith(_DECL2) or raw.startswith(_DECL3)):
             return False
@@ -565,4 +588,4 @@ def scan(data, *, max_bytes=_MAX_BYTES, max_depth=_MAX_DEPTH,
     if sc is None:
         sc = _Scanner()
         _local.scanner = sc
-    return sc.run(p, n, max_depth, max_elements)
+    return sc.run(p, n, <int>limit_depth, <int>max(limit_elements, -1))

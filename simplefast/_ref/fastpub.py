@@ -17,12 +17,13 @@ Stateless (RFC 3261 section 8.2.7). No transaction is kept. The entity-tag
 (and the To tag) of the answer is a keyed hash of the request's branch,
 Call-ID, CSeq and From tag (``fastreg.to_tag``), and the general path gives
 an initial PUBLISH the same one. A retransmission therefore finds a live
-publication with the entity-tag it would mint, or, when that publication
-was modified, refreshed or removed since, the tag among the row's retired
+publication with the entity-tag it would mint (live, or past its time and
+not yet expired), or, when that publication was modified, refreshed,
+removed or expired since, the tag among the row's retired
 ones (kept 64*T1, ``Presentity.retired``): it is the request again, and it
 is answered as before without a new publication (on either path,
-``Publications.publish`` has the same rule). Every write keeps only the
-retired tags whose window has not passed.
+``Publications.publish`` has the same rule). Every publication write
+keeps only the retired tags whose window has not passed.
 
 Taken here (every condition, else declined):
 
@@ -70,6 +71,7 @@ from simplefast._ref.fastreg import to_tag as _to_tag
 from simplefast.errors import ProtocolError, SimplefastError, SipParseError
 from simplefast.presence.state import PubRecord
 from simplefast.presence.state import encode as _encode
+from simplefast.presence.state import mark_prefix as _mark_prefix
 from simplefast.presence.state import still_retired as _still_retired
 
 _RETRIES = 8  # simplefast/presence/publish.py _RETRIES
@@ -112,7 +114,7 @@ class FastPublisher:
             return bool(self.publications.watched(resource))
         if ("presence", resource) in self._local:
             return True
-        base = f"presence\0{resource}\0".encode("utf-8", "surrogateescape")
+        base = _mark_prefix("presence", resource)
         if len(base) + len(str(self._workers)) > marks.key_max:
             return True
         return any(marks.get(base + str(i).encode()) is not None for i in range(self._workers))
@@ -134,6 +136,8 @@ class FastPublisher:
             raise TypeError(f"now must be a number, not {type(now).__name__}")
         now = float(now)
         self.changed = None
+        if not isinstance(data, bytes):
+            data = bytes(data)
         if not data.startswith(b"PUBLISH "):
             return None
         try:
@@ -199,7 +203,7 @@ class FastPublisher:
             state = store.load(resource)
             live = [p for p in state.pubs if p.expires_at > now]
             retired = _still_retired(state, now)
-            if any(p.etag == etag for p in live) or any(r[0] == etag for r in retired):
+            if any(p.etag == etag for p in state.pubs) or any(r[0] == etag for r in retired):
                 break  # the request again (a retransmission): answered as it was
             live.append(PubRecord(etag, package.name, ctype, body, now, now + expires))
             new = state._replace(version=state.version + 1, pubs=tuple(live), document=b"", seq=state.seq + 1,

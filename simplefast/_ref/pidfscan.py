@@ -19,10 +19,13 @@ simply left to the full check:
   instruction, CDATA section, or entity declaration (lxml drops or refuses
   them; we do not need to know which);
 - expat (namespace processing, separator U+0001) finds the document well
-  formed; no namespace URI holds ``}`` (lxml's Clark tags would compare it by
-  prefix);
+  formed (this twin runs CPython's expat, the compiled one the system's
+  libexpat: both 2.5.0 where it was built and tested); no local name of an
+  element or attribute, and no prefix declared, is longer than 1024 bytes
+  (libxml2 refuses names past 50 000);
 - every namespace declared is one libxml2 surely takes as a URI (it refuses
-  the document otherwise: "is not a valid URI"): a scheme, ``:``, then either
+  the document otherwise: "is not a valid URI"), so none holds ``}`` (lxml's
+  Clark tags would compare such a namespace by prefix): a scheme, ``:``, then either
   ``//`` after ``http``/``https`` only, a host of letters, digits, ``.`` and
   ``-``, and an optional path of unreserved characters and ``/``; or (no
   ``//``) letters, digits and ``-._~:/?@!$'()*+,;=`` (no ``%``, ``#``,
@@ -78,6 +81,7 @@ _STAMP = re.compile(
 
 _ANY, _ROOT, _TUPLE, _STATUS, _BASIC, _STAMP_K, _PERSON, _DEVICE = range(8)
 _STACK = 40
+_NAME_MAX = 1024  # longest local name or prefix taken (libxml2 refuses past 50 000 bytes)
 _TEXT = 64
 
 
@@ -125,7 +129,7 @@ class _Scan:
         if self.elements > self.max_elements or depth > self.max_depth:
             raise _Unsure
         uri, sep, local = name.rpartition(_SEP)
-        if "}" in uri:
+        if _too_long(local) or any(_too_long(a.rpartition(_SEP)[2]) for a in attrs):
             raise _Unsure
         ns = None if not sep else uri
         kind = _ANY
@@ -236,6 +240,12 @@ def _refuse(*_args: object) -> None:
 def _ns_decl(prefix: str | None, uri: str | None) -> None:
     if uri is None or not uri.isascii() or _NS_URI.match(uri) is None or prefix in ("xml", "xmlns"):
         raise _Unsure
+    if prefix is not None and _too_long(prefix):
+        raise _Unsure
+
+
+def _too_long(name: str) -> bool:
+    return len(name.encode("utf-8", "surrogatepass")) > _NAME_MAX
 
 
 def scan(
@@ -250,6 +260,7 @@ def scan(
     raw = bytes(data)
     if not raw or len(raw) > max_bytes or len(raw) > 0x7FFFFFFF or max_depth > _STACK - 2 or max_depth < 1:
         return False
+    max_elements = min(max_elements, 0x7FFFFFFF)  # as the twin: a C int
     if raw.startswith(b"<?xml"):
         if not raw.startswith(_DECLS):
             return False

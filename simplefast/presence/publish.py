@@ -21,18 +21,19 @@ section 6 in order:
    reason are the answer); a body with SIP-If-Match replaces that
    publication's state (modify), no body only extends its life (refresh);
 6. every success mints a new entity-tag: the 200 carries SIP-ETag and the
-   granted Expires.
+   granted Expires (but see "the same request again" below).
 
 An initial publication whose caller names the entity-tag to mint (``etag``:
 the SIP core gives a keyed hash of the request, ``fastreg.to_tag``) and
 finds a live publication of the resource with that tag already is the same
 request again (a retransmission that outlived its transaction, or one the
 stateless fast path of ``simplefast/_ref/fastpub.py`` answered first): it
-gets the same 200 and changes nothing. So does one whose tag was retired
-(by a modify, refresh or removal of that publication) less than
-``RETRANSMIT_WINDOW`` (64*T1) ago: the row keeps such tags that long
-(``Presentity.retired``), so a late copy of the initial request does not
-bring back the state it was replaced by.
+gets the same 200 and changes nothing; a publication past its time that
+the expiry has not removed yet counts too. So does one whose tag was
+retired (by a modify, refresh, removal or expiry of that publication) less
+than ``RETRANSMIT_WINDOW`` (64*T1) ago: the row keeps such tags that long
+(``Presentity.retired``, the newest 16), so a late copy of the initial
+request does not bring back the state it was replaced by.
 
 Publications live in a ``PresentityStore`` (``state.py``): in memory for one
 process, or the shared-memory table every worker uses, where each change is
@@ -128,6 +129,7 @@ class Publications:
         # set by the agent: whether anyone (in any worker) subscribes to a resource
         self.watched: Callable[[str], bool] | None = None
         self.too_large = 0  # composed documents that did not fit the row
+        self.unreadable = 0  # stored bodies the package's parser refused when composing
 
     # ------------------------------------------------------------------ queries
     def of(self, resource: str, event: str) -> list[PubRecord]:
@@ -201,8 +203,8 @@ class Publications:
             if (
                 tag is None
                 and etag is not None
-                and (any(p.etag == etag for p in live) or any(r[0] == etag for r in retired))
-            ):
+                and (any(p.etag == etag for p in state.pubs) or any(r[0] == etag for r in retired))
+            ):  # a publication past its time that the expiry has not removed yet counts too
                 return Result(200, "OK", [("SIP-ETag", etag), ("Expires", str(expires))])  # the request again
             if old is not None:  # modify, refresh, removal: a late retransmission of its request is no news
                 retired = (*retired, (old.etag, now + RETRANSMIT_WINDOW))[-_RETIRED_MAX:]
@@ -245,8 +247,12 @@ class Publications:
                 live = [p for p in state.pubs if p.expires_at > now]
                 if len(live) == len(state.pubs):
                     break  # refreshed or removed since, or another worker expired them
+                # their tags are retired too: a retransmission of a short publication's request
+                # (publish_min_expires below 64*T1) must not publish it again
+                ended = tuple((p.etag, now + RETRANSMIT_WINDOW) for p in state.pubs if p.expires_at <= now)
+                retired = (*still_retired(state, now), *ended)[-_RETIRED_MAX:]
                 try:
-                    written = self._write(resource, state, live, True, still_retired(state, now))
+                    written = self._write(resource, state, live, True, retired)
                 except StateFullError:  # fewer publications always fit: cannot happen
                     break
                 if written:
@@ -281,7 +287,12 @@ class Publications:
         state = self.store.load(resource)
         if state.document or not state.pubs or self.compose is None:
             return state
-        docs = [(p, self._parse(self.packages[p.event], p.body)) for p in state.pubs]
+        docs = []
+        for p in state.pubs:
+            try:
+                docs.append((p, self._parse(self.packages[p.event], p.body)))
+            except ProtocolError:  # taken once, refused now (a check changed): left out
+                self.unreadable += 1
         done = state._replace(document=self.compose(resource, docs), seq=state.seq + 1)
         try:
             self.store.replace(resource, state.seq, done)

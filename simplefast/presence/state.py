@@ -28,7 +28,10 @@ ever published since start; the capacity is configured
 
 Row value: ``seq`` (8 bytes, big-endian: the counter ``put_if_greater``
 compares) then ``marshal`` of ``(version, document, publications)`` with each
-publication a plain tuple (``PubRecord``). Times are the loop's monotonic
+publication a plain tuple (``PubRecord``), and a fourth item, the retired
+entity-tags as ``(tag, until)`` pairs, when there are any (``decode`` reads
+both forms; a build from before retired tags cannot read the four-item
+form, so a downgrade drops such rows at restore). Times are the loop's monotonic
 clock (one clock for every process of the machine); the store on disk
 converts to wall time.
 """
@@ -131,6 +134,12 @@ def decode(seq: int, payload: bytes) -> Presentity:
     version, document, pubs = fields[:3]
     retired = tuple((str(e), float(u)) for e, u in fields[3]) if len(fields) > 3 else ()
     return Presentity(version, tuple(map(PubRecord._make, pubs)), document, seq, retired)
+
+
+def mark_prefix(event: str, resource: str) -> bytes:
+    """The key prefix of the shared marks table (simplefast/server/worker.py ``mark``):
+    ``event NUL resource NUL``, then the worker's index in decimal."""
+    return f"{event}\0{resource}\0".encode("utf-8", "surrogateescape")
 
 
 def still_retired(p: Presentity, now: float) -> tuple[tuple[str, float], ...]:

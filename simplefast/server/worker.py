@@ -21,7 +21,7 @@ from simplefast.msrp.chat import ChatConfig
 from simplefast.msrp.focus import ChatFocus, FocusConfig
 from simplefast.msrp.relay import MsrpRelay, RelayConfig
 from simplefast.presence.agent import PresenceAgent
-from simplefast.presence.state import ShmPresentities
+from simplefast.presence.state import ShmPresentities, mark_prefix
 from simplefast.presence.subscribe import ShmSubscriptions
 from simplefast.presence.winfo import encode_event
 from simplefast.proxy.auth import DigestAuth
@@ -141,7 +141,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     marks = shared.marks_table()
 
     def mark_key(event: str, resource: str, i: int) -> bytes:
-        return f"{event}\0{resource}\0{i}".encode("utf-8", "surrogateescape")
+        return mark_prefix(event, resource) + str(i).encode()
 
     def mark(event: str, resource: str, on: bool) -> None:
         key = mark_key(event, resource, index)

@@ -92,6 +92,34 @@ def test_left_to_the_full_check(body: bytes) -> None:
     assert verdict(body) is False
 
 
+LONG = b"a" * 1025
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<presence xmlns="urn:ietf:params:xml:ns:pidf" ' + LONG + b'=""/>',
+        b'<presence xmlns="urn:ietf:params:xml:ns:pidf"><' + LONG + b' xmlns="urn:x"/></presence>',
+        b'<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:' + LONG + b'="urn:x"/>',
+        b'<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:q="urn:x" q:' + LONG + b'=""/>',
+    ],
+    ids=["attribute", "element", "prefix", "prefixed-attribute"],
+)
+def test_names_longer_than_1024_bytes_are_left_to_the_full_check(body: bytes) -> None:
+    assert verdict(body) is False
+    assert verdict(body.replace(LONG, LONG[:1024])) is True
+
+
+def test_a_name_libxml2_finds_too_long_is_refused_by_both() -> None:
+    body = b'<presence xmlns="urn:ietf:params:xml:ns:pidf" ' + b"a" * 50001 + b'=""/>'
+    assert not accepted(body) and verdict(body) is False
+
+
+def test_element_bound_above_a_c_int_is_the_same_answer() -> None:
+    doc = sipp_body()
+    assert EXT.scan(doc, max_elements=1 << 40) is REF.scan(doc, max_elements=1 << 40) is True
+
+
 def test_bounds_are_the_parsers() -> None:
     doc = sipp_body()
     assert verdict(doc)

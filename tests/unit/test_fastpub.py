@@ -325,9 +325,16 @@ def test_retransmission_is_answered_again_nothing_changed(impl: Any) -> None:
     later = r.ok(SIPP, peer=("10.9.9.9", 1), now=3000.0)
     assert header(later, b"SIP-ETag") == header(first, b"SIP-ETag") and r.state() == state
     assert r.counters() == (3, 0, None)
-    # once the publication has ended, the same request publishes again
+    # past its time but not yet expired: still the request again
     r.ok(SIPP, now=3700.0)
-    assert r.pubs.store.load(RES).version == 2 and len(r.pubs.store.load(RES).pubs) == 1
+    assert r.pubs.store.load(RES).version == 1
+    # expired: its tag is retired for 64*T1, then the same request publishes again
+    assert r.pubs.expire(3701.0) == [RES]
+    r.ok(SIPP, now=3732.0)
+    tag = header(first, b"SIP-ETag")[0].decode()
+    assert r.pubs.store.load(RES).pubs == () and r.pubs.store.load(RES).retired[0][0] == tag
+    r.ok(SIPP, now=3734.0)
+    assert r.pubs.store.load(RES).version == 3 and len(r.pubs.store.load(RES).pubs) == 1
 
 
 def test_changed_names_a_resource_watched_meanwhile(impl: Any) -> None:

@@ -154,3 +154,24 @@ def test_retired_tags_are_capped_and_rows_without_them_decode() -> None:
     plain = state._replace(retired=())
     assert decode(plain.seq, encode(plain)) == plain and len(encode(plain)) < len(encode(state))
     assert decode(0, encode(EMPTY)) == EMPTY
+
+
+def test_a_stored_body_the_parser_refuses_now_is_left_out_of_the_document() -> None:
+    """A body taken by the check (or the pre-check) that the full parser refuses when the
+    document is composed: that publication is left out and counted, the rest composes."""
+    from simplefast.presence.pidf import Publication, compose
+    from simplefast.presence.xmlsafe import XmlRejected
+
+    def parse(body: bytes) -> object:
+        if b"refuse-me" in body:
+            raise XmlRejected("not now")
+        return parse_pidf(body)
+
+    pres = Package("presence", (CT,), parse, check=lambda body: None)
+    p = Publications({"presence": pres}, PublishConfig(), compose=lambda r, docs: compose(
+        r, [Publication(d.etag, doc, d.changed_at) for d, doc in docs]))  # fmt: skip
+    p.watched = lambda r: False  # kept unparsed, as for a presentity nobody watches
+    p.publish(ME, "presence", None, 600, CT, PIDF, now=0.0)
+    p.publish(ME, "presence", None, 600, CT, PIDF2 + b"<!-- refuse-me -->", now=1.0)
+    state = p.document(ME)
+    assert p.unreadable == 1 and b"<basic>open</basic>" in state.document
