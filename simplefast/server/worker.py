@@ -483,11 +483,13 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     log.info(
         "worker %d stopped: %d received, %d sent, %d unparseable, %d rejected, %d shed (503) in %d overloads,"
         " %d internal errors, %d handed off; REGISTER fast path: %d answered, %d declined;"
+        " PUBLISH fast path: %d answered, %d declined;"
         " MESSAGE relay: %d relayed, %d declined, %d retransmissions absorbed, %d timed out;"
         " connections: %d accepted, %d opened, %d refused, %d failed to open",
         index, core.stats.received, core.stats.sent, core.stats.parse_errors, core.stats.rejected,
         core.stats.shed, monitor.episodes, driver.internal_errors, core.stats.handed_off,
         *((core.fast.answered, core.fast.declined) if core.fast is not None else (0, 0)),
+        *((core.fast_pub.answered, core.fast_pub.declined) if core.fast_pub is not None else (0, 0)),
         *((r.relayed, r.declined, r.absorbed, r.timeouts) if (r := core.relay) is not None else (0, 0, 0, 0)),
         streams.accepted, streams.opened, streams.refused, streams.connect_failures,
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from liveserver import start_server
@@ -130,6 +131,45 @@ def test_restart_keeps_subscriptions_publications_and_notify_cseq(tmp_path: Path
         for w in watchers:
             w.close()
         p.close()
+        assert srv.stop() == 0
+
+
+def test_fast_path_publications_are_answered_once_and_survive_a_restart(tmp_path: Path) -> None:
+    """PUBLISHes of presentities nobody watches take the stateless fast path: a retransmission
+    (the same datagram) gets the same 200 and makes no second publication, and the
+    publications are written behind like any other: after a restart a new watcher gets the
+    published state, and the entity-tag still refreshes it."""
+    srv = start_server(tmp_path, extra=("--min-notify-interval", "0"))
+    p, w = Peer(srv.port, "carol"), Peer(srv.port, "bob")
+    hdr = "Event: presence\r\nContent-Type: application/pidf+xml\r\nExpires: 600\r\n"
+    try:
+        etags = {}
+        for user in ("carol", "dave", "erin"):
+            body = PIDF.format(entity=f"sip:{user}@example.com", basic="open", note=f"{user} here").encode()
+            data = p.request("PUBLISH", f"sip:{user}@example.com", call_id=f"f-{user}", from_tag="c",
+                             headers=hdr, body=body)  # fmt: skip
+            first = p.response_to(f"f-{user}", 1)
+            p.send(data)  # the same datagram again, as a retransmission
+            again = p.response_to(f"f-{user}", 1)
+            assert first.status == again.status == 200
+            assert again.get("SIP-ETag") == first.get("SIP-ETag") and again.to_tag == first.to_tag
+            etags[user] = first.get("SIP-ETag")
+        assert srv.stop() == 0
+        # the three PUBLISHes and their retransmissions, whichever worker took each
+        fast = [int(n) for n in re.findall(r"PUBLISH fast path: (\d+) answered", srv.log())]
+        assert len(fast) == 2 and sum(fast) == 6
+        srv = start_server(tmp_path, extra=("--min-notify-interval", "0"), port=srv.port)
+        w.request("SUBSCRIBE", "sip:dave@example.com", call_id="fw", from_tag="b",
+                  headers=SUB.format(local=w.local, expires=600))  # fmt: skip
+        assert w.response_to("fw", 1).status == 200
+        n = w.notify("fw")
+        assert b"dave here" in n.body and n.body.count(b"<tuple") == 1  # one publication, not two
+        p.request("PUBLISH", "sip:erin@example.com", call_id="f-erin-2", from_tag="c",
+                  headers=hdr + f"SIP-If-Match: {etags['erin']}\r\n")  # fmt: skip
+        assert p.response_to("f-erin-2", 1).status == 200  # a refresh of the restored publication
+    finally:
+        p.close()
+        w.close()
         assert srv.stop() == 0
 
 
