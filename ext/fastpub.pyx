@@ -20,11 +20,12 @@ from simplefast._ext.sipmsg import build_response as _build_response
 from simplefast._ext.sipmsg import parse_message as _parse_message
 from simplefast._ext.sipmsg import parse_uri as _parse_uri
 from simplefast._ext.sipmsg import validate_request as _validate_request
+from simplefast._sipshared import source_params as _source_params
 from simplefast.errors import ProtocolError, SimplefastError, SipParseError
+from simplefast.presence.state import CAS_RETRIES as _CAS_RETRIES
 from simplefast.presence.state import PubRecord
 from simplefast.presence.state import mark_prefix as _mark_prefix
 
-DEF RETRIES = 8  # simplefast/presence/publish.py _RETRIES
 cdef tuple _SIP_SCHEMES = ("sip", "sips")
 cdef object _heappush = heapq.heappush
 
@@ -106,8 +107,7 @@ cdef class FastPublisher:
     cdef public object changed
     cdef object _local
     cdef object _marks
-    cdef Py_ssize_t _key_max
-    cdef int _workers
+    cdef Py_ssize_t _key_max  # of the marks table, less the longest worker index
     cdef list _digits
 
     def __init__(self, config, publications, *, server, supported, tag_key, allow_events):
@@ -129,19 +129,17 @@ cdef class FastPublisher:
         self._marks = marks
         if marks is None:  # publications.watched decides, as before
             return
-        self._key_max = marks.key_max
-        self._workers = workers
+        self._key_max = marks.key_max - len(str(workers))
         self._digits = [str(i).encode() for i in range(workers)]
 
-    cdef bint _watched(self, str resource) except -1:
-        cdef bytes base
+    cdef bint _watched(self, str resource, bytes base) except -1:
+        """``base``: the resource's marks key prefix (``mark_prefix``), made once per request."""
         cdef object marks = self._marks
         if marks is None:
             return bool(self.publications.watched(resource))
         if ("presence", resource) in self._local:
             return True
-        base = _mark_prefix("presence", resource)
-        if PyBytes_GET_SIZE(base) + len(str(self._workers)) > self._key_max:
+        if PyBytes_GET_SIZE(base) > self._key_max:
             return True
         for d in self._digits:
             if marks.get(base + <bytes>d) is not None:
@@ -221,7 +219,8 @@ cdef class FastPublisher:
         if PyBytes_GET_SIZE(body) == 0 or ctype not in package.content_types:
             return None
         resource = f"{scheme}:{user}@{host}"
-        if pubs.watched is None or self._watched(resource):
+        base = _mark_prefix("presence", resource)
+        if pubs.watched is None or self._watched(resource, base):
             return None
         scan = package.scan
         if scan is None or not scan(body):  # not sure: the full check decides
@@ -234,7 +233,7 @@ cdef class FastPublisher:
         store = pubs.store
         put_encoded = getattr(store, "put_encoded", None)
         end = now + expires
-        for attempt in range(RETRIES):
+        for attempt in range(_CAS_RETRIES):
             state = store.load(resource)
             live = []
             again = False
@@ -251,7 +250,6 @@ cdef class FastPublisher:
                         again = True
             if again:
                 break  # the request again (a retransmission): answered as it was
-            live.append(PubRecord(etag, package.name, ctype, body, now, end))
             first = end
             for p in live:
                 if p.expires_at < first:
@@ -260,6 +258,7 @@ cdef class FastPublisher:
                 if state.seq == 0 and put_encoded is not None:  # the presentity's first row
                     written = put_encoded(resource, 0, _first_row(etag, package.name, ctype, body, now, end))
                 else:
+                    live.append(PubRecord(etag, package.name, ctype, body, now, end))
                     new = state._replace(version=state.version + 1, pubs=tuple(live), document=b"",
                                          seq=state.seq + 1, retired=retired)
                     written = store.replace(resource, state.seq, new)
@@ -267,7 +266,7 @@ cdef class FastPublisher:
                 return None
             if written:
                 _heappush(pubs._expiry, (first, resource))
-                if self._watched(resource):  # someone subscribed meanwhile: the caller notifies
+                if self._watched(resource, base):  # someone subscribed meanwhile: the caller notifies
                     self.changed = resource
                 break
             pubs.conflicts += 1
@@ -275,11 +274,5 @@ cdef class FastPublisher:
             return None
         headers = (f"SIP-ETag: {etag}\r\nExpires: {expires}\r\nAllow-Events: {self._allow_events}\r\n"
                    f"Server: {self.server}\r\n").encode("ascii")
-        try:
-            rport = msg.via_rport
-        except SipParseError:
-            return _build_response(msg, 200, "OK", to_tag=etag, extra_headers=headers)
-        if not peer[0]:
-            return _build_response(msg, 200, "OK", to_tag=etag, extra_headers=headers)
-        return _build_response(msg, 200, "OK", to_tag=etag, extra_headers=headers, received=peer[0],
-                               rport=peer[1] if rport is not None else None)
+        return _build_response(msg, 200, "OK", to_tag=etag, extra_headers=headers,
+                               **_source_params(msg, peer))

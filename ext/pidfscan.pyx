@@ -64,6 +64,7 @@ cdef extern from "expat.h":
 from simplefast.presence.xmlsafe import DEFAULT_MAX_BYTES as _MAX_BYTES
 from simplefast.presence.xmlsafe import DEFAULT_MAX_DEPTH as _MAX_DEPTH
 from simplefast.presence.xmlsafe import DEFAULT_MAX_ELEMENTS as _MAX_ELEMENTS
+from simplefast.presence.xmlsafe import PLAIN_DECLS as _PLAIN_DECLS
 
 DEF SEP = 1           # the namespace separator: U+0001 cannot occur in an XML 1.0 document
 DEF STACK = 40        # deepest nesting held (scan is not sure of a max_depth above STACK - 2)
@@ -87,9 +88,6 @@ DEF NS_OTHER = 3
 
 cdef const char* P_NS = b"urn:ietf:params:xml:ns:pidf"
 cdef const char* DM_NS = b"urn:ietf:params:xml:ns:pidf:data-model"
-cdef bytes _DECL1 = b'<?xml version="1.0" encoding="UTF-8"?>'
-cdef bytes _DECL2 = b"<?xml version='1.0' encoding='UTF-8'?>"
-cdef bytes _DECL3 = b'<?xml version="1.0" encoding="utf-8"?>'
 
 
 cdef struct Frame:
@@ -281,12 +279,64 @@ cdef bint _stamp_ok(const char* t, int n) noexcept:
     return False
 
 
+cdef inline bint _first(int* n) noexcept:
+    """Count one more of an element that may occur once: True for the first."""
+    n[0] += 1
+    return n[0] == 1
+
+
+cdef int _child(Scan* s, const XML_Char** atts, int ns, const char* local) noexcept:
+    """The kind of an element opening at depth s.depth (its parent's counters counted);
+    -1: not sure."""
+    cdef Frame* up
+    cdef const char* prio
+    cdef int parent
+    if s.depth == 1:
+        return K_ROOT if ns == NS_P and strcmp(local, b"presence") == 0 else -1
+    up = &s.stack[s.depth - 1]
+    parent = up.kind
+    if parent == K_ANY:
+        return K_ANY
+    if parent == K_BASIC or parent == K_STAMP or ns == NS_NONE:
+        return -1  # an element inside <basic> / a timestamp, or an unqualified one
+    if parent == K_ROOT:
+        if ns == NS_P:
+            if strcmp(local, b"tuple") == 0:
+                return K_TUPLE if _id_ok(s, atts) else -1
+            return K_ANY if strcmp(local, b"note") == 0 else -1
+        if ns == NS_DM and (strcmp(local, b"person") == 0 or strcmp(local, b"device") == 0):
+            if not _id_ok(s, atts):
+                return -1
+            return K_PERSON if local[0] == 112 else K_DEVICE
+        return K_ANY  # an extension
+    if parent == K_TUPLE:
+        if ns != NS_P:
+            return K_ANY
+        if strcmp(local, b"status") == 0:
+            return K_STATUS if _first(&up.a) else -1
+        if strcmp(local, b"contact") == 0:
+            prio = _attr(atts, b"priority")
+            return K_ANY if _first(&up.b) and (prio == NULL or _qvalue_ok(prio)) else -1
+        if strcmp(local, b"timestamp") == 0:
+            return K_STAMP if _first(&up.c) else -1
+        return K_ANY if strcmp(local, b"note") == 0 else -1
+    if parent == K_STATUS:
+        if ns != NS_P:
+            return K_ANY
+        return K_BASIC if _first(&up.a) and strcmp(local, b"basic") == 0 else -1
+    if ns != NS_DM:  # K_PERSON, K_DEVICE
+        return K_ANY
+    if strcmp(local, b"timestamp") == 0:
+        return K_STAMP if _first(&up.a) else -1
+    if strcmp(local, b"deviceID") == 0 and parent == K_DEVICE:
+        return K_ANY if _first(&up.b) else -1
+    return K_ANY if strcmp(local, b"note") == 0 else -1
+
+
 cdef void _start(void* ud, const XML_Char* name, const XML_Char** atts) noexcept:
     cdef Scan* s = <Scan*>ud
     cdef const char* local = NULL
-    cdef int ns, parent, kind = K_ANY
-    cdef Frame* up
-    cdef const char* prio
+    cdef int ns, kind
     if s.unsure:
         return
     s.elements += 1
@@ -295,84 +345,10 @@ cdef void _start(void* ud, const XML_Char* name, const XML_Char** atts) noexcept
         _stop(s)
         return
     ns = _split(name, &local)
-    if ns < 0 or not _attr_names_ok(atts):
+    kind = -1 if ns < 0 or not _attr_names_ok(atts) else _child(s, atts, ns, local)
+    if kind < 0:
         _stop(s)
         return
-    if s.depth == 1:
-        if ns != NS_P or strcmp(local, b"presence") != 0:
-            _stop(s)
-            return
-        kind = K_ROOT
-    else:
-        up = &s.stack[s.depth - 1]
-        parent = up.kind
-        if parent == K_ANY:
-            kind = K_ANY
-        elif parent == K_BASIC or parent == K_STAMP or ns == NS_NONE:
-            _stop(s)  # an element inside <basic> / a timestamp, or an unqualified one
-            return
-        elif parent == K_ROOT:
-            if ns == NS_P:
-                if strcmp(local, b"tuple") == 0:
-                    if not _id_ok(s, atts):
-                        _stop(s)
-                        return
-                    kind = K_TUPLE
-                elif strcmp(local, b"note") != 0:
-                    _stop(s)
-                    return
-            elif ns == NS_DM:
-                if strcmp(local, b"person") == 0 or strcmp(local, b"device") == 0:
-                    if not _id_ok(s, atts):
-                        _stop(s)
-                        return
-                    kind = K_PERSON if local[0] == 112 else K_DEVICE
-        elif parent == K_TUPLE:
-            if ns == NS_P:
-                if strcmp(local, b"status") == 0:
-                    up.a += 1
-                    kind = K_STATUS
-                    if up.a > 1:
-                        _stop(s)
-                        return
-                elif strcmp(local, b"contact") == 0:
-                    up.b += 1
-                    prio = _attr(atts, b"priority")
-                    if up.b > 1 or (prio != NULL and not _qvalue_ok(prio)):
-                        _stop(s)
-                        return
-                elif strcmp(local, b"timestamp") == 0:
-                    up.c += 1
-                    kind = K_STAMP
-                    if up.c > 1:
-                        _stop(s)
-                        return
-                elif strcmp(local, b"note") != 0:
-                    _stop(s)
-                    return
-        elif parent == K_STATUS:
-            if ns == NS_P:
-                up.a += 1
-                kind = K_BASIC
-                if up.a > 1 or strcmp(local, b"basic") != 0:
-                    _stop(s)
-                    return
-        else:  # K_PERSON, K_DEVICE
-            if ns == NS_DM:
-                if strcmp(local, b"timestamp") == 0:
-                    up.a += 1
-                    kind = K_STAMP
-                    if up.a > 1:
-                        _stop(s)
-                        return
-                elif strcmp(local, b"deviceID") == 0 and parent == K_DEVICE:
-                    up.b += 1
-                    if up.b > 1:
-                        _stop(s)
-                        return
-                elif strcmp(local, b"note") != 0:
-                    _stop(s)
-                    return
     s.stack[s.depth].kind = kind
     s.stack[s.depth].a = 0
     s.stack[s.depth].b = 0
@@ -578,7 +554,7 @@ def scan(data, *, max_bytes=_MAX_BYTES, max_depth=_MAX_DEPTH,
     if limit_elements > 0x7FFFFFFF:
         limit_elements = 0x7FFFFFFF  # a body under 2 GiB holds fewer elements than that
     if n >= 5 and memcmp(p, b"<?xml", 5) == 0:
-        if not (raw.startswith(_DECL1) or raw.startswith(_DECL2) or raw.startswith(_DECL3)):
+        if not raw.startswith(_PLAIN_DECLS):
             return False
     elif p[0] != 60:  # "<": no BOM, no declaration of another encoding, no leading text
         return False

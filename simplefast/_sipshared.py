@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Iterable
+from typing import Any
 
 from simplefast.errors import LocalProtocolError, SipParseError
 
@@ -160,3 +161,16 @@ def qvalue(raw: str) -> float | None:
     """RFC 3261 25.1 qvalue ("0" ["." 0*3DIGIT] / "1" ["." 0*3("0")]) as a float; None when
     ``raw`` is not one (the registrar's Contact q, RFC 3863 priority)."""
     return float(raw) if _QVALUE.fullmatch(raw) else None
+
+
+def source_params(msg: Any, peer: Any) -> dict[str, Any]:
+    """received/rport for the previous hop's Via (RFC 3261 18.2.1, RFC 3581 4): what the
+    codec stamps on it (``build_response``'s keywords); nothing when the peer has no
+    address. Shared by the proxy and the fast paths of either twin."""
+    if type(peer) is tuple and len(peer) >= 2 and peer[0]:
+        try:
+            rport = msg.via_rport
+        except SipParseError:
+            return {}
+        return {"received": peer[0], "rport": peer[1] if rport is not None else None}
+    return {}

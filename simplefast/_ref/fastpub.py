@@ -68,13 +68,13 @@ from typing import Any as _Any
 
 from simplefast._ref import sipmsg as _codec
 from simplefast._ref.fastreg import to_tag as _to_tag
+from simplefast._sipshared import source_params as _source_params
 from simplefast.errors import ProtocolError, SimplefastError, SipParseError
+from simplefast.presence.state import CAS_RETRIES as _CAS_RETRIES
 from simplefast.presence.state import PubRecord
 from simplefast.presence.state import encode as _encode
 from simplefast.presence.state import mark_prefix as _mark_prefix
 from simplefast.presence.state import still_retired as _still_retired
-
-_RETRIES = 8  # simplefast/presence/publish.py _RETRIES
 
 
 def _clean(v: object) -> bool:
@@ -108,13 +108,13 @@ class FastPublisher:
         the table means every worker)."""
         self._local, self._marks, self._workers = local, marks, int(workers)
 
-    def _watched(self, resource: str) -> bool:
+    def _watched(self, resource: str, base: bytes) -> bool:
+        """``base``: the resource's marks key prefix (``mark_prefix``), made once per request."""
         marks = self._marks
         if marks is None:
             return bool(self.publications.watched(resource))
         if ("presence", resource) in self._local:
             return True
-        base = _mark_prefix("presence", resource)
         if len(base) + len(str(self._workers)) > marks.key_max:
             return True
         return any(marks.get(base + str(i).encode()) is not None for i in range(self._workers))
@@ -187,7 +187,8 @@ class FastPublisher:
         if not body or ctype not in package.content_types:
             return None
         resource = f"{ruri.scheme}:{user}@{host}"
-        if pubs.watched is None or self._watched(resource):
+        base = _mark_prefix("presence", resource)
+        if pubs.watched is None or self._watched(resource, base):
             return None
         scan = package.scan
         if scan is None or not scan(body):  # not sure: the full check decides
@@ -199,7 +200,7 @@ class FastPublisher:
                       msg.from_tag or "")  # fmt: skip
         store = pubs.store
         put_encoded = getattr(store, "put_encoded", None)
-        for _ in range(_RETRIES):
+        for _ in range(_CAS_RETRIES):
             state = store.load(resource)
             live = [p for p in state.pubs if p.expires_at > now]
             retired = _still_retired(state, now)
@@ -217,7 +218,7 @@ class FastPublisher:
                 return None
             if written:
                 heapq.heappush(pubs._expiry, (min(p.expires_at for p in live), resource))
-                if self._watched(resource):  # someone subscribed meanwhile: the caller notifies
+                if self._watched(resource, base):  # someone subscribed meanwhile: the caller notifies
                     self.changed = resource
                 break
             pubs.conflicts += 1
@@ -225,11 +226,5 @@ class FastPublisher:
             return None
         headers = [("SIP-ETag", etag), ("Expires", str(expires)), ("Allow-Events", self._allow_events),
                    ("Server", self.server)]  # fmt: skip
-        try:
-            rport = msg.via_rport
-            stamp: dict[str, _Any] = {"received": peer[0], "rport": peer[1] if rport is not None else None}
-        except SipParseError:
-            stamp = {}
-        if not peer[0]:
-            stamp = {}
+        stamp = _source_params(msg, peer)
         return bytes(_codec.build_response(msg, 200, "OK", to_tag=etag, extra_headers=headers, **stamp))

@@ -60,21 +60,20 @@ import calendar
 import re
 from xml.parsers import expat
 
+from simplefast._sipshared import qvalue as _qvalue
 from simplefast.presence.xmlsafe import DEFAULT_MAX_BYTES as _MAX_BYTES
 from simplefast.presence.xmlsafe import DEFAULT_MAX_DEPTH as _MAX_DEPTH
 from simplefast.presence.xmlsafe import DEFAULT_MAX_ELEMENTS as _MAX_ELEMENTS
+from simplefast.presence.xmlsafe import PLAIN_DECLS as _PLAIN_DECLS
 
 _SEP = "\x01"
 _P = "urn:ietf:params:xml:ns:pidf"
 _DM = "urn:ietf:params:xml:ns:pidf:data-model"
-_DECLS = (b'<?xml version="1.0" encoding="UTF-8"?>', b"<?xml version='1.0' encoding='UTF-8'?>",
-          b'<?xml version="1.0" encoding="utf-8"?>')  # fmt: skip
 _WS = " \t\r\n"
 _NS_URI = re.compile(
     r"https?://[A-Za-z0-9.\-]+(/[A-Za-z0-9\-._~/]*)?\Z|[A-Za-z][A-Za-z0-9+.\-]*:(?!//)[A-Za-z0-9\-._~:/?@!$'()*+,;=]*\Z"
 )
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9._\-]*\Z")
-_QVALUE = re.compile(r"0(\.[0-9]{0,3})?\Z|1(\.0{0,3})?\Z")
 _STAMP = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?(Z|[+-]([0-9]{2}):([0-9]{2}))?\Z"
 )
@@ -125,82 +124,70 @@ class _Scan:
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         self.elements += 1
-        depth = len(self.stack)  # of this element: the root is 1
-        if self.elements > self.max_elements or depth > self.max_depth:
+        if self.elements > self.max_elements or len(self.stack) > self.max_depth:
             raise _Unsure
         uri, sep, local = name.rpartition(_SEP)
         if _too_long(local) or any(_too_long(a.rpartition(_SEP)[2]) for a in attrs):
             raise _Unsure
-        ns = None if not sep else uri
-        kind = _ANY
-        if depth == 1:
-            if ns != _P or local != "presence":
-                raise _Unsure
-            kind = _ROOT
-        else:
-            up = self.stack[-1]
-            parent = up[0]
-            if parent == _ANY:
-                kind = _ANY
-            elif parent in (_BASIC, _STAMP_K) or ns is None:
-                raise _Unsure
-            elif parent == _ROOT:
-                if ns == _P:
-                    if local == "tuple":
-                        if not self._id_ok(attrs):
-                            raise _Unsure
-                        kind = _TUPLE
-                    elif local != "note":
-                        raise _Unsure
-                elif ns == _DM and local in ("person", "device"):
-                    if not self._id_ok(attrs):
-                        raise _Unsure
-                    kind = _PERSON if local == "person" else _DEVICE
-            elif parent == _TUPLE:
-                if ns == _P:
-                    if local == "status":
-                        up[1] += 1
-                        kind = _STATUS
-                        if up[1] > 1:
-                            raise _Unsure
-                    elif local == "contact":
-                        up[2] += 1
-                        prio = attrs.get("priority")
-                        if up[2] > 1 or (prio is not None and not self._qvalue_ok(prio)):
-                            raise _Unsure
-                    elif local == "timestamp":
-                        up[3] += 1
-                        kind = _STAMP_K
-                        if up[3] > 1:
-                            raise _Unsure
-                    elif local != "note":
-                        raise _Unsure
-            elif parent == _STATUS:
-                if ns == _P:
-                    up[1] += 1
-                    kind = _BASIC
-                    if up[1] > 1 or local != "basic":
-                        raise _Unsure
-            else:  # person, device
-                if ns == _DM:
-                    if local == "timestamp":
-                        up[1] += 1
-                        kind = _STAMP_K
-                        if up[1] > 1:
-                            raise _Unsure
-                    elif local == "deviceID" and parent == _DEVICE:
-                        up[2] += 1
-                        if up[2] > 1:
-                            raise _Unsure
-                    elif local != "note":
-                        raise _Unsure
+        kind = self._child(attrs, uri if sep else None, local)
+        if kind < 0:
+            raise _Unsure
         self.stack.append([kind, 0, 0, 0])
         self.text = b""
+
+    def _child(self, attrs: dict[str, str], ns: str | None, local: str) -> int:
+        """The kind of an element opening under the top of the stack (its parent's
+        counters counted); -1: not sure."""
+        if len(self.stack) == 1:
+            return _ROOT if ns == _P and local == "presence" else -1
+        up = self.stack[-1]
+        parent = up[0]
+
+        def first(i: int) -> bool:  # one more of an element that may occur once
+            up[i] += 1
+            return up[i] == 1
+
+        if parent == _ANY:
+            return _ANY
+        if parent in (_BASIC, _STAMP_K) or ns is None:
+            return -1
+        if parent == _ROOT:
+            if ns == _P:
+                if local == "tuple":
+                    return _TUPLE if self._id_ok(attrs) else -1
+                return _ANY if local == "note" else -1
+            if ns == _DM and local in ("person", "device"):
+                if not self._id_ok(attrs):
+                    return -1
+                return _PERSON if local == "person" else _DEVICE
+            return _ANY
+        if parent == _TUPLE:
+            if ns != _P:
+                return _ANY
+            if local == "status":
+                return _STATUS if first(1) else -1
+            if local == "contact":
+                prio = attrs.get("priority")
+                return _ANY if first(2) and (prio is None or self._qvalue_ok(prio)) else -1
+            if local == "timestamp":
+                return _STAMP_K if first(3) else -1
+            return _ANY if local == "note" else -1
+        if parent == _STATUS:
+            if ns != _P:
+                return _ANY
+            return _BASIC if first(1) and local == "basic" else -1
+        if ns != _DM:  # person, device
+            return _ANY
+        if local == "timestamp":
+            return _STAMP_K if first(1) else -1
+        if local == "deviceID" and parent == _DEVICE:
+            return _ANY if first(2) else -1
+        return _ANY if local == "note" else -1
 
     @staticmethod
     def _qvalue_ok(v: str) -> bool:
         v = v.strip(_WS)
-        return v.isascii() and _QVALUE.match(v) is not None
+        return v.isascii() and _qvalue(v) is not None
 
     def end(self, name: str) -> None:
         kind, a, _, _ = self.stack.pop()
@@ -262,7 +249,7 @@ def scan(
         return False
     max_elements = min(max_elements, 0x7FFFFFFF)  # as the twin: a C int
     if raw.startswith(b"<?xml"):
-        if not raw.startswith(_DECLS):
+        if not raw.startswith(_PLAIN_DECLS):
             return False
     elif raw[0] != 0x3C:
         return False

@@ -67,6 +67,7 @@ from typing import Any, NamedTuple
 
 from simplefast.errors import ProtocolError
 from simplefast.presence.state import (
+    CAS_RETRIES,
     RETRANSMIT_WINDOW,
     MemoryPresentities,
     Presentity,
@@ -191,7 +192,7 @@ class Publications:
                 return Result(
                     exc.status_hint, _REASONS.get(exc.status_hint, "Bad Request"), [warning_header(str(exc))]
                 )
-        for _ in range(_RETRIES):
+        for _ in range(CAS_RETRIES):
             state = self.store.load(resource)
             old: PubRecord | None = None
             if tag is not None:
@@ -242,7 +243,7 @@ class Publications:
         while heap and heap[0][0] <= now:
             due.add(heapq.heappop(heap)[1])
         for resource in sorted(due):
-            for _ in range(_RETRIES):
+            for _ in range(CAS_RETRIES):
                 state = self.store.load(resource)
                 live = [p for p in state.pubs if p.expires_at > now]
                 if len(live) == len(state.pubs):
@@ -320,7 +321,6 @@ class Publications:
         return True
 
 
-_RETRIES = 8
 _RETIRED_MAX = 16  # retired tags kept per presentity (the newest)
 _PARSED_MAX = 4096
 _REASONS = {400: "Bad Request", 413: "Request Entity Too Large", 415: "Unsupported Media Type",

@@ -71,6 +71,10 @@ class Presentity(NamedTuple):
 # minted it may still arrive: 64*T1 with RFC 3261's T1 of 500 ms (Timer J's span over UDP).
 RETRANSMIT_WINDOW = 32.0
 
+# Compare-and-swap attempts on a presentity's row before a writer gives up (500): another
+# worker changed it in between each time.
+CAS_RETRIES = 8
+
 
 EMPTY = Presentity(0, (), b"", 0)
 

@@ -109,13 +109,13 @@ def _depth_probe(max_depth: int) -> Any:
 
 
 # The declarations nearly every body starts with: UTF-8 declared, nothing to check.
-_PLAIN_DECLS = (b'<?xml version="1.0" encoding="UTF-8"?>', b"<?xml version='1.0' encoding='UTF-8'?>",
+PLAIN_DECLS = (b'<?xml version="1.0" encoding="UTF-8"?>', b"<?xml version='1.0' encoding='UTF-8'?>",
                 b'<?xml version="1.0" encoding="utf-8"?>')  # fmt: skip
 
 
 def _to_utf8(data: bytes) -> bytes:
     """The body as UTF-8 bytes, or XmlRejected for an encoding we do not take."""
-    if data.startswith(_PLAIN_DECLS):
+    if data.startswith(PLAIN_DECLS):
         return data
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         try:

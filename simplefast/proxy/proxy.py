@@ -53,6 +53,7 @@ from typing import Any
 
 from simplefast._impl import fastrelay as _fastrelay
 from simplefast._impl import sipmsg as _codec
+from simplefast._sipshared import source_params as source_params  # core and tests import it from here
 from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.proxy.location import Location
 from simplefast.proxy.registrar import Registrar, aor_of
@@ -545,18 +546,6 @@ class Proxy:
 # proxy's Via). One definition, the MESSAGE relay's (simplefast/_ref/fastrelay.py), so
 # that a copy either path forwarded is recognised by the other.
 _loop_hash: Callable[[SipMessage], str] = _fastrelay.loop_hash
-
-
-def source_params(msg: SipMessage, peer: Any) -> dict[str, Any]:
-    """received/rport for the previous hop's Via (RFC 3261 18.2.1, RFC 3581 4): what the
-    codec stamps on it; nothing when the peer has no address."""
-    if type(peer) is tuple and len(peer) >= 2 and peer[0]:
-        try:
-            rport = msg.via_rport
-        except SipParseError:
-            return {}
-        return {"received": peer[0], "rport": peer[1] if rport is not None else None}
-    return {}
 
 
 _OWN_REASONS = {408: "Request Timeout", 487: "Request Terminated", 503: "Service Unavailable",
