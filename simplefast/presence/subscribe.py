@@ -22,8 +22,10 @@ unsubscribe). Checks, in order:
   and ``terminated;reason=timeout``, nothing kept.
 
 A subscription is one dialog: the local tag is ours (the To tag of the 200,
-unique: ``tag_prefix`` and a counter), the NOTIFYs carry CSeq numbers of
-our own that only grow, the route set is the SUBSCRIBE's Record-Route.
+unique: ``tag_prefix``, the worker's branch prefix with its steering marker,
+and a counter), the NOTIFYs carry CSeq numbers of our own that only grow,
+the route set is the SUBSCRIBE's Record-Route.
+
 NOTIFYs go back along the flow the SUBSCRIBE came on: over the same
 connection for TCP/TLS, for UDP to the first route or else to the address
 the SUBSCRIBE came from (which is where a watcher behind NAT can be
@@ -340,7 +342,10 @@ class Notifier:
         self.config = config or NotifierConfig()
         self.table: SubscriptionTable = table if table is not None else MemorySubscriptions()
         self.index = index
-        self.tag_prefix = tag_prefix or tl.new_branch()[-8:]
+        # the branch prefix: random, and in the server the worker's steering marker, so a
+        # SUBSCRIBE inside the dialog reaches this worker from the kernel
+        # (transport/reuseport.py) rather than by a hand-off
+        self.tag_prefix = tag_prefix or tl.branch_prefix[7:]
         self._seq = itertools.count(1)
         self.by_key: dict[str, Subscription] = {}
         self.watchers: dict[tuple[str, str], dict[str, Subscription]] = {}  # (event, resource) -> subs

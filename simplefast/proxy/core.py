@@ -66,6 +66,7 @@ from simplefast.sip.transaction import (
     TransportFailed,
 )
 from simplefast.store.offline import OfflineStore
+from simplefast.transport.reuseport import MARKER, marked_index, marker
 
 log = get_logger(__name__)
 
@@ -881,13 +882,18 @@ class SipCore:
 
 def branch_prefix(index: int) -> str:
     """A worker's branch prefix (after the magic cookie): random, then its index, so a
-    response that reaches another worker can be handed to the owner (``branch_owner``)."""
-    return f"{os.urandom(4).hex()}w{index}"
+    response that reaches another worker can be handed to the owner (``branch_owner``);
+    the index as the worker's steering marker (transport/reuseport.py), so that the
+    kernel sends such a response to the owner in the first place."""
+    mark = marker(index)
+    return f"{os.urandom(4).hex()}{mark}" if mark else f"{os.urandom(4).hex()}w{index}"
 
 
 def branch_owner(branch: str) -> int | None:
     """The worker index in a branch made with ``branch_prefix``; None for other branches."""
     head = branch[7:].partition(".")[0]
+    if MARKER in head:
+        return marked_index(head)
     _, w, idx = head.rpartition("w")
     return int(idx) if w and idx.isdigit() and len(idx) < 4 else None
 

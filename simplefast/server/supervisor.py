@@ -22,6 +22,7 @@ from simplefast.server.shared import SharedState, save_all, save_presence
 from simplefast.server.shared import create as create_shared_state
 from simplefast.server.worker import open_offline, run_worker
 from simplefast.store.users import nonce_secret
+from simplefast.transport.reuseport import SlotOrder
 
 log = get_logger(__name__)
 
@@ -132,6 +133,8 @@ def _supervise(cfg: Config, shared: SharedState) -> int:
             if pid not in workers:
                 continue
             index, started = workers.pop(pid)
+            if cfg.workers > 1:  # its UDP sockets closed: the kernel moved the last slot's into theirs
+                SlotOrder(os.path.join(shared.rundir, "udp-slots")).leave(index)
             if cfg.metrics_listen is not None:
                 metrics.process_dead(pid)
             code = os.waitstatus_to_exitcode(status)

@@ -42,7 +42,14 @@ from simplefast.transport.chat import ChatService
 from simplefast.transport.dns import DnsClient, Resolver
 from simplefast.transport.driver import CoreDriver
 from simplefast.transport.msrp import MsrpService
-from simplefast.transport.reuseport import attach_payload_hash, reuseport_tcp_socket, reuseport_udp_socket
+from simplefast.transport.reuseport import (
+    SCAN_BYTES,
+    SlotOrder,
+    attach_payload_hash,
+    reuseport_tcp_socket,
+    reuseport_udp_socket,
+    slot_map,
+)
 from simplefast.transport.stream import StreamConn, StreamLimits, Streams, client_context, server_context
 from simplefast.transport.udp import OverloadMonitor, UdpPort
 
@@ -197,11 +204,19 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     core.proxy.can_resolve = True
     # bound only now: from then on the kernel gives this socket its share of the traffic
     udp_socks = []
-    for lc in udp_lcs:
-        s = reuseport_udp_socket(lc.host, lc.port)
-        if cfg.workers > 1:
-            attach_payload_hash(s, cfg.workers)
-        udp_socks.append(s)
+    # one worker at a time, so that the slots of the groups follow SlotOrder's file: the
+    # steering program sends a datagram naming a worker's marker to that worker's socket
+    with SlotOrder(os.path.join(shared.rundir, "udp-slots")).edit() as order:
+        for lc in udp_lcs:
+            udp_socks.append(reuseport_udp_socket(lc.host, lc.port))
+        if cfg.workers > 1 and udp_socks:
+            order.append(index)
+            slots = slot_map(order, cfg.workers)
+            scanned = [attach_payload_hash(s, cfg.workers, slots) for s in udp_socks]
+            if min(scanned) < SCAN_BYTES:
+                log.warning("worker %d: the steering program scans %d octets, not %d "
+                            "(net.core.optmem_max too low for the full program)", index, min(scanned),
+                            SCAN_BYTES)  # fmt: skip
     for li, s in enumerate(udp_socks):
         port = UdpPort(s, driver, li, loop)
         udp_out.append(port)
