@@ -272,3 +272,64 @@ def test_stopping_without_persistence_deactivates_the_watchers(tmp_path: Path) -
     finally:
         w.close()
         srv.stop()
+
+
+def test_in_dialog_messages_reach_the_owning_worker_without_a_hand_off(tmp_path: Path) -> None:
+    """The steering cBPF (transport/reuseport.py): the 200s to NOTIFYs and the SUBSCRIBEs
+    inside a dialog, all sent to the shared port as SIPp sends them, reach the worker that
+    holds the subscription, before and after a worker is killed and replaced."""
+    import os
+    import signal
+    import time
+
+    from presence_client import ok
+
+    from simplefast.transport.reuseport import marked_index
+
+    srv = start_server(tmp_path, extra=("--min-notify-interval", "0"))
+    watchers = [Peer(srv.port, f"w{i}") for i in range(12)]
+    shared = ("127.0.0.1", srv.port)
+
+    def notify(w: Peer, call_id: str) -> object:
+        m = w.receive(want=lambda m: m.is_request and m.method == "NOTIFY" and m.call_id == call_id,
+                      answer_notify=False)  # fmt: skip
+        w.send(ok(m), shared)
+        return m
+
+    def refresh_all(cseq: int, expires: int) -> None:
+        for i, w in enumerate(watchers):
+            w.request("SUBSCRIBE", "sip:alice@example.com", call_id=f"d{i}", from_tag=f"t{i}", to_tag=tags[i],
+                      cseq=cseq, headers=SUB.format(local=w.local, expires=expires))  # fmt: skip
+            assert w.response_to(f"d{i}", cseq).status == 200
+            notify(w, f"d{i}")
+
+    tags: dict[int, str] = {}
+    try:
+        for i, w in enumerate(watchers):
+            w.request("SUBSCRIBE", "sip:alice@example.com", call_id=f"d{i}", from_tag=f"t{i}",
+                      headers=SUB.format(local=w.local, expires=600))  # fmt: skip
+            r = w.response_to(f"d{i}", 1)
+            assert r.status == 200
+            tags[i] = r.to_tag
+            notify(w, f"d{i}")
+        assert {marked_index(t) for t in tags.values()} == {0, 1}  # spread over both workers
+        refresh_all(2, 600)
+        refresh_all(3, 600)
+        victim = srv.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pids = srv.worker_pids()
+            if len(pids) == 2 and victim not in pids:
+                break
+            time.sleep(0.05)
+        srv.wait_ready()
+        time.sleep(0.3)  # the replacement takes its subscriptions back as it starts
+        refresh_all(4, 600)
+        refresh_all(5, 0)  # un-SUBSCRIBE: 200 and the final NOTIFY
+    finally:
+        for w in watchers:
+            w.close()
+        assert srv.stop() == 0
+    handed = [int(n) for n in re.findall(r"(\d+) handed off", srv.log())]
+    assert len(handed) == 2 and handed == [0, 0]  # the survivor and the replacement
