@@ -113,13 +113,13 @@ SCENARIOS = (
     Scenario("publish", "steps", "initial PUBLISH, new presentity per call", "/s",
              {"start": 2000, "step": 2000, "max": 40000, "seconds": 3}, QUICK_STEPS),
     Scenario("subscribe", "steps", "SUBSCRIBE → NOTIFY → un-SUBSCRIBE → NOTIFY", "/s",
-             {"start": 1000, "step": 500, "max": 10000, "seconds": 3}, QUICK_STEPS),
+             {"start": 1000, "step": 500, "max": 16000, "seconds": 3}, QUICK_STEPS),
     # watcher SIPps: the fastest count for each server in bench/README.md's presence runs
     Scenario("fanout-1k", "fanout", "fan-out, {watchers} watchers × {publishes} PUBLISHes", "NOTIFY/s",
-             {"watchers": 1000, "publishes": 51, "procs_simplefast": 2, "procs_kamailio": 1},
+             {"watchers": 1000, "publishes": 51, "procs_simplefast": 3, "procs_kamailio": 1},
              {"watchers": 100, **QUICK_FANOUT}),
     Scenario("fanout-10k", "fanout", "fan-out, {watchers} watchers × {publishes} PUBLISHes", "NOTIFY/s",
-             {"watchers": 10000, "publishes": 51, "procs_simplefast": 2, "procs_kamailio": 1},
+             {"watchers": 10000, "publishes": 51, "procs_simplefast": 3, "procs_kamailio": 1},
              {"watchers": 200, **QUICK_FANOUT}),
     # 8 KiB: the largest chunk Kamailio's msrp module relays (bench/peers/kamailio/README.md)
     Scenario("msrp-8k", "msrp", "MSRP relay, {sessions} × {mib} MiB in 8 KiB chunks", "MB/s",
