@@ -11,6 +11,8 @@ figures in bench/peers/kamailio/). A warm-up step at ``--start`` comes first.
 Reported per step: achieved rate, failures, retransmissions, CPU seconds per
 second of the server's processes and of SIPp, the server's resident memory (shared memory counted once).
 Everything runs on 127.0.0.1; every step is bounded by -m and -timeout.
+With ``--pin``, one worker runs on CPU 0 and SIPp on CPU 1 (``taskset``), so the knee is the
+server's own and SIPp can offer twice it (bench/README.md "Overload at twice the knee").
 With ``--json FILE`` the step rows and the result also go to FILE, rewritten after every
 step (``"complete": false`` until the last one; bench/compare.py reads it).
 """
@@ -90,7 +92,9 @@ def describe_run() -> None:
     print(f"machine: {platform.node()} {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}")
 
 
-def start_simplefast(workers: int, data_dir: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+def start_simplefast(
+    workers: int, data_dir: Path, extra: list[str], cpus: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -100,6 +104,8 @@ def start_simplefast(workers: int, data_dir: Path, extra: list[str]) -> tuple[su
            "--presentity-state-bytes", "2048",
            "--min-notify-interval", "0", "--log-level", "warning",
            *extra]  # fmt: skip
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
     print("server:", shlex.join(cmd), flush=True)
     proc = subprocess.Popen(cmd, cwd=REPO)
     wait_ready(port)
@@ -169,6 +175,8 @@ def run_step(
            "-m", str(calls), "-r", str(rate), "-l", str(rate),
            "-timeout", str(args.seconds * 4 + 10), "-nostdin", "-trace_stat", "-stf", str(stat), "-fd", "1",
            "-buff_size", str(8 << 20)]  # fmt: skip
+    if args.pin:
+        cmd = ["taskset", "-c", "1", *cmd]
     cpu0, _ = cpu_and_rss(pids)
     each0 = cpu_by_pid(pids)
     t0 = time.monotonic()
@@ -212,14 +220,21 @@ def main() -> int:
     ap.add_argument("--server-arg", action="append", default=[], dest="server_args", metavar="ARG",
                     help="extra argument for simplefast: --server-arg=--no-persist")  # fmt: skip
     ap.add_argument("--json", metavar="FILE", help="also write the step rows and the result to FILE")
+    ap.add_argument("--pin", action="store_true",
+                    help="one simplefast worker on CPU 0 and SIPp on CPU 1 (taskset): the server's own "
+                         "knee, with no CPU shared with SIPp (overload runs)")  # fmt: skip
     args = ap.parse_args()
+    if args.pin:
+        if args.target or args.scenario == "message":
+            raise SystemExit("--pin starts simplefast itself and has no room for the MESSAGE UAS")
+        args.workers = 1
     describe_run()
     tmp = Path(tempfile.mkdtemp(prefix="sf-steps-"))
     proc = None
     if args.target:
         target, pids = args.target, [int(p) for p in args.server_pids.split(",") if p]
     else:
-        proc, port = start_simplefast(args.workers, tmp / "data", args.server_args)
+        proc, port = start_simplefast(args.workers, tmp / "data", args.server_args, "0" if args.pin else None)
         target, pids = f"127.0.0.1:{port}", children(proc.pid)
     uas = None
     if args.scenario == "message":
