@@ -53,6 +53,13 @@ cdef extern from "<sys/socket.h>" nogil:
     struct mmsghdr:
         msghdr msg_hdr
         unsigned int msg_len
+    struct cmsghdr:
+        size_t cmsg_len
+        int cmsg_level
+        int cmsg_type
+    cmsghdr* CMSG_FIRSTHDR(msghdr* m)
+    cmsghdr* CMSG_NXTHDR(msghdr* m, cmsghdr* c)
+    unsigned char* CMSG_DATA(cmsghdr* c)
     int recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, void* timeout)
     int sendmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags)
     enum:
@@ -60,6 +67,13 @@ cdef extern from "<sys/socket.h>" nogil:
         AF_INET6
         MSG_DONTWAIT
         MSG_TRUNC
+        SOL_SOCKET
+        SCM_TIMESTAMPNS
+
+cdef extern from "<time.h>" nogil:
+    struct timespec:
+        long tv_sec
+        long tv_nsec
 
 cdef extern from "<netinet/in.h>" nogil:
     struct in_addr:
@@ -102,8 +116,14 @@ cdef enum:
 cdef unsigned long long _truncated = 0
 cdef unsigned long long _invalid = 0
 cdef unsigned long long _send_errors = 0
+cdef double _batch_ts = 0.0  # batch_timestamp()
 # fd -> the error met after a batch had already kept datagrams (raised next call)
 cdef dict _pending = {}
+
+
+def batch_timestamp():
+    """When the kernel received the first datagram the last ``recv_batch`` read; see the stub."""
+    return _batch_ts
 
 
 def truncated():
@@ -189,7 +209,7 @@ cdef object _peer(const _sa* a, socklen_t alen):
 @cython.wraparound(False)
 def recv_batch(sock, max_msgs=64, bufsize=65535):
     """Up to ``max_msgs`` queued datagrams as ``(data, (host, port))``; see the stub."""
-    global _rbuf, _rbuf_size, _rbuf_busy, _truncated
+    global _rbuf, _rbuf_size, _rbuf_busy, _truncated, _batch_ts
     cdef Py_ssize_t limit = _check_range("max_msgs", max_msgs, MAX_BATCH)
     cdef size_t bsz = <size_t>_check_range("bufsize", bufsize, MAX_BUFSIZE)
     cdef int fd = sock.fileno()
@@ -200,6 +220,10 @@ def recv_batch(sock, max_msgs=64, bufsize=65535):
     cdef mmsghdr msgs[CHUNK]
     cdef iovec iov[CHUNK]
     cdef _sa names[CHUNK]
+    cdef char control[64]  # the first datagram's ancillary data (its SO_TIMESTAMPNS time)
+    cdef cmsghdr* cm
+    cdef timespec ts
+    cdef bint first = True
     cdef Py_ssize_t got = 0
     cdef int want, k, i, err
     cdef size_t need = <size_t>(CHUNK if limit > CHUNK else limit) * bsz
@@ -220,6 +244,7 @@ def recv_batch(sock, max_msgs=64, bufsize=65535):
         buf = _rbuf
         _rbuf_busy = True
     out = []
+    _batch_ts = 0.0
     try:
         while got < limit:
             want = <int>(CHUNK if limit - got > CHUNK else limit - got)
@@ -231,6 +256,9 @@ def recv_batch(sock, max_msgs=64, bufsize=65535):
                 msgs[i].msg_hdr.msg_namelen = sizeof(_sa)
                 msgs[i].msg_hdr.msg_iov = &iov[i]
                 msgs[i].msg_hdr.msg_iovlen = 1
+            if first:
+                msgs[0].msg_hdr.msg_control = control
+                msgs[0].msg_hdr.msg_controllen = sizeof(control)
             k = recvmmsg(fd, msgs, <unsigned int>want, MSG_DONTWAIT, NULL)
             if k < 0:
                 err = errno
@@ -243,6 +271,15 @@ def recv_batch(sock, max_msgs=64, bufsize=65535):
                     raise exc
                 _pending[fd] = exc
                 break
+            if first and k > 0:
+                first = False
+                cm = CMSG_FIRSTHDR(&msgs[0].msg_hdr)
+                while cm != NULL:
+                    if cm.cmsg_level == SOL_SOCKET and cm.cmsg_type == SCM_TIMESTAMPNS:
+                        memcpy(&ts, CMSG_DATA(cm), sizeof(timespec))
+                        _batch_ts = <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+                        break
+                    cm = CMSG_NXTHDR(&msgs[0].msg_hdr, cm)
             for i in range(k):
                 if msgs[i].msg_hdr.msg_flags & MSG_TRUNC:
                     _truncated += 1

@@ -89,6 +89,14 @@ def recv_batch(
             the error is raised by the next call on the same socket instead.
     """
 
+def batch_timestamp() -> float:
+    """When the kernel received the first datagram that the last ``recv_batch`` call read
+    (returned or dropped as truncated), in seconds of ``time.time()``'s clock, from the
+    socket's ``SO_TIMESTAMPNS`` ancillary data. The queue is FIFO, so this is the oldest
+    datagram of the batch, and ``time.time() - batch_timestamp()`` is how long it waited
+    in the kernel. 0.0 when that call read nothing or the socket does not have
+    ``SO_TIMESTAMPNS`` (``setsockopt(SOL_SOCKET, 35, 1)``) on."""
+
 def send_batch(
     sock: socket.socket, items: Sequence[tuple[bytes | bytearray | memoryview, tuple[str, int]]]
 ) -> int:

@@ -19,6 +19,10 @@ addresses become ``(host, port)``: the host is the numeric text
 with nothing kept raises ``OSError``; after something was kept, the batch is
 returned and the error is raised by the next call on the same socket (the
 kernel does the same for an error met in the middle of a ``recvmmsg``).
+The first datagram of each call is read with room for ancillary data: on a
+socket with ``SO_TIMESTAMPNS`` on, its kernel receive time is kept for
+``batch_timestamp()`` (the oldest of the batch: the queue is FIFO), which a
+caller compares with the clock to know how long the batch waited.
 
 ``send_batch``: walk the items in order. Caller bugs (an item that is not a
 ``(data, destination)`` pair, data that is not a contiguous bytes-like
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 import typing
 
 if typing.TYPE_CHECKING:
@@ -51,12 +56,23 @@ _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 _DONTWAIT = socket.MSG_DONTWAIT
 _TRUNC = socket.MSG_TRUNC
+# SO_TIMESTAMPNS (Linux): the kernel's receive time of each datagram, as ancillary data of the
+# same number (a struct timespec); the socket module names neither
+_SCM_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")
+_ANCBUF = socket.CMSG_SPACE(_TIMESPEC.size)
+_batch_ts = 0.0  # batch_timestamp()
 # errors about the socket itself (closed, not a socket): raised, never counted
 _SOCKET_ERRORS = (errno.EBADF, errno.ENOTSOCK)
 
 _counters = {"truncated": 0, "invalid": 0, "send_errors": 0}
 # fd -> the error met after a batch had already kept datagrams (raised next call)
 _pending: dict[int, OSError] = {}
+
+
+def batch_timestamp() -> float:
+    """When the kernel received the first datagram the last ``recv_batch`` read; see the stub."""
+    return _batch_ts
 
 
 def truncated() -> int:
@@ -93,10 +109,13 @@ def recv_batch(
         exc = _pending.pop(fd, None)
         if exc is not None:
             raise exc
+    global _batch_ts
     out: list[tuple[bytes, tuple[str, int]]] = []
+    _batch_ts = 0.0
+    first = True
     while len(out) < max_msgs:
         try:
-            data, _, flags, addr = sock.recvmsg(bufsize, 0, _DONTWAIT)
+            data, anc, flags, addr = sock.recvmsg(bufsize, _ANCBUF if first else 0, _DONTWAIT)
         except BlockingIOError:
             break
         except OSError as exc:
@@ -104,6 +123,13 @@ def recv_batch(
                 raise
             _pending[fd] = exc
             break
+        if first:
+            first = False
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    _batch_ts = sec + nsec * 1e-9
+                    break
         if flags & _TRUNC:
             _counters["truncated"] += 1
             continue

@@ -318,8 +318,7 @@ class SipCore:
             and not reliable
             and hops == 0
             and not self.draining
-            and not self.shed_fraction
-        ):
+        ):  # not shed under overload: its answer costs about what a 503 would
             r = fast.register(data, peer, now, _http_date())
             if type(r) is bytes:
                 self.tl.send_stateless(r, peer)
@@ -334,8 +333,7 @@ class SipCore:
             and not reliable
             and hops == 0
             and not self.draining
-            and not self.shed_fraction
-        ):
+        ):  # not shed either (it declines what would cost more: the general path sheds those)
             r = fp.publish(data, peer, now)
             if type(r) is bytes:
                 self.tl.send_stateless(r, peer)

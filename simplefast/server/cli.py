@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="addresses-of-record the shared location table holds (default 50000)")  # fmt: skip
     s.add_argument("--overload-queue-bytes", dest="overload_queue_bytes", type=int, metavar="BYTES",
                    help="shed new requests (503) when this much waits in the socket (0: never)")  # fmt: skip
+    s.add_argument("--overload-delay-ms", dest="overload_delay_ms", type=int, metavar="MS",
+                   help="shed new requests (503) while datagrams wait longer than this in the kernel"
+                        " (0: never)")  # fmt: skip
     s.add_argument("--no-persist", dest="persist_registrations", action="store_const", const=False,
                    help="registrations and presence in memory only (no SQLite write-behind)")  # fmt: skip
     s.add_argument("--no-prefault", dest="prefault_tables", action="store_const", const=False,
@@ -177,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                     "listen": listen, "domains": args.domains, "workers": args.workers,
                     "data_dir": args.data_dir, "auth": args.auth, "log_level": args.log_level,
                     "auth_algorithms": args.auth_algorithms, "location_capacity": args.location_capacity,
-                    "overload_queue_bytes": args.overload_queue_bytes, "tls_cert": args.tls_cert,
+                    "overload_queue_bytes": args.overload_queue_bytes,
+                    "overload_delay_ms": args.overload_delay_ms, "tls_cert": args.tls_cert,
                     "tls_key": args.tls_key, "tls_ca": args.tls_ca, "dns_servers": args.dns_servers,
                     "persist_registrations": args.persist_registrations,
                     "persist_presence": args.persist_registrations,  # --no-persist: both

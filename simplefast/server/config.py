@@ -97,6 +97,9 @@ class Config:
     persist_presence: bool = True  # write-behind to <data_dir>/presence.sqlite3
     prefault_tables: bool = True  # touch every page of the shared tables at start (no page fault per new row)
     overload_queue_bytes: int = 0  # 0: no load shedding (see README: it lost goodput when measured)
+    # shed new requests (503) while the batch being read waited longer than this in the kernel
+    # (transport/udp.py UdpPort.set_delay_limit); 0: never. Off when overload_queue_bytes is set.
+    overload_delay_ms: int = 100
     tls_cert: Path | None = None  # PEM certificate chain of tls: listeners
     tls_key: Path | None = None  # its private key (PEM)
     tls_ca: Path | None = None  # CAs trusted for connections we open (default: the system's)
@@ -124,6 +127,7 @@ class Config:
 
 _KEYS = {
     "overload_queue_bytes",
+    "overload_delay_ms",
     "listen",
     "domains",
     "workers",
@@ -252,6 +256,17 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         if not isinstance(oq, int) or isinstance(oq, bool) or oq < 0:
             raise ConfigError(f"server.overload_queue_bytes: {oq!r}: must be an integer >= 0 (0: off)")
         cfg.overload_queue_bytes = oq
+    if "overload_delay_ms" in raw:
+        od = raw["overload_delay_ms"]
+        if not isinstance(od, int) or isinstance(od, bool) or not 0 <= od <= 60_000:
+            raise ConfigError(f"server.overload_delay_ms: {od!r}: must be an integer 0-60000 (0: off)")
+        cfg.overload_delay_ms = od
+    if cfg.overload_delay_ms and cfg.overload_queue_bytes:
+        if "overload_delay_ms" in raw:
+            raise ConfigError(
+                "server.overload_delay_ms and server.overload_queue_bytes: set one of them, not both"
+            )
+        cfg.overload_delay_ms = 0  # the queue-bytes monitor replaces the default
     if "drain_seconds" in raw:
         ds = raw["drain_seconds"]
         if not isinstance(ds, int | float) or isinstance(ds, bool) or not 0 <= ds <= 600:

@@ -223,6 +223,9 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         udp_fam.setdefault(":" in udp_lcs[li].host, port)
     for fam, cs in client_socks.items():
         client_fam[fam == "6"] = UdpPort(cs, driver, "c", loop)
+    if cfg.overload_delay_ms:
+        for port in udp_out:
+            port.set_delay_limit(cfg.overload_delay_ms / 1000)
     udp_ports = [*udp_out, *client_fam.values()]
     for port in udp_ports:
         port.start()
@@ -406,6 +409,10 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
                 monitor.high = new.overload_queue_bytes
                 monitor.low = min(monitor.low, monitor.high)
                 monitor.start()
+        if new.overload_delay_ms != cfg.overload_delay_ms:
+            cfg.overload_delay_ms = new.overload_delay_ms
+            for port in udp_out:
+                port.set_delay_limit(cfg.overload_delay_ms / 1000)
         if new.dns_servers != cfg.dns_servers:
             cfg.dns_servers = new.dns_servers
             old = driver.resolver
@@ -414,8 +421,10 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
             if old is not None:  # lookups in flight finish on the old one first
                 loop.call_later(30.0, lambda: loop.create_task(old.aclose()))
         log.info("worker %d: reloaded: domains %s, %d user realms, tcp idle %.0f s, max %d connections,"
-                 " overload %d bytes", index, ",".join(sorted(cfg.effective_domains())), len(core.users),
-                 limits.idle_seconds, limits.max_connections, cfg.overload_queue_bytes)  # fmt: skip
+                 " overload %d bytes, %d ms", index, ",".join(sorted(cfg.effective_domains())),
+                 len(core.users),
+                 limits.idle_seconds, limits.max_connections, cfg.overload_queue_bytes,
+                 cfg.overload_delay_ms)  # fmt: skip
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     # blocked since the fork (server/supervisor.py): one that came during start-up runs now
@@ -496,13 +505,15 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         ", ".join(f"{n} {reason}" for reason, n in notifier.ended.most_common()) or "none",
     )  # fmt: skip
     log.info(
-        "worker %d stopped: %d received, %d sent, %d unparseable, %d rejected, %d shed (503) in %d overloads,"
-        " %d internal errors, %d handed off; REGISTER fast path: %d answered, %d declined;"
+        "worker %d stopped: %d received, %d sent, %d unparseable, %d rejected, %d shed (503) in %d overloads"
+        " and %d late batches, %d internal errors, %d handed off;"
+        " REGISTER fast path: %d answered, %d declined;"
         " PUBLISH fast path: %d answered, %d declined;"
         " MESSAGE relay: %d relayed, %d declined, %d retransmissions absorbed, %d timed out;"
         " connections: %d accepted, %d opened, %d refused, %d failed to open",
         index, core.stats.received, core.stats.sent, core.stats.parse_errors, core.stats.rejected,
-        core.stats.shed, monitor.episodes, driver.internal_errors, core.stats.handed_off,
+        core.stats.shed, monitor.episodes, sum(p.late_batches for p in udp_out), driver.internal_errors,
+        core.stats.handed_off,
         *((core.fast.answered, core.fast.declined) if core.fast is not None else (0, 0)),
         *((core.fast_pub.answered, core.fast_pub.declined) if core.fast_pub is not None else (0, 0)),
         *((r.relayed, r.declined, r.absorbed, r.timeouts) if (r := core.relay) is not None else (0, 0, 0, 0)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import time
 
 from simplefast._impl import udpio as _udpio
 from simplefast.logs import get_logger
@@ -19,6 +20,7 @@ log = get_logger(__name__)
 
 
 SO_MEMINFO = 55  # linux/sock_diag.h: SK_MEMINFO_RMEM_ALLOC is the first u32
+SO_TIMESTAMPNS = 35  # the receive time of each datagram as ancillary data (udpio.batch_timestamp)
 
 
 class OverloadMonitor:
@@ -103,6 +105,19 @@ class UdpPort:
         self.backlog: list[tuple[bytes, tuple[str, int]]] = []  # what the kernel refused for now
         self.received = self.recv_errors = 0
         self._fd = sock.fileno()
+        self.delay_limit = 0.0  # set_delay_limit
+        self.late_batches = 0  # batches whose first datagram waited past delay_limit
+
+    def set_delay_limit(self, seconds: float) -> None:
+        """Shed by queueing delay (``[server] overload_delay_ms``): a batch whose first
+        datagram waited in the kernel longer than ``seconds`` (its ``SO_TIMESTAMPNS``
+        receive time against the clock) is handled with every new request answered 503,
+        statelessly; the next batch that waited less takes new work again. The queue is
+        FIFO, so the first datagram is the batch's oldest. 0 turns it off."""
+        self.delay_limit = seconds
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1 if seconds else 0)
+        if not seconds:
+            self.driver.core.shed_fraction = 0.0
 
     def start(self) -> None:
         self.loop.add_reader(self._fd, self._readable)
@@ -126,6 +141,11 @@ class UdpPort:
             if not batch:
                 break
             self.received += len(batch)
+            if self.delay_limit:
+                ts = _udpio.batch_timestamp()
+                late = ts > 0.0 and time.time() - ts > self.delay_limit
+                self.late_batches += late
+                driver.core.shed_fraction = 1.0 if late else 0.0
             if tag == 0:
                 driver.datagrams(batch)
             else:

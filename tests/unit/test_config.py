@@ -263,3 +263,16 @@ def test_bad_chat_table(tmp_path: Path, toml: str, message: str) -> None:
     f.write_text(toml)
     with pytest.raises(ConfigError, match=message):
         load(f, {})
+
+
+def test_overload_shedding_settings(tmp_path: Path) -> None:
+    assert load(None, {}).overload_delay_ms == 100  # by queueing delay, by default
+    cfg = load(None, {"overload_queue_bytes": 131072})  # the queue-bytes monitor replaces it
+    assert (cfg.overload_queue_bytes, cfg.overload_delay_ms) == (131072, 0)
+    assert load(None, {"overload_delay_ms": 0}).overload_delay_ms == 0
+    with pytest.raises(ConfigError, match="set one of them"):
+        load(None, {"overload_queue_bytes": 131072, "overload_delay_ms": 50})
+    f = tmp_path / "c.toml"
+    f.write_text("[server]\noverload_delay_ms = -1\n")
+    with pytest.raises(ConfigError, match="server.overload_delay_ms: -1: must be an integer 0-60000"):
+        load(f, {})

@@ -259,6 +259,51 @@ def test_overload_monitor_reads_the_kernel_queue() -> None:
         tx.close()
 
 
+def test_a_batch_that_waited_past_the_delay_limit_sheds_its_new_requests() -> None:
+    """Shedding by queueing delay (UdpPort.set_delay_limit): real sockets, the kernel's
+    receive times; a batch whose first datagram waited past the limit gets 503s, the next
+    fresh one is served."""
+    import asyncio
+    import socket
+    import time
+
+    from simplefast.transport.driver import CoreDriver
+    from simplefast.transport.udp import UdpPort
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.bind(("127.0.0.1", 0))
+    tx.settimeout(2.0)
+    loop = asyncio.new_event_loop()
+    try:
+        c = core()
+        out: list[bytes] = []
+        driver = CoreDriver(c, loop, lambda data, peer: out.append(data))
+        port = UdpPort(rx, driver, 0, loop)
+        port.set_delay_limit(0.05)
+        time.sleep(0.05)  # the kernel turns receive timestamps on lazily
+        for i in range(3):
+            tx.sendto(req("MESSAGE", branch=f"z9hG4bKd{i}", call_id=f"d{i}"), rx.getsockname())
+        time.sleep(0.2)  # they wait past the limit
+        port._readable()
+        assert [parse_message(d).status for d in out] == [503, 503, 503] and port.late_batches == 1
+        assert all(parse_message(d).get("Retry-After") for d in out)
+        out.clear()
+        tx.sendto(req("MESSAGE", branch="z9hG4bKfresh", call_id="fresh"), rx.getsockname())
+        time.sleep(0.005)
+        port._readable()
+        assert 503 not in [parse_message(d).status for d in out if not parse_message(d).is_request]
+        assert not c.overloaded and port.late_batches == 1
+        port.set_delay_limit(0)
+        assert rx.getsockopt(socket.SOL_SOCKET, 35) == 0
+    finally:
+        loop.close()
+        rx.close()
+        tx.close()
+
+
 def test_response_with_vias_on_one_line_loses_only_ours() -> None:
     from simplefast.proxy.proxy import _without_top_via
 

@@ -502,3 +502,27 @@ def test_echo_on_uvloop_with_add_reader(impl: SimpleNamespace, net: Net) -> None
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         got = runner.run(main())
     assert [x for b in got for x in b] == [(b"pong" + d[4:], addr(server)) for d in sent]
+
+
+def test_batch_timestamp_is_when_the_first_datagram_arrived(impl: SimpleNamespace, net: Net) -> None:
+    u = impl.udpio
+    r, s = net.udp(), net.udp()
+    r.setsockopt(socket.SOL_SOCKET, 35, 1)  # SO_TIMESTAMPNS
+    time.sleep(0.05)  # the kernel turns receive timestamps on lazily
+    t0 = time.time()
+    s.sendto(b"first", addr(r))
+    time.sleep(0.1)
+    s.sendto(b"second", addr(r))
+    settle(r)
+    assert [d for d, _ in u.recv_batch(r)] == [b"first", b"second"]
+    ts = u.batch_timestamp()
+    assert t0 - 0.01 <= ts <= t0 + 0.05  # the first one's arrival, not the second's or the read's
+    assert u.recv_batch(r) == [] and u.batch_timestamp() == 0.0  # read nothing
+    plain = net.udp()  # no SO_TIMESTAMPNS: no time
+    s.sendto(b"x", addr(plain))
+    settle(plain)
+    assert u.recv_batch(plain) and u.batch_timestamp() == 0.0
+    s.sendto(b"y" * 100, addr(r))  # a datagram dropped as truncated still dates the batch
+    s.sendto(b"z", addr(r))
+    settle(r)
+    assert u.recv_batch(r, bufsize=10) == [(b"z", addr(s))] and u.batch_timestamp() > t0
