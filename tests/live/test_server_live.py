@@ -481,3 +481,40 @@ def test_sighup_reloads_domains(tmp_path: Path) -> None:
         assert srv.stop() == 0
     assert srv.log().count("reloaded: domains example.com,new.example") == 2
     assert srv.log().count("tcp idle 120 s") == 2
+
+
+def test_requests_that_waited_past_the_delay_limit_get_503_then_service_resumes(tmp_path: Path) -> None:
+    """Overload by queueing delay (docs/operator.md section 7) on the real server: the worker
+    is stopped while requests queue in the kernel, so the batch it reads on waking waited
+    past the limit; its new requests get a stateless 503 with Retry-After, and the next
+    fresh request is served."""
+    import os
+    import signal
+    import time
+
+    from liveserver import start_server
+    from presence_client import Peer
+
+    srv = start_server(tmp_path, workers=1, extra=("--overload-delay-ms", "50"))
+    p = Peer(srv.port, "alice")
+    me = f"sip:127.0.0.1:{srv.port}"
+    try:
+        p.request("OPTIONS", me, call_id="before", from_tag="b")
+        assert p.response_to("before", 1).status == 200
+        (worker,) = srv.worker_pids()
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            for i in range(5):
+                p.request("OPTIONS", me, call_id=f"late{i}", from_tag=f"l{i}")
+            time.sleep(0.3)
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        for i in range(5):
+            r = p.response_to(f"late{i}", 1)
+            assert r.status == 503 and r.get("Retry-After") == "5"
+        p.request("OPTIONS", me, call_id="after", from_tag="a")
+        assert p.response_to("after", 1).status == 200
+    finally:
+        p.close()
+        assert srv.stop() == 0
+    assert re.search(r"5 shed \(503\) in 0 overloads and 1 late batches", srv.log())
