@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from liveserver import start_server
 from presence_client import PIDF, Peer
 
 SUB = "Contact: <sip:bob@{local}>\r\nEvent: presence\r\nExpires: {expires}\r\n"
 WINFO = "Contact: <sip:alice@{local}>\r\nEvent: presence.winfo\r\nExpires: 600\r\n"
+
+
+def kill_a_worker(srv: Any) -> None:
+    """kill -9 of the first worker; back when its replacement serves and took back its
+    subscriptions."""
+    import os
+    import signal
+    import time
+
+    victim = srv.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pids = srv.worker_pids()
+        if len(pids) == 2 and victim not in pids:
+            break
+        time.sleep(0.05)
+    srv.wait_ready()
+    time.sleep(0.3)  # the replacement takes its subscriptions back as it starts
 
 
 def test_publish_subscribe_refresh_unsubscribe_across_workers(tmp_path: Path) -> None:
@@ -62,10 +82,6 @@ def test_publish_subscribe_refresh_unsubscribe_across_workers(tmp_path: Path) ->
 
 
 def test_kill_9_of_a_worker_loses_no_subscription(tmp_path: Path) -> None:
-    import os
-    import signal
-    import time
-
     srv = start_server(tmp_path, extra=("--min-notify-interval", "0"))
     watchers = [Peer(srv.port, f"w{i}") for i in range(8)]
     p = Peer(srv.port, "alice")
@@ -75,16 +91,7 @@ def test_kill_9_of_a_worker_loses_no_subscription(tmp_path: Path) -> None:
                       headers=SUB.format(local=w.local, expires=600))  # fmt: skip
             assert w.response_to(f"k{i}", 1).status == 200
             assert w.notify(f"k{i}").cseq_num == 1
-        victim = srv.worker_pids()[0]
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            pids = srv.worker_pids()
-            if len(pids) == 2 and victim not in pids:
-                break
-            time.sleep(0.05)
-        srv.wait_ready()
-        time.sleep(0.3)  # the replacement takes its subscriptions back as it starts
+        kill_a_worker(srv)
         body = PIDF.format(entity="sip:alice@example.com", basic="open", note="after").encode()
         hdr = "Event: presence\r\nContent-Type: application/pidf+xml\r\nExpires: 600\r\n"
         p.request("PUBLISH", "sip:alice@example.com", call_id="kp", from_tag="a", headers=hdr, body=body)
@@ -278,10 +285,6 @@ def test_in_dialog_messages_reach_the_owning_worker_without_a_hand_off(tmp_path:
     """The steering cBPF (transport/reuseport.py): the 200s to NOTIFYs and the SUBSCRIBEs
     inside a dialog, all sent to the shared port as SIPp sends them, reach the worker that
     holds the subscription, before and after a worker is killed and replaced."""
-    import os
-    import signal
-    import time
-
     from presence_client import ok
 
     from simplefast.transport.reuseport import marked_index
@@ -315,16 +318,7 @@ def test_in_dialog_messages_reach_the_owning_worker_without_a_hand_off(tmp_path:
         assert {marked_index(t) for t in tags.values()} == {0, 1}  # spread over both workers
         refresh_all(2, 600)
         refresh_all(3, 600)
-        victim = srv.worker_pids()[0]
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            pids = srv.worker_pids()
-            if len(pids) == 2 and victim not in pids:
-                break
-            time.sleep(0.05)
-        srv.wait_ready()
-        time.sleep(0.3)  # the replacement takes its subscriptions back as it starts
+        kill_a_worker(srv)
         refresh_all(4, 600)
         refresh_all(5, 0)  # un-SUBSCRIBE: 200 and the final NOTIFY
     finally:
