@@ -112,8 +112,8 @@ class UdpPort:
         """Shed by queueing delay (``[server] overload_delay_ms``): a batch whose first
         datagram waited in the kernel longer than ``seconds`` (its ``SO_TIMESTAMPNS``
         receive time against the clock) is handled with every new request answered 503,
-        statelessly; the next batch that waited less takes new work again. The queue is
-        FIFO, so the first datagram is the batch's oldest. 0 turns it off."""
+        statelessly; the decision holds for that batch only. The queue is FIFO, so the
+        first datagram is the batch's oldest. 0 turns it off."""
         self.delay_limit = seconds
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1 if seconds else 0)
         if not seconds:
@@ -141,15 +141,21 @@ class UdpPort:
             if not batch:
                 break
             self.received += len(batch)
+            late = False
             if self.delay_limit:
                 ts = _udpio.batch_timestamp()
                 late = ts > 0.0 and time.time() - ts > self.delay_limit
-                self.late_batches += late
-                driver.core.shed_fraction = 1.0 if late else 0.0
-            if tag == 0:
-                driver.datagrams(batch)
-            else:
-                driver.datagrams([(d, (a[0], a[1], tag)) for d, a in batch])
+            if late:  # this batch only: what comes next (a stream, a hand-off) is judged afresh
+                self.late_batches += 1
+                driver.core.shed_fraction = 1.0
+            try:
+                if tag == 0:
+                    driver.datagrams(batch)
+                else:
+                    driver.datagrams([(d, (a[0], a[1], tag)) for d, a in batch])
+            finally:
+                if late:
+                    driver.core.shed_fraction = 0.0
 
     def send(self, data: bytes, addr: tuple[str, int]) -> None:
         """Queue one datagram; ``flush`` (the driver calls it after each batch) sends."""

@@ -290,6 +290,7 @@ def test_a_batch_that_waited_past_the_delay_limit_sheds_its_new_requests() -> No
         port._readable()
         assert [parse_message(d).status for d in out] == [503, 503, 503] and port.late_batches == 1
         assert all(parse_message(d).get("Retry-After") for d in out)
+        assert not c.overloaded  # for that batch only: a stream or a hand-off is judged afresh
         out.clear()
         tx.sendto(req("MESSAGE", branch="z9hG4bKfresh", call_id="fresh"), rx.getsockname())
         time.sleep(0.005)
