@@ -60,6 +60,7 @@ cdef extern from "<sys/socket.h>" nogil:
     cmsghdr* CMSG_FIRSTHDR(msghdr* m)
     cmsghdr* CMSG_NXTHDR(msghdr* m, cmsghdr* c)
     unsigned char* CMSG_DATA(cmsghdr* c)
+    size_t CMSG_LEN(size_t n)
     int recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, void* timeout)
     int sendmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags)
     enum:
@@ -213,6 +214,7 @@ def recv_batch(sock, max_msgs=64, bufsize=65535):
     cdef Py_ssize_t limit = _check_range("max_msgs", max_msgs, MAX_BATCH)
     cdef size_t bsz = <size_t>_check_range("bufsize", bufsize, MAX_BUFSIZE)
     cdef int fd = sock.fileno()
+    _batch_ts = 0.0
     if _pending:
         exc = _pending.pop(fd, None)
         if exc is not None:
@@ -244,7 +246,6 @@ def recv_batch(sock, max_msgs=64, bufsize=65535):
         buf = _rbuf
         _rbuf_busy = True
     out = []
-    _batch_ts = 0.0
     try:
         while got < limit:
             want = <int>(CHUNK if limit - got > CHUNK else limit - got)
@@ -275,7 +276,8 @@ def recv_batch(sock, max_msgs=64, bufsize=65535):
                 first = False
                 cm = CMSG_FIRSTHDR(&msgs[0].msg_hdr)
                 while cm != NULL:
-                    if cm.cmsg_level == SOL_SOCKET and cm.cmsg_type == SCM_TIMESTAMPNS:
+                    if (cm.cmsg_level == SOL_SOCKET and cm.cmsg_type == SCM_TIMESTAMPNS
+                            and cm.cmsg_len >= CMSG_LEN(sizeof(timespec))):
                         memcpy(&ts, CMSG_DATA(cm), sizeof(timespec))
                         _batch_ts = <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
                         break

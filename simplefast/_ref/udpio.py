@@ -104,14 +104,14 @@ def recv_batch(
     """Up to ``max_msgs`` queued datagrams as ``(data, (host, port))``; see the stub."""
     _check_range("max_msgs", max_msgs, MAX_BATCH)
     _check_range("bufsize", bufsize, MAX_BUFSIZE)
+    global _batch_ts
     fd = sock.fileno()
+    _batch_ts = 0.0
     if _pending:
         exc = _pending.pop(fd, None)
         if exc is not None:
             raise exc
-    global _batch_ts
     out: list[tuple[bytes, tuple[str, int]]] = []
-    _batch_ts = 0.0
     first = True
     while len(out) < max_msgs:
         try:

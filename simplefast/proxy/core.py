@@ -180,6 +180,11 @@ class SipCore:
         self.shed_fraction = 1.0 if value else 0.0
 
     def _sheds(self, msg: Any) -> bool:
+        """Whether overload sheds this request (no transaction of it exists). Only what
+        starts new work: a request inside a dialog (To tag), a CANCEL or a BYE continues
+        or ends work already accepted, and is served."""
+        if msg.to_tag is not None or msg.method in ("CANCEL", "BYE"):
+            return False
         f = self.shed_fraction
         return f >= 1.0 or (hash(msg.call_id) & 0xFFFF) < f * 65536.0
 

@@ -121,10 +121,12 @@ def _steer_program(slots: Sequence[int], scan_bytes: int) -> list[tuple[int, int
                 ("ja", "found"),
             ]
     body += [("ja", "hash"), ("label", "found")]
-    body += [  # "0"-"9" -> 0-9, "a"-"z" -> 10-35 (anything else: no worker below)
+    body += [  # "0"-"9" -> 0-9, "a"-"z" -> 10-35; ":"-"`" no marker; below "0": no worker below
         (_JMP | _JGE | _K, 0, 2, 0x61),
         (_ALU | _SUB | _K, 0, 0, 0x61 - 10),
         ("ja", "map"),
+        (_JMP | _JGE | _K, 0, 1, 0x3A),
+        ("ja", "hash"),
         (_ALU | _SUB | _K, 0, 0, 0x30),
         ("label", "map"),
     ]
@@ -205,6 +207,8 @@ def payload_hash_reference(
             i = data.find(magic, base, base + 32 + 3)
             if i >= 0 and i < base + 32:
                 c = data[i + 4]
+                if 0x3A <= c < 0x61:
+                    break  # not an index character
                 w = c - (0x61 - 10) if c >= 0x61 else (c - 0x30) & 0xFFFFFFFF
                 if w < len(_DIGITS36) and w < len(slots) and slots[w] >= 0:
                     return slots[w]
@@ -301,9 +305,9 @@ class SlotOrder:
                 raw += chunk
             order = [int(x) for x in raw.split()]
             yield order
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.ftruncate(fd, 0)
-            os.write(fd, " ".join(map(str, order)).encode("ascii"))
+            text = " ".join(map(str, order)).encode("ascii")
+            os.pwrite(fd, text, 0)
+            os.ftruncate(fd, len(text))
         finally:
             os.close(fd)  # and the lock with it
 

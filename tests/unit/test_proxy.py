@@ -208,6 +208,19 @@ def test_overloaded_core_sheds_new_requests_with_503_retry_after() -> None:
     assert c.stats.shed == 1
 
 
+def test_shedding_spares_what_continues_or_ends_accepted_work() -> None:
+    """In-dialog requests, CANCEL and BYE are served under overload (no 503)."""
+    c = core()
+    c.overloaded = True
+    c.on_message(req("MESSAGE", branch="z9hG4bKnew"), UAC, reliable=False, now=0.0)
+    assert [m.status for m, _ in sent(c)] == [503]
+    in_dialog = req("MESSAGE", branch="z9hG4bKdlg").replace(b"bob@example.com>", b"bob@example.com>;tag=t1")
+    for data in (in_dialog, req("BYE", branch="z9hG4bKbye"), req("CANCEL", branch="z9hG4bKcan")):
+        c.on_message(data, UAC, reliable=False, now=0.1)
+        assert 503 not in [m.status for m, _ in sent(c) if not m.is_request], data[:8]
+    assert c.stats.shed == 1
+
+
 def test_partial_shedding_follows_the_call_id() -> None:
     c = core()
     c.shed_fraction = 0.5

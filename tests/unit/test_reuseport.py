@@ -70,7 +70,7 @@ def _message(rng: random.Random, mark: str | None, at: int) -> bytes:
 def test_markers_and_owners() -> None:
     assert marker(0) == "~sfw0" and marker(10) == "~sfwa" and marker(35) == "~sfwz" and marker(36) == ""
     assert marked_index("z9hG4bKab12~sfwb.n3") == 11 and marked_index("abc") is None
-    assert marked_index("x~sfw") is None and marked_index("x~sfw!") is None
+    assert marked_index("x~sfw") is None and marked_index("x~sfw!") is None and marked_index("~sfwA1") is None
     for i in (0, 1, 9, 10, 35, 36, 200):
         p = branch_prefix(i)
         assert branch_owner(f"z9hG4bK{p}") == i and branch_owner(f"z9hG4bK{p}.n1f") == i
@@ -92,6 +92,8 @@ def test_the_kernel_picks_what_the_reference_predicts(slots: list[int] | None) -
                 payloads.append(_message(rng, marker(w), at))
         payloads.append(_message(rng, marker(5), 40))  # a worker not in the group
         payloads.append(_message(rng, "~sfw!", 40))  # not an index
+        payloads.append(_message(rng, "~sfw:", 40))  # between "9" and "a": not an index either
+        payloads.append(_message(rng, "~sfwA", 40))
         payloads.append(b"~sfw1" + b"y" * 40)  # at offset 0
         payloads.append(b"~sfw1")  # too short to be scanned
         got = _landed(socks, port, payloads)
