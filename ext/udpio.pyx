@@ -100,6 +100,10 @@ cdef extern from "<arpa/inet.h>" nogil:
     uint16_t htons(uint16_t)
     uint16_t ntohs(uint16_t)
 
+cdef union _control:  # room for the first datagram's ancillary data, aligned for its headers
+    cmsghdr hdr
+    char buf[64]
+
 cdef union _sa:
     sockaddr sa
     sockaddr_in v4
@@ -222,7 +226,7 @@ def recv_batch(sock, max_msgs=64, bufsize=65535):
     cdef mmsghdr msgs[CHUNK]
     cdef iovec iov[CHUNK]
     cdef _sa names[CHUNK]
-    cdef char control[64]  # the first datagram's ancillary data (its SO_TIMESTAMPNS time)
+    cdef _control control  # the first datagram's ancillary data (its SO_TIMESTAMPNS time)
     cdef cmsghdr* cm
     cdef timespec ts
     cdef bint first = True
@@ -258,7 +262,7 @@ def recv_batch(sock, max_msgs=64, bufsize=65535):
                 msgs[i].msg_hdr.msg_iov = &iov[i]
                 msgs[i].msg_hdr.msg_iovlen = 1
             if first:
-                msgs[0].msg_hdr.msg_control = control
+                msgs[0].msg_hdr.msg_control = &control
                 msgs[0].msg_hdr.msg_controllen = sizeof(control)
             k = recvmmsg(fd, msgs, <unsigned int>want, MSG_DONTWAIT, NULL)
             if k < 0:

@@ -204,8 +204,8 @@ def payload_hash_reference(
         for base in range(0, scan_bytes, 32):
             if len(data) < base + 36:
                 break
-            i = data.find(magic, base, base + 32 + 3)
-            if i >= 0 and i < base + 32:
+            i = data.find(magic, base, base + 32 + 3)  # a start in base .. base + 31
+            if i >= 0:
                 c = data[i + 4]
                 if 0x3A <= c < 0x61:
                     break  # not an index character

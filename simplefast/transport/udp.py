@@ -116,8 +116,6 @@ class UdpPort:
         first datagram is the batch's oldest. 0 turns it off."""
         self.delay_limit = seconds
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1 if seconds else 0)
-        if not seconds:
-            self.driver.core.shed_fraction = 0.0
 
     def start(self) -> None:
         self.loop.add_reader(self._fd, self._readable)

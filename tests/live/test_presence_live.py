@@ -13,6 +13,16 @@ SUB = "Contact: <sip:bob@{local}>\r\nEvent: presence\r\nExpires: {expires}\r\n"
 WINFO = "Contact: <sip:alice@{local}>\r\nEvent: presence.winfo\r\nExpires: 600\r\n"
 
 
+def subscribe_several(w: Peer, prefix: str, n: int = 4) -> None:
+    """``n`` dialogs (Call-IDs prefix0...), each active with its first NOTIFY: several, so
+    that they land on either worker."""
+    for i in range(n):
+        w.request("SUBSCRIBE", "sip:alice@example.com", call_id=f"{prefix}{i}", from_tag=f"b{i}",
+                  headers=SUB.format(local=w.local, expires=600))  # fmt: skip
+        assert w.response_to(f"{prefix}{i}", 1).status == 200
+        assert w.notify(f"{prefix}{i}").get("Subscription-State") == "active;expires=600"
+
+
 def kill_a_worker(srv: Any) -> None:
     """kill -9 of the first worker; back when its replacement serves and took back its
     subscriptions."""
@@ -245,11 +255,7 @@ def test_a_planned_stop_puts_the_watchers_on_probation(tmp_path: Path) -> None:
     srv = start_server(tmp_path, extra=("-c", str(conf), "--no-persist", "--min-notify-interval", "0"))
     w = Peer(srv.port, "bob")
     try:
-        for i in range(4):  # several dialogs: they land on either worker
-            w.request("SUBSCRIBE", "sip:alice@example.com", call_id=f"p{i}", from_tag=f"b{i}",
-                      headers=SUB.format(local=w.local, expires=600))  # fmt: skip
-            assert w.response_to(f"p{i}", 1).status == 200
-            assert w.notify(f"p{i}").get("Subscription-State") == "active;expires=600"
+        subscribe_several(w, "p")
         srv.proc.terminate()
         for i in range(4):
             state = w.notify(f"p{i}").get("Subscription-State")
@@ -267,11 +273,7 @@ def test_stopping_without_persistence_deactivates_the_watchers(tmp_path: Path) -
     srv = start_server(tmp_path, extra=("--no-persist", "--min-notify-interval", "0"))
     w = Peer(srv.port, "bob")
     try:
-        for i in range(4):  # several dialogs: they land on either worker
-            w.request("SUBSCRIBE", "sip:alice@example.com", call_id=f"d{i}", from_tag=f"b{i}",
-                      headers=SUB.format(local=w.local, expires=600))  # fmt: skip
-            assert w.response_to(f"d{i}", 1).status == 200
-            assert w.notify(f"d{i}").get("Subscription-State") == "active;expires=600"
+        subscribe_several(w, "d")
         srv.proc.terminate()  # SIGTERM: drain
         for i in range(4):
             assert w.notify(f"d{i}").get("Subscription-State") == "terminated;reason=deactivated"

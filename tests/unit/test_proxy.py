@@ -281,7 +281,7 @@ def test_a_batch_that_waited_past_the_delay_limit_sheds_its_new_requests() -> No
     import time
 
     from simplefast.transport.driver import CoreDriver
-    from simplefast.transport.udp import UdpPort
+    from simplefast.transport.udp import SO_TIMESTAMPNS, UdpPort
 
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", 0))
@@ -311,7 +311,7 @@ def test_a_batch_that_waited_past_the_delay_limit_sheds_its_new_requests() -> No
         assert 503 not in [parse_message(d).status for d in out if not parse_message(d).is_request]
         assert not c.overloaded and port.late_batches == 1
         port.set_delay_limit(0)
-        assert rx.getsockopt(socket.SOL_SOCKET, 35) == 0
+        assert rx.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS) == 0
     finally:
         loop.close()
         rx.close()

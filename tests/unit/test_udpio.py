@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from simplefast.transport.udp import SO_TIMESTAMPNS
+
 V4, V6 = "127.0.0.1", "::1"
 Addr = tuple[str, int]
 Batch = list[tuple[bytes, Addr]]
@@ -507,7 +509,7 @@ def test_echo_on_uvloop_with_add_reader(impl: SimpleNamespace, net: Net) -> None
 def test_batch_timestamp_is_when_the_first_datagram_arrived(impl: SimpleNamespace, net: Net) -> None:
     u = impl.udpio
     r, s = net.udp(), net.udp()
-    r.setsockopt(socket.SOL_SOCKET, 35, 1)  # SO_TIMESTAMPNS
+    r.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     time.sleep(0.05)  # the kernel turns receive timestamps on lazily
     t0 = time.time()
     s.sendto(b"first", addr(r))
