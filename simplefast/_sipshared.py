@@ -174,3 +174,15 @@ def source_params(msg: Any, peer: Any) -> dict[str, Any]:
             return {}
         return {"received": peer[0], "rport": peer[1] if rport is not None else None}
     return {}
+
+
+def negotiate(accepts: list[str], offered: tuple[str, ...]) -> str | None:
+    """The first body type of ``offered`` the Accept elements admit (none: the first; the
+    codec splits the comma list): the notifier's, and its fast path's (fastsub)."""
+    wanted = {a.split(";", 1)[0].strip().lower() for a in accepts} - {""}
+    if not wanted:
+        return offered[0]
+    for ct in offered:
+        if ct in wanted or f"{ct.split('/', 1)[0]}/*" in wanted or "*/*" in wanted:
+            return ct
+    return None

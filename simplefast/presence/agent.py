@@ -214,9 +214,11 @@ class PresenceAgent:
         self._now = now
         self._changed(resource, now)
 
-    def subscribe(self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float) -> Answer:
+    def subscribe(
+        self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float, tag: str | None = None
+    ) -> Answer:
         self._now = now
-        return self.notifier.subscribe(msg, peer, resource, watcher, now)
+        return self.notifier.subscribe(msg, peer, resource, watcher, now, tag)
 
     def refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
         self._now = now

@@ -23,8 +23,20 @@ unsubscribe). Checks, in order:
 
 A subscription is one dialog: the local tag is ours (the To tag of the 200,
 unique: ``tag_prefix``, the worker's branch prefix with its steering marker,
-and a counter), the NOTIFYs carry CSeq numbers of our own that only grow,
-the route set is the SUBSCRIBE's Record-Route.
+then the caller's ``tag``, a keyed hash of the request, or else a counter),
+the NOTIFYs carry CSeq numbers of our own that only grow, the route set is
+the SUBSCRIBE's Record-Route.
+
+Retransmissions without a transaction (the stateless fast path,
+``simplefast/_ref/fastsub.py``, answers SUBSCRIBEs without one; RFC 3261
+8.2.7). An initial SUBSCRIBE whose ``tag`` makes the key of a live
+subscription is that request again: 200 with the time it has left, no new
+subscription and no NOTIFY; a key that ended less than 64*T1 ago (``retired``)
+gets 200 with Expires 0. A SUBSCRIBE inside a dialog with the CSeq of the
+last one taken (equal is not out of order, RFC 3261 12.2.2) is answered 200
+again without a NOTIFY; once the subscription ended, the CSeq of its last
+SUBSCRIBE (an unsubscribe, say) is answered 200 with Expires 0 for 64*T1,
+and any other gets 481.
 
 NOTIFYs go back along the flow the SUBSCRIBE came on: over the same
 connection for TCP/TLS, for UDP to the first route or else to the address
@@ -74,7 +86,7 @@ from typing import Any, NamedTuple, Protocol
 
 from simplefast._impl import fanout as _fanout
 from simplefast._impl import sipmsg as _codec
-from simplefast._sipshared import is_ip_address
+from simplefast._sipshared import is_ip_address, negotiate
 from simplefast.errors import SimplefastError, SipParseError
 from simplefast.sip import warning_header
 from simplefast.sip.peer import STREAMS
@@ -364,21 +376,73 @@ class Notifier:
         self.kept: Counter[str] = Counter()  # NOTIFY failures survived (notify_grace)
         self.notifies_sent = 0
         self.allow_events = ", ".join(sorted(packages))
+        # keys of subscriptions that ended -> the CSeq of their last SUBSCRIBE, for 64*T1
+        # (two generations: an entry lives one to two windows); see "Retransmissions"
+        self.retired: dict[str, int] = {}
+        self._retired_old: dict[str, int] = {}
+        self._retired_since = 0.0
+        self.retire_window = 64 * tl.t1
+        self.retransmissions = 0  # SUBSCRIBEs answered again (see "Retransmissions")
 
     # ------------------------------------------------------------------ SUBSCRIBE
-    def subscribe(self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float) -> Answer:
-        """An initial SUBSCRIBE (no To tag) for ``resource`` by ``watcher`` (AORs)."""
+    def subscribe(
+        self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float, tag: str | None = None
+    ) -> Answer:
+        """An initial SUBSCRIBE (no To tag) for ``resource`` by ``watcher`` (AORs); ``tag``:
+        our tag's part after ``tag_prefix`` (the request's keyed hash, see
+        "Retransmissions"), None for a counter."""
         try:
-            return self._subscribe(msg, peer, resource, watcher, now)
+            return self._subscribe(msg, peer, resource, watcher, now, tag)
         except SipParseError as exc:  # a header the checks before did not need (Contact: *, ...)
             return Answer(400, "Bad Request", [warning_header(str(exc))])
 
-    def _subscribe(self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float) -> Answer:
+    def again(self, key: str, peer: tuple[Any, ...], now: float, cseq: int | None = None) -> Answer | None:
+        """The answer to a SUBSCRIBE that is one taken already (see "Retransmissions"):
+        ``key``, the tag of an initial one (``cseq`` None), or the To tag of one in a
+        dialog with its ``cseq``. 200 with the time left (Expires 0 once ended); None: a
+        request to take."""
+        sub = self.by_key.get(key)
+        if sub is not None:
+            if cseq is not None and cseq != sub.remote_cseq:
+                return None
+            left = max(0, int(sub.expires_at - now + 0.5))
+            peer = sub.peer
+        else:
+            last = self.is_retired(key, now)
+            if last is None or (cseq is not None and cseq != last):
+                return None
+            left = 0
+        self.retransmissions += 1
+        return Answer(200, "OK", [("Expires", str(left)), ("Contact", self.contact(tuple(peer)))], None, key)
+
+    def is_retired(self, key: str, now: float) -> int | None:
+        """The CSeq of the last SUBSCRIBE of a subscription that ended less than 64*T1 ago."""
+        self._rotate(now)
+        cseq = self.retired.get(key)
+        return self._retired_old.get(key) if cseq is None else cseq
+
+    def _rotate(self, now: float) -> None:
+        # an entry moves to the old generation at the first turn after it was made, and
+        # goes at the next one: it lives at least a window
+        if now - self._retired_since >= self.retire_window:
+            self._retired_old, self.retired = self.retired, {}
+            self._retired_since = now
+
+    def _subscribe(
+        self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float, tag: str | None
+    ) -> Answer:
+        if tag is not None:
+            key = f"{self.tag_prefix}{tag}"
+            again = self.again(key, peer, now)
+            if again is not None:
+                return again
+        else:
+            key = f"{self.tag_prefix}{next(self._seq):x}"
         package, event_id, bad = self._package(msg)
         if bad is not None:
             return bad
         assert package is not None
-        ctype = _negotiate(msg.get_all("Accept"), package.content_types)
+        ctype = negotiate(msg.get_all("Accept"), package.content_types)
         if ctype is None:
             return Answer(406, "Not Acceptable", [("Accept", ", ".join(package.content_types))])
         expires, bad = self._expires(msg, package)
@@ -388,15 +452,21 @@ class Notifier:
         if policy == BLOCK:
             return Answer(403, "Forbidden", [])
         target = msg.contact_uri
-        if target is None or not _is_sip_uri(target):
+        if target is None or not is_sip_uri(target):
             return Answer(400, "Bad Request", [warning_header("SUBSCRIBE needs a Contact with a SIP URI")])
-        to = msg.to_addr()
-        frm = msg.from_addr()
-        key = f"{self.tag_prefix}{next(self._seq):x}"
+        return self.make(msg, peer, key, package, event_id, ctype, expires, policy, target, resource, watcher,
+                         now)  # fmt: skip
+
+    def make(
+        self, msg: Any, peer: tuple[Any, ...], key: str, package: EventPackage, event_id: str | None,
+        ctype: str, expires: int, policy: str, target: str, resource: str, watcher: str, now: float,
+    ) -> Answer:  # fmt: skip
+        """The subscription an initial SUBSCRIBE makes, every check passed (both paths):
+        kept (``expires`` 0: a fetch, not kept), and its 200."""
         sub = Subscription(
-            key=key, call_id=msg.call_id, remote_tag=msg.from_tag or "", local_uri=to.uri,
-            remote_uri=frm.uri, target=target, routes=tuple(_record_routes(msg)), peer=tuple(peer),
-            event=package.name, event_id=event_id, resource=resource, watcher=watcher,
+            key=key, call_id=msg.call_id, remote_tag=msg.from_tag or "", local_uri=msg.to_addr().uri,
+            remote_uri=msg.from_addr().uri, target=target, routes=tuple(_record_routes(msg)),
+            peer=tuple(peer), event=package.name, event_id=event_id, resource=resource, watcher=watcher,
             content_type=ctype, policy=policy, expires_at=now + expires, remote_cseq=msg.cseq_num,
             state=PENDING if policy == CONFIRM else ACTIVE, owner=self.index, subscribed_at=now,
         )  # fmt: skip
@@ -416,24 +486,38 @@ class Notifier:
             return Answer(400, "Bad Request", [warning_header(str(exc))])
 
     def _refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
-        sub = self.by_key.get(msg.to_tag or "")
-        if sub is None or sub.call_id != msg.call_id or sub.remote_tag != (msg.from_tag or ""):
+        self._rotate(now)
+        key = msg.to_tag or ""
+        cseq = msg.cseq_num or 0
+        sub = self.by_key.get(key)
+        if sub is not None and (sub.call_id != msg.call_id or sub.remote_tag != (msg.from_tag or "")):
             return Answer(481, "Subscription Does Not Exist", [])
+        if sub is None or cseq == sub.remote_cseq:
+            again = self.again(key, peer, now, cseq)
+            if again is not None or sub is None:
+                return again or Answer(481, "Subscription Does Not Exist", [])
         package, event_id, bad = self._package(msg)
         if bad is not None:
             return bad
         if package is None or package.name != sub.event or event_id != sub.event_id:
             return Answer(481, "Subscription Does Not Exist", [])  # another subscription's event
-        cseq = msg.cseq_num or 0
-        if cseq <= sub.remote_cseq:
+        if cseq < sub.remote_cseq:
             return Answer(500, "Server Internal Error", [warning_header("CSeq out of order")])
         expires, bad = self._expires(msg, package)
         if bad is not None:
             return bad
-        sub.remote_cseq = cseq
         target = msg.contact_uri
-        if target is not None and not _is_sip_uri(target):
+        if target is not None and not is_sip_uri(target):
             return Answer(400, "Bad Request", [warning_header("Contact is not a SIP URI")])
+        return self.renew(sub, peer, package, cseq, target, expires, now)
+
+    def renew(
+        self, sub: Subscription, peer: tuple[Any, ...], package: EventPackage, cseq: int, target: str | None,
+        expires: int, now: float,
+    ) -> Answer:  # fmt: skip
+        """A SUBSCRIBE in the dialog of ``sub``, every check passed (both paths): refreshed,
+        or ended (``expires`` 0), and its 200."""
+        sub.remote_cseq = cseq
         if target is not None and target != sub.target:
             sub.target = target  # a refresh may update the remote target (RFC 6665 §4.1.2.1)
             sub.target_b = sub.row_static = b""
@@ -533,6 +617,7 @@ class Notifier:
         return a if b is None or a < b else b
 
     def handle_timer(self, now: float) -> None:
+        self._rotate(now)
         again, timed_out = self.txns.poll(now)
         for data, dest in again:
             self.tl.send_stateless(data, dest)
@@ -700,6 +785,7 @@ class Notifier:
                 if self.on_watched is not None:
                     self.on_watched(sub.event, sub.resource, False)
         self.table.delete(sub.key)
+        self.retired[sub.key] = sub.remote_cseq
         self.ended[reason] += 1
         if self.on_watcher is not None:  # RFC 3857 names the reasons it has; the rest is a timeout
             self.on_watcher(sub, reason if reason in _WINFO_REASONS else "timeout", TERMINATED)
@@ -803,7 +889,7 @@ def _destination(sub: Subscription) -> tuple[Any, ...]:
     return (peer[0], peer[1], "c")
 
 
-def _is_sip_uri(text: str) -> bool:
+def is_sip_uri(text: str) -> bool:
     """A remote target we can send NOTIFYs to (not ``*``, not a tel: or http: URI)."""
     try:
         u = _codec.parse_uri(text)
@@ -829,15 +915,3 @@ def _event(value: str | None) -> tuple[str | None, str | None]:
         if k.strip().lower() == "id":
             event_id = v.strip()
     return name.strip().lower() or None, event_id
-
-
-def _negotiate(accepts: list[str], offered: tuple[str, ...]) -> str | None:
-    """The first body type of ``offered`` the Accept elements admit (none: the first; the
-    codec splits the comma list)."""
-    wanted = {a.split(";", 1)[0].strip().lower() for a in accepts} - {""}
-    if not wanted:
-        return offered[0]
-    for ct in offered:
-        if ct in wanted or f"{ct.split('/', 1)[0]}/*" in wanted or "*/*" in wanted:
-            return ct
-    return None

@@ -35,6 +35,7 @@ from typing import Any
 from simplefast._impl import fastpub as _fastpub
 from simplefast._impl import fastreg as _fastreg
 from simplefast._impl import fastrelay as _fastrelay
+from simplefast._impl import fastsub as _fastsub
 from simplefast._impl import sipmsg as _codec
 from simplefast.errors import LocalProtocolError, SipParseError
 from simplefast.im.agent import Execute, ImConfig, PageMode
@@ -167,6 +168,8 @@ class SipCore:
         self.relay: Any = None
         # The state agent's stateless PUBLISH path (enable_fast_publish).
         self.fast_pub: Any = None
+        # The notifier's stateless SUBSCRIBE path (enable_fast_subscribe).
+        self.fast_sub: Any = None
         # The RFC 7701 chat focus (enable_focus): INVITEs and SUBSCRIBEs to chat rooms.
         self.focus: ChatFocus | None = None
         self.allow_events = ALLOW_EVENTS
@@ -259,6 +262,28 @@ class SipCore:
         )  # fmt: skip
         return True
 
+    def enable_fast_subscribe(self) -> bool:
+        """Answer the common SUBSCRIBE over UDP (a presence subscription made, refreshed or
+        ended) in one compiled call, without a transaction (simplefast/_ref/fastsub.py says
+        which). Only with auth off and presence on; the tags of new subscriptions are keyed
+        with ``tag_key`` (enable_fast_register sets the key every worker shares). True when
+        enabled."""
+        if self.auth is not None or self.presence is None:
+            return False
+        self.fast_sub = _fastsub.FastSubscriber(
+            self.config, self.presence, server=self.config.server_header, supported=SUPPORTED,
+            tag_key=self.tag_key, allow_events=self.allow_events,
+        )  # fmt: skip
+        self._fast_rooms()
+        return True
+
+    def _fast_rooms(self) -> None:
+        fs, focus = self.fast_sub, self.focus
+        if fs is not None:
+            fs.allow_events = self.allow_events
+            if focus is not None:
+                fs.room = lambda user, host, local: focus.room_key(user, host, local=local)
+
     def enable_focus(self, focus: ChatFocus) -> None:
         """Serve chat rooms (simplefast/msrp/focus.py) and, with presence on, their
         ``conference`` event package (RFC 4575)."""
@@ -268,6 +293,7 @@ class SipCore:
             self.allow_events = ", ".join(sorted(self.presence.notifier.packages))
             if self.fast_pub is not None:
                 self.fast_pub.allow_events = self.allow_events
+        self._fast_rooms()
 
     def _room(self, uri: str) -> str | None:
         """The room a Request-URI names (see ChatFocus.room_key), None for no room."""
@@ -346,6 +372,27 @@ class SipCore:
                     assert self.presence is not None
                     self.presence.changed(fp.changed, now)
                     self._dispatch(now)
+                return
+            if r is not None:
+                self.on_parsed(r, data, peer, reliable=reliable, now=now, hops=hops)
+                return
+        fs = self.fast_sub
+        if (
+            fs is not None
+            and data.startswith(b"SUBSCRIBE ")
+            and not reliable
+            and hops == 0
+            and not self.draining
+            and not self.shed_fraction
+        ):  # under overload the general path decides what is shed
+            r = fs.subscribe(data, peer, now)
+            if type(r) is bytes:
+                self.tl.send_stateless(r, peer)
+                sub = fs.notify
+                if sub is not None:  # the NOTIFY it owes (RFC 6665 4.2.1.2)
+                    fs.notify = None
+                    assert self.presence is not None
+                    self.presence.notifier.notify_now(sub, now)
                 return
             if r is not None:
                 self.on_parsed(r, data, peer, reliable=reliable, now=now, hops=hops)
@@ -759,7 +806,9 @@ class SipCore:
             self._respond(txn, msg, peer, r.status, r.reason, headers, now, to_tag=tag)
             self.presence.publish_done(r, now)
             return
-        self._presence_answer(txn, msg, peer, self.presence.subscribe(msg, peer, resource, watcher, now), now)
+        tag = self._request_tag(msg)  # the fast path's (simplefast/_ref/fastsub.py)
+        a = self.presence.subscribe(msg, peer, resource, watcher, now, tag)
+        self._presence_answer(txn, msg, peer, a, now)
 
     def _reachable(self, msg: Any, now: float) -> bool:
         try:

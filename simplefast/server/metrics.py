@@ -142,6 +142,10 @@ class WorkerMetrics:
         answered = dict(st.answered)
         if core.fast is not None:
             answered[("REGISTER", 2)] = answered.get(("REGISTER", 2), 0) + core.fast.answered
+        fs = core.fast_sub
+        if fs is not None:
+            methods["SUBSCRIBE"] = methods.get("SUBSCRIBE", 0) + fs.answered
+            answered[("SUBSCRIBE", 2)] = answered.get(("SUBSCRIBE", 2), 0) + fs.answered
         fp = core.fast_pub
         if fp is not None:
             methods["PUBLISH"] = methods.get("PUBLISH", 0) + fp.answered

@@ -159,10 +159,15 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         except SimplefastError as exc:  # TableFullError: changes of that resource miss this worker
             log.warning("worker %d: subscription marks table full: %s", index, exc)
 
+    digits = [(i, str(i).encode()) for i in range(cfg.workers)]
+    base_max = marks.key_max - len(str(cfg.workers))
+
     def marked(event: str, resource: str) -> list[int]:
-        if len(mark_key(event, resource, cfg.workers)) > marks.key_max:
+        base = mark_prefix(event, resource)  # made once: asked at every subscription made or ended
+        if len(base) > base_max:
             return list(range(cfg.workers))
-        return [i for i in range(cfg.workers) if marks.get(mark_key(event, resource, i)) is not None]
+        get = marks.get
+        return [i for i, d in digits if get(base + d) is not None]
 
     if len(marks):  # a replaced worker: its predecessor's marks go; adopting sets them again
         for k in marks.keys():
@@ -349,6 +354,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     core.enable_fast_relay()
     if core.enable_fast_publish():  # after enable_fast_register: it takes the shared tag key
         core.fast_pub.watch_table(presence.notifier.watchers, marks, cfg.workers)  # as marked() reads them
+    core.enable_fast_subscribe()  # after enable_fast_register: it takes the shared tag key
     if cfg.persist_registrations or cfg.persist_presence:
         loop.call_later(1.0, write_behind)
     wm: WorkerMetrics | None = None
@@ -509,6 +515,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         " and %d late batches, %d internal errors, %d handed off;"
         " REGISTER fast path: %d answered, %d declined;"
         " PUBLISH fast path: %d answered, %d declined;"
+        " SUBSCRIBE fast path: %d answered, %d declined;"
         " MESSAGE relay: %d relayed, %d declined, %d retransmissions absorbed, %d timed out;"
         " connections: %d accepted, %d opened, %d refused, %d failed to open",
         index, core.stats.received, core.stats.sent, core.stats.parse_errors, core.stats.rejected,
@@ -516,6 +523,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         core.stats.handed_off,
         *((core.fast.answered, core.fast.declined) if core.fast is not None else (0, 0)),
         *((core.fast_pub.answered, core.fast_pub.declined) if core.fast_pub is not None else (0, 0)),
+        *((core.fast_sub.answered, core.fast_sub.declined) if core.fast_sub is not None else (0, 0)),
         *((r.relayed, r.declined, r.absorbed, r.timeouts) if (r := core.relay) is not None else (0, 0, 0, 0)),
         streams.accepted, streams.opened, streams.refused, streams.connect_failures,
     )  # fmt: skip
