@@ -345,12 +345,13 @@ class Notifier:
         self.tl = tl
         self.packages = packages
         self.policy = policy
-        self.contact = contact  # our Contact URI for a flow
+        self.contact = contact  # our Contact URI for a flow (of its transport and family: contact_of)
         self.via = via  # our Via sent-by for a NOTIFY to a peer ("SIP/2.0/UDP host:port")
         # the NOTIFY client transactions (ext/fanout.pyx); their branches carry the
         # transaction layer's prefix, so a response reaching another worker is handed here
         self.txns = _fanout.NotifyTxns(f"{tl.branch_prefix}.n", t1=tl.t1, t2=tl.t2, t4=tl.t4)
         self._vias: dict[tuple[str, bool], bytes] = {}
+        self._contacts: dict[tuple[str, bool], str] = {}
         self.config = config or NotifierConfig()
         self.table: SubscriptionTable = table if table is not None else MemorySubscriptions()
         self.index = index
@@ -413,7 +414,8 @@ class Notifier:
                 return None
             left = 0
         self.retransmissions += 1
-        return Answer(200, "OK", [("Expires", str(left)), ("Contact", self.contact(tuple(peer)))], None, key)
+        headers = [("Expires", str(left)), ("Contact", self.contact_of(tuple(peer)))]
+        return Answer(200, "OK", headers, None, key)
 
     def is_retired(self, key: str, now: float) -> int | None:
         """The CSeq of the last SUBSCRIBE of a subscription that ended less than 64*T1 ago."""
@@ -471,7 +473,7 @@ class Notifier:
             state=PENDING if policy == CONFIRM else ACTIVE, owner=self.index, subscribed_at=now,
         )  # fmt: skip
         package.prepare(sub)
-        headers = [("Expires", str(expires)), ("Contact", self.contact(sub.peer))]
+        headers = [("Expires", str(expires)), ("Contact", self.contact_of(sub.peer))]
         if expires == 0:  # a fetch: one NOTIFY, nothing kept
             sub.state = TERMINATED
             return Answer(200, "OK", headers, sub, key)
@@ -525,7 +527,7 @@ class Notifier:
             sub.peer = tuple(peer)
             sub.head = sub.row_static = b""  # its Contact follows the flow's transport
         package.prepare(sub)
-        headers = [("Expires", str(expires)), ("Contact", self.contact(sub.peer))]
+        headers = [("Expires", str(expires)), ("Contact", self.contact_of(sub.peer))]
         if expires == 0:
             self._remove(sub, "unsubscribed")
             sub.state = TERMINATED
@@ -734,6 +736,15 @@ class Notifier:
         return len(self.by_key)
 
     # ------------------------------------------------------------------ internals
+    def contact_of(self, peer: tuple[Any, ...]) -> str:
+        """Our Contact for a flow: ``contact`` depends on the flow's transport and address
+        family only (as ``via`` does), so it is made once for each."""
+        key = (peer[2] if len(peer) == 4 else "udp", ":" in str(peer[0]))
+        c = self._contacts.get(key)
+        if c is None:
+            c = self._contacts[key] = self.contact(peer)
+        return c
+
     def _package(self, msg: Any) -> tuple[EventPackage | None, str | None, Answer | None]:
         event = msg.get("Event")
         name, event_id = _event(event)
@@ -862,7 +873,7 @@ class Notifier:
         return (
             f"{routes}Max-Forwards: 70\r\nFrom: <{sub.local_uri}>;tag={sub.key}\r\n"
             f"To: <{sub.remote_uri}>;tag={sub.remote_tag}\r\nCall-ID: {sub.call_id}\r\n"
-            f"Contact: {self.contact(sub.peer)}\r\nEvent: {ev}\r\n"
+            f"Contact: {self.contact_of(sub.peer)}\r\nEvent: {ev}\r\n"
         ).encode("utf-8", "surrogateescape")
 
 
