@@ -23,6 +23,9 @@ from simplefast._sipshared import source_params as _source_params
 from simplefast.errors import SipParseError
 
 cdef tuple _SCHEMES = ("sip", "sips")
+DEF _AGAIN = 0  # what a request asks of the notifier (_check)
+DEF _MAKE = 1
+DEF _RENEW = 2
 cdef str _ALLOW = "allow"  # presence.subscribe.ALLOW (which imports simplefast._impl, which loads us)
 
 
@@ -47,6 +50,7 @@ cdef class FastSubscriber:
     cdef readonly bytes tag_key
     cdef str _allow_events
     cdef public object room
+    cdef public bint only_again
     cdef public long long answered
     cdef public long long declined
     cdef public object notify
@@ -62,6 +66,7 @@ cdef class FastSubscriber:
         self.tag_key = bytes(tag_key)
         self.allow_events = allow_events
         self.room = None
+        self.only_again = False
         self.answered = 0
         self.declined = 0
         self.notify = None
@@ -89,23 +94,32 @@ cdef class FastSubscriber:
             msg = _parse_message(data)
         except SipParseError:
             return None
-        try:
-            answer = self._apply(msg, peer, t)
+        cdef tuple plan
+        try:  # the checks: nothing changes until they all passed
+            plan = self._check(msg, peer, t)
         except SipParseError:
-            answer = None
-        if answer is None:
+            plan = None
+        if plan is None or (self.only_again and plan[0] != _AGAIN):
             self.declined += 1
             return msg
+        notifier = self.notifier
+        kind = plan[0]
+        if kind == _MAKE:
+            answer = notifier.make(msg, peer, *plan[1:])
+        elif kind == _RENEW:
+            answer = notifier.renew(plan[1], peer, *plan[2:])
+        else:
+            answer = plan[1]
         self.answered += 1
         self.notify = answer[3]
         cdef list h = answer[2]
         headers = (f"{h[0][0]}: {h[0][1]}\r\n{h[1][0]}: {h[1][1]}\r\nAllow-Events: {self._allow_events}\r\n"
-                   f"Server: {self.server}\r\n").encode("ascii")
+                   f"Server: {self.server}\r\n").encode("utf-8", "surrogateescape")
         tag = answer[4] if msg.to_tag is None else None
         return bytes(_build_response(msg, 200, "OK", to_tag=tag, extra_headers=headers,
                                      **_source_params(msg, peer)))
 
-    cdef object _apply(self, msg, tuple peer, double now):
+    cdef tuple _check(self, msg, tuple peer, double now):
         cdef Py_ssize_t n = len(peer)
         if (n != 2 and n != 3) or _validate_request(msg, supported=self.supported) is not None:
             return None
@@ -134,6 +148,7 @@ cdef class FastSubscriber:
         fuser = furi.user
         if fuser is not None and "%" in fuser:
             return None
+        msg.to_addr()  # make reads it: parsed here, before anything changes
         cdef str resource = f"{scheme}:{user}@{host}"
         cdef str fhost = furi.host.lower()
         cdef str watcher = f"{fscheme}:{fuser}@{fhost}" if fuser is not None else f"{fscheme}:{fhost}"
@@ -142,7 +157,7 @@ cdef class FastSubscriber:
         key = f"{notifier.tag_prefix}{tag}"
         again = notifier.again(key, peer, now)
         if again is not None:
-            return again
+            return (_AGAIN, again)
         ctype = _negotiate(msg.get_all("Accept"), package.content_types)
         if ctype is None:
             return None
@@ -155,10 +170,9 @@ cdef class FastSubscriber:
         target = msg.contact_uri
         if target is None or not _is_sip_uri(target):
             return None
-        return notifier.make(msg, peer, key, package, None, ctype, expires, policy, target, resource, watcher,
-                             now)
+        return (_MAKE, key, package, None, ctype, expires, policy, target, resource, watcher, now)
 
-    cdef object _in_dialog(self, msg, tuple peer, ruri, str host, package, double now):
+    cdef tuple _in_dialog(self, msg, tuple peer, ruri, str host, package, double now):
         config = self.config
         port = ruri.port
         local_hosts = config.local_hosts
@@ -171,22 +185,22 @@ cdef class FastSubscriber:
         key = msg.to_tag
         cseq = msg.cseq_num or 0
         sub = notifier.by_key.get(key)
-        if sub is None:
-            return notifier.again(key, peer, now, cseq)
+        if sub is None or cseq == sub.remote_cseq:
+            if sub is not None and (sub.call_id != msg.call_id or sub.remote_tag != (msg.from_tag or "")):
+                return None
+            again = notifier.again(key, peer, now, cseq)
+            return None if again is None else (_AGAIN, again)
         if sub.call_id != msg.call_id or sub.remote_tag != (msg.from_tag or ""):
             return None
-        remote = sub.remote_cseq
-        if sub.event != "presence" or sub.event_id is not None or cseq < remote:
+        if sub.event != "presence" or sub.event_id is not None or cseq < sub.remote_cseq:
             return None
-        if cseq == remote:
-            return notifier.again(key, peer, now, cseq)
         expires = self._expires(msg, package)
         if expires is None:
             return None
         target = msg.contact_uri
         if target is not None and not _is_sip_uri(target):
             return None
-        return notifier.renew(sub, peer, package, cseq, target, expires, now)
+        return (_RENEW, sub, package, cseq, target, expires, now)
 
     cdef object _expires(self, msg, package):
         try:

@@ -30,6 +30,8 @@ class FastSubscriber:
     Attributes:
         room: None, or ``room(user, host, local)`` naming the chat room of a
             Request-URI (None: no room); a request to a room is declined.
+        only_again: answer only copies of requests taken before (the
+            worker drains or sheds load), decline the rest.
         answered: SUBSCRIBEs answered here.
         declined: SUBSCRIBEs parsed here and left to the general path.
         notify: after a call that answered, the subscription whose NOTIFY the
@@ -37,6 +39,7 @@ class FastSubscriber:
     """
 
     room: Any
+    only_again: bool
     answered: int
     declined: int
     notify: Any

@@ -19,12 +19,20 @@ rule below) answers it.
 Stateless (RFC 3261 section 8.2.7). No transaction is kept. Our tag of a new
 subscription is the notifier's ``tag_prefix`` and a keyed hash of the
 request's branch, Call-ID, CSeq and From tag (``fastreg.to_tag``); the
-general path gives an initial SUBSCRIBE the same one. A retransmission
-finds the subscription it made, or its key among the ended ones
-(``Notifier.again``), and is answered 200 again without a new subscription
-or NOTIFY, on either path; so is a SUBSCRIBE in a dialog with the CSeq of
-the dialog's last one, and, for 64*T1 after a subscription ended, its last
-SUBSCRIBE (the unsubscribe).
+general path of the worker gives an initial SUBSCRIBE the same one. A
+retransmission finds the subscription it made, or its key among the ended
+ones (``Notifier.again``), and is answered 200 again without a new
+subscription or NOTIFY, on either path; so is a SUBSCRIBE in a dialog with
+the CSeq of the dialog's last one, and, for 64*T1 after a subscription
+ended, its last SUBSCRIBE (the unsubscribe). The prefix is the worker's
+(random for each process, with its steering marker): a copy reaches the
+worker that took the request (the kernel sends equal datagrams to the same
+socket) unless the workers changed in between, and in another worker it is
+a new request, as it would be for the general path's transactions.
+
+While the worker drains or sheds load (``only_again``, set by the caller)
+only those copies are answered here: everything else is declined, and the
+general path drops or sheds what is new.
 
 Taken here (every condition, else declined):
 
@@ -71,6 +79,7 @@ from simplefast._sipshared import source_params as _source_params
 from simplefast.errors import SipParseError
 
 _SCHEMES = ("sip", "sips")
+_AGAIN, _MAKE, _RENEW = 0, 1, 2  # what a request asks of the notifier (_check)
 _ALLOW = "allow"  # presence.subscribe.ALLOW (which imports simplefast._impl, which loads us)
 
 
@@ -100,6 +109,7 @@ class FastSubscriber:
         self.tag_key = bytes(tag_key)
         self.allow_events = allow_events
         self.room: _Any = None
+        self.only_again = False
         self.answered = 0
         self.declined = 0
         self.notify: _Any = None
@@ -129,13 +139,20 @@ class FastSubscriber:
             msg = _codec.parse_message(data)
         except SipParseError:
             return None
-        try:
-            answer = self._apply(msg, peer, now)
+        try:  # the checks: nothing changes until they all passed
+            plan = self._check(msg, peer, now)
         except SipParseError:
-            answer = None
-        if answer is None:
+            plan = None
+        if plan is None or (self.only_again and plan[0] != _AGAIN):
             self.declined += 1
             return msg
+        notifier = self.notifier
+        if plan[0] == _MAKE:
+            answer = notifier.make(msg, peer, *plan[1:])
+        elif plan[0] == _RENEW:
+            answer = notifier.renew(plan[1], peer, *plan[2:])
+        else:
+            answer = plan[1]
         self.answered += 1
         self.notify = answer.sub
         headers = [*answer.headers, ("Allow-Events", self._allow_events), ("Server", self.server)]
@@ -143,8 +160,9 @@ class FastSubscriber:
         tag = answer.to_tag if msg.to_tag is None else None
         return bytes(_codec.build_response(msg, 200, "OK", to_tag=tag, extra_headers=headers, **stamp))
 
-    def _apply(self, msg: _Any, peer: tuple[_Any, ...], now: float) -> _Any:
-        """The notifier's answer (a 200), the change made; None: declined, nothing changed."""
+    def _check(self, msg: _Any, peer: tuple[_Any, ...], now: float) -> tuple[_Any, ...] | None:
+        """What to do: ``(_AGAIN, answer)``, ``(_MAKE, make's arguments after msg and peer)``,
+        ``(_RENEW, sub, renew's arguments after sub and peer)``; None: declined."""
         if len(peer) not in (2, 3) or _codec.validate_request(msg, supported=self.supported) is not None:
             return None
         event = msg.get("Event")
@@ -170,6 +188,7 @@ class FastSubscriber:
         fuser = furi.user
         if fuser is not None and "%" in fuser:
             return None
+        msg.to_addr()  # make reads it: parsed here, before anything changes
         resource = f"{ruri.scheme}:{user}@{host}"
         fhost = furi.host.lower()
         watcher = f"{furi.scheme}:{fuser}@{fhost}" if fuser is not None else f"{furi.scheme}:{fhost}"
@@ -178,7 +197,7 @@ class FastSubscriber:
         key = f"{notifier.tag_prefix}{tag}"
         again = notifier.again(key, peer, now)
         if again is not None:
-            return again
+            return (_AGAIN, again)
         ctype = _negotiate(msg.get_all("Accept"), package.content_types)
         if ctype is None:
             return None
@@ -191,11 +210,10 @@ class FastSubscriber:
         target = msg.contact_uri
         if target is None or not _is_sip_uri(target):
             return None
-        return notifier.make(msg, peer, key, package, None, ctype, expires, policy, target, resource, watcher,
-                             now)  # fmt: skip
+        return (_MAKE, key, package, None, ctype, expires, policy, target, resource, watcher, now)
 
     def _in_dialog(self, msg: _Any, peer: tuple[_Any, ...], ruri: _Any, host: str, package: _Any,
-                   now: float) -> _Any:  # fmt: skip
+                   now: float) -> tuple[_Any, ...] | None:  # fmt: skip
         config = self.config
         port = ruri.port
         local = (
@@ -211,21 +229,22 @@ class FastSubscriber:
         key = msg.to_tag
         cseq = msg.cseq_num or 0
         sub = notifier.by_key.get(key)
-        if sub is None:
-            return notifier.again(key, peer, now, cseq)
+        if sub is None or cseq == sub.remote_cseq:
+            if sub is not None and (sub.call_id != msg.call_id or sub.remote_tag != (msg.from_tag or "")):
+                return None
+            again = notifier.again(key, peer, now, cseq)
+            return None if again is None else (_AGAIN, again)
         if sub.call_id != msg.call_id or sub.remote_tag != (msg.from_tag or ""):
             return None
         if sub.event != "presence" or sub.event_id is not None or cseq < sub.remote_cseq:
             return None
-        if cseq == sub.remote_cseq:
-            return notifier.again(key, peer, now, cseq)
         expires = self._expires(msg, package)
         if expires is None:
             return None
         target = msg.contact_uri
         if target is not None and not _is_sip_uri(target):
             return None
-        return notifier.renew(sub, peer, package, cseq, target, expires, now)
+        return (_RENEW, sub, package, cseq, target, expires, now)
 
     def _expires(self, msg: _Any, package: _Any) -> int | None:
         """Expires as the notifier takes it (absent: the default; cut to the maximum);

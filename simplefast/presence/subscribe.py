@@ -488,7 +488,6 @@ class Notifier:
             return Answer(400, "Bad Request", [warning_header(str(exc))])
 
     def _refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
-        self._rotate(now)
         key = msg.to_tag or ""
         cseq = msg.cseq_num or 0
         sub = self.by_key.get(key)

@@ -185,8 +185,12 @@ class SipCore:
     def _sheds(self, msg: Any) -> bool:
         """Whether overload sheds this request (no transaction of it exists). Only what
         starts new work: a request inside a dialog (To tag), a CANCEL or a BYE continues
-        or ends work already accepted, and is served."""
+        or ends work already accepted, and so does a PUBLISH with SIP-If-Match (it
+        refreshes, modifies or removes a publication we hold: shed, the publication could
+        lapse, or its watchers miss a state); those are served."""
         if msg.to_tag is not None or msg.method in ("CANCEL", "BYE"):
+            return False
+        if msg.method == "PUBLISH" and msg.get("SIP-If-Match") is not None:
             return False
         f = self.shed_fraction
         return f >= 1.0 or (hash(msg.call_id) & 0xFFFF) < f * 65536.0
@@ -265,9 +269,9 @@ class SipCore:
     def enable_fast_subscribe(self) -> bool:
         """Answer the common SUBSCRIBE over UDP (a presence subscription made, refreshed or
         ended) in one compiled call, without a transaction (simplefast/_ref/fastsub.py says
-        which). Only with auth off and presence on; the tags of new subscriptions are keyed
-        with ``tag_key`` (enable_fast_register sets the key every worker shares). True when
-        enabled."""
+        which). Only with auth off and presence on; the tags of new subscriptions are the
+        notifier's prefix and a hash keyed with ``tag_key`` (enable_fast_register sets it).
+        True when enabled."""
         if self.auth is not None or self.presence is None:
             return False
         self.fast_sub = _fastsub.FastSubscriber(
@@ -377,14 +381,10 @@ class SipCore:
                 self.on_parsed(r, data, peer, reliable=reliable, now=now, hops=hops)
                 return
         fs = self.fast_sub
-        if (
-            fs is not None
-            and data.startswith(b"SUBSCRIBE ")
-            and not reliable
-            and hops == 0
-            and not self.draining
-            and not self.shed_fraction
-        ):  # under overload the general path decides what is shed
+        if fs is not None and data.startswith(b"SUBSCRIBE ") and not reliable and hops == 0:
+            # draining or shedding, it answers copies of what it took (they have no server
+            # transaction), and the general path decides on the rest
+            fs.only_again = bool(self.draining or self.shed_fraction)
             r = fs.subscribe(data, peer, now)
             if type(r) is bytes:
                 self.tl.send_stateless(r, peer)

@@ -190,6 +190,45 @@ def test_fast_path_publications_are_answered_once_and_survive_a_restart(tmp_path
         assert srv.stop() == 0
 
 
+def test_fast_path_subscriptions_answer_copies_without_a_second_subscription(tmp_path: Path) -> None:
+    """SUBSCRIBEs over UDP take the stateless fast path (no server transaction): a copy of
+    the initial SUBSCRIBE gets the same 200 and no second NOTIFY, a copy of the unsubscribe
+    gets 200 again (not 481) and no second final NOTIFY, and a NOTIFY's CSeq goes on as if
+    each request had come once."""
+    srv = start_server(tmp_path, extra=("--min-notify-interval", "0"))
+    w = Peer(srv.port, "bob")
+    try:
+        for i in range(3):  # several dialogs: their initial SUBSCRIBEs hash to either worker
+            cid = f"fs{i}"
+            first = w.request("SUBSCRIBE", "sip:alice@example.com", call_id=cid, from_tag="b",
+                              headers=SUB.format(local=w.local, expires=600))  # fmt: skip
+            ok1 = w.response_to(cid, 1)
+            assert ok1.status == 200 and w.notify(cid).cseq_num == 1
+            w.send(first)  # the same datagram again
+            ok2 = w.response_to(cid, 1)
+            assert ok2.status == 200 and ok2.to_tag == ok1.to_tag
+            tag = ok1.to_tag
+            bye = w.request("SUBSCRIBE", "sip:alice@example.com", call_id=cid, from_tag="b", to_tag=tag,
+                            cseq=2, headers=SUB.format(local=w.local, expires=0))  # fmt: skip
+            assert w.response_to(cid, 2).status == 200
+            final = w.notify(cid)
+            # CSeq 2: the copy of the initial SUBSCRIBE made no NOTIFY
+            assert final.cseq_num == 2 and final.get("Subscription-State") == "terminated;reason=timeout"
+            w.send(bye)
+            again = w.response_to(cid, 2)
+            assert again.status == 200 and again.get("Expires") == "0"
+            try:
+                extra = w.notify(cid, timeout=0.5)
+            except TimeoutError:
+                extra = None
+            assert extra is None, extra
+    finally:
+        w.close()
+        assert srv.stop() == 0
+    fast = [int(n) for n in re.findall(r"SUBSCRIBE fast path: (\d+) answered", srv.log())]
+    assert len(fast) == 2 and sum(fast) == 12  # every request and every copy
+
+
 def test_watcherinfo_hears_of_watchers_in_every_worker(tmp_path: Path) -> None:
     srv = start_server(tmp_path, extra=("--min-notify-interval", "0"))
     alice = Peer(srv.port, "alice")

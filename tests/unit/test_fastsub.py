@@ -437,6 +437,34 @@ def test_the_fast_path_answers_as_the_general_path(impl: Any, name: str) -> None
     assert fast.fast_sub.answered == fast_answers
 
 
+@pytest.mark.parametrize("mode", ["shedding", "draining"])
+def test_copies_are_answered_while_shedding_or_draining(impl: Any, mode: str) -> None:
+    """Requests the fast path took have no server transaction: while the worker sheds load or
+    drains, their copies are still answered (the general path would shed or drop them), and
+    nothing new is taken."""
+    c, agent = make_core(impl)
+    c.on_message(sub("1"), W, reliable=False, now=100.0)
+    first = c.outgoing()[0][0]
+    c.on_message(sub("2"), W, reliable=False, now=100.0)
+    c.on_message(sub("2", to_tag=key_of("2"), cseq=2, expires=0), W, reliable=False, now=100.0)
+    c.outgoing()
+    if mode == "shedding":
+        c.shed_fraction = 1.0
+    else:
+        c.draining = True
+    c.on_message(sub("1"), W, reliable=False, now=100.0)  # a copy of the initial SUBSCRIBE
+    assert c.outgoing() == [(first, W)]  # the same 200, no NOTIFY
+    c.on_message(sub("2", to_tag=key_of("2"), cseq=2, expires=0), W, reliable=False, now=101.0)
+    ((out, _),) = c.outgoing()  # a copy of the unsubscribe: 200 again
+    assert out.startswith(b"SIP/2.0 200 ") and header(out, b"Expires") == [b"0"]
+    declined = c.fast_sub.declined
+    c.on_message(sub("3"), W, reliable=False, now=101.0)  # new: the general path's to decide
+    assert c.fast_sub.declined == declined + 1 and len(agent.notifier.by_key) == 1
+    c.on_message(sub("1", to_tag=key_of("1"), cseq=2, expires=300), W, reliable=False, now=101.0)
+    assert c.fast_sub.declined == declined + 2  # a refresh is new work too
+    assert agent.notifier.by_key[key_of("1")].remote_cseq == (2 if mode == "shedding" else 1)
+
+
 def test_the_core_takes_the_fast_path_for_datagrams_only() -> None:
     c, agent = make_core(load_impl(ACTIVE))
     c.on_message(sub("1"), STREAM, reliable=True, now=100.0)
@@ -445,7 +473,7 @@ def test_the_core_takes_the_fast_path_for_datagrams_only() -> None:
     assert (c.fast_sub.answered, c.fast_sub.declined) == (0, 0) and len(c.outgoing()) == 2
     c.shed_fraction = 1.0  # under overload the general path decides (and sheds new ones)
     c.on_message(sub("3"), W, reliable=False, now=100.0)
-    assert (c.fast_sub.answered, c.fast_sub.declined) == (0, 0) and c.outgoing()[0][0].startswith(
+    assert (c.fast_sub.answered, c.fast_sub.declined) == (0, 1) and c.outgoing()[0][0].startswith(
         b"SIP/2.0 503"
     )
     c.shed_fraction = 0.0
@@ -480,6 +508,9 @@ def requests(draw: Any) -> bytes:
         kw[name] = draw(st.sampled_from(VARIANTS[name]))
     if kw:  # another request: its own branch (RFC 3261 8.1.1.7)
         kw["branch"] = f"z9hG4bK{n}-{kw.get('cseq', 1)}-{zlib.crc32(repr(sorted(kw.items())).encode()):x}"
+    if "to_tag" in kw:  # and each one in a dialog is sent once (its copies are the step's repeats):
+        # a client cannot send one before our tag exists and again after
+        kw["branch"] += f"-{draw(st.integers(0, 1 << 30)):x}"
     return sub(n, **kw)
 
 

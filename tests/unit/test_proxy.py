@@ -209,16 +209,21 @@ def test_overloaded_core_sheds_new_requests_with_503_retry_after() -> None:
 
 
 def test_shedding_spares_what_continues_or_ends_accepted_work() -> None:
-    """In-dialog requests, CANCEL and BYE are served under overload (no 503)."""
+    """In-dialog requests, CANCEL, BYE and a PUBLISH with SIP-If-Match are served under
+    overload (no 503); an initial PUBLISH is shed."""
     c = core()
     c.overloaded = True
     c.on_message(req("MESSAGE", branch="z9hG4bKnew"), UAC, reliable=False, now=0.0)
-    assert [m.status for m, _ in sent(c)] == [503]
+    c.on_message(
+        req("PUBLISH", branch="z9hG4bKpub", extra="Event: presence\r\n"), UAC, reliable=False, now=0.0
+    )
+    assert [m.status for m, _ in sent(c)] == [503, 503]
     in_dialog = req("MESSAGE", branch="z9hG4bKdlg").replace(b"bob@example.com>", b"bob@example.com>;tag=t1")
-    for data in (in_dialog, req("BYE", branch="z9hG4bKbye"), req("CANCEL", branch="z9hG4bKcan")):
+    modify = req("PUBLISH", branch="z9hG4bKmod", extra="Event: presence\r\nSIP-If-Match: e1\r\n")
+    for data in (in_dialog, req("BYE", branch="z9hG4bKbye"), req("CANCEL", branch="z9hG4bKcan"), modify):
         c.on_message(data, UAC, reliable=False, now=0.1)
         assert 503 not in [m.status for m, _ in sent(c) if not m.is_request], data[:8]
-    assert c.stats.shed == 1
+    assert c.stats.shed == 2
 
 
 def test_partial_shedding_follows_the_call_id() -> None:
