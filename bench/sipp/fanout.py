@@ -722,6 +722,7 @@ def main() -> int:
             watcher_error_lines=werr[0],
             watcher_error_idle_lines=werr[1],
             publisher_error_lines=perr[0],
+            publisher_error_kinds=perr[2],  # what a failed PUBLISH got (SIPp's words, numbers as N)
         )
         # per watcher SIPp (K > 1): where the NOTIFYs, losses and CPU went
         detail = []
@@ -824,7 +825,7 @@ def main() -> int:
                 "watcher error log events: idle timeouts (expected) / others",
                 f"{werr[1]} / {werr[0] - werr[1]}",
             ),
-            ("publisher error log events", str(perr[0])),
+            ("publisher error log events", f"{perr[0]}" + (f" ({'; '.join(perr[2])})" if perr[2] else "")),
             ("kernel UDP drops (host), t0 to end of wait", res["udp_fanout"]),
             (
                 "datagrams dropped by the sockets (ss skmem d), t0 to end of wait",
