@@ -36,7 +36,7 @@ from simplefast.proxy.proxy import ProxyAddress, source_params
 from simplefast.proxy.registrar import RegistrarConfig
 from simplefast.sip.peer import transport_of
 from simplefast.sip.transaction import TransactionLayer
-from simplefast.testing import VECTORS, load_impl
+from simplefast.testing import VECTORS, OtherCodec, fnv_tag, load_impl
 
 KEY = b"k" * 16
 PEER = ("10.1.1.1", 7000)
@@ -94,15 +94,6 @@ def pub(
 
 
 SIPP = pub()
-
-
-def fnv_tag(key: bytes, branch: str, call_id: str, cseq: int, from_tag: str) -> str:
-    """An independent FNV-1a 64 of fastreg.to_tag's documented input."""
-    data = key + b"".join(s.encode() + b"\x00" for s in (branch, call_id, str(cseq), from_tag))
-    h = 0xCBF29CE484222325
-    for c in data:
-        h = ((h ^ c) * 0x100000001B3) & ((1 << 64) - 1)
-    return f"{h:016x}"
 
 
 TAG = fnv_tag(KEY, "z9hG4bK-1-1-0", "1-1@127.0.0.1", 1, "1SIPpTag1")
@@ -537,21 +528,6 @@ def test_the_twins_agree(shm: bool, steps: list[tuple[bytes, tuple[Any, ...], fl
 # ------------------------------------------------------------------ the general path
 
 
-class OtherCodec:
-    """A twin whose codec is not the core's: its declined requests are parsed again by the
-    core's codec (a SipMessage of one codec does not go into the other's functions)."""
-
-    def __init__(self, fp: Any) -> None:
-        self.fp = fp
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.fp, name)
-
-    def publish(self, data: bytes, peer: tuple[Any, ...], now: float) -> Any:
-        out = self.fp.publish(data, peer, now)
-        return out if out is None or type(out) is bytes else active_codec.parse_message(data)
-
-
 def make_core(impl: Any, fast: bool) -> tuple[SipCore, PresenceAgent]:
     tl = TransactionLayer(branch_prefix="bp")  # the same branches and subscription tags in both cores
     agent = PresenceAgent(
@@ -570,7 +546,7 @@ def make_core(impl: Any, fast: bool) -> tuple[SipCore, PresenceAgent]:
             tag_key=KEY, allow_events=c.allow_events,
         )  # fmt: skip
         if impl.name != ACTIVE:
-            c.fast_pub = OtherCodec(c.fast_pub)
+            c.fast_pub = OtherCodec(c.fast_pub, active_codec.parse_message, "publish")
     return c, agent
 
 

@@ -24,7 +24,7 @@ from simplefast.proxy.proxy import ProxyAddress
 from simplefast.proxy.registrar import RegistrarConfig
 from simplefast.server.shared import AOR_MAX, BINDINGS_MAX
 from simplefast.sip.transaction import TransactionLayer
-from simplefast.testing import load_impl
+from simplefast.testing import OtherCodec, fnv_tag, load_impl
 
 SHM = load_impl("ext").shmindex  # the ext table works with either fastreg twin
 KEY = b"k" * 16
@@ -83,17 +83,6 @@ SIPP = (
     b"Call-ID: 7-1@127.0.0.1\r\nCSeq: 1 REGISTER\r\nContact: <sip:u7@127.0.0.1:5061>;expires=3600\r\n"
     b"User-Agent: SIPp\r\nContent-Length: 0\r\n\r\n"
 )
-
-
-def fnv_tag(key: bytes, branch: str, call_id: str, cseq: int, from_tag: str) -> str:
-    """An independent FNV-1a 64 of the documented input (the contract of ``to_tag``)."""
-    data = key + b"".join(
-        s.encode("utf-8", "surrogateescape") + b"\x00" for s in (branch, call_id, str(cseq), from_tag)
-    )
-    h = 0xCBF29CE484222325
-    for c in data:
-        h = ((h ^ c) * 0x100000001B3) & ((1 << 64) - 1)
-    return f"{h:016x}"
 
 
 class Marks:
@@ -626,24 +615,6 @@ def test_none(impl: Any, data: bytes) -> None:
 # ------------------------------------------------------------------ the general path
 
 
-class OtherCodec:
-    """A twin whose codec is not the core's (ref under the ext core, or the other way):
-    its declined requests are parsed again by the core's codec (a SipMessage of one codec
-    does not go into the other's functions); its answers and table writes are its own."""
-
-    def __init__(self, fr: Any) -> None:
-        self.fr = fr
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.fr, name)
-
-    def register(self, data: bytes, peer: tuple[Any, ...], now: float, date: str) -> Any:
-        out = self.fr.register(data, peer, now, date)
-        if out is None or type(out) is bytes:
-            return out
-        return active_codec.parse_message(data)
-
-
 def make_core(impl: Any, fast: bool, slots: int = 64) -> tuple[SipCore, ShmLocation]:
     loc = ShmLocation(new_table(slots))
     c = SipCore(CoreConfig(domains=frozenset({"example.com"})), loc, ME, tl=TransactionLayer())
@@ -659,7 +630,7 @@ def make_core(impl: Any, fast: bool, slots: int = 64) -> tuple[SipCore, ShmLocat
         )  # fmt: skip
         c.fast.offline = c._fast_offline()
         if impl.name != ACTIVE:
-            c.fast = OtherCodec(c.fast)
+            c.fast = OtherCodec(c.fast, active_codec.parse_message, "register")
     else:
         c.tag_key = KEY
     return c, loc

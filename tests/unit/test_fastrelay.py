@@ -27,7 +27,7 @@ from simplefast.proxy.proxy import ProxyAddress, _loop_hash, source_params
 from simplefast.proxy.registrar import RegistrarConfig
 from simplefast.server.shared import AOR_MAX, BINDINGS_MAX
 from simplefast.sip.transaction import TransactionLayer
-from simplefast.testing import load_impl
+from simplefast.testing import OtherCodec, load_impl
 
 SHM = load_impl("ext").shmindex  # the ext table works with either relay twin
 KEY = b"k" * 16
@@ -728,32 +728,6 @@ def test_expire_runs_e_and_f_in_deadline_order(impl: Any) -> None:
 # ------------------------------------------------------------------ the general path
 
 
-class OtherCodec:
-    """A twin whose codec is not the core's (ref under the ext core, or the other way):
-    what it declines is parsed again by the core's codec (a SipMessage of one codec does
-    not go into the other's functions); what it sends is its own."""
-
-    def __init__(self, relay: Any) -> None:
-        object.__setattr__(self, "relay", relay)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.relay, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self.relay, name, value)  # max_body and service (SipCore._relay_im)
-
-    def __len__(self) -> int:
-        return len(self.relay)
-
-    def request(self, data: bytes, peer: tuple[Any, ...], now: float, accept: bool = True) -> Any:
-        out = self.relay.request(data, peer, now, accept)
-        return out if out is None or out is True else active_codec.parse_message(data)
-
-    def response(self, data: bytes, now: float) -> Any:
-        out = self.relay.response(data, now)
-        return out if out is None or out is True else active_codec.parse_message(data)
-
-
 def make_core(
     impl: Any, relay: bool, *, im: ImConfig | None = None, fastreg: bool = False
 ) -> tuple[SipCore, ShmLocation]:
@@ -777,7 +751,7 @@ def make_core(
             general=tl.server, tag_prefix=TAG_PREFIX, t1=tl.t1, t2=tl.t2, t4=tl.t4,
         )  # fmt: skip
         if impl.name != ACTIVE:
-            c.relay = OtherCodec(c.relay)
+            c.relay = OtherCodec(c.relay, active_codec.parse_message, "request", "response")
         c._relay_im()
     return c, loc
 

@@ -27,7 +27,7 @@ from simplefast.proxy.location import MemoryLocation
 from simplefast.proxy.proxy import ProxyAddress
 from simplefast.sip.peer import transport_of
 from simplefast.sip.transaction import TransactionLayer
-from simplefast.testing import load_impl
+from simplefast.testing import OtherCodec, fnv_tag, load_impl
 
 KEY = b"k" * 16
 W = ("10.0.0.9", 5070)
@@ -36,15 +36,6 @@ ME = ProxyAddress("10.0.0.1", 5060, 40000)
 EVENTS = "presence, presence.winfo"
 BRANCH_PREFIX = "bp~sfw0"  # a worker's (after the magic cookie), with its steering marker
 TAG_PREFIX = BRANCH_PREFIX  # the notifier's: the branch prefix without the cookie (subscribe.py)
-
-
-def fnv_tag(key: bytes, branch: str, call_id: str, cseq: int, from_tag: str) -> str:
-    """An independent FNV-1a 64 of fastreg.to_tag's documented input."""
-    data = key + b"".join(s.encode() + b"\x00" for s in (branch, call_id, str(cseq), from_tag))
-    h = 0xCBF29CE484222325
-    for c in data:
-        h = ((h ^ c) * 0x100000001B3) & ((1 << 64) - 1)
-    return f"{h:016x}"
 
 
 def sub(
@@ -77,27 +68,6 @@ def header(resp: bytes, name: bytes) -> list[bytes]:
     return [v for k, _, v in (line.partition(b": ") for line in head.split(b"\r\n")[1:]) if k == name]
 
 
-class OtherCodec:
-    """A twin whose codec is not the core's: its declined requests are parsed again by the
-    core's codec (a SipMessage of one codec does not go into the other's functions)."""
-
-    def __init__(self, fs: Any) -> None:
-        self.fs = fs
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.fs, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "fs":
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self.fs, name, value)
-
-    def subscribe(self, data: bytes, peer: tuple[Any, ...], now: float) -> Any:
-        out = self.fs.subscribe(data, peer, now)
-        return out if out is None or type(out) is bytes else active_codec.parse_message(data)
-
-
 def make_core(impl: Any | None, **cfg: Any) -> tuple[SipCore, PresenceAgent]:
     """A core with the fast path of ``impl`` (None: without it); the same branches and tags
     in every core."""
@@ -120,7 +90,7 @@ def make_core(impl: Any | None, **cfg: Any) -> tuple[SipCore, PresenceAgent]:
             allow_events=c.allow_events,
         )  # fmt: skip
         if impl.name != ACTIVE:
-            c.fast_sub = OtherCodec(c.fast_sub)
+            c.fast_sub = OtherCodec(c.fast_sub, active_codec.parse_message, "subscribe")
     return c, agent
 
 
