@@ -523,3 +523,43 @@ def test_the_twins_agree_with_each_other_and_the_general_path(
             same_state([a for _, a in rigs])
     ref, ext = cores[0].fast_sub, cores[1].fast_sub
     assert (ref.answered, ref.declined) == (ext.answered, ext.declined)
+
+
+# ------------------------------------------------------------------ hostile input
+
+
+@st.composite
+def mangled(draw: Any) -> bytes:
+    """A SUBSCRIBE (new or in a dialog) with octets flipped, inserted or cut."""
+    data = bytearray(
+        draw(st.sampled_from([sub(), sub(to_tag=key_of(), cseq=2), sub(to_tag=key_of(), cseq=3, expires=0)]))
+    )
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data) - 1))
+        how = draw(st.sampled_from(["flip", "insert", "cut"]))
+        octet = draw(st.sampled_from([0, 9, 10, 13, 32, 34, 44, 58, 59, 60, 62, 64, 255, *range(0x30, 0x3A)]))
+        if how == "flip":
+            data[at] = octet
+        elif how == "insert":
+            data.insert(at, octet)
+        else:
+            del data[at : at + draw(st.integers(1, 40))]
+    return bytes(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(datas=st.lists(mangled(), min_size=1, max_size=6))
+def test_mangled_subscribes_raise_nothing_and_the_twins_agree(datas: list[bytes]) -> None:
+    """Whatever the octets, the fast path answers or declines (the core answers the rest or
+    drops it); the twins agree on every datagram."""
+    rigs = [make_core(load_impl("ref")), make_core(load_impl("ext"))]
+    for c, _ in rigs:
+        c.on_message(sub(), W, reliable=False, now=100.0)  # a subscription to refresh or end
+        c.outgoing()
+    for data in datas:
+        outs = []
+        for c, _ in rigs:
+            c.on_message(data, W, reliable=False, now=101.0)
+            outs.append(c.outgoing())
+        assert outs[0] == outs[1]
+    same_state([a for _, a in rigs])
