@@ -179,6 +179,9 @@ class WorkerMetrics:
             add(("notify", "retransmitted"), n.txns.retransmissions, m.notifies.labels("retransmitted").inc)
             add(("notify", "timed-out"), n.txns.timeouts, m.notifies.labels("timed-out").inc)
             add(("notify", "paced"), n.paced, m.notifies.labels("paced").inc)
+            # SUBSCRIBEs answered again by the notifier (copies of what the fast path took,
+            # which have no server transaction to absorb them)
+            add(("rtx", "absorbed-subscribe"), n.retransmissions, m.retransmissions.labels("absorbed").inc)
             failed = 0
             for reason, k in list(n.ended.items()):
                 add(("ended", reason), k, m.ended.labels(reason).inc)

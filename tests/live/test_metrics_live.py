@@ -110,6 +110,40 @@ def test_counters_follow_sipp_load(tmp_path: Path) -> None:
         assert value(m, "simplefast_subscriptions_ended_total", reason="unsubscribed") == 500
         assert 1000 <= value(m, "simplefast_sip_requests_total", method="SUBSCRIBE") <= 1000 + rtx
         assert value(m, "simplefast_notifies_total", outcome="sent") == 1000
+        # a copy of an unsubscribe the fast path took (no transaction of it): the notifier
+        # answers it again, counted as an absorbed retransmission
+        absorbed = value(m, "simplefast_sip_retransmissions_total", direction="absorbed")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(5)
+            lport = s.getsockname()[1]
+
+            def subscribe(cseq: int, to_tag: str = "", expires: int = 600) -> bytes:
+                return (
+                    f"SUBSCRIBE sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};"
+                    f"branch=z9hG4bKcopy{cseq};rport\r\nMax-Forwards: 70\r\n"
+                    "From: <sip:w@example.com>;tag=cw\r\n"
+                    f"To: <sip:alice@example.com>{to_tag}\r\nCall-ID: copy1\r\nCSeq: {cseq} SUBSCRIBE\r\n"
+                    f"Contact: <sip:w@127.0.0.1:{lport}>\r\nEvent: presence\r\nExpires: {expires}\r\n"
+                    "Content-Length: 0\r\n\r\n"
+                ).encode()
+
+            def answer(cseq: int) -> bytes:
+                """Our response of that CSeq; NOTIFYs on the way are left unanswered."""
+                while True:
+                    data = s.recvfrom(65535)[0]
+                    if data.startswith(b"SIP/2.0 ") and f"CSeq: {cseq} SUBSCRIBE".encode() in data:
+                        return data
+
+            s.sendto(subscribe(1), ("127.0.0.1", srv.port))
+            tag = re.search(rb"To: <sip:alice@example.com>;tag=([^\r;>]+)", answer(1))
+            assert tag is not None
+            bye = subscribe(2, f";tag={tag.group(1).decode()}", expires=0)
+            for _ in range(2):  # the unsubscribe and a copy of it: 200 both times
+                s.sendto(bye, ("127.0.0.1", srv.port))
+                assert answer(2).startswith(b"SIP/2.0 200 ")
+        m = settled(mport, "simplefast_sip_retransmissions_total", absorbed + 1, direction="absorbed")
+        assert value(m, "simplefast_sip_retransmissions_total", direction="absorbed") >= absorbed + 1
         # methods nobody knows are counted as "other": a sender cannot grow the label set
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
