@@ -84,7 +84,7 @@ _ALLOW = "allow"  # presence.subscribe.ALLOW (which imports simplefast._impl, wh
 
 
 def _is_sip_uri(text: str) -> bool:
-    """A remote target NOTIFYs can go to (the notifier's ``is_sip_uri``, with this twin's codec)."""
+    """A remote target NOTIFYs can go to (presence.subscribe's check, with this twin's codec)."""
     try:
         u = _codec.parse_uri(text)
     except SipParseError:

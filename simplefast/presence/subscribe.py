@@ -454,7 +454,7 @@ class Notifier:
         if policy == BLOCK:
             return Answer(403, "Forbidden", [])
         target = msg.contact_uri
-        if target is None or not is_sip_uri(target):
+        if target is None or not _is_sip_uri(target):
             return Answer(400, "Bad Request", [warning_header("SUBSCRIBE needs a Contact with a SIP URI")])
         return self.make(msg, peer, key, package, event_id, ctype, expires, policy, target, resource, watcher,
                          now)  # fmt: skip
@@ -508,7 +508,7 @@ class Notifier:
         if bad is not None:
             return bad
         target = msg.contact_uri
-        if target is not None and not is_sip_uri(target):
+        if target is not None and not _is_sip_uri(target):
             return Answer(400, "Bad Request", [warning_header("Contact is not a SIP URI")])
         return self.renew(sub, peer, package, cseq, target, expires, now)
 
@@ -899,7 +899,7 @@ def _destination(sub: Subscription) -> tuple[Any, ...]:
     return (peer[0], peer[1], "c")
 
 
-def is_sip_uri(text: str) -> bool:
+def _is_sip_uri(text: str) -> bool:
     """A remote target we can send NOTIFYs to (not ``*``, not a tel: or http: URI)."""
     try:
         u = _codec.parse_uri(text)

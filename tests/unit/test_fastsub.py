@@ -22,7 +22,7 @@ from simplefast._impl import sipmsg as active_codec
 from simplefast.presence.agent import PresenceAgent, PresenceConfig
 from simplefast.presence.state import MemoryPresentities
 from simplefast.presence.subscribe import TERMINATED, MemorySubscriptions
-from simplefast.proxy.core import CoreConfig, SipCore
+from simplefast.proxy.core import SUPPORTED, CoreConfig, SipCore
 from simplefast.proxy.location import MemoryLocation
 from simplefast.proxy.proxy import ProxyAddress
 from simplefast.sip.peer import transport_of
@@ -86,7 +86,7 @@ def make_core(impl: Any | None, **cfg: Any) -> tuple[SipCore, PresenceAgent]:
     if impl is not None:
         assert c.enable_fast_subscribe()
         c.fast_sub = impl.fastsub.FastSubscriber(
-            c.config, agent, server=c.config.server_header, supported=c.fast_sub.supported, tag_key=KEY,
+            c.config, agent, server=c.config.server_header, supported=SUPPORTED, tag_key=KEY,
             allow_events=c.allow_events,
         )  # fmt: skip
         if impl.name != ACTIVE:
