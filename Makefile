@@ -126,7 +126,7 @@ lint: build $(VENV)/.dev
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest simplefast._ext.sipmsg simplefast._ext.shmindex simplefast._ext.udpio simplefast._ext.fanout \
 	  simplefast._ext.msrpframe simplefast._ext.fastreg simplefast._ext.fastrelay simplefast._ext.pidfcheck \
-	  simplefast._ext.fastpub simplefast._ext.pidfscan simplefast._ext.fastsub
+	  simplefast._ext.fastpub simplefast._ext.pidfscan simplefast._ext.fastsub simplefast._ext.subrow
 
 clean:
 	rm -rf build dist *.egg-info simplefast.egg-info ext/*.c ext/*.html \

@@ -4,9 +4,11 @@
 
 What it does, in one process:
 
-1. maps the shared subscription table for ``--count`` subscriptions, the way
+1. maps the shared subscription tables for ``--count`` subscriptions, the way
    the supervisor does (``server/shared.py``: slots = count * 4/3, 32-byte
-   keys, 480-byte values), with ``zeroed`` creation;
+   keys, ``presence.subscription_row_bytes`` values (``--row-bytes``, default
+   the configuration's), and the overflow table of longer rows), with
+   ``zeroed`` creation;
 2. makes ``--count`` subscriptions like the ones a SIPp watcher creates
    (``bench/sipp/watcher.xml``: its From/To/Call-ID/Contact shapes), each as
    the notifier holds it (a ``Subscription`` with its NOTIFY header block,
@@ -14,8 +16,10 @@ What it does, in one process:
    row (``ShmSubscriptions.put``);
 3. looks every one up by key in the table (``owner``: what a worker does for
    an in-dialog SUBSCRIBE), and decodes a sample (``decode_row``);
-4. reports the table's bytes per subscription (mapped, and resident as
-   measured from /proc/self/smaps_rollup), the Python heap per subscription
+4. reports the tables' bytes per subscription (mapped, and resident as
+   measured from /proc/self/smaps_rollup; and mapped with the marks table,
+   which ``server/shared.py`` sizes by the same capacity, not filled here),
+   the Python heap per subscription
    (RSS growth minus the table's resident growth), the row sizes and the
    times.
 """
@@ -33,7 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simplefast._impl import shmindex  # noqa: E402
 from simplefast.presence.subscribe import ShmSubscriptions, Subscription, decode_row, encode_row  # noqa: E402
-from simplefast.server.shared import SUB_KEY_MAX, SUB_VALUE_MAX  # noqa: E402
+from simplefast.server.config import Config  # noqa: E402
+from simplefast.server.shared import (  # noqa: E402
+    MARK_KEY_MAX,
+    SUB_KEY_MAX,
+    SUB_OVERFLOW_MIN,
+    SUB_OVERFLOW_SHARE,
+    SUB_OVERFLOW_VALUE_MAX,
+    _slots,
+)
 
 
 def rss_and_shmem() -> tuple[int, int]:
@@ -71,17 +83,25 @@ def make(i: int, now: float) -> Subscription:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=1_000_000)
+    ap.add_argument("--row-bytes", type=int, default=Config().subscription_row_bytes)
     args = ap.parse_args()
     n = args.count
+    value_max = args.row_bytes
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     print(f"machine: {platform.node()}, Python {platform.python_version()}, codec {shmindex.__name__}")
-    slots = n * 4 // 3 + 4
-    size = shmindex.table_size(slots, SUB_KEY_MAX, SUB_VALUE_MAX)
+    slots = _slots(n)
+    oslots = _slots(n // SUB_OVERFLOW_SHARE + SUB_OVERFLOW_MIN)
+    main_size = shmindex.table_size(slots, SUB_KEY_MAX, value_max)
+    osize = shmindex.table_size(oslots, SUB_KEY_MAX, SUB_OVERFLOW_VALUE_MAX)
+    # the marks table (which workers hold watchers of a resource) is sized by the same capacity
+    msize = shmindex.table_size(_slots(n), MARK_KEY_MAX, 8)
+    size = main_size + osize
     gc.disable()
     rss0, shm0 = rss_and_shmem()
-    mm = shmindex.create_shared(size)
+    mm, om = shmindex.create_shared(main_size), shmindex.create_shared(osize)
     table = ShmSubscriptions(
-        shmindex.ShmTable(mm, slots, SUB_KEY_MAX, SUB_VALUE_MAX, create=True, zeroed=True)
+        shmindex.ShmTable(mm, slots, SUB_KEY_MAX, value_max, create=True, zeroed=True),
+        shmindex.ShmTable(om, oslots, SUB_KEY_MAX, SUB_OVERFLOW_VALUE_MAX, create=True, zeroed=True),
     )
     table.track_dirty = False
     by_key: dict[str, Subscription] = {}
@@ -99,22 +119,25 @@ def main() -> int:
     t0 = time.perf_counter()
     found = sum(1 for k in keys if table.owner(k) == 0)
     t_lookup = time.perf_counter() - t0
-    sample = [table.table.get(k.encode()) for k in keys[:: max(1, n // 1000)]]
+    sample = [(k, table.get(k)) for k in keys[:: max(1, n // 1000)]]
     t0 = time.perf_counter()
-    decoded = [decode_row(v) for v in sample if v is not None]
+    decoded = [decode_row(v, k) for k, v in sample if v is not None]
     t_decode = (time.perf_counter() - t0) / max(1, len(decoded))
     row = encode_row(by_key[keys[-1]])
-    slot = size / slots
+    slot = main_size / slots
     table_res = shm1 - shm0
     python = (rss1 - rss0) - table_res
     print()
     print("| measure | value |")
     print("|---|--:|")
     print(f"| subscriptions | {n:,} (all found again: {found == n}) |")
-    per = f"{size / n:,.0f} B per subscription ({slot:.0f} B per slot)"
-    print(f"| table mapped | {size / 2**20:,.0f} MiB = {per} |")
+    per = f"{size / n:,.0f} B per subscription ({slot:.0f} B per slot, {osize / n:.0f} B of overflow table)"
+    print(f"| tables mapped | {size / 2**20:,.0f} MiB = {per} |")
+    per = f"{(size + msize) / n:,.0f} B per subscription"
+    print(f"| with the marks table (mapped, not filled here) | {(size + msize) / 2**20:,.0f} MiB = {per} |")
     print(f"| table resident | {table_res / 2**20:,.0f} MiB = {table_res / n:,.0f} B per subscription |")
-    print(f"| row (header + unchanging part) | {len(row)} B of {SUB_VALUE_MAX} |")
+    print(f"| row (header + unchanging part) | {len(row)} B of {value_max} |")
+    print(f"| rows in the overflow table; kept in no table | {len(table.overflow)}; {table.full} |")
     per = f"{python / n:,.0f} B per subscription"
     print(f"| Python objects in the owning worker | {python / 2**20:,.0f} MiB = {per} |")
     print(f"| insert (make + dicts + row) | {t_insert / n * 1e6:.2f} us each, {t_insert:.1f} s |")

@@ -25,7 +25,7 @@ from simplefast.errors import SimplefastError
 # simplefast/_ref/<name>.py).
 MODULES: tuple[str, ...] = (
     "sipmsg", "shmindex", "udpio", "fanout", "msrpframe", "fastreg", "fastrelay", "pidfcheck", "fastpub",
-    "pidfscan", "fastsub",
+    "pidfscan", "fastsub", "subrow",
 )  # fmt: skip
 
 _PACKAGES = {"ext": "simplefast._ext", "ref": "simplefast._ref"}
@@ -78,3 +78,4 @@ pidfcheck: ModuleType = _active.pidfcheck
 fastpub: ModuleType = _active.fastpub
 pidfscan: ModuleType = _active.pidfscan
 fastsub: ModuleType = _active.fastsub
+subrow: ModuleType = _active.subrow

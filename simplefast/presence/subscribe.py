@@ -77,7 +77,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import marshal
-import operator
 import struct
 from collections import Counter, deque
 from collections.abc import Callable
@@ -86,6 +85,7 @@ from typing import Any, NamedTuple, Protocol
 
 from simplefast._impl import fanout as _fanout
 from simplefast._impl import sipmsg as _codec
+from simplefast._impl import subrow as _subrow
 from simplefast._sipshared import is_ip_address, negotiate
 from simplefast.errors import SimplefastError, SipParseError
 from simplefast.sip import warning_header
@@ -207,42 +207,63 @@ class MemorySubscriptions:
         return None if raw is None else row_owner(raw)
 
     def rows(self, owner: int) -> list[Subscription]:
-        return [s for s in map(decode_row, self.rows_.values()) if s.owner == owner]
+        return [s for s in (decode_row(v, k) for k, v in self.rows_.items()) if s.owner == owner]
 
     def scan(self, resource: str, event: str) -> list[Subscription]:
-        return [
-            s for s in map(decode_row, self.rows_.values()) if s.resource == resource and s.event == event
-        ]
+        subs = (decode_row(v, k) for k, v in self.rows_.items())
+        return [s for s in subs if s.resource == resource and s.event == event]
 
 
 class ShmSubscriptions:
-    """Rows in a shared-memory table (``shmindex``): our tag -> ``encode_row``.
+    """Rows in shared-memory tables (``shmindex``): our tag -> ``encode_row``.
 
-    Only the owner writes a row; any worker reads one to find the owner."""
+    Only the owner writes a row; any worker reads one to find the owner. A row
+    goes to ``table`` (values of ``presence.subscription_row_bytes``) when it
+    fits, else to ``overflow`` (a smaller table of longer values: a long route
+    set or long URIs), never to both; a row too long for either stays in its
+    worker only and is counted in ``full``, as is one that finds its table full."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, overflow: Any = None) -> None:
         self.table = table
+        self.overflow = overflow
         self.full = 0  # subscriptions that did not fit (kept in this worker only)
         self.track_dirty = True  # False: not persisted (nothing to write behind)
         self._dirty: dict[str, bytes] = {}  # key -> value as last written here (b"": deleted)
 
     def put(self, sub: Subscription) -> None:
-        value = encode_row(sub)
+        try:
+            value = encode_row(sub)
+        except ValueError:
+            value = b""  # a number out of range: kept here only, like a row too long
         key = sub.key.encode("ascii")
-        if len(value) > self.table.value_max:
+        if not self._put(key, value):
             self.full += 1
             self.delete(sub.key)  # an old row would name a stale CSeq
-            return
-        try:
-            self.table.put(key, value)
-        except SimplefastError:  # TableFullError
-            self.full += 1
             return
         if self.track_dirty:
             self._dirty[sub.key] = value
 
+    def _put(self, key: bytes, value: bytes) -> bool:
+        """Write ``value`` to the table it fits, and drop the key from the other one (a
+        refresh may have moved the row across); False: it fits neither, or a table is full."""
+        table, other = self.table, self.overflow
+        if not value or len(value) > table.value_max:
+            table, other = other, table
+            if table is None or not value or len(value) > table.value_max:
+                return False
+        try:
+            table.put(key, value)
+        except SimplefastError:  # TableFullError
+            return False
+        if other is not None and len(other):  # an empty table has nothing to drop
+            other.delete(key)
+        return True
+
     def delete(self, key: str) -> None:
-        self.table.delete(key.encode("ascii", "replace"))
+        k = key.encode("ascii", "replace")
+        self.table.delete(k)
+        if self.overflow is not None and len(self.overflow):
+            self.overflow.delete(k)
         if self.track_dirty:
             self._dirty[key] = b""
 
@@ -251,15 +272,23 @@ class ShmSubscriptions:
         out, self._dirty = self._dirty, {}
         return out
 
-    def load(self, key: str, value: bytes) -> None:
-        """Restore a row at start."""
-        self.table.put(key.encode("ascii"), value)
+    def load(self, key: str, value: bytes) -> bool:
+        """Restore a row at start; False when it fits no table (it is then lost)."""
+        return self._put(key.encode("ascii"), value)
 
-    def owner(self, key: str) -> int | None:
+    def get(self, key: str) -> bytes | None:
+        """The row of ``key`` as stored, from whichever table holds it."""
         try:
-            raw = self.table.get(key.encode("ascii"))
+            k = key.encode("ascii")
+            raw = self.table.get(k)
+            if raw is None and self.overflow is not None and len(self.overflow):
+                raw = self.overflow.get(k)
         except (UnicodeEncodeError, ValueError):
             return None
+        return raw  # type: ignore[no-any-return]
+
+    def owner(self, key: str) -> int | None:
+        raw = self.get(key)
         return None if raw is None else row_owner(raw)
 
     def rows(self, owner: int) -> list[Subscription]:
@@ -268,61 +297,67 @@ class ShmSubscriptions:
     def scan(self, resource: str, event: str) -> list[Subscription]:
         return [s for s in self._all() if s.resource == resource and s.event == event]
 
+    def values(self) -> dict[str, bytes]:
+        """Every row as stored, of both tables (the supervisor saves them whole)."""
+        out: dict[str, bytes] = {}
+        for table in (self.table, self.overflow):
+            if table is None or not len(table):  # a scan reads every slot (and makes its page resident)
+                continue
+            for k in table.keys():
+                raw = table.get(k)
+                if raw is not None:
+                    out[k.decode("ascii", "replace")] = raw
+        return out
+
     def _all(self) -> list[Subscription]:
         out: list[Subscription] = []
-        if not len(self.table):  # a scan reads every slot (and makes its page resident)
-            return out
-        for k in self.table.keys():
-            raw = self.table.get(k)
-            if raw is not None:
-                try:
-                    out.append(decode_row(raw))
-                except (ValueError, EOFError, TypeError, struct.error):
-                    continue
+        for key, raw in self.values().items():
+            try:
+                out.append(decode_row(raw, key))
+            except (ValueError, EOFError, TypeError, struct.error):
+                continue
         return out
 
 
-# A row: a fixed header with what changes while the subscription lives (written with
-# every NOTIFY: the CSeq a replacement worker or a restarted server goes on from),
-# then marshal of what never changes (made once, kept in ``Subscription.row_static``;
-# a refresh that moves the target or the flow makes it again).
-_HEAD = struct.Struct(
+# A row (layout 2, simplefast/_ref/subrow.py): a fixed header with what changes while
+# the subscription lives (written with every NOTIFY: the CSeq a replacement worker or a
+# restarted server goes on from), then the fields that never change, packed (made once,
+# kept in ``Subscription.row_static``; a refresh that moves the target or the flow makes
+# it again). Layout 1 (a smaller header, then marshal of the unchanging fields and the
+# key) is still read: rows a store written by an earlier version holds.
+_HEAD_V1 = struct.Struct(
     "<BHIIqddB"
 )  # layout, owner, cseq, remote_cseq, version, expires_at, subscribed_at, state
-_LAYOUT = 1
-_STATIC = ("key", "call_id", "remote_tag", "local_uri", "remote_uri", "target", "routes", "peer", "event",
-           "event_id", "resource", "watcher", "content_type", "policy")  # fmt: skip
-_STATE_CODES = {ACTIVE: 0, PENDING: 1, TERMINATED: 2}
+_STATIC_V1 = ("key", "call_id", "remote_tag", "local_uri", "remote_uri", "target", "routes", "peer", "event",
+              "event_id", "resource", "watcher", "content_type", "policy")  # fmt: skip
 _STATE_NAMES = (ACTIVE, PENDING, TERMINATED)
-_static_of = operator.attrgetter(*_STATIC)
 
 
 def encode_row(sub: Subscription) -> bytes:
-    """The shared-table (and store) value of a subscription."""
-    static = sub.row_static
-    if not static:
-        static = sub.row_static = marshal.dumps(_static_of(sub))
-    head = _HEAD.pack(_LAYOUT, sub.owner, sub.cseq, sub.remote_cseq, sub.version, sub.expires_at,
-                      sub.subscribed_at, _STATE_CODES[sub.state])  # fmt: skip
-    return head + static
+    """The shared-table (and store) value of a subscription (layout 2). ValueError: a
+    field the layout cannot hold (a peer of unknown shape, a number out of range)."""
+    return _subrow.encode(sub)  # type: ignore[no-any-return]
 
 
-def decode_row(value: bytes) -> Subscription:
-    """The subscription of a row (ValueError for another layout)."""
-    layout, owner, cseq, rcseq, version, expires_at, subscribed_at, state = _HEAD.unpack_from(value)
-    if layout != _LAYOUT:
-        raise ValueError(f"subscription row layout {layout}, expected {_LAYOUT}")
-    static = value[_HEAD.size :]
-    kw = dict(zip(_STATIC, marshal.loads(static), strict=True))
+def decode_row(value: bytes, key: str) -> Subscription:
+    """The subscription of the row of ``key`` (layout 2, or 1 as earlier versions wrote
+    it); ValueError for another layout or a row that does not decode."""
+    if value[:1] == b"\x02":
+        return Subscription(key=key, **_subrow.decode(value))
+    layout, owner, cseq, rcseq, version, expires_at, subscribed_at, state = _HEAD_V1.unpack_from(value)
+    if layout != 1:
+        raise ValueError(f"subscription row layout {layout}, expected 1 or 2")
+    kw = dict(zip(_STATIC_V1, marshal.loads(value[_HEAD_V1.size :]), strict=True))
     kw["routes"] = tuple(kw["routes"])
     kw["peer"] = tuple(kw["peer"])
+    # row_static stays empty: the next encode_row makes the layout 2 one
     return Subscription(**kw, owner=owner, cseq=cseq, remote_cseq=rcseq, version=version,
-                        expires_at=expires_at, subscribed_at=subscribed_at, state=_STATE_NAMES[state],
-                        row_static=static)  # fmt: skip
+                        expires_at=expires_at, subscribed_at=subscribed_at,
+                        state=_STATE_NAMES[state])  # fmt: skip
 
 
 def row_owner(value: bytes) -> int:
-    return int(_HEAD.unpack_from(value)[1])
+    return _subrow.owner(value)  # type: ignore[no-any-return]
 
 
 class Answer(NamedTuple):

@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="presentities the shared table holds (default 20000)")  # fmt: skip
     s.add_argument("--subscription-capacity", dest="subscription_capacity", type=int, metavar="N",
                    help="subscriptions the shared table holds (default 200000)")  # fmt: skip
+    s.add_argument("--subscription-row-bytes", dest="subscription_row_bytes", type=int, metavar="BYTES",
+                   help="one subscription's row in the shared table (default 200; longer rows"
+                        " go to a small overflow table)")  # fmt: skip
     s.add_argument("--presentity-state-bytes", dest="presentity_state_bytes", type=int, metavar="BYTES",
                    help="room for one presentity's publications and document (default 8192)")  # fmt: skip
     s.add_argument("--max-body", dest="max_body", type=int, metavar="BYTES",
@@ -189,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                     "min_notify_interval": args.min_notify_interval,
                     "presentity_capacity": args.presentity_capacity,
                     "subscription_capacity": args.subscription_capacity,
+                    "subscription_row_bytes": args.subscription_row_bytes,
                     "presentity_state_bytes": args.presentity_state_bytes,
                     "notify_window": args.notify_window,
                     "max_body": args.max_body, "offline": args.offline,

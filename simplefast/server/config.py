@@ -114,6 +114,9 @@ class Config:
     # shared-memory tables of presence (sizes fixed at start)
     presentity_capacity: int = 20_000
     subscription_capacity: int = 200_000
+    # one subscription's row in the shared table (a longer one goes to a small overflow
+    # table: simplefast/server/shared.py)
+    subscription_row_bytes: int = 200
     presentity_state_bytes: int = 8192  # publications and composed document of one presentity
     # where it came from, for SIGHUP: the file and the command-line values
     source: tuple[Path | None, dict[str, Any]] = (None, {})
@@ -331,7 +334,7 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
 
 
 _PRESENCE_OVERRIDES = ("min_notify_interval", "presentity_capacity", "subscription_capacity",
-                       "presentity_state_bytes", "notify_window")  # fmt: skip
+                       "subscription_row_bytes", "presentity_state_bytes", "notify_window")  # fmt: skip
 _PRESENCE_INTS = {  # key -> (lowest, highest)
     "min_expires": (0, 86400),
     "max_expires": (1, 86400 * 7),
@@ -339,6 +342,7 @@ _PRESENCE_INTS = {  # key -> (lowest, highest)
     "publish_max_expires": (1, 86400 * 7),
     "presentity_capacity": (16, 10_000_000),
     "subscription_capacity": (16, 10_000_000),
+    "subscription_row_bytes": (128, 4096),
     "presentity_state_bytes": (1024, 1 << 20),
     "notify_window": (0, 1_000_000),
     "stop_retry_after": (0, 86400),

@@ -43,13 +43,18 @@ NONCE_VALUE_MAX = 16
 # Presence (simplefast/presence/state.py, subscribe.py). Presentities: AOR ->
 # publications and composed document, value up to presence.presentity_state_bytes.
 # Subscriptions: our dialog tag (at most 32 ASCII bytes) -> the row a worker needs
-# to go on with it, up to SUB_VALUE_MAX bytes (a longer one stays in its worker only,
-# counted). One slot: align8(24 + 32 + 480) = 536 bytes, 715 bytes per subscription
-# at the table's 75 % fill.
+# to go on with it (presence/subscribe.py encode_row, layout 2), up to
+# presence.subscription_row_bytes (200 by default: one slot is align8(24 + 32 + 200) =
+# 256 bytes, 341 per subscription at the table's 75 % fill). A longer row goes to the
+# overflow table: SUB_OVERFLOW_VALUE_MAX-byte values, for one subscription in
+# SUB_OVERFLOW_SHARE (and SUB_OVERFLOW_MIN more); one longer still stays in its worker
+# only, counted.
 SUB_KEY_MAX = 32
+SUB_OVERFLOW_VALUE_MAX = 1024
+SUB_OVERFLOW_SHARE = 64
+SUB_OVERFLOW_MIN = 64
 OFFLINE_ALL = b"*"  # in the offline marks: the table overflowed, every AOR may have messages
-MARK_KEY_MAX = AOR_MAX + 24  # event, resource, worker index
-SUB_VALUE_MAX = 480
+MARK_KEY_MAX = 16  # hash of event and resource, NUL, worker index (presence/state.py mark_prefix)
 
 
 def _slots(capacity: int) -> int:
@@ -65,7 +70,9 @@ class SharedState:
     presentities: mmap.mmap | None = None
     presentity_geometry: tuple[int, int, int] = (0, 0, 0)  # slots, key_max, value_max
     subscriptions: mmap.mmap | None = None
-    subscription_slots: int = 0
+    subscription_geometry: tuple[int, int, int] = (0, 0, 0)  # slots, key_max, value_max
+    sub_overflow: mmap.mmap | None = None  # rows longer than the subscription table's values
+    sub_overflow_slots: int = 0
     winfo_marks: mmap.mmap | None = None
     winfo_slots: int = 0
     offline_marks: mmap.mmap | None = None  # AORs with stored MESSAGEs (None: no offline store)
@@ -76,8 +83,8 @@ class SharedState:
     prefaulted: bool = False  # the supervisor made every page resident (workers then map them too)
 
     def _maps(self) -> list[mmap.mmap]:
-        maps = (self.mapping, self.nonces, self.presentities, self.subscriptions, self.winfo_marks,
-                self.offline_marks)  # fmt: skip
+        maps = (self.mapping, self.nonces, self.presentities, self.subscriptions, self.sub_overflow,
+                self.winfo_marks, self.offline_marks)  # fmt: skip
         return [m for m in maps if m is not None]
 
     def size(self) -> int:
@@ -115,14 +122,22 @@ class SharedState:
 
     def subscription_table(self, *, create: bool = False) -> Any:
         assert self.subscriptions is not None
+        geometry = self.subscription_geometry
+        return shmindex.ShmTable(self.subscriptions, *geometry, create=create, zeroed=create)
+
+    def subscription_overflow_table(self, *, create: bool = False) -> Any:
+        """The rows longer than the subscription table's values (None: its values hold
+        SUB_OVERFLOW_VALUE_MAX bytes already, there is no overflow table)."""
+        if self.sub_overflow is None:
+            return None
         return shmindex.ShmTable(
-            self.subscriptions,
-            self.subscription_slots,
-            SUB_KEY_MAX,
-            SUB_VALUE_MAX,
-            create=create,
+            self.sub_overflow, self.sub_overflow_slots, SUB_KEY_MAX, SUB_OVERFLOW_VALUE_MAX, create=create,
             zeroed=create,
-        )
+        )  # fmt: skip
+
+    def subscriptions_store(self) -> ShmSubscriptions:
+        """Both subscription tables, as the workers and the store use them."""
+        return ShmSubscriptions(self.subscription_table(), self.subscription_overflow_table())
 
     def location(self, *, create: bool = False) -> ShmLocation:
         # zeroed: created only once, by create() below, on a fresh mapping
@@ -146,12 +161,7 @@ class SharedState:
 def save_presence(state: SharedState, cfg: Config) -> int:
     """Write both presence tables whole to the store (as ``save_all`` for the location)."""
     pres = ShmPresentities(state.presentity_table()).values()
-    table = state.subscription_table()
-    subs: dict[str, bytes] = {}
-    for k in table.keys():
-        v = table.get(k)
-        if v is not None:
-            subs[k.decode("ascii", "replace")] = v
+    subs = state.subscriptions_store().values()
     presence_store.save(cfg.data_dir, pres, subs, time.monotonic(), time.time(), replace_all=True)
     return len(subs)
 
@@ -221,10 +231,17 @@ def create(cfg: Config) -> SharedState:
     psize = shmindex.table_size(*state.presentity_geometry)
     state.presentities = shmindex.create_shared(psize)
     state.presentity_table(create=True)
-    state.subscription_slots = _slots(cfg.subscription_capacity)
-    ssize = shmindex.table_size(state.subscription_slots, SUB_KEY_MAX, SUB_VALUE_MAX)
+    state.subscription_geometry = (_slots(cfg.subscription_capacity), SUB_KEY_MAX, cfg.subscription_row_bytes)
+    ssize = shmindex.table_size(*state.subscription_geometry)
     state.subscriptions = shmindex.create_shared(ssize)
-    subs = ShmSubscriptions(state.subscription_table(create=True))
+    state.subscription_table(create=True)
+    if cfg.subscription_row_bytes < SUB_OVERFLOW_VALUE_MAX:
+        state.sub_overflow_slots = _slots(cfg.subscription_capacity // SUB_OVERFLOW_SHARE + SUB_OVERFLOW_MIN)
+        osize = shmindex.table_size(state.sub_overflow_slots, SUB_KEY_MAX, SUB_OVERFLOW_VALUE_MAX)
+        state.sub_overflow = shmindex.create_shared(osize)
+        state.subscription_overflow_table(create=True)
+        ssize += osize
+    subs = state.subscriptions_store()
     state.winfo_slots = _slots(cfg.subscription_capacity)  # a mark needs a subscription
     state.winfo_marks = shmindex.create_shared(shmindex.table_size(state.winfo_slots, MARK_KEY_MAX, 8))
     state.marks_table(create=True)
@@ -234,8 +251,10 @@ def create(cfg: Config) -> SharedState:
         pres = ShmPresentities(state.presentity_table())
         for aor, value in prows.items():
             pres.load_row(aor, value)
-        for key, value in srows.items():
-            subs.load(key, value)
+        lost = sum(1 for key, value in srows.items() if not subs.load(key, value))
+        if lost:
+            log.warning("presence store: %d subscriptions did not fit the tables (raise"
+                        " presence.subscription_row_bytes or subscription_capacity)", lost)  # fmt: skip
         log.info("presence store: %d presentities and %d subscriptions restored", len(prows), len(srows))
     log.info("presence tables: %d presentities (%d MiB), %d subscriptions (%d MiB), shared",
              cfg.presentity_capacity, psize >> 20, cfg.subscription_capacity, ssize >> 20)  # fmt: skip

@@ -64,6 +64,9 @@ def _spawn_metrics(cfg: Config, shared: SharedState) -> int:
                 "presentities": shared.presentity_table(),
                 "subscriptions": shared.subscription_table(),
             }
+            overflow = shared.subscription_overflow_table()
+            if overflow is not None:
+                tables["subscriptions_overflow"] = overflow
             code = metrics.serve(cfg.metrics_listen.host, cfg.metrics_listen.port, tables)
         except BaseException:
             log.exception("metrics process failed")

@@ -22,7 +22,6 @@ from simplefast.msrp.focus import ChatFocus, FocusConfig
 from simplefast.msrp.relay import MsrpRelay, RelayConfig
 from simplefast.presence.agent import PresenceAgent
 from simplefast.presence.state import ShmPresentities, mark_prefix
-from simplefast.presence.subscribe import ShmSubscriptions
 from simplefast.presence.winfo import encode_event
 from simplefast.proxy.auth import DigestAuth
 from simplefast.proxy.core import CoreConfig, SipCore, branch_prefix
@@ -115,7 +114,7 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
     )  # fmt: skip
     tl = TransactionLayer(branch_prefix=branch_prefix(index))
     pres_store = ShmPresentities(shared.presentity_table())
-    sub_table = ShmSubscriptions(shared.subscription_table())
+    sub_table = shared.subscriptions_store()
     pres_store.track_dirty = sub_table.track_dirty = cfg.persist_presence
     presence = PresenceAgent(
         tl, pres_store, cfg.presence,

@@ -123,7 +123,7 @@ def load(
     for key, value, offset in srow:
         shift = offset - now_offset
         try:
-            sub = decode_row(value)
+            sub = decode_row(value, key)
         except (ValueError, EOFError, TypeError, struct.error) as exc:
             log.warning("presence store: subscription %s skipped: %s", key, exc)
             continue
@@ -132,5 +132,8 @@ def load(
         sub.expires_at += shift
         sub.subscribed_at += shift
         sub.owner %= workers
-        subs[key] = encode_row(sub)
+        try:
+            subs[key] = encode_row(sub)  # layout 2 (a layout 1 row is converted here)
+        except ValueError as exc:
+            log.warning("presence store: subscription %s skipped: %s", key, exc)
     return pres, subs

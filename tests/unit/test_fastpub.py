@@ -28,6 +28,7 @@ from simplefast.presence.state import (
     ShmPresentities,
     decode,
     encode,
+    mark_prefix,
 )
 from simplefast.presence.subscribe import MemorySubscriptions
 from simplefast.proxy.core import SUPPORTED, CoreConfig, SipCore
@@ -274,24 +275,28 @@ def test_a_row_too_large_for_the_table_is_declined(impl: Any, first: bool) -> No
     assert r.store.take_dirty() == ({} if first else {RES: r.store.table.get(RES.encode())})
 
 
-def marks_table(*keys: str, key_max: int = 64) -> Any:
+def marks_table(*keys: bytes, key_max: int = 16) -> Any:
     t = shm_table(key_max=key_max, value_max=8)
     for k in keys:
-        t.put(k.encode(), b"1")
+        t.put(k, b"1")
     return t
+
+
+def mk(event: str, resource: str, index: str) -> bytes:
+    return mark_prefix(event, resource) + index.encode()
 
 
 WATCH: dict[str, tuple[dict[Any, Any], Any, bool]] = {  # (local watchers, marks, taken)
     "nobody": ({}, marks_table(), True),
     "here": ({("presence", RES): {}}, marks_table(), False),
     "here-other-event": ({("presence.winfo", RES): {}}, marks_table(), True),
-    "worker-2": ({}, marks_table(f"presence\0{RES}\0" + "2"), False),
-    "worker-0": ({}, marks_table(f"presence\0{RES}\0" + "0"), False),
-    "worker-3-of-3": ({}, marks_table(f"presence\0{RES}\0" + "3"), True),
-    "other-event": ({}, marks_table(f"presence.winfo\0{RES}\0" + "1"), True),
-    "other-resource": ({}, marks_table(f"presence\0{RES}x\0" + "1"), True),
-    "key-fits": ({}, marks_table(key_max=len(f"presence\0{RES}\0" + "3")), True),
-    "key-too-long": ({}, marks_table(key_max=len(f"presence\0{RES}\0" + "3") - 1), False),  # every worker
+    "worker-2": ({}, marks_table(mk("presence", RES, "2")), False),
+    "worker-0": ({}, marks_table(mk("presence", RES, "0")), False),
+    "worker-3-of-3": ({}, marks_table(mk("presence", RES, "3")), True),
+    "other-event": ({}, marks_table(mk("presence.winfo", RES, "1")), True),
+    "other-resource": ({}, marks_table(mk("presence", RES + "x", "1")), True),
+    "key-fits": ({}, marks_table(key_max=len(mk("presence", RES, "3"))), True),
+    "key-too-long": ({}, marks_table(key_max=len(mk("presence", RES, "3")) - 1), False),  # every worker
 }
 
 

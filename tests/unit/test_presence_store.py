@@ -34,7 +34,7 @@ def test_round_trip_moves_times_to_the_new_clock_and_drops_expired_subscriptions
     assert (q.version, q.seq, q.document) == (3, 5, b"<doc/>")
     assert q.pubs[0].expires_at == 700.0 - 100.0 - 60.0 + 5.0 and q.pubs[0].etag == "e1"
     assert list(srows) == ["k1"]  # k2 ended while the server was down
-    restored = decode_row(srows["k1"])
+    restored = decode_row(srows["k1"], "k1")
     assert restored.owner == 1  # owner 3 of a server now running 2 workers
     assert restored.expires_at == 400.0 - 100.0 - 60.0 + 5.0
     assert (
