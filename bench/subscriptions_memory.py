@@ -9,10 +9,12 @@ What it does, in one process:
    keys, ``presence.subscription_row_bytes`` values (``--row-bytes``, default
    the configuration's), and the overflow table of longer rows), with
    ``zeroed`` creation;
-2. makes ``--count`` subscriptions like the ones a SIPp watcher creates
+2. makes ``--count`` subscriptions (with ``--via-core``: SUBSCRIBEs through a
+   SIP core, its fast path and notifier, so the objects are the server's own,
+   its timer heap included) like the ones a SIPp watcher creates
    (``bench/sipp/watcher.xml``: its From/To/Call-ID/Contact shapes), each as
-   the notifier holds it (a ``Subscription`` with its NOTIFY header block,
-   in the two dicts of ``Notifier``: by key and by resource), and writes each
+   the notifier holds it (a ``Subscription``, in the two dicts of
+   ``Notifier``: by key and by resource), and writes each
    row (``ShmSubscriptions.put``);
 3. looks every one up by key in the table (``owner``: what a worker does for
    an in-dialog SUBSCRIBE), and decodes a sample (``decode_row``);
@@ -40,6 +42,7 @@ from simplefast.presence.subscribe import ShmSubscriptions, Subscription, decode
 from simplefast.server.config import Config  # noqa: E402
 from simplefast.server.shared import (  # noqa: E402
     MARK_KEY_MAX,
+    MARK_VALUE_MAX,
     SUB_KEY_MAX,
     SUB_OVERFLOW_MIN,
     SUB_OVERFLOW_SHARE,
@@ -71,19 +74,61 @@ def make(i: int, now: float) -> Subscription:
         content_type="application/pidf+xml", policy="allow", expires_at=now + 3600, subscribed_at=now,
         cseq=1, remote_cseq=1, version=0,
     )  # fmt: skip
-    sub.head = (
-        f"Max-Forwards: 70\r\nFrom: <{sub.local_uri}>;tag={sub.key}\r\n"
-        f"To: <{sub.remote_uri}>;tag={sub.remote_tag}\r\nCall-ID: {sub.call_id}\r\n"
-        "Contact: <sip:127.0.0.1:5060>\r\nEvent: presence\r\n"
-    ).encode()
-    sub.target_b = sub.target.encode()
     return sub
+
+
+def via_core(table: ShmSubscriptions, n: int, now: float) -> dict[str, Subscription]:
+    """``n`` subscriptions made the way the server makes them: SUBSCRIBEs shaped like
+    bench/sipp/watcher.xml's through a SIP core and its notifier (rows in ``table``),
+    each first NOTIFY answered 200 and its transaction ended. The notifier's ``by_key``."""
+    from simplefast.presence.agent import PresenceAgent, PresenceConfig
+    from simplefast.presence.state import MemoryPresentities
+    from simplefast.proxy.core import CoreConfig, SipCore
+    from simplefast.proxy.location import MemoryLocation
+    from simplefast.proxy.proxy import ProxyAddress
+    from simplefast.sip.peer import transport_of
+    from simplefast.sip.transaction import TransactionLayer
+
+    me = ProxyAddress("127.0.0.1", 5060, 40000)
+    tl = TransactionLayer()
+    agent = PresenceAgent(
+        tl, MemoryPresentities(), PresenceConfig(min_notify_interval=0.0, max_expires=3600),
+        contact=lambda peer: f"<{me.contact_uri(transport_of(peer), False)}>",
+        via=lambda dest: me.sent_by(transport_of(dest), False), table=table,
+    )  # fmt: skip
+    core = SipCore(CoreConfig(domains=frozenset({"example.com"}), local_hosts=frozenset({"127.0.0.1"})),
+                   MemoryLocation(), me, tl=tl, presence=agent)  # fmt: skip
+    core.enable_fast_subscribe()  # as the workers do
+    notifier = agent.notifier
+    res = "sip:fanout@example.com"
+    for i in range(n):
+        data = (
+            f"SUBSCRIBE {res} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{5062 + i % 3};branch=z9hG4bK-{i}-1\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:w12345_{i}@example.com>;tag=12345SIPpTag{i}\r\n"
+            f"To: <{res}>\r\nCall-ID: {i}-12345@127.0.0.1\r\nCSeq: 1 SUBSCRIBE\r\n"
+            f"Contact: <sip:w12345_{i}@127.0.0.1:{5062 + i % 3}>\r\nEvent: presence\r\n"
+            "Accept: application/pidf+xml\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        t = now + i * 0.001  # a thousand SUBSCRIBEs a second: in 3 600 s, none expires
+        core.on_message(data, ("127.0.0.1", 5062 + i % 3), reliable=False, now=t)
+        for d, _ in core.outgoing():
+            if d.startswith(b"NOTIFY "):
+                start = d.index(b";branch=") + 8
+                notifier.on_response(d[start : d.index(b"\r\n", start)].decode(), 200, t)
+        if i % 1000 == 999:
+            notifier.handle_timer(t)  # Timer K (T4) of the answered NOTIFYs, as the loop runs it
+    notifier.handle_timer(now + n * 0.001 + 10.0)
+    assert notifier.count() == n and not len(notifier.txns)
+    return notifier.by_key
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=1_000_000)
     ap.add_argument("--row-bytes", type=int, default=Config().subscription_row_bytes)
+    ap.add_argument("--via-core", action="store_true",
+                    help="make the subscriptions with SUBSCRIBEs through a SIP core and its notifier"
+                         " (what the server holds), not directly")  # fmt: skip
     args = ap.parse_args()
     n = args.count
     value_max = args.row_bytes
@@ -94,7 +139,7 @@ def main() -> int:
     main_size = shmindex.table_size(slots, SUB_KEY_MAX, value_max)
     osize = shmindex.table_size(oslots, SUB_KEY_MAX, SUB_OVERFLOW_VALUE_MAX)
     # the marks table (which workers hold watchers of a resource) is sized by the same capacity
-    msize = shmindex.table_size(_slots(n), MARK_KEY_MAX, 8)
+    msize = shmindex.table_size(_slots(n), MARK_KEY_MAX, MARK_VALUE_MAX)
     size = main_size + osize
     gc.disable()
     rss0, shm0 = rss_and_shmem()
@@ -108,11 +153,14 @@ def main() -> int:
     watchers: dict[tuple[str, str], dict[str, Subscription]] = {}
     now = time.monotonic()
     t0 = time.perf_counter()
-    for i in range(n):
-        sub = make(i, now)
-        by_key[sub.key] = sub
-        watchers.setdefault((sub.event, sub.resource), {})[sub.key] = sub
-        table.put(sub)
+    if args.via_core:
+        by_key = via_core(table, n, now)
+    else:
+        for i in range(n):
+            sub = make(i, now)
+            by_key[sub.key] = sub
+            watchers.setdefault((sub.event, sub.resource), {})[sub.key] = sub
+            table.put(sub)
     t_insert = time.perf_counter() - t0
     rss1, shm1 = rss_and_shmem()
     keys = list(by_key)

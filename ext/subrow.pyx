@@ -30,7 +30,7 @@ cdef extern from "Python.h":
 
 
 LAYOUT = 2
-HEAD_SIZE = 36
+HEAD_SIZE = 49
 MAX_ROW = 65535
 LITERAL = 255
 
@@ -39,7 +39,7 @@ EVENTS = ("presence", "presence.winfo")
 CONTENT_TYPES = ("application/pidf+xml", "application/watcherinfo+xml", "multipart/related")
 POLICIES = ("allow", "confirm", "block", "polite-block")
 
-DEF _HEAD = 36
+DEF _HEAD = 49
 DEF _MAX = 65535
 DEF _F_RESOURCE = 1
 DEF _F_WATCHER = 2
@@ -227,7 +227,12 @@ def encode(sub):
     if not (0 <= owner <= 0xFFFF and 0 <= cseq <= 0xFFFFFFFF and 0 <= rcseq <= 0xFFFFFFFF
             and -(1 << 63) <= version < (1 << 63)):
         raise ValueError("subscription row: a number out of range")
-    cdef double expires_at = sub.expires_at, subscribed_at = sub.subscribed_at
+    rec = sub.rec
+    if not -1 <= rec < 0xFFFFFFFF:
+        raise ValueError("subscription row: a number out of range")
+    cdef double expires_at = sub.expires_at, subscribed_at = sub.subscribed_at, last_sent = sub.last_sent
+    cdef uint32_t rec32 = <uint32_t>(rec & 0xFFFFFFFF)
+    cdef unsigned char held = 1 if sub.held else 0
     cdef Py_ssize_t k = PyBytes_GET_SIZE(st)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, _HEAD + k)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
@@ -243,6 +248,9 @@ def encode(sub):
     memcpy(p + 12, &v64, 8)
     memcpy(p + 20, &expires_at, 8)
     memcpy(p + 28, &subscribed_at, 8)
+    memcpy(p + 36, &last_sent, 8)
+    memcpy(p + 44, &rec32, 4)
+    p[48] = held
     memcpy(p + _HEAD, PyBytes_AS_STRING(st), k)
     return out
 
@@ -301,13 +309,18 @@ def decode(value):
     cdef uint16_t owner
     cdef uint32_t cseq, rcseq
     cdef int64_t version
-    cdef double expires_at, subscribed_at
+    cdef double expires_at, subscribed_at, last_sent
+    cdef uint32_t rec
+    if p[48] > 1:
+        raise ValueError(f"subscription row: held {p[48]}")
     memcpy(&owner, p + 1, 2)
     memcpy(&cseq, p + 4, 4)
     memcpy(&rcseq, p + 8, 4)
     memcpy(&version, p + 12, 8)
     memcpy(&expires_at, p + 20, 8)
     memcpy(&subscribed_at, p + 28, 8)
+    memcpy(&last_sent, p + 36, 8)
+    memcpy(&rec, p + 44, 4)
     cdef _Reader r = _Reader.__new__(_Reader)
     r.p = p
     r.pos = _HEAD
@@ -366,7 +379,153 @@ def decode(value):
         "resource": resource, "watcher": watcher, "content_type": names[1], "policy": names[2],
         "expires_at": expires_at, "subscribed_at": subscribed_at, "cseq": cseq, "remote_cseq": rcseq,
         "version": version, "state": _STATES[p[3]], "owner": owner, "row_static": value[_HEAD:],
+        "last_sent": last_sent, "rec": -1 if rec == 0xFFFFFFFF else rec, "held": p[48] == 1,
     }
+
+
+cdef struct _Span:
+    const unsigned char* p
+    Py_ssize_t n
+
+
+cdef bytes _EVENT_B0 = b"presence"
+cdef bytes _EVENT_B1 = b"presence.winfo"
+
+
+cdef inline _Span _span(_Reader r) except *:
+    cdef _Span s
+    cdef uint64_t n = r.varint()
+    if n > <uint64_t>(r.end - r.pos):
+        raise ValueError("subscription row: truncated")
+    s.n = <Py_ssize_t>n
+    s.p = r.take(s.n)
+    return s
+
+
+cdef inline unsigned char* _cat(unsigned char* o, const void* p, Py_ssize_t n) noexcept:
+    memcpy(o, p, n)
+    return o + n
+
+
+cdef inline unsigned char* _catb(unsigned char* o, bytes b) noexcept:
+    return _cat(o, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+
+# the constant text of notify_parts' header block, in order
+cdef bytes _L_ROUTE = b"Route: "
+cdef bytes _CRLF = b"\r\n"
+cdef bytes _L_FROM = b"Max-Forwards: 70\r\nFrom: <"
+cdef bytes _L_TAG = b">;tag="
+cdef bytes _L_TO = b"\r\nTo: <"
+cdef bytes _L_CALL_ID = b"\r\nCall-ID: "
+cdef bytes _L_CONTACT = b"\r\nContact: "
+cdef bytes _L_EVENT = b"\r\nEvent: "
+cdef bytes _L_ID = b";id="
+cdef Py_ssize_t _FIXED = (len(_L_FROM) + 2 * len(_L_TAG) + len(_L_TO) + len(_L_CALL_ID) + len(_L_CONTACT)
+                          + len(_L_EVENT) + len(_CRLF))
+
+
+def notify_parts(value, str key, bytes contact):
+    """What a NOTIFY of the subscription of row ``value`` (layout 2) takes from it: its
+    Request-URI (the target) and the header lines that stay the same for every NOTIFY
+    of the dialog (see the reference twin for the lines)."""
+    if not key.isascii():
+        raise ValueError("notify_parts: the key must be ASCII")
+    if type(value) is not bytes:
+        raise TypeError(f"value must be bytes, not {type(value).__name__}")
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(value)
+    if size < _HEAD:
+        raise ValueError("subscription row: truncated")
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
+    if p[0] != 2:
+        raise ValueError(f"subscription row layout {p[0]}, expected 2")
+    if p[3] >= 3:
+        raise ValueError(f"subscription row: unknown state {p[3]}")
+    if p[48] > 1:
+        raise ValueError(f"subscription row: held {p[48]}")
+    cdef _Reader r = _Reader.__new__(_Reader)
+    r.p = p
+    r.pos = _HEAD
+    r.end = size
+    cdef const unsigned char* h = r.take(5)
+    cdef uint8_t flags = h[0], ev = h[1], pform = h[4]
+    if flags & ~7:
+        raise ValueError(f"subscription row: unknown flags {flags:#x}")
+    _name(_EVENTS, h[1])
+    _name(_CTYPES, h[2])
+    _name(_POLICIES, h[3])
+    cdef int form = pform & 15, addr = pform >> 4
+    if form > _P_TLS or addr > _A_TEXT:
+        raise ValueError(f"subscription row: unknown peer form {pform:#x}")
+    r.take(2)
+    if addr == _A_TEXT:
+        _span(r)
+    else:
+        r.take(4 if addr == _A_V4 else 16)
+    if form == _P_LISTENER or form == _P_TCP or form == _P_TLS:
+        r.varint()
+    cdef _Span call_id = _span(r), remote_tag = _span(r), local_uri = _span(r), remote_uri = _span(r)
+    cdef _Span target = _span(r), event_id, event
+    event_id.n = -1
+    event_id.p = NULL
+    if flags & _F_RESOURCE:
+        _span(r)
+    if flags & _F_WATCHER:
+        _span(r)
+    if flags & _F_EVENT_ID:
+        event_id = _span(r)
+    if ev == 255:
+        event = _span(r)
+    else:
+        b = _EVENT_B0 if ev == 0 else _EVENT_B1
+        event.p = <const unsigned char*>PyBytes_AS_STRING(b)
+        event.n = PyBytes_GET_SIZE(b)
+    if h[2] == 255:
+        _span(r)
+    if h[3] == 255:
+        _span(r)
+    cdef uint64_t nroutes = r.varint(), i
+    cdef Py_ssize_t routes_at = r.pos, routes_len = 0
+    for i in range(nroutes):
+        routes_len += _span(r).n + PyBytes_GET_SIZE(_L_ROUTE) + 2
+    if r.pos != size:
+        raise ValueError("subscription row: bytes after the routes")
+    cdef bytes kb = key.encode("ascii")
+    cdef Py_ssize_t kn = PyBytes_GET_SIZE(kb), cn = PyBytes_GET_SIZE(contact)
+    cdef Py_ssize_t total = (routes_len + _FIXED + local_uri.n + kn + remote_uri.n + remote_tag.n + call_id.n
+                             + cn + event.n)
+    if event_id.n >= 0:
+        total += PyBytes_GET_SIZE(_L_ID) + event_id.n
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef unsigned char* o = <unsigned char*>PyBytes_AS_STRING(out)
+    cdef _Span rs
+    r.pos = routes_at
+    for i in range(nroutes):
+        rs = _span(r)
+        o = _catb(o, _L_ROUTE)
+        o = _cat(o, rs.p, rs.n)
+        o = _catb(o, _CRLF)
+    o = _catb(o, _L_FROM)
+    o = _cat(o, local_uri.p, local_uri.n)
+    o = _catb(o, _L_TAG)
+    o = _cat(o, PyBytes_AS_STRING(kb), kn)
+    o = _catb(o, _L_TO)
+    o = _cat(o, remote_uri.p, remote_uri.n)
+    o = _catb(o, _L_TAG)
+    o = _cat(o, remote_tag.p, remote_tag.n)
+    o = _catb(o, _L_CALL_ID)
+    o = _cat(o, call_id.p, call_id.n)
+    o = _catb(o, _L_CONTACT)
+    o = _cat(o, PyBytes_AS_STRING(contact), cn)
+    o = _catb(o, _L_EVENT)
+    o = _cat(o, event.p, event.n)
+    if event_id.n >= 0:
+        o = _catb(o, _L_ID)
+        o = _cat(o, event_id.p, event_id.n)
+    o = _catb(o, _CRLF)
+    if o != <unsigned char*>PyBytes_AS_STRING(out) + total:
+        raise AssertionError("notify_parts: length mismatch")
+    return PyBytes_FromStringAndSize(<const char*>target.p, target.n), out
 
 
 def owner(value):

@@ -32,5 +32,11 @@ def decode(value: bytes) -> dict[str, Any]:
     table's key), with ``row_static`` the static part. ValueError: anything that is
     not a whole layout 2 row."""
 
+def notify_parts(value: bytes, key: str, contact: bytes) -> tuple[bytes, bytes]:
+    """What a NOTIFY of the subscription of row ``value`` takes from it: the target
+    (Request-URI) and the header lines the same for every NOTIFY of the dialog (Route
+    lines, Max-Forwards, From with ``key`` as tag, To, Call-ID, Contact ``contact``,
+    Event), each ending CRLF. ValueError as ``decode``, or a key that is not ASCII."""
+
 def owner(value: bytes) -> int:
     """The owner of a row of layout 1 or 2 (both keep it at offset 1)."""

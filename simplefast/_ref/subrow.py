@@ -29,7 +29,7 @@ memory:
 
 Bytes, little-endian::
 
-    header (HEAD_SIZE = 36), what changes while the subscription lives:
+    header (HEAD_SIZE = 49), what changes while the subscription lives:
        0 u8  layout (2)
        1 u16 owner         worker index (at offset 1 in layout 1 too: row_owner)
        3 u8  state         0 active, 1 pending, 2 terminated
@@ -38,6 +38,9 @@ Bytes, little-endian::
       12 i64 version       of the state our last NOTIFY carried
       20 f64 expires_at    monotonic clock
       28 f64 subscribed_at
+      36 f64 last_sent     of our last NOTIFY (pacing, RFC 3856 6.10)
+      44 u32 rec           the owning worker's record of it (0xFFFFFFFF: none, -1)
+      48 u8  held          1: a change waits for the pacing interval
     static part (``static``: made once per subscription and kept in
     ``Subscription.row_static``; a refresh that moves the target or the
     flow makes it again):
@@ -66,7 +69,7 @@ import struct
 from typing import Any as _Any
 
 LAYOUT = 2
-HEAD_SIZE = 36
+HEAD_SIZE = 49
 MAX_ROW = 65535
 LITERAL = 255
 
@@ -75,7 +78,8 @@ EVENTS = ("presence", "presence.winfo")
 CONTENT_TYPES = ("application/pidf+xml", "application/watcherinfo+xml", "multipart/related")
 POLICIES = ("allow", "confirm", "block", "polite-block")
 
-_HEAD = struct.Struct("<BHBIIqdd")
+_HEAD = struct.Struct("<BHBIIqdddIB")
+_NO_REC = 0xFFFFFFFF
 _U16 = struct.Struct("<H")
 
 _F_RESOURCE, _F_WATCHER, _F_EVENT_ID = 1, 2, 4
@@ -185,9 +189,12 @@ def encode(sub: _Any) -> bytes:
         state = STATES.index(sub.state)
     except ValueError:
         raise ValueError(f"subscription row: unknown state {sub.state!r}") from None
+    rec = sub.rec
     try:
+        if not -1 <= rec < _NO_REC:
+            raise struct.error(f"rec {rec}")
         head = _HEAD.pack(LAYOUT, sub.owner, state, sub.cseq, sub.remote_cseq, sub.version, sub.expires_at,
-                          sub.subscribed_at)  # fmt: skip
+                          sub.subscribed_at, sub.last_sent, rec & _NO_REC, 1 if sub.held else 0)  # fmt: skip
     except struct.error as exc:
         raise ValueError(f"subscription row: a number out of range ({exc})") from None
     return head + st
@@ -241,11 +248,14 @@ def decode(value: bytes) -> dict[str, _Any]:
         raise TypeError(f"value must be bytes, not {type(value).__name__}")
     if len(value) < HEAD_SIZE:
         raise ValueError("subscription row: truncated")
-    layout, owner, state, cseq, rcseq, version, expires_at, subscribed_at = _HEAD.unpack_from(value)
+    fixed = _HEAD.unpack_from(value)
+    layout, owner, state, cseq, rcseq, version, expires_at, subscribed_at, last_sent, rec, held = fixed
     if layout != LAYOUT:
         raise ValueError(f"subscription row layout {layout}, expected {LAYOUT}")
     if state >= len(STATES):
         raise ValueError(f"subscription row: unknown state {state}")
+    if held > 1:
+        raise ValueError(f"subscription row: held {held}")
     r = _Reader(value, HEAD_SIZE)
     flags, ev, ct, po, pform = r.take(5)
     if flags & ~7:
@@ -285,7 +295,36 @@ def decode(value: bytes) -> dict[str, _Any]:
         "resource": resource, "watcher": watcher, "content_type": names[1], "policy": names[2],
         "expires_at": expires_at, "subscribed_at": subscribed_at, "cseq": cseq, "remote_cseq": rcseq,
         "version": version, "state": STATES[state], "owner": owner, "row_static": value[HEAD_SIZE:],
+        "last_sent": last_sent, "rec": -1 if rec == _NO_REC else rec, "held": bool(held),
     }  # fmt: skip
+
+
+def notify_parts(value: bytes, key: str, contact: bytes) -> tuple[bytes, bytes]:
+    """What a NOTIFY of the subscription of row ``value`` (layout 2) takes from it: its
+    Request-URI (the target) and the header lines that stay the same for every NOTIFY
+    of the dialog, each ending CRLF::
+
+        Route: <route>               (one per route, in order)
+        Max-Forwards: 70
+        From: <local_uri>;tag=<key>
+        To: <remote_uri>;tag=<remote_tag>
+        Call-ID: <call_id>
+        Contact: <contact>           (ours, for the flow: given)
+        Event: <event>[;id=<event_id>]
+
+    Strings as the row holds them (UTF-8, escaped octets back as they came);
+    ``key`` ASCII. ValueError as ``decode``, or a key that is not ASCII."""
+    if not key.isascii():
+        raise ValueError("notify_parts: the key must be ASCII")
+    f = decode(value)
+    ev = f["event"] if f["event_id"] is None else f"{f['event']};id={f['event_id']}"
+    routes = "".join(f"Route: {r}\r\n" for r in f["routes"])
+    head = (
+        f"{routes}Max-Forwards: 70\r\nFrom: <{f['local_uri']}>;tag={key}\r\n"
+        f"To: <{f['remote_uri']}>;tag={f['remote_tag']}\r\nCall-ID: {f['call_id']}\r\n"
+    ).encode("utf-8", "surrogateescape")
+    head += b"Contact: " + contact + b"\r\nEvent: " + ev.encode("utf-8", "surrogateescape") + b"\r\n"
+    return f["target"].encode("utf-8", "surrogateescape"), head
 
 
 def owner(value: bytes) -> int:

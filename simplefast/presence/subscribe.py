@@ -64,12 +64,17 @@ window. A burst (one PUBLISH to ten thousand watchers, or fifty back to
 back) then leaves at the pace the watchers answer, instead of overflowing
 their sockets and retransmitting into them.
 
-Subscriptions live in this process (``by_key``, and ``watchers``: (event,
-resource) -> its subscriptions here; ``on_watched`` reports when the first
-comes and the last goes), and each is mirrored in a ``SubscriptionTable``
-row (shared memory in the server) that names the owning worker: a SUBSCRIBE
-inside the dialog that reaches another worker is handed to the owner, and a
-worker that replaces a killed one takes its rows back (``adopt``).
+A subscription is its row in a ``SubscriptionTable`` (shared memory in the
+server), which names the owning worker: a SUBSCRIBE inside the dialog that
+reaches another worker is handed to the owner, and a worker that replaces a
+killed one takes its rows back (``adopt``). The owner keeps only small
+references (``Held``, ``by_key``: a 32-byte record of the key, its place in
+its resource's list (``watchers``: (event, resource) -> its subscriptions
+here; ``on_watched`` reports when the first comes and the last goes) and an
+expiry timer) and decodes the row when it needs the subscription: every
+method that changes a ``Subscription`` writes it back before returning. The
+last ones used stay decoded (``NotifierConfig.cache``), so a fan-out to a
+resource's watchers decodes nothing twice.
 """
 
 from __future__ import annotations
@@ -77,9 +82,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import marshal
+import math
 import struct
-from collections import Counter, deque
-from collections.abc import Callable
+from array import array
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -142,6 +149,8 @@ class NotifierConfig:
     # The final NOTIFYs of subscriptions ended with reason probation carry
     # ``retry-after`` this many seconds (RFC 6665 4.1.3); 0: none.
     probation_retry_after: int = 0
+    # subscriptions kept decoded as objects (the last got or changed; see Held); 0: none
+    cache: int = 16384
 
 
 @dataclass(slots=True, eq=False)
@@ -169,15 +178,23 @@ class Subscription:
     held: bool = False  # a change waits for the pacing interval
     state: str = ACTIVE
     owner: int = 0
-    head: bytes = field(default=b"", repr=False)  # the NOTIFY headers that never change
+    rec: int = -1  # the owning worker's record of it (Held), -1: none
+    # What a NOTIFY takes from the subscription, made when the first one goes and kept
+    # with the object (which Held keeps only for the last ones used: see Held)
     row_static: bytes = field(default=b"", repr=False)  # the unchanging part of its row (encode_row)
+    head: bytes = field(default=b"", repr=False)  # the NOTIFY headers that never change
     target_b: bytes = field(default=b"", repr=False)  # target, encoded
     wire: tuple[Any, bytes, bool] | None = field(default=None, repr=False)  # (destination, Via, reliable)
     extra: Any = field(default=None, repr=False)  # the package's own (not kept in the shared row)
 
 
 class SubscriptionTable(Protocol):
-    def put(self, sub: Subscription) -> None: ...
+    def put(self, sub: Subscription, row: bytes | None = None) -> bool:
+        """Write the row of ``sub`` (``row``: ``encode_row(sub)`` made already); False when
+        it fits no table (the subscription is then kept in its worker only)."""
+        ...
+
+    def get(self, key: str) -> bytes | None: ...
 
     def delete(self, key: str) -> None: ...
 
@@ -196,8 +213,16 @@ class MemorySubscriptions:
     def __init__(self) -> None:
         self.rows_: dict[str, bytes] = {}
 
-    def put(self, sub: Subscription) -> None:
-        self.rows_[sub.key] = encode_row(sub)
+    def put(self, sub: Subscription, row: bytes | None = None) -> bool:
+        try:
+            self.rows_[sub.key] = encode_row(sub) if row is None else row
+        except ValueError:
+            self.rows_.pop(sub.key, None)
+            return False
+        return True
+
+    def get(self, key: str) -> bytes | None:
+        return self.rows_.get(key)
 
     def delete(self, key: str) -> None:
         self.rows_.pop(key, None)
@@ -230,18 +255,21 @@ class ShmSubscriptions:
         self.track_dirty = True  # False: not persisted (nothing to write behind)
         self._dirty: dict[str, bytes] = {}  # key -> value as last written here (b"": deleted)
 
-    def put(self, sub: Subscription) -> None:
-        try:
-            value = encode_row(sub)
-        except ValueError:
-            value = b""  # a number out of range: kept here only, like a row too long
+    def put(self, sub: Subscription, row: bytes | None = None) -> bool:
+        value = row
+        if value is None:
+            try:
+                value = encode_row(sub)
+            except ValueError:
+                value = b""  # a number out of range: kept here only, like a row too long
         key = sub.key.encode("ascii")
         if not self._put(key, value):
             self.full += 1
             self.delete(sub.key)  # an old row would name a stale CSeq
-            return
+            return False
         if self.track_dirty:
             self._dirty[sub.key] = value
+        return True
 
     def _put(self, key: bytes, value: bytes) -> bool:
         """Write ``value`` to the table it fits, and drop the key from the other one (a
@@ -360,6 +388,294 @@ def row_owner(value: bytes) -> int:
     return _subrow.owner(value)  # type: ignore[no-any-return]
 
 
+# A worker's record of a subscription it holds: its key, NUL-padded (the tables' keys are
+# at most this long; a longer one is kept in Held._long).
+_REC = 32
+_TICKS = 8  # expiry timers: buckets of 1/_TICKS second
+_NO_KEY = b"\0" * _REC
+
+
+class Held:
+    """The subscriptions a worker holds (``Notifier.by_key``), kept as their rows.
+
+    A subscription lives in its row of the shared table (``table``). This
+    worker keeps for each one a record: its key (32 bytes), its place in its
+    resource's list (``lists``: (event, resource) -> record numbers, 4 bytes
+    each) and its expiry timer (its record number in a bucket of 1/8 s): about
+    45 bytes, where a ``Subscription`` object with its strings takes about a
+    kilobyte. The row names the record (``Subscription.rec``).
+
+    ``get`` decodes the row into a ``Subscription``: a copy, which whoever
+    changes it writes back with ``put`` before going back to the event loop.
+    The last ``cache`` subscriptions got or put are kept as objects, in the
+    order they came (a fan-out to a resource's watchers then decodes none);
+    every change is written through, so dropping one loses nothing. Kept as
+    objects for good (``pinned``): a subscription whose row fits no table (it
+    has no other copy), and one whose package keeps state of its own (``extra``:
+    watcher information).
+    """
+
+    def __init__(self, table: SubscriptionTable, index: int, cache: int) -> None:
+        self.table = table
+        self.index = index
+        self.cache_size = cache
+        self._keys = bytearray()  # record r: _REC bytes at r * _REC
+        self._pos = array("I")  # record r: its place in its list
+        self._free = array("I")
+        self._long: dict[int, str] = {}  # record -> key longer than _REC bytes
+        self.lists: dict[tuple[str, str], array[int]] = {}
+        self.pinned: dict[str, Subscription] = {}
+        self._cache: OrderedDict[str, Subscription] = OrderedDict()
+        self._recs: dict[int, Subscription] = {}  # the cached ones by record (fan-out)
+        # key -> [subscription, NOTIFYs of it in the notifier's queue]: while it has one
+        # there, that object is the subscription (what its queued NOTIFYs were given)
+        self._queued: dict[str, list[Any]] = {}
+        self._count = 0
+        # expiry timers: bucket (ceil(when * _TICKS)) -> record numbers, and the buckets in a
+        # heap; an entry of a record refreshed, ended or reused meanwhile is skipped (the
+        # row's expiry decides)
+        self._buckets: dict[int, array[int]] = {}
+        self._heap: list[int] = []
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def keys(self) -> list[str]:
+        return [k for k in map(self._key, range(len(self._pos))) if k]
+
+    def values(self) -> list[Subscription]:
+        """Every subscription held here (decoded: for the rare paths that visit all)."""
+        return [s for s in map(self.get, self.keys()) if s is not None]
+
+    def _key(self, r: int) -> str:
+        if self._long and r in self._long:
+            return self._long[r]
+        return self._keys[r * _REC : (r + 1) * _REC].rstrip(b"\0").decode("ascii")
+
+    def _holds(self, r: int, key: str) -> bool:
+        if not 0 <= r < len(self._pos):
+            return False
+        if len(key) > _REC:
+            return self._long.get(r) == key
+        kb = key.encode("ascii", "replace")
+        return self._keys[r * _REC : (r + 1) * _REC] == kb + _NO_KEY[len(kb) :]
+
+    def get(self, key: str) -> Subscription | None:
+        sub = self._cache.get(key) or self.pinned.get(key)
+        if sub is not None:
+            return sub
+        q = self._queued.get(key)
+        if q is not None and self._holds(q[0].rec, key):
+            self._remember(q[0])
+            return q[0]  # type: ignore[no-any-return]
+        raw = self.table.get(key)
+        if raw is None or row_owner(raw) != self.index:
+            return None
+        try:
+            sub = decode_row(raw, key)
+        except (ValueError, EOFError, TypeError, struct.error):
+            return None
+        if not self._holds(sub.rec, key):
+            return None  # a row of this index this worker did not take (a predecessor's)
+        self._remember(sub)
+        return sub
+
+    def _remember(self, sub: Subscription) -> None:
+        cache = self._cache
+        if not self.cache_size:
+            return
+        if sub.key not in cache and len(cache) >= self.cache_size:
+            old = cache.popitem(last=False)[1]
+            self._recs.pop(old.rec, None)
+        cache[sub.key] = sub
+        self._recs[sub.rec] = sub
+
+    def _forget(self, key: str) -> None:
+        sub = self._cache.pop(key, None)
+        if sub is not None:
+            self._recs.pop(sub.rec, None)
+
+    def queue(self, sub: Subscription) -> None:
+        """A NOTIFY of ``sub`` waits in the notifier's queue: ``get`` gives this object
+        until ``unqueue`` (its row is written when the NOTIFY goes)."""
+        q = self._queued.get(sub.key)
+        if q is None:
+            self._queued[sub.key] = [sub, 1]
+        else:
+            q[1] += 1
+
+    def unqueue(self, sub: Subscription) -> None:
+        q = self._queued.get(sub.key)
+        if q is not None:
+            q[1] -= 1
+            if not q[1]:
+                del self._queued[sub.key]
+
+    def holds(self, sub: Subscription) -> bool:
+        """Whether ``sub`` is held here (its record names it)."""
+        key = sub.key
+        return self._cache.get(key) is sub or self._holds(sub.rec, key)
+
+    def put(self, sub: Subscription, row: bytes | None = None) -> None:
+        """Write ``sub`` through to its row (``row``: ``encode_row(sub)``, made already)."""
+        if not self.table.put(sub, row) or sub.extra is not None:
+            self.pinned[sub.key] = sub
+            self._forget(sub.key)
+        elif self._cache.get(sub.key) is not sub:
+            if self.pinned:
+                self.pinned.pop(sub.key, None)
+            self._remember(sub)
+
+    def __getitem__(self, key: str) -> Subscription:
+        sub = self.get(key)
+        if sub is None:
+            raise KeyError(key)
+        return sub
+
+    def items(self) -> list[tuple[str, Subscription]]:
+        return [(s.key, s) for s in self.values()]
+
+    def add(self, sub: Subscription, *, write: bool = True) -> bool:
+        """Hold ``sub`` (new, or taken back from a predecessor): a record, its place in its
+        list, its expiry timer, its row (``write`` False: the caller's first NOTIFY writes
+        it; until then the object is kept). True when it is the first of its (event,
+        resource)."""
+        key = sub.key
+        if self._free:
+            r = self._free.pop()
+        else:
+            r = len(self._pos)
+            self._pos.append(0)
+            self._keys += _NO_KEY
+        if len(key) > _REC or not key.isascii():
+            self._long[r] = key
+        else:
+            self._keys[r * _REC : (r + 1) * _REC] = key.encode("ascii") + _NO_KEY[len(key) :]
+        sub.rec, sub.owner = r, self.index
+        lk = (sub.event, sub.resource)
+        lst = self.lists.get(lk)
+        first = lst is None
+        if lst is None:
+            lst = self.lists[lk] = array("I")
+        self._pos[r] = len(lst)
+        lst.append(r)
+        self._count += 1
+        self.expire_at(sub)
+        if write:
+            self.put(sub)
+        else:
+            self._remember(sub)
+        return first
+
+    def remove(self, sub: Subscription) -> bool | None:
+        """Hold ``sub`` no more (its row deleted); True when it was the last of its (event,
+        resource), None when it was not held."""
+        r = sub.rec
+        if not self._holds(r, sub.key):
+            return None
+        lk = (sub.event, sub.resource)
+        lst = self.lists[lk]
+        i = self._pos[r]
+        last = lst.pop()
+        if last != r:  # the last record takes the place of the one that goes
+            lst[i] = last
+            self._pos[last] = i
+        if not lst:
+            del self.lists[lk]
+        self._long.pop(r, None)
+        self._keys[r * _REC : (r + 1) * _REC] = _NO_KEY
+        self._free.append(r)
+        self._count -= 1
+        self._forget(sub.key)
+        self.pinned.pop(sub.key, None)
+        self.table.delete(sub.key)
+        return not lst
+
+    def keys_of(self, event: str, resource: str) -> list[str]:
+        lst = self.lists.get((event, resource))
+        return list(map(self._key, lst)) if lst else []
+
+    def subs_of(self, event: str, resource: str) -> list[Subscription]:
+        """The subscriptions to (event, resource) held here (the cached ones without
+        decoding even their key)."""
+        lst = self.lists.get((event, resource))
+        if not lst:
+            return []
+        out = []
+        recs, get, key = self._recs, self.get, self._key
+        for r in lst:
+            sub = recs.get(r) or get(key(r))
+            if sub is not None:
+                out.append(sub)
+        return out
+
+    def expire_at(self, sub: Subscription) -> None:
+        """Set the expiry timer of ``sub`` (at ``sub.expires_at``, in its bucket)."""
+        b = math.ceil(sub.expires_at * _TICKS)
+        bucket = self._buckets.get(b)
+        if bucket is None:
+            bucket = self._buckets[b] = array("I")
+            heapq.heappush(self._heap, b)
+        bucket.append(sub.rec)
+
+    def next_expiry(self) -> float | None:
+        return self._heap[0] / _TICKS if self._heap else None
+
+    def expiring(self, now: float) -> list[str]:
+        """The keys whose expiry timer went off by ``now`` (each to check: a refresh may
+        have moved it)."""
+        out: list[str] = []
+        heap, limit = self._heap, now * _TICKS
+        while heap and heap[0] <= limit:
+            for r in self._buckets.pop(heapq.heappop(heap)):
+                if r < len(self._pos):
+                    k = self._key(r)
+                    if k:
+                        out.append(k)
+        return out
+
+
+class Watchers:
+    """``Notifier.watchers``: which (event, resource) pairs this worker holds
+    subscriptions of, and those subscriptions (``get``: decoded, a dict by key)."""
+
+    def __init__(self, held: Held) -> None:
+        self._held = held
+
+    def __contains__(self, lk: object) -> bool:
+        return lk in self._held.lists
+
+    def __len__(self) -> int:
+        return len(self._held.lists)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(list(self._held.lists))
+
+    def get(self, lk: tuple[str, str], default: Any = None) -> dict[str, Subscription] | Any:
+        if lk not in self._held.lists:
+            return default
+        subs = {}
+        for k in self._held.keys_of(*lk):
+            sub = self._held.get(k)
+            if sub is not None:
+                subs[k] = sub
+        return subs
+
+    def __getitem__(self, lk: tuple[str, str]) -> dict[str, Subscription]:
+        if lk not in self._held.lists:
+            raise KeyError(lk)
+        return self.get(lk)
+
+    def keys(self) -> list[tuple[str, str]]:
+        return list(self._held.lists)
+
+
 class Answer(NamedTuple):
     status: int
     reason: str
@@ -387,6 +703,7 @@ class Notifier:
         self.txns = _fanout.NotifyTxns(f"{tl.branch_prefix}.n", t1=tl.t1, t2=tl.t2, t4=tl.t4)
         self._vias: dict[tuple[str, bool], bytes] = {}
         self._contacts: dict[tuple[str, bool], str] = {}
+        self._contacts_b: dict[tuple[str, bool], bytes] = {}
         self.config = config or NotifierConfig()
         self.table: SubscriptionTable = table if table is not None else MemorySubscriptions()
         self.index = index
@@ -395,15 +712,17 @@ class Notifier:
         # (transport/reuseport.py) rather than by a hand-off
         self.tag_prefix = tag_prefix or tl.branch_prefix[7:]
         self._seq = itertools.count(1)
-        self.by_key: dict[str, Subscription] = {}
-        self.watchers: dict[tuple[str, str], dict[str, Subscription]] = {}  # (event, resource) -> subs
+        self.by_key = Held(self.table, index, self.config.cache)  # key -> subscription held here
+        self.watchers = Watchers(self.by_key)  # (event, resource) -> subscriptions held here
         # on_watcher(sub, event, status): a subscription was made or ended (RFC 3858 event
         # and status names; for watcher information)
         self.on_watcher = on_watcher
         # on_watched(event, resource, on): this worker now holds subscriptions of that event
         # to that resource (on), or no more (off): who needs to hear of a change
         self.on_watched = on_watched
-        self._timers: list[tuple[float, int, str]] = []  # (when, kind, key); stale entries skipped
+        # pacing and giveup timers (expiry timers are in by_key): (when, kind, key); stale
+        # entries skipped
+        self._timers: list[tuple[float, int, str]] = []
         self._queue: deque[tuple[Subscription, str | None, Body | None, bool]] = deque()
         self.notifies_queued = 0  # NOTIFYs that waited for room in the window
         self.ended: Counter[str] = Counter()  # subscriptions ended, by reason
@@ -512,7 +831,7 @@ class Notifier:
         if expires == 0:  # a fetch: one NOTIFY, nothing kept
             sub.state = TERMINATED
             return Answer(200, "OK", headers, sub, key)
-        self._add(sub, write=False, new=True)  # the row is written with the first NOTIFY (notify_now)
+        self._add(sub, new=True)
         return Answer(200, "OK", headers, sub, key)
 
     def refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
@@ -556,10 +875,11 @@ class Notifier:
         sub.remote_cseq = cseq
         if target is not None and target != sub.target:
             sub.target = target  # a refresh may update the remote target (RFC 6665 §4.1.2.1)
-            sub.target_b = sub.row_static = b""
+            sub.row_static = sub.target_b = b""
         if tuple(peer) != sub.peer:
-            sub.peer = tuple(peer)
-            sub.head = sub.row_static = b""  # its Contact follows the flow's transport
+            sub.peer = tuple(peer)  # our Contact and where NOTIFYs go follow the flow
+            sub.row_static = sub.head = b""
+            sub.wire = None
         package.prepare(sub)
         headers = [("Expires", str(expires)), ("Contact", self.contact_of(sub.peer))]
         if expires == 0:
@@ -567,8 +887,8 @@ class Notifier:
             sub.state = TERMINATED
         else:
             sub.expires_at = now + expires
-            heapq.heappush(self._timers, (sub.expires_at, _EXPIRE, sub.key))
-            # the row is written with the NOTIFY that follows (notify_now)
+            self.by_key.expire_at(sub)
+            self.by_key.put(sub)
         return Answer(200, "OK", headers, sub, sub.key)
 
     def notify_now(self, sub: Subscription, now: float, reason: str | None = None) -> None:
@@ -580,7 +900,7 @@ class Notifier:
     def changed(self, resource: str, now: float, event: str = "presence") -> int:
         """The state of ``resource`` changed: NOTIFY its ``event`` subscribers here (paced);
         how many went."""
-        subs = self.watchers.get((event, resource))
+        subs = self.by_key.subs_of(event, resource)
         if not subs:
             return 0
         sent = 0
@@ -596,9 +916,9 @@ class Notifier:
                 hold(None)
         return sent
 
-    def _changed(self, subs: dict[str, Subscription], now: float, interval: float) -> int:
+    def _changed(self, subs: list[Subscription], now: float, interval: float) -> int:
         sent = 0
-        for sub in list(subs.values()):
+        for sub in subs:
             if sub.state != ACTIVE:
                 continue
             due = sub.last_sent + interval
@@ -607,6 +927,7 @@ class Notifier:
                     sub.held = True
                     self.paced += 1
                     heapq.heappush(self._timers, (due, _PACE, sub.key))
+                    self.by_key.put(sub)
                 continue
             self._send(sub, now, None)
             sent += 1
@@ -619,11 +940,14 @@ class Notifier:
 
     def on_response(self, branch: str, status: int, now: float) -> None:
         """A response to one of our NOTIFYs (RFC 6665 §4.2.2 for the failures)."""
-        sub: Subscription | None = self.txns.response(branch, status, now)
-        if sub is None:
+        key: str | None = self.txns.response(branch, status, now)
+        if key is None:
             return
         if status >= 300:
-            if status == 481:
+            sub = self.by_key.get(key)
+            if sub is None:  # ended meanwhile (this was its final NOTIFY, say)
+                pass
+            elif status == 481:
                 self._remove(sub, "notify 481")
             elif status == 408:
                 self._failed(sub, "notify 408")
@@ -631,9 +955,11 @@ class Notifier:
             self.pump(now)
 
     def on_transport_failed(self, branch: str, now: float) -> None:
-        sub: Subscription | None = self.txns.failed(branch)
-        if sub is not None:
-            self._failed(sub, "notify transport failure")
+        key: str | None = self.txns.failed(branch)
+        if key is not None:
+            sub = self.by_key.get(key)
+            if sub is not None:
+                self._failed(sub, "notify transport failure")
             if self._queue:
                 self.pump(now)
 
@@ -641,44 +967,48 @@ class Notifier:
         if self.config.notify_grace and sub.state != TERMINATED:
             self.kept[reason] += 1
             sub.version = -1  # the next change gets through
+            self.by_key.put(sub)
             return
         self._remove(sub, reason)
 
     # ------------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
-        a = self._timers[0][0] if self._timers else None
-        b: float | None = self.txns.next_deadline()
-        if a is None:
-            return b
-        return a if b is None or a < b else b
+        times = [t for t in (self._timers[0][0] if self._timers else None, self.by_key.next_expiry(),
+                             self.txns.next_deadline()) if t is not None]  # fmt: skip
+        return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
         self._rotate(now)
         again, timed_out = self.txns.poll(now)
         for data, dest in again:
             self.tl.send_stateless(data, dest)
-        for sub in timed_out:
-            self._failed(sub, "notify timeout")
+        for key in timed_out:
+            sub = self.by_key.get(key)
+            if sub is not None:
+                self._failed(sub, "notify timeout")
         if self._queue:
             self.pump(now)
+        for key in self.by_key.expiring(now):
+            sub = self.by_key.get(key)
+            if sub is not None and sub.expires_at <= now:
+                self._remove(sub, "timeout")
+                sub.state = TERMINATED
+                self._send(sub, now, "timeout")
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _, kind, key = heapq.heappop(timers)
+            when, kind, key = heapq.heappop(timers)
             sub = self.by_key.get(key)
             if sub is None:
                 continue
-            if kind == _EXPIRE:
-                if sub.expires_at <= now:
-                    self._remove(sub, "timeout")
-                    sub.state = TERMINATED
-                    self._send(sub, now, "timeout")
-            elif kind == _GIVEUP:
-                if sub.state == PENDING:  # nobody decided in time
-                    self.terminate(sub, "giveup", now)
+            if kind == _GIVEUP:
+                if sub.state == PENDING and sub.subscribed_at + self.config.pending_timeout <= when:
+                    self.terminate(sub, "giveup", now)  # nobody decided in time
             elif sub.held:
                 sub.held = False
                 if sub.state == ACTIVE and self.packages[sub.event].has_news(sub):
                     self._send(sub, now, None)
+                else:
+                    self.by_key.put(sub)
 
     # ------------------------------------------------------------------ authorization
     def terminate(self, sub: Subscription, reason: str, now: float) -> None:
@@ -705,10 +1035,8 @@ class Notifier:
         watcher-information ones (``*.winfo``, RFC 3857's template) last, so that their
         subscribers still hear of the others. How many."""
         ended = 0
-        for (_event, _resource), subs in sorted(
-            self.watchers.items(), key=lambda kv: kv[0][0].endswith(".winfo")
-        ):
-            for sub in list(subs.values()):
+        for lk in sorted(self.watchers.keys(), key=lambda lk: lk[0].endswith(".winfo")):
+            for sub in self.watchers.get(lk, {}).values():
                 if sub.state != TERMINATED:
                     self.terminate(sub, reason, now)
                     ended += 1
@@ -738,7 +1066,7 @@ class Notifier:
                 self.held_by[(sub.event, ACTIVE)] += 1
                 sub.state, sub.policy = ACTIVE, policy
                 sub.row_static = b""  # the policy is part of the row's unchanging part
-                self.table.put(sub)
+                self.by_key.put(sub)
                 if approved and self.on_watcher is not None:
                     self.on_watcher(sub, "approved", ACTIVE)
                 self._send(sub, now, None)
@@ -760,7 +1088,7 @@ class Notifier:
                 self.table.delete(sub.key)
                 self.ended["timeout"] += 1
                 continue
-            self._add(sub, write=False)
+            self._add(sub)
             n += 1
             if sub.state == ACTIVE and self.packages[sub.event].has_news(sub):
                 self._send(sub, now, None)
@@ -799,37 +1127,25 @@ class Notifier:
             return 0, Answer(423, "Interval Too Brief", [("Min-Expires", str(cfg.min_expires))])
         return min(expires, cfg.max_expires), None
 
-    def _add(self, sub: Subscription, *, write: bool = True, new: bool = False) -> None:
+    def _add(self, sub: Subscription, *, new: bool = False) -> None:
         sub.owner = self.index
-        if sub.key not in self.by_key:
-            self.held_by[(sub.event, sub.state)] += 1
-        self.by_key[sub.key] = sub
-        subs = self.watchers.get((sub.event, sub.resource))
-        if subs is None:
-            subs = self.watchers[(sub.event, sub.resource)] = {}
-            if self.on_watched is not None:
-                self.on_watched(sub.event, sub.resource, True)
-        subs[sub.key] = sub
-        heapq.heappush(self._timers, (sub.expires_at, _EXPIRE, sub.key))
+        self.held_by[(sub.event, sub.state)] += 1
+        # a new one's row is written with its first NOTIFY (notify_now, which the caller
+        # calls after sending the 200); the caller checked that the key is not held (again)
+        if self.by_key.add(sub, write=not new) and self.on_watched is not None:
+            self.on_watched(sub.event, sub.resource, True)
         if sub.state == PENDING and self.config.pending_timeout:
             heapq.heappush(self._timers, (sub.subscribed_at + self.config.pending_timeout, _GIVEUP, sub.key))
-        if write:
-            self.table.put(sub)
         if new and self.on_watcher is not None:
             self.on_watcher(sub, "subscribe" if sub.state == PENDING else "approved", sub.state)
 
     def _remove(self, sub: Subscription, reason: str) -> None:
-        if self.by_key.pop(sub.key, None) is None:
+        last = self.by_key.remove(sub)
+        if last is None:
             return
         self.held_by[(sub.event, sub.state)] -= 1
-        subs = self.watchers.get((sub.event, sub.resource))
-        if subs is not None:
-            subs.pop(sub.key, None)
-            if not subs:
-                del self.watchers[(sub.event, sub.resource)]
-                if self.on_watched is not None:
-                    self.on_watched(sub.event, sub.resource, False)
-        self.table.delete(sub.key)
+        if last and self.on_watched is not None:
+            self.on_watched(sub.event, sub.resource, False)
         self.retired[sub.key] = sub.remote_cseq
         self.ended[reason] += 1
         if self.on_watcher is not None:  # RFC 3857 names the reasons it has; the rest is a timeout
@@ -848,6 +1164,7 @@ class Notifier:
         if window and (self._queue or self.txns.outstanding >= window):
             self._queue.append((sub, reason, body, sub.state == TERMINATED or reason is not None))
             self.notifies_queued += 1
+            self.by_key.queue(sub)  # this object is the subscription until the NOTIFY goes
             return
         self._emit(sub, now, reason, body)
 
@@ -856,16 +1173,26 @@ class Notifier:
         a subscription that ended meanwhile is dropped, unless it is the final one."""
         window = self.config.notify_window
         queue = self._queue
+        held = self.by_key
+        queued = held._queued
         sent = 0
         while queue and (not window or self.txns.outstanding < window):
             sub, reason, body, final = queue.popleft()
-            if not final and sub.key not in self.by_key:
+            q = queued.get(sub.key)  # Held.unqueue, inline (a burst takes this path per NOTIFY)
+            if q is not None:
+                q[1] -= 1
+                if not q[1]:
+                    del queued[sub.key]
+            holds = held.holds(sub)
+            if not final and not holds:
                 continue
-            self._emit(sub, now, reason, body)
+            self._emit(sub, now, reason, body, holds)
             sent += 1
         return sent
 
-    def _emit(self, sub: Subscription, now: float, reason: str | None, b: Body | None) -> None:
+    def _emit(
+        self, sub: Subscription, now: float, reason: str | None, b: Body | None, holds: bool | None = None
+    ) -> None:
         sub.cseq += 1
         remaining = max(0, int(sub.expires_at - now + 0.5))
         if reason is not None or sub.state == TERMINATED:
@@ -878,28 +1205,50 @@ class Notifier:
         ctype = ""
         if b is not None:
             body, ctype = b.data, b.content_type
-        if not sub.head:
-            sub.head = self._head(sub)
+        # the row (with this CSeq) gives the Request-URI and the dialog's header block:
+        # nothing of the NOTIFY is kept per subscription
+        try:
+            row: bytes | None = encode_row(sub)
+        except ValueError:  # a field no row holds (the subscription is kept here only)
+            row = None
+        head = sub.head
+        if not head:  # from the row (the Request-URI too): the object may be a new copy of it
+            contact = self._contact_b(sub.peer)
+            if row is not None:
+                sub.target_b, head = _subrow.notify_parts(row, sub.key, contact)
+            else:
+                sub.target_b, head = sub.target.encode("utf-8", "surrogateescape"), self._head(sub)
+            sub.head = head
             sub.wire = None
         if not sub.target_b:
             sub.target_b = sub.target.encode("utf-8", "surrogateescape")
-        wire = sub.wire
-        if wire is None:  # where it goes and our Via for it: made once per flow
-            dest = _destination(sub)
-            vkey = (dest[2] if len(dest) == 4 else "udp", ":" in str(dest[0]))
-            via = self._vias.get(vkey)
-            if via is None:
-                via = self._vias[vkey] = self.via(dest).encode("ascii")
-            wire = sub.wire = (dest, via, len(sub.peer) == 4)
-        dest, via, reliable = wire
+        dest, via, reliable = sub.wire or self._wire(sub)
         data = self.txns.send(
-            sub.target_b, via, sub.head, sub.cseq, state.encode("ascii"), ctype.encode("ascii"), body, dest,
-            reliable, sub, now,
+            sub.target_b, via, head, sub.cseq, state.encode("ascii"), ctype.encode("ascii"), body, dest,
+            reliable, sub.key, now,
         )  # fmt: skip
         self.tl.send_stateless(data, dest)
         self.notifies_sent += 1
-        if sub.key in self.by_key:
-            self.table.put(sub)  # the CSeq and version a restarted worker goes on from
+        if self.by_key.holds(sub) if holds is None else holds:
+            self.by_key.put(sub, row)  # the CSeq and version a restarted worker goes on from
+
+    def _wire(self, sub: Subscription) -> tuple[Any, bytes, bool]:
+        """Where a NOTIFY of ``sub`` goes, our Via for it, whether reliable (kept in
+        ``sub.wire``)."""
+        dest = _destination(sub)
+        vkey = (dest[2] if len(dest) == 4 else "udp", ":" in str(dest[0]))
+        via = self._vias.get(vkey)
+        if via is None:
+            via = self._vias[vkey] = self.via(dest).encode("ascii")
+        wire = sub.wire = (dest, via, len(sub.peer) == 4)
+        return wire
+
+    def _contact_b(self, peer: tuple[Any, ...]) -> bytes:
+        key = (peer[2] if len(peer) == 4 else "udp", ":" in str(peer[0]))
+        c = self._contacts_b.get(key)
+        if c is None:
+            c = self._contacts_b[key] = self.contact_of(peer).encode("utf-8", "surrogateescape")
+        return c
 
     def _head(self, sub: Subscription) -> bytes:
         routes = "".join(f"Route: {r}\r\n" for r in sub.routes)
@@ -911,7 +1260,7 @@ class Notifier:
         ).encode("utf-8", "surrogateescape")
 
 
-_EXPIRE, _PACE, _GIVEUP = 0, 1, 2
+_PACE, _GIVEUP = 1, 2
 # termination reasons (RFC 6665 4.2.2) that are also watcher-information events (RFC 3857 3.2.4)
 _WINFO_REASONS = frozenset({"rejected", "giveup", "noresource", "deactivated", "probation", "timeout"})
 

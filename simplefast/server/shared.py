@@ -54,7 +54,10 @@ SUB_OVERFLOW_VALUE_MAX = 1024
 SUB_OVERFLOW_SHARE = 64
 SUB_OVERFLOW_MIN = 64
 OFFLINE_ALL = b"*"  # in the offline marks: the table overflowed, every AOR may have messages
-MARK_KEY_MAX = 16  # hash of event and resource, NUL, worker index (presence/state.py mark_prefix)
+# the marks table: 8-byte hash of event and resource, NUL, worker index in decimal (at most
+# 255: 3 digits) (presence/state.py mark_prefix); the value b"1". One slot: align8(24 + 12 + 1)
+MARK_KEY_MAX = 12
+MARK_VALUE_MAX = 1
 
 
 def _slots(capacity: int) -> int:
@@ -113,7 +116,7 @@ class SharedState:
         ``event\0resource\0index`` (UTF-8), present while that worker holds some."""
         assert self.winfo_marks is not None
         return shmindex.ShmTable(
-            self.winfo_marks, self.winfo_slots, MARK_KEY_MAX, 8, create=create, zeroed=create
+            self.winfo_marks, self.winfo_slots, MARK_KEY_MAX, MARK_VALUE_MAX, create=create, zeroed=create
         )
 
     def presentity_table(self, *, create: bool = False) -> Any:
@@ -243,7 +246,8 @@ def create(cfg: Config) -> SharedState:
         ssize += osize
     subs = state.subscriptions_store()
     state.winfo_slots = _slots(cfg.subscription_capacity)  # a mark needs a subscription
-    state.winfo_marks = shmindex.create_shared(shmindex.table_size(state.winfo_slots, MARK_KEY_MAX, 8))
+    msize = shmindex.table_size(state.winfo_slots, MARK_KEY_MAX, MARK_VALUE_MAX)
+    state.winfo_marks = shmindex.create_shared(msize)
     state.marks_table(create=True)
     if cfg.persist_presence:
         presence_store.init(cfg.data_dir)
