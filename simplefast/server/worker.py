@@ -29,7 +29,7 @@ from simplefast.proxy.proxy import ProxyAddress
 from simplefast.server.config import Config
 from simplefast.server.config import load as load_config
 from simplefast.server.metrics import SYNC_SECONDS, WorkerMetrics
-from simplefast.server.shared import SharedState
+from simplefast.server.shared import SUB_OVERFLOW_VALUE_MAX, SharedState
 from simplefast.sip.peer import transport_of
 from simplefast.sip.transaction import TransactionLayer
 from simplefast.store import location as location_store
@@ -331,6 +331,24 @@ async def _serve(cfg: Config, index: int, shared: SharedState) -> None:
         loop.call_later(1.0, freeze_old)
 
     loop.call_later(1.0, freeze_old)
+
+    # A subscription row that fits no shared table (longer than subscription_row_bytes with
+    # the overflow table full, or longer than its values) leaves the subscription in this
+    # worker only: said every 5 s while it happens (ShmSubscriptions.full counts the writes)
+    unshared = [0]
+
+    def check_unshared() -> None:
+        n = sub_table.full
+        if n > unshared[0]:
+            log.warning("worker %d: %d subscription row writes did not fit the shared tables (rows longer"
+                        " than presence.subscription_row_bytes = %d with the overflow table full, or longer"
+                        " than %d bytes): those subscriptions live in this worker only and do not survive"
+                        " its death or a restart", index, n - unshared[0], cfg.subscription_row_bytes,
+                        SUB_OVERFLOW_VALUE_MAX)  # fmt: skip
+            unshared[0] = n
+        loop.call_later(5.0, check_unshared)
+
+    loop.call_later(5.0, check_unshared)
 
     # write-behind of the registrations this worker changed (simplefast/store/location.py)
     writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")

@@ -368,3 +368,35 @@ def test_in_dialog_messages_reach_the_owning_worker_without_a_hand_off(tmp_path:
         assert srv.stop() == 0
     handed = [int(n) for n in re.findall(r"(\d+) handed off", srv.log())]
     assert len(handed) == 2 and handed == [0, 0]  # the survivor and the replacement
+
+
+def test_a_subscription_whose_row_fits_no_table_works_and_is_reported(tmp_path: Path) -> None:
+    """A route set of more than a kilobyte: the row fits neither the subscription table nor
+    its overflow table. The subscription still works (kept in its worker) and the log says
+    it will not survive the worker's death or a restart."""
+    import time
+
+    srv = start_server(tmp_path, extra=("--min-notify-interval", "0"))
+    w, p = Peer(srv.port, "bob"), Peer(srv.port, "alice")
+    try:
+        # the first route names the watcher, so the NOTIFYs come back to it along the route set
+        routes = "".join(f"Record-Route: <sip:{w.local};lr;pad={str(i) * 400}>\r\n" for i in range(3))
+        w.request("SUBSCRIBE", "sip:alice@example.com", call_id="big", from_tag="b1",
+                  headers=routes + SUB.format(local=w.local, expires=600))  # fmt: skip
+        assert w.response_to("big", 1).status == 200
+        n = w.notify("big")
+        assert n.cseq_num == 1 and len(n.get_all("Route")) == 3
+        body = PIDF.format(entity="sip:alice@example.com", basic="open", note="long routes").encode()
+        hdr = "Event: presence\r\nContent-Type: application/pidf+xml\r\nExpires: 600\r\n"
+        p.request("PUBLISH", "sip:alice@example.com", call_id="bp", from_tag="a", headers=hdr, body=body)
+        assert p.response_to("bp", 1).status == 200
+        n = w.notify("big")
+        assert n.cseq_num == 2 and b"long routes" in n.body
+        deadline = time.monotonic() + 12
+        while "did not fit the shared tables" not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "did not fit the shared tables" in srv.log()
+    finally:
+        w.close()
+        p.close()
+        assert srv.stop() == 0
