@@ -996,13 +996,13 @@ class Notifier:
                 self._send(sub, now, "timeout")
         timers = self._timers
         while timers and timers[0][0] <= now:
-            when, kind, key = heapq.heappop(timers)
+            _, kind, key = heapq.heappop(timers)
             sub = self.by_key.get(key)
             if sub is None:
                 continue
             if kind == _GIVEUP:
-                if sub.state == PENDING and sub.subscribed_at + self.config.pending_timeout <= when:
-                    self.terminate(sub, "giveup", now)  # nobody decided in time
+                if sub.state == PENDING:  # nobody decided in time (keys are never reused)
+                    self.terminate(sub, "giveup", now)
             elif sub.held:
                 sub.held = False
                 if sub.state == ACTIVE and self.packages[sub.event].has_news(sub):

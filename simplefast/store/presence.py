@@ -131,6 +131,8 @@ def load(
             continue
         sub.expires_at += shift
         sub.subscribed_at += shift
+        if sub.last_sent > -1e17:  # a NOTIFY went (pacing counts from it)
+            sub.last_sent += shift
         sub.owner %= workers
         try:
             subs[key] = encode_row(sub)  # layout 2 (a layout 1 row is converted here)

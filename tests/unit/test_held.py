@@ -230,3 +230,18 @@ def test_a_notifier_keeping_no_object_behaves_as_one_keeping_them_all(grace: boo
     rows = [c.presence.notifier.table.rows_ for c in cores]  # type: ignore[union-attr]
     assert rows[0] == rows[1]
     assert len(cores[0].presence.notifier.by_key) == len(cores[1].presence.notifier.by_key)  # type: ignore[union-attr]
+
+
+def test_a_reload_that_raises_the_pending_timeout_still_gives_up() -> None:
+    """The giveup timer is set when the subscription is made; a SIGHUP raising
+    pending_timeout meanwhile does not leave the pending watcher waiting for ever."""
+    from tests.unit.test_presence_core import answer, make, notifies, run_until, subscribe
+
+    c, agent = make(policies={"example.com": "confirm"}, pending_timeout=50.0)
+    (_, _), (n, _) = subscribe(c, now=0.0, expires=3600)
+    answer(c, n, now=0.0)
+    assert n.get("Subscription-State") == "pending;expires=3600"
+    agent.reconfigured(PresenceConfig(policies={"example.com": "confirm"}, pending_timeout=100.0), [], 1.0)
+    sent = notifies(run_until(c, 60.0))
+    assert [m.get("Subscription-State") for m in sent][:1] == ["terminated;reason=giveup"]
+    assert agent.notifier.ended["giveup"] == 1 and agent.notifier.count() == 0

@@ -175,3 +175,18 @@ def test_layout_1_rows_decode_and_the_store_writes_them_back_as_layout_2(tmp_pat
     assert srows["k1"][0] == 2
     back = decode_row(srows["k1"], "k1")
     assert (back.owner, back.cseq, back.routes, back.peer) == (1, 9, LONG_ROUTES[:1], ("10.0.0.9", 5070))
+
+
+def test_the_store_moves_the_last_notify_time_onto_the_new_clock(tmp_path: Path) -> None:
+    """The row keeps when the last NOTIFY went (pacing); after a reboot the monotonic clock
+    starts again, so a restored row's last_sent moves with its other times (else every
+    change would be held until the old boot's time)."""
+    s = sub("k1")
+    s.expires_at, s.subscribed_at, s.last_sent = 1_000_600.0, 1_000_000.0, 1_000_000.0
+    fresh = sub("k2")  # no NOTIFY yet: last_sent stays "never"
+    fresh.expires_at = 1_000_600.0
+    store.save(tmp_path, {}, {"k1": encode_row(s), "k2": encode_row(fresh)}, 1_000_010.0, 2_000_000_000.0)
+    _, srows = store.load(tmp_path, 50.0, 2_000_000_060.0, workers=1)
+    back, back2 = decode_row(srows["k1"], "k1"), decode_row(srows["k2"], "k2")
+    assert back.last_sent == back.subscribed_at == 1_000_000.0 - 1_000_010.0 - 60.0 + 50.0
+    assert back2.last_sent == -1e18
