@@ -133,7 +133,7 @@ cdef class FastSubscriber:
         cdef str host = ruri.host.lower()
         notifier = self.notifier
         package = notifier.packages["presence"]
-        self.agent._now = now
+        self.agent.now = now
         if msg.to_tag is not None:
             return self._in_dialog(msg, peer, ruri, host, package, now)
         user = ruri.user

@@ -174,7 +174,7 @@ class FastSubscriber:
         host = ruri.host.lower()
         notifier = self.notifier
         package = notifier.packages["presence"]
-        self.agent._now = now
+        self.agent.now = now
         if msg.to_tag is not None:
             return self._in_dialog(msg, peer, ruri, host, package, now)
         user = ruri.user

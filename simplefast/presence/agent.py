@@ -157,8 +157,10 @@ class PresenceAgent:
         self.package = PresencePackage(store, config, self.publications.document)
         self.publications.watched = self._watched_anywhere
         self.table = table
-        self.winfo = WinfoPackage(self._full_state, clock=lambda: self._now)
-        self._now = 0.0
+        self.winfo = WinfoPackage(self._full_state, clock=lambda: self.now)
+        # the time of the message or timer being handled (the SIP core sets it for every
+        # message): what the notifier's callbacks (watcher information) act at
+        self.now = 0.0
         self.notifier = Notifier(
             tl, {"presence": self.package, WINFO_EVENT: self.winfo}, policy=config.policy, contact=contact,
             via=via, on_watcher=self._watcher_changed, on_watched=self._watched,
@@ -190,7 +192,7 @@ class PresenceAgent:
 
     def publish(self, msg: Any, resource: str, now: float, *, etag: str | None = None) -> Result:
         """``etag``: the entity-tag a success mints (Publications.publish), None for one of ours."""
-        self._now = now
+        self.now = now
         event = msg.event
         ctype = msg.get("Content-Type")
         try:
@@ -211,17 +213,17 @@ class PresenceAgent:
     def changed(self, resource: str, now: float) -> None:
         """The published state of ``resource`` changed outside ``publish`` (the stateless
         fast path, simplefast/_ref/fastpub.py): NOTIFY its watchers, here and elsewhere."""
-        self._now = now
+        self.now = now
         self._changed(resource, now)
 
     def subscribe(
         self, msg: Any, peer: tuple[Any, ...], resource: str, watcher: str, now: float, tag: str | None = None
     ) -> Answer:
-        self._now = now
+        self.now = now
         return self.notifier.subscribe(msg, peer, resource, watcher, now, tag)
 
     def refresh(self, msg: Any, peer: tuple[Any, ...], now: float) -> Answer:
-        self._now = now
+        self.now = now
         return self.notifier.refresh(msg, peer, now)
 
     def remote_changed(self, resource: str, now: float) -> None:
@@ -246,7 +248,7 @@ class PresenceAgent:
         return a if b is None or a < b else b
 
     def handle_timer(self, now: float) -> None:
-        self._now = now
+        self.now = now
         for resource in self.publications.expire(now):
             self._changed(resource, now)
         self.notifier.handle_timer(now)
@@ -264,7 +266,7 @@ class PresenceAgent:
         ``deactivated`` (RFC 3857); with ``stop_retry_after`` set, with
         ``terminated;reason=probation;retry-after=N`` (subscribe again after N seconds),
         event ``probation``. How many ended."""
-        self._now = now
+        self.now = now
         reason = "probation" if self.config.stop_retry_after else "deactivated"
         return self.notifier.end_all(reason, now)
 
@@ -288,7 +290,7 @@ class PresenceAgent:
                           sub.expires_at)  # fmt: skip
         for i in targets:
             if i == self.index:
-                self.watcher_event(ev, self._now)
+                self.watcher_event(ev, self.now)
             elif self.send_watcher is not None:
                 self.send_watcher(i, ev)
 
@@ -303,7 +305,7 @@ class PresenceAgent:
             new.winfo_admins,
         )
         cfg.pending_timeout = self.notifier.config.pending_timeout = new.pending_timeout
-        self._now = now
+        self.now = now
         n = sum(self.notifier.end_resource(aor, "noresource", now) for aor in removed)
         return n + self.notifier.reauthorize(now)
 
@@ -314,7 +316,7 @@ class PresenceAgent:
             return
         for sub in subs.values():
             self.winfo.queue(sub, ev)
-        self._now = now
+        self.now = now
         self.notifier.changed(ev.resource, now, WINFO_EVENT)
 
     def restore(self, now: float) -> int:

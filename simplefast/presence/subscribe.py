@@ -86,7 +86,7 @@ import math
 import struct
 from array import array
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -200,7 +200,7 @@ class SubscriptionTable(Protocol):
 
     def owner(self, key: str) -> int | None: ...
 
-    def rows(self, owner: int) -> list[Subscription]: ...
+    def rows(self, owner: int) -> Iterable[Subscription]: ...
 
     def scan(self, resource: str, event: str) -> list[Subscription]:
         """Every subscription to ``resource`` for ``event``, whichever worker owns it."""
@@ -319,8 +319,10 @@ class ShmSubscriptions:
         raw = self.get(key)
         return None if raw is None else row_owner(raw)
 
-    def rows(self, owner: int) -> list[Subscription]:
-        return [s for s in self._all() if s.owner == owner]
+    def rows(self, owner: int) -> Iterator[Subscription]:
+        """The subscriptions of ``owner``, decoded one at a time (a worker taking back a
+        million does not hold them all at once)."""
+        return (s for s in self._all() if s.owner == owner)
 
     def scan(self, resource: str, event: str) -> list[Subscription]:
         return [s for s in self._all() if s.resource == resource and s.event == event]
@@ -337,14 +339,18 @@ class ShmSubscriptions:
                     out[k.decode("ascii", "replace")] = raw
         return out
 
-    def _all(self) -> list[Subscription]:
-        out: list[Subscription] = []
-        for key, raw in self.values().items():
-            try:
-                out.append(decode_row(raw, key))
-            except (ValueError, EOFError, TypeError, struct.error):
+    def _all(self) -> Iterator[Subscription]:
+        for table in (self.table, self.overflow):
+            if table is None or not len(table):  # a scan reads every slot (and makes its page resident)
                 continue
-        return out
+            for k in table.keys():
+                raw = table.get(k)
+                if raw is None:
+                    continue
+                try:
+                    yield decode_row(raw, k.decode("ascii", "replace"))
+                except (ValueError, EOFError, TypeError, struct.error):
+                    continue
 
 
 # A row (layout 2, simplefast/_ref/subrow.py): a fixed header with what changes while
@@ -447,7 +453,16 @@ class Held:
         return iter(self.keys())
 
     def keys(self) -> list[str]:
-        return [k for k in map(self._key, range(len(self._pos))) if k]
+        return list(self.iter_keys())
+
+    def iter_keys(self) -> Iterator[str]:
+        """The keys held, record by record (one removed meanwhile is skipped)."""
+        r = 0
+        while r < len(self._pos):
+            k = self._key(r)
+            if k:
+                yield k
+            r += 1
 
     def values(self) -> list[Subscription]:
         """Every subscription held here (decoded: for the rare paths that visit all)."""
@@ -1004,6 +1019,10 @@ class Notifier:
                 if sub.state == PENDING:  # nobody decided in time (keys are never reused)
                     self.terminate(sub, "giveup", now)
             elif sub.held:
+                due = sub.last_sent + self.config.min_notify_interval
+                if due > now:  # set before a NOTIFY that went since: the interval runs from that one
+                    heapq.heappush(timers, (due, _PACE, key))
+                    continue
                 sub.held = False
                 if sub.state == ACTIVE and self.packages[sub.event].has_news(sub):
                     self._send(sub, now, None)
@@ -1050,8 +1069,9 @@ class Notifier:
         sees. Active and now ``confirm``: left active (no way back to pending in RFC
         3857's state machine). Returns how many changed."""
         changed = 0
-        for sub in list(self.by_key.values()):
-            if sub.state == TERMINATED:
+        for key in self.by_key.iter_keys():  # one at a time: a million decoded at once would not fit
+            sub = self.by_key.get(key)
+            if sub is None or sub.state == TERMINATED:
                 continue
             policy = (
                 ALLOW if sub.watcher == sub.resource else self.policy(sub.watcher, sub.resource, sub.event)
@@ -1088,6 +1108,7 @@ class Notifier:
                 self.table.delete(sub.key)
                 self.ended["timeout"] += 1
                 continue
+            sub.held = False  # its pacing timer went with the killed worker (has_news below)
             self._add(sub)
             n += 1
             if sub.state == ACTIVE and self.packages[sub.event].has_news(sub):

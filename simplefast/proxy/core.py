@@ -346,6 +346,8 @@ class SipCore:
         """One datagram, or a message handed over by another worker (``hops``: how many
         workers handed it on already)."""
         self.stats.received += 1
+        if self.presence is not None:  # what the notifier's callbacks (watcher information) see
+            self.presence.now = now
         fast = self.fast
         if (
             fast is not None

@@ -556,3 +556,42 @@ def test_stopping_without_persistence_deactivates_every_subscription() -> None:
         answer(c, m, now=10.1)
     assert not c.busy()
     assert agent.notifier.count() == 0
+
+
+def test_a_pacing_timer_set_before_a_refresh_notify_does_not_release_the_next_change_early() -> None:
+    """RFC 3856 6.10: the interval runs from the last NOTIFY. A change held at 1 (timer at
+    5), a refresh's NOTIFY at 2, a change at 3: that one goes at 7, not at 5."""
+    c, _ = make(interval=5.0)
+    (ok, _), (n, _) = subscribe(c, now=0.0)
+    answer(c, n, now=0.0)
+    r = publish(c, now=1.0, n=1)
+    etag = r[0][0].get("SIP-ETag")
+    run_until(c, 2.0)
+    got = notifies(subscribe(c, cseq=2, to_tag=ok.to_tag, now=2.0))
+    assert [m.cseq_num for m in got] == [2]
+    answer(c, got[0], now=2.0)
+    run_until(c, 3.0)
+    publish(c, PIDF.replace(b">open<", b">closed<"), etag=etag, now=3.0, n=2)
+    sent = []
+    while (t := c.get_timer()) is not None and t <= 8.0:
+        c.handle_timer(t)
+        sent += [(t, m.cseq_num) for m in notifies(out(c))]
+    assert sent[:1] == [(7.0, 3)]
+
+
+def test_a_notify_481_ends_the_subscription_and_winfo_hears_at_the_time_of_the_481() -> None:
+    """The watcher-information NOTIFY that a 481 causes is sent at the 481's time (it was
+    sent at the time of the last request or timer, behind the NOTIFY table's clock once a
+    response had moved it: ValueError)."""
+    c, agent = make(winfo_admins=frozenset())
+    (_, _), (wn, _) = subscribe(c, event="presence.winfo", frm="alice", call_id="wi", now=0.0)
+    answer(c, wn, now=0.0)
+    got = notifies(subscribe(c, now=1.0))
+    n = next(m for m in got if m.get("Event") == "presence")
+    for m in got:
+        if m is not n:  # answered later: the NOTIFY table's clock moves to 1.6 (and nothing else)
+            answer(c, m, now=1.6)
+    answer(c, n, 481, now=1.6)
+    assert agent.notifier.ended["notify 481"] == 1
+    winfo = [m for m in notifies(out(c)) if m.get("Event") == "presence.winfo"]
+    assert len(winfo) == 1 and b'event="timeout"' in winfo[0].body
