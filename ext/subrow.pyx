@@ -293,26 +293,33 @@ cdef inline object _name(tuple names, uint8_t code):
     return names[code]
 
 
-def decode(value):
-    """The fields of a layout 2 row (every ``Subscription`` field but the key and the
-    ones not kept: ``row_static`` is the static part)."""
+cdef const unsigned char* _header(object value) except NULL:
+    """The octets of a row whose header is a layout 2 one (the checks of ``decode``, in
+    its order)."""
     if type(value) is not bytes:
         raise TypeError(f"value must be bytes, not {type(value).__name__}")
-    cdef Py_ssize_t size = PyBytes_GET_SIZE(value)
-    if size < _HEAD:
+    if PyBytes_GET_SIZE(value) < _HEAD:
         raise ValueError("subscription row: truncated")
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
     if p[0] != 2:
         raise ValueError(f"subscription row layout {p[0]}, expected 2")
     if p[3] >= 3:
         raise ValueError(f"subscription row: unknown state {p[3]}")
+    if p[48] > 1:
+        raise ValueError(f"subscription row: held {p[48]}")
+    return p
+
+
+def decode(value):
+    """The fields of a layout 2 row (every ``Subscription`` field but the key and the
+    ones not kept: ``row_static`` is the static part)."""
+    cdef const unsigned char* p = _header(value)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(value)
     cdef uint16_t owner
     cdef uint32_t cseq, rcseq
     cdef int64_t version
     cdef double expires_at, subscribed_at, last_sent
     cdef uint32_t rec
-    if p[48] > 1:
-        raise ValueError(f"subscription row: held {p[48]}")
     memcpy(&owner, p + 1, 2)
     memcpy(&cseq, p + 4, 4)
     memcpy(&rcseq, p + 8, 4)
@@ -431,18 +438,8 @@ def notify_parts(value, str key, bytes contact):
     of the dialog (see the reference twin for the lines)."""
     if not key.isascii():
         raise ValueError("notify_parts: the key must be ASCII")
-    if type(value) is not bytes:
-        raise TypeError(f"value must be bytes, not {type(value).__name__}")
+    cdef const unsigned char* p = _header(value)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(value)
-    if size < _HEAD:
-        raise ValueError("subscription row: truncated")
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
-    if p[0] != 2:
-        raise ValueError(f"subscription row layout {p[0]}, expected 2")
-    if p[3] >= 3:
-        raise ValueError(f"subscription row: unknown state {p[3]}")
-    if p[48] > 1:
-        raise ValueError(f"subscription row: held {p[48]}")
     cdef _Reader r = _Reader.__new__(_Reader)
     r.p = p
     r.pos = _HEAD
