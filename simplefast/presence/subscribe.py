@@ -262,7 +262,7 @@ class ShmSubscriptions:
                 value = encode_row(sub)
             except ValueError:
                 value = b""  # a number out of range: kept here only, like a row too long
-        key = sub.key.encode("ascii")
+        key = sub.key.encode("ascii", "replace")
         if not self._put(key, value):
             self.full += 1
             self.delete(sub.key)  # an old row would name a stale CSeq
@@ -273,8 +273,11 @@ class ShmSubscriptions:
 
     def _put(self, key: bytes, value: bytes) -> bool:
         """Write ``value`` to the table it fits, and drop the key from the other one (a
-        refresh may have moved the row across); False: it fits neither, or a table is full."""
+        refresh may have moved the row across); False: it fits neither, or a table is full
+        (or the key is longer than the tables' keys: ours never are)."""
         table, other = self.table, self.overflow
+        if len(key) > table.key_max:
+            return False
         if not value or len(value) > table.value_max:
             table, other = other, table
             if table is None or not value or len(value) > table.value_max:
@@ -289,9 +292,10 @@ class ShmSubscriptions:
 
     def delete(self, key: str) -> None:
         k = key.encode("ascii", "replace")
-        self.table.delete(k)
-        if self.overflow is not None and len(self.overflow):
-            self.overflow.delete(k)
+        if len(k) <= self.table.key_max:  # a longer one was never stored
+            self.table.delete(k)
+            if self.overflow is not None and len(self.overflow):
+                self.overflow.delete(k)
         if self.track_dirty:
             self._dirty[key] = b""
 
@@ -518,19 +522,12 @@ class Held:
 
     def queue(self, sub: Subscription) -> None:
         """A NOTIFY of ``sub`` waits in the notifier's queue: ``get`` gives this object
-        until ``unqueue`` (its row is written when the NOTIFY goes)."""
+        until the NOTIFY goes (``Notifier.pump`` counts it down; its row is written then)."""
         q = self._queued.get(sub.key)
         if q is None:
             self._queued[sub.key] = [sub, 1]
         else:
             q[1] += 1
-
-    def unqueue(self, sub: Subscription) -> None:
-        q = self._queued.get(sub.key)
-        if q is not None:
-            q[1] -= 1
-            if not q[1]:
-                del self._queued[sub.key]
 
     def holds(self, sub: Subscription) -> bool:
         """Whether ``sub`` is held here (its record names it)."""
@@ -553,8 +550,6 @@ class Held:
             raise KeyError(key)
         return sub
 
-    def items(self) -> list[tuple[str, Subscription]]:
-        return [(s.key, s) for s in self.values()]
 
     def add(self, sub: Subscription, *, write: bool = True) -> bool:
         """Hold ``sub`` (new, or taken back from a predecessor): a record, its place in its
@@ -1199,7 +1194,7 @@ class Notifier:
         sent = 0
         while queue and (not window or self.txns.outstanding < window):
             sub, reason, body, final = queue.popleft()
-            q = queued.get(sub.key)  # Held.unqueue, inline (a burst takes this path per NOTIFY)
+            q = queued.get(sub.key)  # Held.queue's count, down (a burst takes this path per NOTIFY)
             if q is not None:
                 q[1] -= 1
                 if not q[1]:

@@ -90,6 +90,9 @@ def test_a_row_too_long_for_both_tables_stays_in_its_worker_and_is_counted() -> 
     bad.cseq = 1 << 33  # out of the row's range: the same
     subs.put(bad)
     assert subs.full == 2 and subs.get("x2") is None
+    # a key longer than the tables' (ours never are): counted, and nothing raises
+    assert subs.put(sub("x" * 40)) is False and subs.full == 3 and subs.get("x" * 40) is None
+    subs.delete("x" * 40)
     # without an overflow table (values that hold 1 KiB already), a long row is counted too
     alone = ShmSubscriptions(main)
     alone.put(sub("l2", routes=LONG_ROUTES))
