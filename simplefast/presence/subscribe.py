@@ -333,28 +333,23 @@ class ShmSubscriptions:
 
     def values(self) -> dict[str, bytes]:
         """Every row as stored, of both tables (the supervisor saves them whole)."""
-        out: dict[str, bytes] = {}
+        return dict(self._raw())
+
+    def _raw(self) -> Iterator[tuple[str, bytes]]:
         for table in (self.table, self.overflow):
             if table is None or not len(table):  # a scan reads every slot (and makes its page resident)
                 continue
             for k in table.keys():
                 raw = table.get(k)
                 if raw is not None:
-                    out[k.decode("ascii", "replace")] = raw
-        return out
+                    yield k.decode("ascii", "replace"), raw
 
     def _all(self) -> Iterator[Subscription]:
-        for table in (self.table, self.overflow):
-            if table is None or not len(table):  # a scan reads every slot (and makes its page resident)
+        for key, raw in self._raw():
+            try:
+                yield decode_row(raw, key)
+            except (ValueError, EOFError, TypeError, struct.error):
                 continue
-            for k in table.keys():
-                raw = table.get(k)
-                if raw is None:
-                    continue
-                try:
-                    yield decode_row(raw, k.decode("ascii", "replace"))
-                except (ValueError, EOFError, TypeError, struct.error):
-                    continue
 
 
 # A row (layout 2, simplefast/_ref/subrow.py): a fixed header with what changes while
@@ -549,7 +544,6 @@ class Held:
         if sub is None:
             raise KeyError(key)
         return sub
-
 
     def add(self, sub: Subscription, *, write: bool = True) -> bool:
         """Hold ``sub`` (new, or taken back from a predecessor): a record, its place in its
@@ -1221,8 +1215,8 @@ class Notifier:
         ctype = ""
         if b is not None:
             body, ctype = b.data, b.content_type
-        # the row (with this CSeq) gives the Request-URI and the dialog's header block:
-        # nothing of the NOTIFY is kept per subscription
+        # the row with this CSeq (written back below); a new copy of the subscription takes its
+        # Request-URI and header block from it, kept with the object while it is cached
         try:
             row: bytes | None = encode_row(sub)
         except ValueError:  # a field no row holds (the subscription is kept here only)
@@ -1235,7 +1229,6 @@ class Notifier:
             else:
                 sub.target_b, head = sub.target.encode("utf-8", "surrogateescape"), self._head(sub)
             sub.head = head
-            sub.wire = None
         if not sub.target_b:
             sub.target_b = sub.target.encode("utf-8", "surrogateescape")
         dest, via, reliable = sub.wire or self._wire(sub)
