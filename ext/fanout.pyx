@@ -24,7 +24,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 DEF TRYING = 0
 DEF PROCEEDING = 1
@@ -336,6 +336,38 @@ cdef class NotifyTxns:
             self._data[j] = b""
             ring_push(&self._rings[2], now + self.t4, n)
         return token
+
+    def absorb(self, list batch, Py_ssize_t start, double now, parse, validate, error):
+        cdef Py_ssize_t i = start
+        self._clock(now)
+        if i < 0:
+            i = 0
+        while i < len(batch) and self._takes(batch[i][0], now, parse, validate, error):
+            i += 1
+        return i
+
+    cdef bint _takes(self, data, double now, parse, validate, error) except -1:
+        cdef const char* p
+        cdef int status
+        if type(data) is not bytes or PyBytes_GET_SIZE(data) < 12:
+            return False
+        p = PyBytes_AS_STRING(data)
+        if memcmp(p, b"SIP/2.0 ", 8) != 0 or (p[8] != 49 and p[8] != 50):  # '1', '2'
+            return False
+        if self._prefix_b not in <bytes>data:  # cannot be ours: not parsed here
+            return False
+        try:
+            msg = parse(data)
+            if msg.is_request or validate(msg) is not None:
+                return False
+            branch = msg.via_branch
+            status = msg.status
+        except error:
+            return False
+        if type(branch) is not str or not (<str>branch).startswith(self._prefix) or not (100 <= status <= 299):
+            return False
+        self.response(branch, status, now)
+        return True
 
     def failed(self, str branch):
         cdef uint64_t n = self._number(branch)

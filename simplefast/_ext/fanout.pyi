@@ -6,6 +6,7 @@ its docstring has the theory of operation and the rendered layout). They
 agree on every result, order and error.
 """
 
+from collections.abc import Callable
 from typing import Any, SupportsIndex, final
 
 @final
@@ -61,6 +62,24 @@ class NotifyTxns:
         """A response (top-Via ``branch``, ``status``): the token at the first final
         response of a live transaction; None for anything else (provisional, a
         retransmitted final, a branch that is not live, a status outside 100-699).
+
+        Raises:
+            ValueError: ``now`` earlier than a previous call's.
+        """
+    def absorb(
+        self,
+        batch: list[tuple[Any, Any]],
+        start: int,
+        now: float,
+        parse: Callable[[bytes], Any],
+        validate: Callable[[Any], Any],
+        error: type[BaseException],
+    ) -> int:
+        """Take from ``batch`` (``(data, peer)`` pairs), from ``start`` on and while they
+        come, each response 100-299 whose top-Via branch starts with this table's prefix,
+        as ``response`` would, once ``parse(data)`` gave a response that ``validate``
+        passes (None); ``error``, raised by ``parse`` or the message's accessors, stops it.
+        The index of the first datagram not taken (``len(batch)`` when all were).
 
         Raises:
             ValueError: ``now`` earlier than a previous call's.

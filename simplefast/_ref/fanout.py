@@ -22,6 +22,16 @@ than the rest of the fan-out together (measured: 11-14 µs to start one,
   timed out (Timer F, 64*T1); Timer K (T4, unreliable transports) keeps a
   completed transaction to absorb retransmitted finals; a reliable one ends
   at its final response;
+- ``absorb(batch, start, now, parse, validate, error)`` takes from a batch
+  of datagrams, from ``start`` on and while they come, the responses
+  100-299 whose top-Via branch has this table's prefix, each as
+  ``response`` would (a 2xx asks nothing more of the caller), once
+  ``parse`` gave a message that ``validate`` passes: the same test a
+  general path applies, so a datagram it would drop is left to it
+  (``error``: what ``parse`` and the accessors raise on malformed input).
+  It returns the index of the first datagram not taken, which the caller
+  handles itself before asking again: the order of the batch is kept. A
+  datagram without the prefix anywhere in it is not parsed;
 - ``failed(branch)``: the transport could not send it (a lost connection):
   the transaction ends and its token comes back.
 
@@ -152,6 +162,41 @@ class NotifyTxns:
             entry: tuple[float, int, int] = (now + self.t4, n, _K)
             heapq.heappush(self._heap, entry)
         return token
+
+    def absorb(
+        self, batch: list[tuple[_Any, _Any]], start: int, now: float, parse: _Any, validate: _Any, error: _Any
+    ) -> int:
+        """Take the responses 100-299 to this table's NOTIFYs from ``batch[start:]`` while
+        they come (a fan-out's 200s, without a Python call each); the index of the first
+        datagram not taken."""
+        self._clock(now)
+        i = max(start, 0)
+        while i < len(batch) and self._takes(batch[i][0], now, parse, validate, error):
+            i += 1
+        return i
+
+    def _takes(self, data: _Any, now: float, parse: _Any, validate: _Any, error: _Any) -> bool:
+        if (
+            type(data) is not bytes
+            or len(data) < 12
+            or not data.startswith(b"SIP/2.0 ")
+            or data[8] not in b"12"
+        ):
+            return False
+        if self._prefix_b not in data:  # cannot be ours: not parsed here
+            return False
+        try:
+            msg = parse(data)
+            if msg.is_request or validate(msg) is not None:
+                return False
+            branch = msg.via_branch
+            status = msg.status
+        except error:
+            return False
+        if type(branch) is not str or not branch.startswith(self._prefix) or not 100 <= status <= 299:
+            return False
+        self.response(branch, status, now)
+        return True
 
     def failed(self, branch: str) -> _Any:
         """The transport could not deliver it: the transaction ends; its token (or None)."""

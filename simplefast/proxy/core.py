@@ -342,6 +342,27 @@ class SipCore:
         )
 
     # ---- transport side
+    def take_notify_responses(self, batch: list[tuple[Any, Any]], start: int, now: float) -> int:
+        """The responses 100-299 to our NOTIFYs at ``batch[start:]``, taken in one compiled
+        pass while they come (``NotifyTxns.absorb``: what ``on_message`` would do with each,
+        after the same checks); then the NOTIFYs that waited for room in the window go. The
+        index of the first datagram not taken, for ``on_message``."""
+        presence = self.presence
+        if presence is None:
+            return start
+        notifier = presence.notifier
+        txns = notifier.txns
+        if not len(txns):  # no transaction of ours to answer
+            return start
+        end: int = txns.absorb(
+            batch, start, now, _codec.parse_message, _codec.validate_request, SipParseError
+        )
+        if end > start:
+            self.stats.received += end - start
+            presence.now = now
+            notifier.pump(now)
+        return end
+
     def on_message(self, data: bytes, peer: Any, *, reliable: bool, now: float, hops: int = 0) -> None:
         """One datagram, or a message handed over by another worker (``hops``: how many
         workers handed it on already)."""

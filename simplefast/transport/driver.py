@@ -78,15 +78,29 @@ class CoreDriver:
             if not self._held:
                 self.after()
 
-    def datagrams(self, batch: list[tuple[bytes, Any]]) -> None:
-        """A batch of datagrams read at once: answered in one batch too."""
+    def datagrams(self, batch: list[tuple[bytes, Any]], tag: int | str = 0) -> None:
+        """A batch of datagrams read at once, in order: answered in one batch too. The
+        responses to our NOTIFYs are taken in runs, each in one compiled pass. ``tag`` (not
+        0) names the socket in the peers (simplefast/sip/peer.py)."""
         core = self.core
         now = self.loop.time()
-        for data, peer in batch:
+        take = core.take_notify_responses
+        i, n = 0, len(batch)
+        while i < n:
+            try:
+                i = take(batch, i, now)
+            except Exception as exc:  # a bug of ours: on_message takes the next one
+                self._failed(exc, "-")
+            if i >= n:
+                break
+            data, peer = batch[i]
+            if tag != 0:
+                peer = (peer[0], peer[1], tag)
             try:
                 core.on_message(data, peer, reliable=False, now=now)
             except Exception as exc:
                 self._failed(exc, peer)
+            i += 1
         self.after()
 
     def messages(self, msgs: list[Any], peer: Any) -> None:

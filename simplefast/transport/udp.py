@@ -147,10 +147,7 @@ class UdpPort:
                 self.late_batches += 1
                 driver.core.shed_fraction = 1.0
             try:
-                if tag == 0:
-                    driver.datagrams(batch)
-                else:
-                    driver.datagrams([(d, (a[0], a[1], tag)) for d, a in batch])
+                driver.datagrams(batch, tag)
             finally:
                 if late:
                     driver.core.shed_fraction = 0.0

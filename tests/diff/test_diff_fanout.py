@@ -15,12 +15,42 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simplefast.errors import SipParseError
 from simplefast.testing import load_impl
 
-REF = load_impl("ref").fanout
-EXT = load_impl("ext").fanout
+REF_IMPL, EXT_IMPL = load_impl("ref"), load_impl("ext")
+REF, EXT = REF_IMPL.fanout, EXT_IMPL.fanout
 PREFIX = "z9hG4bKd1ffw1n"
 
+
+def response_bytes(branch: str, shape: str, status: int) -> Any:
+    """A datagram answering ``branch``: as a watcher sends it, or bent (each bend is one the
+    general path treats differently: dropped, not a response, not ours)."""
+    via = f"Via: SIP/2.0/UDP 127.0.0.1:4000;branch={branch}\r\n"
+    rest = ("From: <sip:p@example.com>;tag=a\r\nTo: <sip:w@example.com>;tag=b\r\nCall-ID: c\r\n"
+            "CSeq: 7 NOTIFY\r\nContent-Length: 0\r\n\r\n")  # fmt: skip
+    line = f"SIP/2.0 {status} OK\r\n"
+    if shape == "ok":
+        return (line + via + rest).encode()
+    if shape == "compact":
+        return (line + via.replace("Via:", "v:") + rest).encode()
+    if shape == "two-vias":
+        return (line + via + "Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKo\r\n" + rest).encode()
+    if shape == "no-call-id":
+        return (line + via + rest.replace("Call-ID: c\r\n", "")).encode()
+    if shape == "bad-from":
+        return (line + via + rest.replace("<sip:p@example.com>", "<>")).encode()
+    if shape == "request":
+        return (f"NOTIFY sip:w@example.com SIP/2.0\r\n{via}Max-Forwards: 70\r\n" + rest).encode()
+    if shape == "truncated":
+        return (line + via)[:-9].encode()
+    if shape == "bytearray":
+        return bytearray((line + via + rest).encode())
+    return (line + via.replace(branch, "z9hG4bKother1") + rest).encode()  # "other"
+
+
+SHAPES = {"ok", "compact", "two-vias", "no-call-id", "bad-from", "request", "truncated", "bytearray", "other"}
+STATUSES = [100, 180, 200, 202, 299, 300, 408, 481]
 step = st.sampled_from([0.0, 0.0, 0.1, 0.25, 0.5, 0.5, 1.0, 2.0, 3.7, 4.0, 5.0, 32.0])
 op = st.one_of(
     st.tuples(
@@ -33,6 +63,13 @@ op = st.one_of(
     ),
     st.tuples(st.just("failed"), st.integers(0, 40)),
     st.tuples(
+        st.just("absorb"),
+        st.lists(
+            st.tuples(st.integers(0, 40), st.sampled_from(sorted(SHAPES)), st.sampled_from(STATUSES)),
+            max_size=6,
+        ),
+    ),
+    st.tuples(
         st.just("poll"),
     ),
     st.tuples(
@@ -40,6 +77,8 @@ op = st.one_of(
         st.sampled_from(["z9hG4bKx", PREFIX, PREFIX + "0", PREFIX + "F", PREFIX + "1" * 20]),
     ),
 )
+
+
 timers = st.sampled_from([(0.5, 4.0, 5.0), (0.5, 0.5, 0.0), (0.1, 1.6, 2.0), (1.0, 3.0, 5.0)])
 
 
@@ -66,6 +105,18 @@ def run(
         elif kind == "failed":
             b = branches[o[1] % len(branches)] if branches else PREFIX + "1"
             out.append(("f", t.failed(b)))
+        elif kind == "absorb":
+            batch = []
+            for k, shape, status in o[1]:
+                branch = branches[k % len(branches)] if branches else PREFIX + "1"
+                batch.append((response_bytes(branch, shape, status), ("127.0.0.1", k)))
+            codec = (REF_IMPL if mod is REF else EXT_IMPL).sipmsg
+            stops, i = [], 0
+            while i < len(batch):  # as the driver: a datagram not taken goes elsewhere
+                i = t.absorb(batch, i, now, codec.parse_message, codec.validate_request, SipParseError)
+                stops.append(i)
+                i += 1
+            out.append(("a", stops))
         elif kind == "garbage":
             out.append(("g", t.response(o[1], 200, now), t.failed(o[1])))
         else:

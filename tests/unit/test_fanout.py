@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from simplefast.errors import SipParseError
 from simplefast.sip import parse_message
 
 PREFIX = "z9hG4bKab12w0n"
@@ -128,3 +129,44 @@ def test_table_grows_past_its_first_size(impl: SimpleNamespace) -> None:
     branches = [parse_message(send(t, 0.0, i)).via_branch for i in range(5000)]
     assert len(t) == 5000
     assert [t.response(b, 200, 1.0) for b in branches] == list(range(5000))
+
+
+def _answer(branch: str, status: int, *, call_id: bool = True) -> bytes:
+    cid = "Call-ID: c1\r\n" if call_id else ""
+    return (
+        f"SIP/2.0 {status} X\r\nVia: SIP/2.0/UDP 10.0.0.1:40000;branch={branch}\r\n"
+        f"From: <sip:alice@example.com>;tag=x1\r\nTo: <sip:bob@example.com>;tag=b1\r\n{cid}"
+        "CSeq: 7 NOTIFY\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_absorb_takes_what_the_general_path_would_pass_with_a_2xx_or_1xx(impl: SimpleNamespace) -> None:
+    t = make(impl)
+    codec = impl.sipmsg
+    b = [parse_message(send(t, 0.0, f"s{i}")).via_branch for i in range(5)]
+    peer = ("10.0.0.9", 5070)
+    batch = [
+        (_answer(b[0], 200), peer),  # taken
+        (_answer(b[1], 481), peer),  # a failure: the notifier acts on it, one by one
+        (_answer(b[2], 180), peer),  # taken (provisional)
+        (_answer(b[3], 200, call_id=False), peer),  # the general path drops it: left to it
+        (b"OPTIONS sip:x SIP/2.0\r\n\r\n", peer),  # a request
+        (_answer("z9hG4bKelse1", 200), peer),  # another prefix: not parsed here
+        (b"SIP/2.0 200 OK\r\nVia: garbage " + PREFIX.encode() + b"\r\n\r\n", peer),  # malformed
+        (_answer(b[4], 202), peer),  # taken
+        (_answer(b[0], 200), peer),  # its retransmission: taken (the table absorbs it)
+    ]
+    args = (codec.parse_message, codec.validate_request, SipParseError)
+    assert t.absorb(batch, 0, 0.1, *args) == 1  # stops at what it leaves, in order
+    assert t.absorb(batch, 2, 0.1, *args) == 3
+    assert t.absorb(batch, 3, 0.1, *args) == 3
+    assert [t.absorb(batch, i, 0.1, *args) for i in (4, 5, 6)] == [4, 5, 6]
+    assert t.absorb(batch, 7, 0.1, *args) == len(batch)
+    assert t.outstanding == 3  # b[1] (481 left), b[3] (its 200 dropped), b[2] (proceeding)
+    assert t.response(b[0], 200, 0.2) is None and t.response(b[4], 200, 0.2) is None  # ended
+    assert t.response(b[2], 200, 0.2) == "s2"  # the 180 was taken: it is still live
+    assert t.response(b[1], 481, 0.2) == "s1"
+    assert t.absorb(batch, len(batch), 0.3, *args) == len(batch)
+    assert t.absorb([], -1, 0.3, *args) == 0
+    with pytest.raises(ValueError):
+        t.absorb([], 0, 0.0, *args)
