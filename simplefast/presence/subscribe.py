@@ -708,6 +708,7 @@ class Notifier:
         self._vias: dict[tuple[str, bool], bytes] = {}
         self._contacts: dict[tuple[str, bool], str] = {}
         self._contacts_b: dict[tuple[str, bool], bytes] = {}
+        self._ctypes: dict[str, bytes] = {}  # Content-Type values, encoded
         self.config = config or NotifierConfig()
         self.table: SubscriptionTable = table if table is not None else MemorySubscriptions()
         self.index = index
@@ -1204,21 +1205,22 @@ class Notifier:
         self, sub: Subscription, now: float, reason: str | None, b: Body | None, holds: bool | None = None
     ) -> None:
         sub.cseq += 1
-        remaining = max(0, int(sub.expires_at - now + 0.5))
         if reason is not None or sub.state == TERMINATED:
-            state = f"terminated;reason={reason or 'timeout'}"
+            st = f"terminated;reason={reason or 'timeout'}"
             if reason == "probation" and self.config.probation_retry_after:
-                state += f";retry-after={self.config.probation_retry_after}"
+                st += f";retry-after={self.config.probation_retry_after}"
+            state = st.encode("ascii")
         else:
-            state = f"{sub.state};expires={remaining}"
-        body = b""
-        ctype = ""
+            remaining = int(sub.expires_at - now + 0.5)
+            state = b"%s;expires=%d" % (sub.state.encode("ascii"), remaining if remaining > 0 else 0)
+        body = ctype = b""
         if b is not None:
-            body, ctype = b.data, b.content_type
+            body = b.data
+            ctype = self._ctypes.get(b.content_type) or self._ctype(b.content_type)
         # the row with this CSeq (written back below); a new copy of the subscription takes its
         # Request-URI and header block from it, kept with the object while it is cached
         try:
-            row: bytes | None = encode_row(sub)
+            row: bytes | None = _subrow.encode(sub)
         except ValueError:  # a field no row holds (the subscription is kept here only)
             row = None
         head = sub.head
@@ -1232,14 +1234,15 @@ class Notifier:
         if not sub.target_b:
             sub.target_b = sub.target.encode("utf-8", "surrogateescape")
         dest, via, reliable = sub.wire or self._wire(sub)
-        data = self.txns.send(
-            sub.target_b, via, head, sub.cseq, state.encode("ascii"), ctype.encode("ascii"), body, dest,
-            reliable, sub.key, now,
-        )  # fmt: skip
+        data = self.txns.send(sub.target_b, via, head, sub.cseq, state, ctype, body, dest, reliable, sub.key, now)
         self.tl.send_stateless(data, dest)
         self.notifies_sent += 1
         if self.by_key.holds(sub) if holds is None else holds:
             self.by_key.put(sub, row)  # the CSeq and version a restarted worker goes on from
+
+    def _ctype(self, content_type: str) -> bytes:
+        c = self._ctypes[content_type] = content_type.encode("ascii")
+        return c
 
     def _wire(self, sub: Subscription) -> tuple[Any, bytes, bool]:
         """Where a NOTIFY of ``sub`` goes, our Via for it, whether reliable (kept in
