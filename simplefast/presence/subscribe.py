@@ -978,9 +978,15 @@ class Notifier:
 
     # ------------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
-        times = [t for t in (self._timers[0][0] if self._timers else None, self.by_key.next_expiry(),
-                             self.txns.next_deadline()) if t is not None]  # fmt: skip
-        return min(times) if times else None
+        # after every batch of datagrams (CoreDriver.after): no list, no call per source
+        t: float | None = self.txns.next_deadline()
+        heap = self.by_key._heap
+        if heap and (t is None or heap[0] / _TICKS < t):
+            t = heap[0] / _TICKS
+        timers = self._timers
+        if timers and (t is None or timers[0][0] < t):
+            t = timers[0][0]
+        return t
 
     def handle_timer(self, now: float) -> None:
         self._rotate(now)
@@ -1234,7 +1240,9 @@ class Notifier:
         if not sub.target_b:
             sub.target_b = sub.target.encode("utf-8", "surrogateescape")
         dest, via, reliable = sub.wire or self._wire(sub)
-        data = self.txns.send(sub.target_b, via, head, sub.cseq, state, ctype, body, dest, reliable, sub.key, now)
+        data = self.txns.send(
+            sub.target_b, via, head, sub.cseq, state, ctype, body, dest, reliable, sub.key, now
+        )
         self.tl.send_stateless(data, dest)
         self.notifies_sent += 1
         if self.by_key.holds(sub) if holds is None else holds:
