@@ -139,3 +139,38 @@ def test_twins_agree_on_a_burst_with_ties() -> None:
     ops += [("response", i, 200 if i % 5 else 180) for i in range(0, 3000, 2)] + [("poll",)] * 50
     steps = [0.0, 0.0, 0.5]
     assert run(REF, (0.5, 4.0, 5.0), ops, steps) == run(EXT, (0.5, 4.0, 5.0), ops, steps)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 400), st.sampled_from(["drop", "insert", "flip"]), st.integers(0, 255)),
+        max_size=6,
+    ),
+    st.sampled_from([200, 180, 481]),
+)
+def test_absorb_on_mangled_answers_agrees_and_never_raises(
+    edits: list[tuple[int, str, int]], status: int
+) -> None:
+    """A watcher's answer bent at random octets: both twins take it or leave it alike, and
+    what they leave is left with their transactions as they were."""
+    outs = []
+    for mod, impl in ((REF, REF_IMPL), (EXT, EXT_IMPL)):
+        t = mod.NotifyTxns(PREFIX)
+        via = b"SIP/2.0/UDP 127.0.0.1:4000"
+        t.send(b"sip:w@127.0.0.1:5070", via, b"Call-ID: c\r\n", 1, b"active;expires=60", b"", b"",
+               ("127.0.0.1", 5070), False, "tok", 0.0)  # fmt: skip
+        data = bytearray(response_bytes(PREFIX + "1", "ok", status))
+        for pos, how, octet in edits:
+            pos %= len(data) + 1
+            if how == "drop" and pos < len(data):
+                del data[pos]
+            elif how == "insert":
+                data.insert(pos, octet)
+            elif pos < len(data):
+                data[pos] = octet
+        codec = impl.sipmsg
+        end = t.absorb([(bytes(data), ("127.0.0.1", 1))], 0, 0.1, codec.parse_message, codec.validate_request,
+                       SipParseError)  # fmt: skip
+        outs.append((end, t.outstanding, len(t), t.response(PREFIX + "1", 200, 0.2)))
+    assert outs[0] == outs[1]
