@@ -33,8 +33,10 @@ ME = ProxyAddress("127.0.0.1", 5060, 40000)
 RES = "sip:fanout@example.com"
 
 
-def _core() -> tuple[SipCore, PresenceAgent]:
-    slots = _slots(WATCHERS * 2)
+def presence_core(capacity: int) -> tuple[SipCore, PresenceAgent]:
+    """One worker's core with a presence agent over real shared tables (rows of 200 bytes
+    and the overflow table, as the server maps them), no pacing, nothing persisted."""
+    slots = _slots(capacity)
     size = shmindex.table_size(slots, SUB_KEY_MAX, 200)
     main = shmindex.ShmTable(shmindex.create_shared(size), slots, SUB_KEY_MAX, 200, create=True)
     over = shmindex.ShmTable(
@@ -51,6 +53,11 @@ def _core() -> tuple[SipCore, PresenceAgent]:
     )  # fmt: skip
     core = SipCore(CoreConfig(domains=frozenset({"example.com"}), local_hosts=frozenset({"127.0.0.1"})),
                    MemoryLocation(), ME, tl=tl, presence=agent)  # fmt: skip
+    return core, agent
+
+
+def _core() -> tuple[SipCore, PresenceAgent]:
+    core, agent = presence_core(WATCHERS * 2)
     for i in range(WATCHERS):  # the shape of bench/sipp/watcher.xml's SUBSCRIBE
         data = (
             f"SUBSCRIBE {RES} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-{i}-1\r\n"

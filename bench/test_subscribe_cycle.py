@@ -2,7 +2,7 @@
 
 One worker's ``SipCore`` with the fast paths the server enables (REGISTER's
 tag key, the SUBSCRIBE fast path), presence rows in real shared tables as
-the server maps them. Per call of the benchmark, ``CYCLES`` cycles, each:
+the server maps them (``test_notifier.presence_core``). Per call of the benchmark, ``CYCLES`` cycles, each:
 SUBSCRIBE (Expires 600) -> 200 + NOTIFY, the NOTIFY's 200 -> in-dialog
 SUBSCRIBE Expires 0 -> 200 + final NOTIFY, its 200; the datagrams go through
 ``CoreDriver.datagrams`` as the UDP socket hands them over. ``extra_info``
@@ -18,20 +18,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from simplefast._impl import shmindex
-from simplefast.presence.agent import PresenceAgent, PresenceConfig
-from simplefast.presence.state import MemoryPresentities
-from simplefast.presence.subscribe import ShmSubscriptions
-from simplefast.proxy.core import CoreConfig, SipCore
-from simplefast.proxy.location import MemoryLocation
-from simplefast.proxy.proxy import ProxyAddress
-from simplefast.server.shared import SUB_KEY_MAX, SUB_OVERFLOW_VALUE_MAX, _slots
-from simplefast.sip.peer import transport_of
-from simplefast.sip.transaction import TransactionLayer
+from test_notifier import presence_core
+
+from simplefast.proxy.core import SipCore
 from simplefast.transport.driver import CoreDriver
 
 CYCLES = 500
-ME = ProxyAddress("127.0.0.1", 5060, 40000)
 PEER = ("127.0.0.1", 5062)
 
 
@@ -49,23 +41,7 @@ class _Loop:
 
 
 def _core() -> tuple[SipCore, CoreDriver, list[bytes]]:
-    slots = _slots(CYCLES * 4)
-    main = shmindex.ShmTable(shmindex.create_shared(shmindex.table_size(slots, SUB_KEY_MAX, 200)), slots,
-                             SUB_KEY_MAX, 200, create=True)  # fmt: skip
-    over = shmindex.ShmTable(
-        shmindex.create_shared(shmindex.table_size(64, SUB_KEY_MAX, SUB_OVERFLOW_VALUE_MAX)), 64, SUB_KEY_MAX,
-        SUB_OVERFLOW_VALUE_MAX, create=True,
-    )  # fmt: skip
-    table = ShmSubscriptions(main, over)
-    table.track_dirty = False
-    tl = TransactionLayer()
-    agent = PresenceAgent(
-        tl, MemoryPresentities(), PresenceConfig(min_notify_interval=0.0),
-        contact=lambda peer: f"<{ME.contact_uri(transport_of(peer), False)}>",
-        via=lambda dest: ME.sent_by(transport_of(dest), False), table=table,
-    )  # fmt: skip
-    core = SipCore(CoreConfig(domains=frozenset({"example.com"}), local_hosts=frozenset({"127.0.0.1"})),
-                   MemoryLocation(), ME, tl=tl, presence=agent)  # fmt: skip
+    core, _ = presence_core(CYCLES * 4)
     core.tag_key = b"k" * 16
     assert core.enable_fast_subscribe()
     sent: list[bytes] = []
