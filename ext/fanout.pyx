@@ -337,16 +337,16 @@ cdef class NotifyTxns:
             ring_push(&self._rings[2], now + self.t4, n)
         return token
 
-    def absorb(self, list batch, Py_ssize_t start, double now, parse, validate, error):
+    def absorb(self, list batch, Py_ssize_t start, double now, parse, validate):
         cdef Py_ssize_t i = start
-        self._clock(now)
         if i < 0:
-            i = 0
-        while i < len(batch) and self._takes(batch[i][0], now, parse, validate, error):
+            raise ValueError("start must not be negative")
+        self._clock(now)
+        while i < len(batch) and self._takes(batch[i][0], now, parse, validate):
             i += 1
         return i
 
-    cdef bint _takes(self, data, double now, parse, validate, error) except -1:
+    cdef bint _takes(self, data, double now, parse, validate) except -1:
         cdef const char* p
         cdef int status
         if type(data) is not bytes or PyBytes_GET_SIZE(data) < 12:
@@ -356,15 +356,17 @@ cdef class NotifyTxns:
             return False
         if self._prefix_b not in <bytes>data:  # cannot be ours: not parsed here
             return False
-        try:
+        try:  # whatever fails here fails again on the general path, which deals with it
             msg = parse(data)
             if msg.is_request or validate(msg) is not None:
                 return False
             branch = msg.via_branch
             status = msg.status
-        except error:
+        except Exception:
             return False
         if type(branch) is not str or not (<str>branch).startswith(self._prefix) or not (100 <= status <= 299):
+            return False
+        if self._number(branch) > self._n:  # not sent yet: a pump between runs may send it
             return False
         self.response(branch, status, now)
         return True

@@ -73,16 +73,17 @@ class NotifyTxns:
         now: float,
         parse: Callable[[bytes], Any],
         validate: Callable[[Any], Any],
-        error: type[BaseException],
     ) -> int:
         """Take from ``batch`` (``(data, peer)`` pairs), from ``start`` on and while they
-        come, each response 100-299 whose top-Via branch starts with this table's prefix,
-        as ``response`` would, once ``parse(data)`` gave a response that ``validate``
-        passes (None); ``error``, raised by ``parse`` or the message's accessors, stops it.
-        The index of the first datagram not taken (``len(batch)`` when all were).
+        come, each response 100-299 whose top-Via branch starts with this table's prefix
+        and names a transaction number already sent, as ``response`` would, once
+        ``parse(data)`` gave a response that ``validate`` passes (None). A datagram whose
+        parse or check raises is not taken. The index of the first datagram not taken
+        (``len(batch)`` when all were).
 
         Raises:
-            ValueError: ``now`` earlier than a previous call's.
+            TypeError: ``batch`` is not a list.
+            ValueError: ``start`` negative; ``now`` earlier than a previous call's.
         """
     def failed(self, branch: str) -> Any:
         """The transport could not deliver it: the transaction ends; its token, or None."""

@@ -22,15 +22,17 @@ than the rest of the fan-out together (measured: 11-14 µs to start one,
   timed out (Timer F, 64*T1); Timer K (T4, unreliable transports) keeps a
   completed transaction to absorb retransmitted finals; a reliable one ends
   at its final response;
-- ``absorb(batch, start, now, parse, validate, error)`` takes from a batch
-  of datagrams, from ``start`` on and while they come, the responses
-  100-299 whose top-Via branch has this table's prefix, each as
-  ``response`` would (a 2xx asks nothing more of the caller), once
-  ``parse`` gave a message that ``validate`` passes: the same test a
-  general path applies, so a datagram it would drop is left to it
-  (``error``: what ``parse`` and the accessors raise on malformed input).
-  It returns the index of the first datagram not taken, which the caller
-  handles itself before asking again: the order of the batch is kept. A
+- ``absorb(batch, start, now, parse, validate)`` takes from a batch of
+  datagrams, from ``start`` on and while they come, the responses 100-299
+  whose top-Via branch has this table's prefix and names a transaction
+  number already sent, each as ``response`` would (a 2xx asks nothing more
+  of the caller), once ``parse`` gave a message that ``validate`` passes:
+  the same test a general path applies, so a datagram it would drop is left
+  to it, as is one whose parse or check raises (the general path meets the
+  same error). It returns the index of the first datagram not taken, which
+  the caller handles itself before asking again: the order of the batch is
+  kept (a number not sent yet is left because the caller's next step may
+  send it). A
   datagram without the prefix anywhere in it is not parsed;
 - ``failed(branch)``: the transport could not send it (a lost connection):
   the transaction ends and its token comes back.
@@ -164,36 +166,44 @@ class NotifyTxns:
         return token
 
     def absorb(
-        self, batch: list[tuple[_Any, _Any]], start: int, now: float, parse: _Any, validate: _Any, error: _Any
+        self, batch: list[tuple[_Any, _Any]], start: int, now: float, parse: _Any, validate: _Any
     ) -> int:
         """Take the responses 100-299 to this table's NOTIFYs from ``batch[start:]`` while
         they come (a fan-out's 200s, without a Python call each); the index of the first
         datagram not taken."""
+        if type(batch) is not list:
+            raise TypeError(f"batch must be a list, not {type(batch).__name__}")
+        i = operator.index(start)
+        if not -(2**63) <= i < 2**63:
+            raise OverflowError("start out of range")
+        if i < 0:
+            raise ValueError("start must not be negative")
         self._clock(now)
-        i = max(start, 0)
-        while i < len(batch) and self._takes(batch[i][0], now, parse, validate, error):
+        while i < len(batch) and self._takes(batch[i][0], now, parse, validate):
             i += 1
         return i
 
-    def _takes(self, data: _Any, now: float, parse: _Any, validate: _Any, error: _Any) -> bool:
-        if (
-            type(data) is not bytes
-            or len(data) < 12
-            or not data.startswith(b"SIP/2.0 ")
-            or data[8] not in b"12"
-        ):
+    def _takes(self, data: _Any, now: float, parse: _Any, validate: _Any) -> bool:
+        if type(data) is not bytes or len(data) < 12 or not data.startswith(b"SIP/2.0 "):
+            return False
+        if data[8] not in b"12":  # 1xx, 2xx
             return False
         if self._prefix_b not in data:  # cannot be ours: not parsed here
             return False
-        try:
+        try:  # whatever fails here fails again on the general path, which deals with it
             msg = parse(data)
             if msg.is_request or validate(msg) is not None:
                 return False
             branch = msg.via_branch
-            status = msg.status
-        except error:
+            status = operator.index(msg.status)
+            if not -(2**31) <= status < 2**31:
+                raise OverflowError(status)
+        except Exception:
             return False
         if type(branch) is not str or not branch.startswith(self._prefix) or not 100 <= status <= 299:
+            return False
+        n = self._number(branch)
+        if n is not None and n > self._n:  # not sent yet: a pump between runs may send it
             return False
         self.response(branch, status, now)
         return True

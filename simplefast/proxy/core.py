@@ -345,23 +345,25 @@ class SipCore:
     def take_notify_responses(self, batch: list[tuple[Any, Any]], start: int, now: float) -> int:
         """The responses 100-299 to our NOTIFYs at ``batch[start:]``, taken in one compiled
         pass while they come (``NotifyTxns.absorb``: what ``on_message`` would do with each,
-        after the same checks); then the NOTIFYs that waited for room in the window go. The
-        index of the first datagram not taken, for ``on_message``."""
+        after the same checks); the index of the first datagram not taken, for
+        ``on_message``. After a run, ``pump_notifies`` sends what it made room for."""
         presence = self.presence
         if presence is None:
             return start
-        notifier = presence.notifier
-        txns = notifier.txns
+        txns = presence.notifier.txns
         if not len(txns):  # no transaction of ours to answer
             return start
-        end: int = txns.absorb(
-            batch, start, now, _codec.parse_message, _codec.validate_request, SipParseError
-        )
+        end: int = txns.absorb(batch, start, now, _codec.parse_message, _codec.validate_request)
         if end > start:
             self.stats.received += end - start
             presence.now = now
-            notifier.pump(now)
         return end
+
+    def pump_notifies(self, now: float) -> None:
+        """The NOTIFYs that waited for room in the window go (after a run of responses
+        taken by ``take_notify_responses``, as ``on_message`` does after each)."""
+        if self.presence is not None:
+            self.presence.notifier.pump(now)
 
     def on_message(self, data: bytes, peer: Any, *, reliable: bool, now: float, hops: int = 0) -> None:
         """One datagram, or a message handed over by another worker (``hops``: how many

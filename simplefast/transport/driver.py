@@ -84,15 +84,23 @@ class CoreDriver:
         0) names the socket in the peers (simplefast/sip/peer.py)."""
         core = self.core
         now = self.loop.time()
-        take = core.take_notify_responses
+        runs = True
         i, n = 0, len(batch)
         while i < n:
-            try:
-                i = take(batch, i, now)
-            except Exception as exc:  # a bug of ours: on_message takes the next one
-                self._failed(exc, "-")
-            if i >= n:
-                break
+            if runs:
+                try:
+                    j = core.take_notify_responses(batch, i, now)
+                except Exception as exc:  # a bug of ours: the rest of the batch goes one by one
+                    self._failed(exc, "-")
+                    j, runs = i, False
+                if j > i:
+                    i = j
+                    try:
+                        core.pump_notifies(now)
+                    except Exception as exc:
+                        self._failed(exc, "-")
+                    if i >= n:
+                        break
             data, peer = batch[i]
             if tag != 0:
                 peer = (peer[0], peer[1], tag)

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from simplefast.errors import SipParseError
 from simplefast.sip import parse_message
 
 PREFIX = "z9hG4bKab12w0n"
@@ -156,7 +155,7 @@ def test_absorb_takes_what_the_general_path_would_pass_with_a_2xx_or_1xx(impl: S
         (_answer(b[4], 202), peer),  # taken
         (_answer(b[0], 200), peer),  # its retransmission: taken (the table absorbs it)
     ]
-    args = (codec.parse_message, codec.validate_request, SipParseError)
+    args = (codec.parse_message, codec.validate_request)
     assert t.absorb(batch, 0, 0.1, *args) == 1  # stops at what it leaves, in order
     assert t.absorb(batch, 2, 0.1, *args) == 3
     assert t.absorb(batch, 3, 0.1, *args) == 3
@@ -167,6 +166,19 @@ def test_absorb_takes_what_the_general_path_would_pass_with_a_2xx_or_1xx(impl: S
     assert t.response(b[2], 200, 0.2) == "s2"  # the 180 was taken: it is still live
     assert t.response(b[1], 481, 0.2) == "s1"
     assert t.absorb(batch, len(batch), 0.3, *args) == len(batch)
-    assert t.absorb([], -1, 0.3, *args) == 0
+    ahead = [(_answer(PREFIX + "6", 200), peer), (_answer(PREFIX + "5", 200), peer)]
+    assert t.absorb(ahead, 0, 0.3, *args) == 0  # 6 is not sent yet: left (a pump may send it)
+    assert t.absorb(ahead, 1, 0.3, *args) == 2  # 5 was (a retransmitted 200: taken, nothing to do)
+    send(t, 0.3, "s6")
+    assert t.outstanding == 2 and t.absorb(ahead, 0, 0.3, *args) == 2 and t.outstanding == 1
+
+    def boom(data: bytes) -> Any:
+        raise RuntimeError("a bug in the codec")
+
+    assert t.absorb(batch, 0, 0.3, boom, codec.validate_request) == 0  # left to the general path
+    with pytest.raises(ValueError):
+        t.absorb([], -1, 0.3, *args)
+    with pytest.raises(TypeError):
+        t.absorb(tuple(batch), 0, 0.3, *args)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         t.absorb([], 0, 0.0, *args)
