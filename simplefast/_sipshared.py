@@ -179,6 +179,8 @@ def source_params(msg: Any, peer: Any) -> dict[str, Any]:
 def negotiate(accepts: list[str], offered: tuple[str, ...]) -> str | None:
     """The first body type of ``offered`` the Accept elements admit (none: the first; the
     codec splits the comma list): the notifier's, and its fast path's (fastsub)."""
+    if len(accepts) == 1 and accepts[0] in offered:  # the common case: just what we offer
+        return accepts[0]
     wanted = {a.split(";", 1)[0].strip().lower() for a in accepts} - {""}
     if not wanted:
         return offered[0]
