@@ -1218,7 +1218,7 @@ class Notifier:
             state = st.encode("ascii")
         else:
             remaining = int(sub.expires_at - now + 0.5)
-            state = b"%s;expires=%d" % (sub.state.encode("ascii"), remaining if remaining > 0 else 0)
+            state = b"%s;expires=%d" % (_STATE_B[sub.state], remaining if remaining > 0 else 0)
         body = ctype = b""
         if b is not None:
             body = b.data
@@ -1281,6 +1281,7 @@ class Notifier:
 
 
 _PACE, _GIVEUP = 1, 2
+_STATE_B = {ACTIVE: b"active", PENDING: b"pending"}  # Subscription-State values, encoded once
 # termination reasons (RFC 6665 4.2.2) that are also watcher-information events (RFC 3857 3.2.4)
 _WINFO_REASONS = frozenset({"rejected", "giveup", "noresource", "deactivated", "probation", "timeout"})
 
