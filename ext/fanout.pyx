@@ -24,7 +24,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, strlen
 
 DEF TRYING = 0
 DEF PROCEEDING = 1
@@ -223,6 +223,16 @@ cdef class NotifyTxns:
 
     def send(self, bytes target, bytes via, bytes head, cseq, bytes state, bytes ctype, bytes body,
              dest, reliable, token, double now):
+        cseq = operator.index(cseq)
+        self._clock(now)
+        if cseq < 0 or cseq > 0xFFFFFFFF:
+            raise ValueError("cseq must be 0..2**32-1")
+        return self._send(target, via, head, <uint64_t>cseq, PyBytes_AS_STRING(state), PyBytes_GET_SIZE(state),
+                          ctype, body, dest, bool(reliable), token, now)
+
+    cdef bytes _send(self, bytes target, bytes via, bytes head, uint64_t cseq, const char* state,
+                     Py_ssize_t state_n, bytes ctype, bytes body, dest, bint reliable, token, double now):
+        # the clock checked and cseq in range by the caller
         cdef char num[48]
         cdef char hexn[24]
         cdef char clen[32]
@@ -231,10 +241,6 @@ cdef class NotifyTxns:
         cdef uint64_t n
         cdef char* p
         cdef bytes data
-        cseq = operator.index(cseq)
-        self._clock(now)
-        if cseq < 0 or cseq > 0xFFFFFFFF:
-            raise ValueError("cseq must be 0..2**32-1")
         n = self._n + 1
         j = <Py_ssize_t>(n & <uint64_t>(self._cap - 1))
         while self._slots[j].state != FREE:
@@ -242,11 +248,11 @@ cdef class NotifyTxns:
             j = <Py_ssize_t>(n & <uint64_t>(self._cap - 1))
         self._n = n
         lh = snprintf(hexn, sizeof(hexn), "%llx", <unsigned long long>n)
-        ln = snprintf(num, sizeof(num), "%lu", <unsigned long>cseq)
+        ln = snprintf(num, sizeof(num), "%llu", <unsigned long long>cseq)
         lb = PyBytes_GET_SIZE(body)
         lc = snprintf(clen, sizeof(clen), "%zd", lb)
         size = (7 + PyBytes_GET_SIZE(target) + 15 + PyBytes_GET_SIZE(via) + 8 + PyBytes_GET_SIZE(self._prefix_b)
-                + lh + 2 + PyBytes_GET_SIZE(head) + 6 + ln + 29 + PyBytes_GET_SIZE(state) + 2
+                + lh + 2 + PyBytes_GET_SIZE(head) + 6 + ln + 29 + state_n + 2
                 + 16 + lc + 4 + lb)
         if lb:
             size += 14 + PyBytes_GET_SIZE(ctype) + 2
@@ -264,7 +270,7 @@ cdef class NotifyTxns:
         p = _put(p, b"CSeq: ", 6)
         p = _put(p, num, ln)
         p = _put(p, b" NOTIFY\r\nSubscription-State: ", 29)
-        p = _put(p, PyBytes_AS_STRING(state), PyBytes_GET_SIZE(state))
+        p = _put(p, state, state_n)
         p = _put(p, b"\r\n", 2)
         if lb:
             p = _put(p, b"Content-Type: ", 14)
@@ -452,3 +458,353 @@ cdef class NotifyTxns:
 cdef inline char* _put(char* p, const char* s, Py_ssize_t n):
     memcpy(p, s, n)
     return p + n
+
+
+# ---------------------------------------------------------------- fan-out over rows
+#
+# RowFan (the reference twin's docstring is the specification): a change
+# fanned out from the subscriptions' rows in the shared table. What this twin
+# changes is the cost: a row is walked in place (the checks subrow.decode
+# makes, without building its fields), its header patched in a copy, the
+# NOTIFY rendered by NotifyTxns._send; Python is called for the table's get
+# and put, notify_parts, the send and a queue append.
+
+from simplefast._ext import subrow as _subrow_mod
+
+from cpython cimport array
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t, uint16_t
+
+
+cdef extern from "<arpa/inet.h>" nogil:
+    int AF_INET
+    int AF_INET6
+    const char* inet_ntop(int af, const void* src, char* dst, uint32_t size)
+
+
+DEF KEY_LEN = 32  # a worker's record of a subscription: its key, NUL-padded (subscribe.Held)
+DEF ROW_HEAD = 49  # the header of a layout 2 row (simplefast/_ref/subrow.py)
+DEF NO_REC = 0xFFFFFFFF
+DEF EXPIRY_SANE = 1e15
+
+cdef object _notify_parts = _subrow_mod.notify_parts
+cdef tuple _POLICY_NAMES = _subrow_mod.POLICIES
+cdef str _S_TCP = "tcp"
+cdef str _S_TLS = "tls"
+cdef str _S_CLIENT = "c"
+
+
+cdef struct RowInfo:
+    uint16_t owner
+    uint8_t state
+    uint32_t cseq
+    int64_t version
+    double expires_at
+    double last_sent
+    uint32_t rec
+    uint8_t held
+    uint8_t policy  # code, 255: a literal name
+    uint8_t form
+    uint8_t addr
+    uint16_t port
+    const unsigned char* host
+    Py_ssize_t host_n
+    uint64_t extra
+    uint64_t nroutes
+
+
+cdef inline bint _varint(const unsigned char* p, Py_ssize_t n, Py_ssize_t* pos, uint64_t* out) noexcept:
+    cdef uint64_t v = 0
+    cdef int shift = 0
+    cdef unsigned char b
+    while True:
+        if shift > 63 or pos[0] >= n:
+            return False
+        b = p[pos[0]]
+        pos[0] += 1
+        v |= <uint64_t>(b & 0x7F) << shift
+        if b < 0x80:
+            out[0] = v
+            return True
+        shift += 7
+
+
+cdef inline bint _skip_string(const unsigned char* p, Py_ssize_t n, Py_ssize_t* pos) noexcept:
+    cdef uint64_t k
+    if not _varint(p, n, pos, &k) or k > <uint64_t>(n - pos[0]):
+        return False
+    pos[0] += <Py_ssize_t>k
+    return True
+
+
+cdef bint _walk(bytes row, RowInfo* f) noexcept:
+    """Whether ``row`` is a whole layout 2 row (what subrow.decode accepts), and its
+    fields the fan-out reads."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(row)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(row), pos = ROW_HEAD
+    cdef uint8_t flags, ev, ct
+    cdef uint64_t k, i
+    if n < ROW_HEAD or p[0] != 2:
+        return False
+    f.owner = p[1] | p[2] << 8
+    f.state = p[3]
+    memcpy(&f.cseq, p + 4, 4)
+    memcpy(&f.version, p + 12, 8)
+    memcpy(&f.expires_at, p + 20, 8)
+    memcpy(&f.last_sent, p + 36, 8)
+    memcpy(&f.rec, p + 44, 4)
+    f.held = p[48]
+    if f.state > 2 or f.held > 1 or n - pos < 7:
+        return False
+    flags, ev, ct, f.policy = p[pos], p[pos + 1], p[pos + 2], p[pos + 3]
+    f.form, f.addr = p[pos + 4] & 15, p[pos + 4] >> 4
+    f.port = p[pos + 5] | p[pos + 6] << 8
+    pos += 7
+    if flags & ~7 or (ev > 1 and ev != 255) or (ct > 2 and ct != 255) or (f.policy > 3 and f.policy != 255):
+        return False
+    if f.form > 4 or f.addr > 2:
+        return False
+    if f.addr == 2:
+        if not _varint(p, n, &pos, &k) or k > <uint64_t>(n - pos):
+            return False
+        f.host, f.host_n = p + pos, <Py_ssize_t>k
+        pos += <Py_ssize_t>k
+    else:
+        f.host_n = 4 if f.addr == 0 else 16
+        if n - pos < f.host_n:
+            return False
+        f.host = p + pos
+        pos += f.host_n
+    f.extra = 0
+    if f.form == 1 or f.form == 3 or f.form == 4:
+        if not _varint(p, n, &pos, &f.extra):
+            return False
+    for i in range(5):  # call_id, remote_tag, local_uri, remote_uri, target
+        if not _skip_string(p, n, &pos):
+            return False
+    for i in range(3):  # resource, watcher, event id, as the flags say
+        if flags & (1 << i) and not _skip_string(p, n, &pos):
+            return False
+    if ev == 255 and not _skip_string(p, n, &pos):
+        return False
+    if ct == 255 and not _skip_string(p, n, &pos):
+        return False
+    if f.policy == 255 and not _skip_string(p, n, &pos):
+        return False
+    if not _varint(p, n, &pos, &f.nroutes):
+        return False
+    for i in range(f.nroutes):
+        if not _skip_string(p, n, &pos):
+            return False
+    return pos == n
+
+
+@cython.final
+cdef class RowFan:
+    cdef NotifyTxns txns
+    cdef readonly int index
+    cdef bytearray _keys
+    cdef dict _long, _pinned, _queued, _rowq, _ctypes
+    cdef object _cache
+    cdef object _get, _put, _forget, _lost, _send, _wire
+    cdef list _wires  # (via, contact) by transport (udp, tcp, tls) * 2 + IPv6
+    cdef public Py_ssize_t sent, queued
+
+    def __init__(self, NotifyTxns txns not None, *, int index, bytearray keys not None, dict long not None,
+                 dict pinned not None, dict queued not None, cache, dict rowq not None, get, put, forget, lost,
+                 send, wire, dict ctypes not None):
+        self.txns = txns
+        self.index = index
+        self._keys, self._long = keys, long
+        self._pinned, self._queued, self._cache, self._rowq = pinned, queued, cache, rowq
+        self._get, self._put, self._forget, self._lost, self._send = get, put, forget, lost, send
+        self._wire = wire
+        self._wires = [None] * 6
+        self._ctypes = ctypes
+        self.sent = 0
+        self.queued = 0
+
+    cdef str _key(self, uint32_t r):
+        """The key of record ``r`` (None past the records)."""
+        cdef Py_ssize_t at = <Py_ssize_t>r * KEY_LEN, k = 0
+        cdef const char* p
+        if at + KEY_LEN > PyByteArray_GET_SIZE(self._keys):
+            return None
+        p = PyByteArray_AS_STRING(self._keys) + at
+        while k < KEY_LEN and p[k] != 0:
+            k += 1
+        return PyUnicode_DecodeASCII(p, k, NULL)
+
+    cdef bint _holds(self, uint32_t rec, str key):
+        cdef Py_ssize_t at = <Py_ssize_t>rec * KEY_LEN, k = len(key), i
+        cdef const char* p
+        if rec == NO_REC or at + KEY_LEN > PyByteArray_GET_SIZE(self._keys) or k > KEY_LEN or not key.isascii():
+            return False
+        p = PyByteArray_AS_STRING(self._keys) + at
+        kb = key.encode("ascii")
+        if memcmp(p, PyBytes_AS_STRING(kb), k) != 0:
+            return False
+        for i in range(k, KEY_LEN):
+            if p[i] != 0:
+                return False
+        return True
+
+    def changed(self, array.array recs not None, Py_ssize_t start, double now, double interval, Py_ssize_t window,
+                queue, list bodies not None, body_of):
+        cdef Py_ssize_t i = start, n, sends = 0
+        cdef uint32_t r
+        cdef RowInfo f
+        cdef str key
+        cdef object row, ov, body
+        cdef double last_sent
+        if recs.ob_descr.typecode != b"I" or recs.ob_descr.itemsize != 4:
+            raise TypeError("recs must be an array of typecode 'I'")
+        if i < 0:
+            raise ValueError("start must not be negative")
+        if len(bodies) < len(_POLICY_NAMES):
+            raise ValueError("bodies must have a place per policy code")
+        n = len(recs)
+        while i < n:
+            r = recs.data.as_uints[i]
+            if self._long and r in self._long:
+                return i, sends
+            key = self._key(r)
+            if key is None:
+                return i, sends  # not a record (the object path looks for itself)
+            if key in self._pinned or key in self._queued:
+                return i, sends
+            if key in self._cache:
+                self._forget(key)
+            row = self._get(key)
+            if row is not None and type(row) is bytes and PyBytes_GET_SIZE(row) and PyBytes_AS_STRING(row)[0] == 1:
+                return i, sends  # layout 1: the object path reads it
+            if row is None or type(row) is not bytes or PyBytes_GET_SIZE(row) < ROW_HEAD \
+                    or PyBytes_AS_STRING(row)[0] != 2:
+                i += 1
+                continue
+            if not _walk(<bytes>row, &f):
+                return i, sends  # a row that does not decode: the object path's rule
+            if f.owner != self.index or f.rec != r:
+                i += 1
+                continue  # not this record's (the object path finds no subscription either)
+            last_sent = f.last_sent
+            ov = self._rowq.get(key)
+            if ov is not None and ov[1] is not None:
+                last_sent = ov[1]
+            if f.state != 0:
+                i += 1
+                continue
+            if last_sent + interval > now or f.policy == 255 or f.nroutes:
+                return i, sends
+            if not (isfinite(f.expires_at) and -EXPIRY_SANE < f.expires_at - now < EXPIRY_SANE):
+                return i, sends
+            body = bodies[f.policy]
+            if body is None:
+                body = bodies[f.policy] = body_of(_POLICY_NAMES[f.policy])
+            sends += 1
+            if window and (len(queue) or self.txns._outstanding >= window):
+                queue.append((key, None, body, False))
+                if ov is None:
+                    ov = self._rowq[key] = [0, None, None]
+                ov[0] += 1
+                ov[1] = now
+                ov[2] = body.version
+                self.queued += 1
+            else:
+                self._emit(key, <bytes>row, &f, now, body, now, body.version, 0)
+            i += 1
+        return i, sends
+
+    def pump(self, queue, Py_ssize_t window, double now):
+        cdef Py_ssize_t sent = 0
+        cdef RowInfo f
+        cdef object key, row, ov, last_sent, version, body
+        cdef uint8_t held
+        while queue and (not window or self.txns._outstanding < window):
+            key = queue[0][0]
+            if type(key) is not str or key in self._pinned or key in self._queued or key in self._cache:
+                break
+            row = self._get(key)
+            if row is not None and (type(row) is not bytes or not _walk(<bytes>row, &f)
+                                    or not (isfinite(f.expires_at)
+                                            and -EXPIRY_SANE < f.expires_at - now < EXPIRY_SANE)):
+                break  # the caller's object path reads it
+            body = queue.popleft()[2]
+            ov = self._rowq.get(key)
+            last_sent = version = None
+            if ov is not None:
+                last_sent, version = ov[1], ov[2]
+                ov[0] -= 1
+                ov[1] = ov[2] = None
+                if ov[0] <= 0:
+                    del self._rowq[key]
+            if row is None or f.owner != self.index or f.state > 1 or not self._holds(f.rec, <str>key):
+                continue  # ended meanwhile: not held here any more
+            held = f.held
+            if last_sent is None:  # the row has them (an object was written since): as they are
+                last_sent, version = f.last_sent, f.version
+            else:
+                held = 0
+            self._emit(<str>key, <bytes>row, &f, now, body, last_sent, version, held)
+            sent += 1
+        return sent
+
+    cdef int _emit(self, str key, bytes row, RowInfo* f, double now, body, double last_sent, int64_t version,
+                   uint8_t held) except -1:
+        cdef char buf[64]
+        cdef char state[48]
+        cdef int state_n, v6, w
+        cdef uint32_t cseq
+        cdef long long left
+        cdef bytes new
+        cdef char* q
+        cdef str host
+        cdef tuple dest
+        cdef object wire, ct, ctype, data
+        if f.cseq == 0xFFFFFFFF:
+            raise ValueError("cseq must be 0..2**32-1")
+        self.txns._clock(now)
+        cseq = f.cseq + 1
+        new = PyBytes_FromStringAndSize(PyBytes_AS_STRING(row), PyBytes_GET_SIZE(row))
+        q = PyBytes_AS_STRING(new)
+        memcpy(q + 4, &cseq, 4)
+        memcpy(q + 12, &version, 8)
+        memcpy(q + 36, &last_sent, 8)
+        q[48] = <char>held
+        if f.addr == 2:
+            host = PyUnicode_DecodeUTF8(<const char*>f.host, f.host_n, "surrogateescape")
+            v6 = ":" in host
+        else:
+            if inet_ntop(AF_INET if f.addr == 0 else AF_INET6, f.host, buf, sizeof(buf)) == NULL:
+                raise ValueError("subscription row: an address that does not print")
+            host = PyUnicode_DecodeASCII(buf, strlen(buf), NULL)
+            v6 = f.addr == 1
+        if f.form == 3:
+            dest = (host, f.port, _S_TCP, f.extra)
+            w = 2 + v6
+        elif f.form == 4:
+            dest = (host, f.port, _S_TLS, f.extra)
+            w = 4 + v6
+        else:
+            dest = (host, f.port, _S_CLIENT)
+            w = v6
+        wire = self._wires[w]
+        if wire is None:
+            wire = self._wires[w] = tuple(self._wire(dest))
+        target, head = _notify_parts(new, key, (<tuple>wire)[1])
+        left = <long long>(f.expires_at - now + 0.5)
+        state_n = snprintf(state, sizeof(state), "%s;expires=%lld", b"active" if f.state == 0 else b"pending",
+                           left if left > 0 else 0)
+        ct = body.content_type
+        ctype = self._ctypes.get(ct)
+        if ctype is None:
+            ctype = self._ctypes[ct] = ct.encode("ascii")
+        data = self.txns._send(target, (<tuple>wire)[0], head, cseq, state, state_n, ctype, body.data, dest,
+                               f.form >= 3, key, now)
+        self._send(data, dest)
+        self.sent += 1
+        if not self._put(key, new):
+            self._lost(key, new)
+        return 0

@@ -96,3 +96,82 @@ class NotifyTxns:
         Raises:
             ValueError: ``now`` earlier than a previous call's.
         """
+
+@final
+class RowFan:
+    """A change fanned out to a resource's watchers from their rows in the shared
+    table, without a ``Subscription`` object each (the reference's docstring is the
+    specification; docs/presence.md, "Fan-out over rows").
+
+    Args:
+        txns: the worker's NOTIFY transactions (of the same twin).
+        index: the worker's index (a row it holds names it as owner).
+        keys: the worker's records, 32 bytes each (``Held._keys``); ``long``: record ->
+            key longer than 32 bytes (left to the object path).
+        pinned, queued, cache: keys of subscriptions the worker holds as objects: one
+            pinned or queued is left to the object path; one only cached is forgotten
+            (``forget(key)``) since its row equals it.
+        rowq: key -> [NOTIFYs of its row queued, last_sent, version] (see the reference).
+        get, put: the table's ``get(key) -> bytes | None`` and ``put_row(key, row) ->
+            bool``; ``lost(key, row)``: a row ``put`` refused.
+        send: ``send(data, dest)``, the transaction layer's stateless send.
+        wire: ``wire(dest) -> (via, contact)``, our Via sent-by and Contact for a
+            destination, asked once per transport and address family.
+        ctypes: content type -> its bytes (shared with the notifier).
+
+    Raises:
+        TypeError: ``txns`` of the other twin, or a dict argument that is not one.
+    """
+
+    index: int
+    sent: int  # NOTIFYs sent from rows
+    queued: int  # NOTIFYs of rows that waited for room in the window
+    def __init__(
+        self,
+        txns: NotifyTxns,
+        *,
+        index: int,
+        keys: bytearray,
+        long: dict[int, str],
+        pinned: dict[str, Any],
+        queued: dict[str, Any],
+        cache: Any,
+        rowq: dict[str, list[Any]],
+        get: Callable[[str], bytes | None],
+        put: Callable[[str, bytes], bool],
+        forget: Callable[[str], object],
+        lost: Callable[[str, bytes], object],
+        send: Callable[[bytes, Any], object],
+        wire: Callable[[Any], tuple[bytes, bytes]],
+        ctypes: dict[str, bytes],
+    ) -> None: ...
+    def changed(
+        self,
+        recs: Any,
+        start: SupportsIndex,
+        now: float,
+        interval: float,
+        window: int,
+        queue: Any,
+        bodies: list[Any],
+        body_of: Callable[[str], Any],
+    ) -> tuple[int, int]:
+        """NOTIFY the active watchers of records ``recs[start:]`` (an ``array('I')``):
+        sent now, or queued as ``(key, None, body, False)`` when the window is full.
+        ``bodies``: a place per policy code (``subrow.POLICIES``), filled by
+        ``body_of(policy)`` once per change. Returns ``(i, sends)``: the index of the
+        first record left to the caller's object path (``len(recs)`` when none) and
+        the NOTIFYs sent or queued.
+
+        Raises:
+            TypeError: ``recs`` not an ``array('I')``.
+            ValueError: ``start`` negative, ``bodies`` too short, ``now`` earlier than
+                the transactions' clock, a CSeq past 2**32-1.
+        """
+    def pump(self, queue: Any, window: int, now: float) -> int:
+        """Send the row entries at the head of ``queue`` while the window has room; stop
+        at an object's entry or a row entry the object path must send. How many went.
+
+        Raises:
+            ValueError: ``now`` earlier than the transactions' clock, a CSeq past 2**32-1.
+        """

@@ -58,8 +58,13 @@ Rendered bytes::
 from __future__ import annotations
 
 import heapq
+import math
 import operator
+import struct
+from array import array as _array
 from typing import Any as _Any
+
+from simplefast._ref import subrow as _subrow
 
 _TRYING, _PROCEEDING, _COMPLETED = 0, 1, 2
 _E, _F, _K = 0, 1, 2  # timer kinds, in the order a tie is broken after (deadline, n)
@@ -251,3 +256,231 @@ class NotifyTxns:
                 if t[0] == _COMPLETED:
                     del self._txns[n]
         return again, timed_out
+
+
+# ---------------------------------------------------------------- fan-out over rows
+
+_KEY = 32  # a worker's record of a subscription: its key, NUL-padded (presence.subscribe.Held)
+_ROW = struct.Struct("<BHBIIqdddIB")  # the header of a layout 2 row (simplefast/_ref/subrow.py)
+_NO_REC = 0xFFFFFFFF
+_ACTIVE = 0
+_STATE_B = (b"active", b"pending")
+_EXPIRY_SANE = 1e15  # an expiry this far from now is left to the object path (it prints any number)
+_UDP_FORMS = (0, 1, 2)  # (host, port), (host, port, listener), (host, port, "c")
+
+
+class RowFan:
+    """A change fanned out to a resource's watchers from their rows, without a
+    ``Subscription`` object each (docs/presence.md, "Fan-out over rows").
+
+    The notifier (``simplefast.presence.subscribe``) keeps, per worker, a
+    record per subscription (``Held``: its key in ``keys``, 32 bytes each,
+    NUL-padded; longer keys in ``long``) and the subscription itself in its
+    row of the shared table (layout 2, ``simplefast/_ref/subrow.py``).
+    ``changed`` walks a resource's records (``recs``, record numbers from
+    ``start``) and does for each what the notifier's object path does for an
+    active watcher (``Notifier._changed``, ``_send``, ``_emit``), reading and
+    writing the row only; it returns ``(i, sends)``: the index of the first
+    record it leaves to the caller's object path and how many NOTIFYs it sent
+    or queued. It leaves a record when the worker holds an object that may be
+    newer than the row (its key in ``pinned`` or ``queued``), the row is of
+    layout 1, the change falls inside the pacing interval (``last_sent +
+    interval > now``: the object path holds it back and sets the timer), the
+    row's policy is not one of ``subrow.POLICIES``, or the row has a route set
+    (where the NOTIFY goes then is the object path's rule). It skips, as the
+    object path does, a record whose row is gone or names another owner or
+    record, and a subscription that is not active. A key kept decoded in
+    ``cache`` is forgotten there (``forget(key)``): the row equals it.
+
+    For a watcher it takes: the body is ``bodies[policy code]``, made once per
+    change by ``body_of(policy name)`` (a ``Body``: version, content type,
+    data); when the notifier's window is full (``window`` and the queue not
+    empty or ``window`` transactions outstanding) the NOTIFY waits in
+    ``queue`` as ``(key, None, body, False)`` and the fields the object path
+    sets at that moment (last_sent, held, version) are kept in ``rowq[key] =
+    [entries queued, last_sent, version]`` (the row keeps the values of the
+    last NOTIFY sent: a restart resends what had not gone; ``Held.get``
+    applies them to an object it decodes, and ``Held.put`` of an object
+    clears them, its row then holds them); else it goes now: the CSeq, the
+    version, last_sent and held are written into the row's header, the
+    NOTIFY is rendered from the row (``subrow.notify_parts``; the flow and
+    our Via and Contact from the row's peer, ``wire(dest) -> (via, contact)``
+    asked once per transport and address family) with ``Subscription-State:
+    active;expires=<left>``, its transaction started in ``txns`` (token: the
+    key), handed to ``send(data, dest)`` and the row written back with
+    ``put(key, row)``; a row that no longer fits (``put`` False) goes to
+    ``lost(key, row)``.
+
+    ``pump(queue, window, now)`` sends the row entries at the head of the
+    queue while the window has room, each from its row as it is then (with
+    ``rowq``'s fields, which it clears, and its count down), and stops at an
+    entry of an object or at a row entry whose key has an object
+    (``pinned``, ``queued``, ``cache``), which the caller sends; an entry
+    whose subscription is no longer held here is dropped. How many went.
+    """
+
+    def __init__(
+        self, txns: NotifyTxns, *, index: int, keys: bytearray, long: dict[int, str],
+        pinned: dict[str, _Any], queued: dict[str, _Any], cache: dict[str, _Any], rowq: dict[str, list[_Any]],
+        get: _Any, put: _Any, forget: _Any, lost: _Any, send: _Any, wire: _Any, ctypes: dict[str, bytes],
+    ) -> None:  # fmt: skip
+        self.txns = txns
+        self.index = index
+        self._keys, self._long = keys, long
+        self._pinned, self._queued, self._cache, self._rowq = pinned, queued, cache, rowq
+        self._get, self._put, self._forget, self._lost, self._send = get, put, forget, lost, send
+        self._wire = wire
+        self._wires: dict[tuple[int, bool], tuple[bytes, bytes]] = {}
+        self._ctypes = ctypes
+        self.sent = 0  # NOTIFYs sent from rows
+        self.queued = 0  # NOTIFYs of rows that waited for room in the window
+
+    def _key(self, r: int) -> str | None:
+        """The key of record ``r`` (None past the records)."""
+        if (r + 1) * _KEY > len(self._keys):
+            return None
+        return self._keys[r * _KEY : (r + 1) * _KEY].split(b"\0", 1)[0].decode("ascii")
+
+    def _holds(self, rec: int, key: str) -> bool:
+        if rec == _NO_REC or (rec + 1) * _KEY > len(self._keys) or len(key) > _KEY or not key.isascii():
+            return False
+        kb = key.encode("ascii")
+        return self._keys[rec * _KEY : (rec + 1) * _KEY] == kb + b"\0" * (_KEY - len(kb))
+
+    @staticmethod
+    def _fields(row: bytes, now: float) -> dict[str, _Any] | None:
+        """The fields of a row the fan-out takes: one that decodes, with an expiry it
+        prints as the object path would."""
+        try:
+            f = _subrow.decode(row)
+        except ValueError:
+            return None
+        left = f["expires_at"] - now
+        return f if math.isfinite(f["expires_at"]) and -_EXPIRY_SANE < left < _EXPIRY_SANE else None
+
+    def changed(
+        self, recs: _Any, start: int, now: float, interval: float, window: int, queue: _Any,
+        bodies: list[_Any], body_of: _Any,
+    ) -> tuple[int, int]:  # fmt: skip
+        """Fan a change out to the records ``recs[start:]``: ``(i, sends)``, see above."""
+        if not isinstance(recs, _array) or recs.typecode != "I":
+            raise TypeError("recs must be an array of typecode 'I'")
+        i = operator.index(start)
+        if i < 0:
+            raise ValueError("start must not be negative")
+        if len(bodies) < len(_subrow.POLICIES):
+            raise ValueError("bodies must have a place per policy code")
+        sends = 0
+        while i < len(recs):
+            r = recs[i]
+            if self._long and r in self._long:
+                return i, sends
+            key = self._key(r)
+            if key is None:
+                return i, sends  # not a record (the object path looks for itself)
+            if key in self._pinned or key in self._queued:
+                return i, sends
+            if key in self._cache:
+                self._forget(key)
+            row = self._get(key)
+            if type(row) is bytes and row[:1] == b"\x01":
+                return i, sends  # layout 1: the object path reads it
+            if type(row) is not bytes or len(row) < _ROW.size or row[0] != 2:
+                i += 1
+                continue
+            try:
+                f = _subrow.decode(row)
+            except ValueError:
+                return i, sends  # a row that does not decode: the object path's rule
+            _, owner, state, _, _, _, _, _, last_sent, rec, _ = _ROW.unpack_from(row)
+            if owner != self.index or rec != r:
+                i += 1
+                continue  # not this record's (the object path finds no subscription either)
+            ov = self._rowq.get(key)
+            if ov is not None and ov[1] is not None:
+                last_sent = ov[1]
+            if state != _ACTIVE:
+                i += 1
+                continue
+            code = _subrow.POLICIES.index(f["policy"]) if f["policy"] in _subrow.POLICIES else -1
+            if last_sent + interval > now or code < 0 or f["routes"] or self._fields(row, now) is None:
+                return i, sends
+            body = bodies[code]
+            if body is None:
+                body = bodies[code] = body_of(f["policy"])
+            sends += 1
+            if window and (len(queue) or self.txns.outstanding >= window):
+                queue.append((key, None, body, False))
+                if ov is None:
+                    ov = self._rowq[key] = [0, None, None]
+                ov[0] += 1
+                ov[1], ov[2] = now, body.version
+                self.queued += 1
+            else:
+                self._emit(key, row, now, body, now, body.version, 0)
+            i += 1
+        return i, sends
+
+    def pump(self, queue: _Any, window: int, now: float) -> int:
+        """Send the row entries at the head of ``queue`` while the window has room."""
+        sent = 0
+        while queue and (not window or self.txns.outstanding < window):
+            key = queue[0][0]
+            if type(key) is not str or key in self._pinned or key in self._queued or key in self._cache:
+                break
+            row = self._get(key)
+            if row is not None and (type(row) is not bytes or self._fields(row, now) is None):
+                break  # the caller's object path reads it
+            body = queue.popleft()[2]
+            ov = self._rowq.get(key)
+            last_sent: float | None = None
+            version = 0
+            if ov is not None:
+                last_sent, version = ov[1], ov[2]
+                ov[0] -= 1
+                ov[1] = ov[2] = None
+                if ov[0] <= 0:
+                    del self._rowq[key]
+            if row is None:
+                continue
+            _, owner, state, _, _, row_version, _, _, row_sent, rec, held = _ROW.unpack_from(row)
+            if owner != self.index or state > 1 or not self._holds(rec, key):
+                continue  # ended meanwhile: not held here any more
+            if last_sent is None:  # the row has them (an object was written since): as they are
+                last_sent, version = row_sent, row_version
+            else:
+                held = 0
+            self._emit(key, row, now, body, last_sent, version, held)
+            sent += 1
+        return sent
+
+    def _emit(
+        self, key: str, row: bytes, now: float, body: _Any, last_sent: float, version: int, held: int
+    ) -> None:
+        layout, owner, state, cseq, rcseq, _, expires_at, subscribed_at, _, rec, _ = _ROW.unpack_from(row)
+        cseq += 1
+        if cseq > 0xFFFFFFFF:
+            raise ValueError("cseq must be 0..2**32-1")
+        new = _ROW.pack(layout, owner, state, cseq, rcseq, version, expires_at, subscribed_at, last_sent, rec,
+                        held) + row[_ROW.size :]  # fmt: skip
+        f = _subrow.decode(new)
+        peer = f["peer"]
+        reliable = len(peer) == 4
+        dest = peer if reliable else (peer[0], peer[1], "c")
+        wkey = (len(peer) == 4 and peer[2] == "tls") + 2 * reliable, ":" in peer[0]
+        w = self._wires.get(wkey)
+        if w is None:
+            w = self._wires[wkey] = self._wire(dest)
+        via, contact = w
+        target, head = _subrow.notify_parts(new, key, contact)
+        left = int(expires_at - now + 0.5)
+        st = b"%s;expires=%d" % (_STATE_B[state], left if left > 0 else 0)
+        ct = body.content_type
+        ctype = self._ctypes.get(ct)
+        if ctype is None:
+            ctype = self._ctypes[ct] = ct.encode("ascii")
+        data = self.txns.send(target, via, head, cseq, st, ctype, body.data, dest, reliable, key, now)
+        self._send(data, dest)
+        self.sent += 1
+        if not self._put(key, new):
+            self._lost(key, new)

@@ -119,7 +119,12 @@ class PresencePackage:
         self._held = None if resource is None else (resource, self.store.load(resource))
 
     def body(self, sub: Subscription) -> Body:
-        resource, policy = sub.resource, sub.policy
+        return self.policy_body(sub.resource, sub.policy)
+
+    def policy_body(self, resource: str, policy: str) -> Body:
+        """The body of ``resource`` for a watcher under ``policy``: it depends on nothing
+        else, so the notifier's fan-out over rows asks once per policy class
+        (Notifier.changed)."""
         held = self._held
         state = held[1] if held is not None and held[0] == resource else self.store.load(resource)
         key = (resource, policy)

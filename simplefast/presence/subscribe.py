@@ -194,6 +194,10 @@ class SubscriptionTable(Protocol):
         it fits no table (the subscription is then kept in its worker only)."""
         ...
 
+    def put_row(self, key: str, row: bytes) -> bool:
+        """Write ``row`` (a whole row of layout 2) as the row of ``key``; False as ``put``."""
+        ...
+
     def get(self, key: str) -> bytes | None: ...
 
     def delete(self, key: str) -> None: ...
@@ -219,6 +223,10 @@ class MemorySubscriptions:
         except ValueError:
             self.rows_.pop(sub.key, None)
             return False
+        return True
+
+    def put_row(self, key: str, row: bytes) -> bool:
+        self.rows_[key] = row
         return True
 
     def get(self, key: str) -> bytes | None:
@@ -262,13 +270,15 @@ class ShmSubscriptions:
                 value = encode_row(sub)
             except ValueError:
                 value = b""  # a number out of range: kept here only, like a row too long
-        key = sub.key.encode("ascii", "replace")
-        if not self._put(key, value):
+        return self.put_row(sub.key, value)
+
+    def put_row(self, key: str, row: bytes) -> bool:
+        if not self._put(key.encode("ascii", "replace"), row):
             self.full += 1
-            self.delete(sub.key)  # an old row would name a stale CSeq
+            self.delete(key)  # an old row would name a stale CSeq
             return False
         if self.track_dirty:
-            self._dirty[sub.key] = value
+            self._dirty[key] = row
         return True
 
     def _put(self, key: bytes, value: bytes) -> bool:
@@ -435,6 +445,10 @@ class Held:
         # key -> [subscription, NOTIFYs of it in the notifier's queue]: while it has one
         # there, that object is the subscription (what its queued NOTIFYs were given)
         self._queued: dict[str, list[Any]] = {}
+        # key -> [NOTIFYs of its row in the notifier's queue, last_sent, version]: what the
+        # fan-out over rows (fanout.RowFan) queued and the object path would have set on the
+        # object then; get applies the two to an object it decodes, put clears them (None)
+        self._rowq: dict[str, list[Any]] = {}
         self._count = 0
         # expiry timers: bucket (ceil(when * _TICKS)) -> record numbers, and the buckets in a
         # heap; an entry of a record refreshed, ended or reused meanwhile is skipped (the
@@ -497,6 +511,10 @@ class Held:
             return None
         if not self._holds(sub.rec, key):
             return None  # a row of this index this worker did not take (a predecessor's)
+        if self._rowq:
+            ov = self._rowq.get(key)
+            if ov is not None and ov[1] is not None:
+                sub.last_sent, sub.version, sub.held = ov[1], ov[2], False
         self._remember(sub)
         return sub
 
@@ -531,6 +549,10 @@ class Held:
 
     def put(self, sub: Subscription, row: bytes | None = None) -> None:
         """Write ``sub`` through to its row (``row``: ``encode_row(sub)``, made already)."""
+        if self._rowq:
+            ov = self._rowq.get(sub.key)
+            if ov is not None:
+                ov[1] = ov[2] = None  # the row now holds them
         if not self.table.put(sub, row) or sub.extra is not None:
             self.pinned[sub.key] = sub
             self._forget(sub.key)
@@ -538,6 +560,20 @@ class Held:
             if self.pinned:
                 self.pinned.pop(sub.key, None)
             self._remember(sub)
+
+    def pin_row(self, key: str, row: bytes) -> None:
+        """A row the fan-out over rows could not write back (it fits no table now): the
+        subscription is kept here as an object, like one ``put`` could not write."""
+        self.pinned[key] = decode_row(row, key)
+        self._forget(key)
+
+    def row_done(self, key: str) -> None:
+        """A NOTIFY of ``key``'s row left the notifier's queue (see ``_rowq``)."""
+        ov = self._rowq.get(key)
+        if ov is not None:
+            ov[0] -= 1
+            if ov[0] <= 0:
+                del self._rowq[key]
 
     def __getitem__(self, key: str) -> Subscription:
         sub = self.get(key)
@@ -598,6 +634,7 @@ class Held:
         self._count -= 1
         self._forget(sub.key)
         self.pinned.pop(sub.key, None)
+        self._rowq.pop(sub.key, None)
         self.table.delete(sub.key)
         return not lst
 
@@ -728,13 +765,25 @@ class Notifier:
         # pacing and giveup timers (expiry timers are in by_key): (when, kind, key); stale
         # entries skipped
         self._timers: list[tuple[float, int, str]] = []
-        self._queue: deque[tuple[Subscription, str | None, Body | None, bool]] = deque()
-        self.notifies_queued = 0  # NOTIFYs that waited for room in the window
+        # (subscription, reason, body, final), or (key, None, body, False) for a NOTIFY the
+        # fan-out over rows queued (see pump)
+        self._queue: deque[tuple[Subscription | str, str | None, Body | None, bool]] = deque()
+        self._queued_n = 0  # NOTIFYs of objects that waited for room in the window
         self.ended: Counter[str] = Counter()  # subscriptions ended, by reason
         self.held_by: Counter[tuple[str, str]] = Counter()  # (event, state) -> subscriptions held here
         self.paced = 0  # changes that waited for a subscription's pacing interval (RFC 3856 6.10)
         self.kept: Counter[str] = Counter()  # NOTIFY failures survived (notify_grace)
-        self.notifies_sent = 0
+        self._sent = 0  # NOTIFYs sent from objects
+        # the fan-out over rows (docs/presence.md): changes reach the watchers of a package
+        # that has ``policy_body`` from their rows, without an object each; None: every
+        # NOTIFY goes the object path (the tests compare the two)
+        held = self.by_key
+        self.fan: Any = _fanout.RowFan(
+            self.txns, index=index, keys=held._keys, long=held._long, pinned=held.pinned, queued=held._queued,
+            cache=held._cache, rowq=held._rowq, get=self.table.get, put=self.table.put_row,
+            forget=held._forget, lost=held.pin_row, send=tl.send_stateless, wire=self._row_wire,
+            ctypes=self._ctypes,
+        )  # fmt: skip
         self.allow_events = ", ".join(sorted(packages))
         # keys of subscriptions that ended -> the CSeq of their last SUBSCRIBE, for 64*T1
         # (two generations: an entry lives one to two windows); see "Retransmissions"
@@ -901,12 +950,21 @@ class Notifier:
         refresh; ``terminated`` for a fetch or an unsubscribe."""
         self._send(sub, now, reason or ("timeout" if sub.state == TERMINATED else None))
 
+    @property
+    def notifies_sent(self) -> int:
+        return self._sent + (self.fan.sent if self.fan is not None else 0)
+
+    @property
+    def notifies_queued(self) -> int:
+        """NOTIFYs that waited for room in the window."""
+        return self._queued_n + (self.fan.queued if self.fan is not None else 0)
+
     # ------------------------------------------------------------------ changes
     def changed(self, resource: str, now: float, event: str = "presence") -> int:
         """The state of ``resource`` changed: NOTIFY its ``event`` subscribers here (paced);
         how many went."""
-        subs = self.by_key.subs_of(event, resource)
-        if not subs:
+        lst = self.by_key.lists.get((event, resource))
+        if not lst:
             return 0
         sent = 0
         interval = self.config.min_notify_interval
@@ -915,11 +973,38 @@ class Notifier:
         if hold is not None:
             hold(resource)
         try:
-            sent = self._changed(subs, now, interval)
+            policy_body = getattr(package, "policy_body", None)
+            if self.fan is None or policy_body is None:
+                sent = self._changed(self.by_key.subs_of(event, resource), now, interval)
+            else:
+                sent = self._fan(lst, resource, policy_body, now, interval)
         finally:
             if hold is not None:
                 hold(None)
         return sent
+
+    def _fan(self, recs: Any, resource: str, policy_body: Any, now: float, interval: float) -> int:
+        """``changed`` over rows (fanout.RowFan); the records it leaves go the object path,
+        one at a time and in their place, so the NOTIFYs go in the same order."""
+        held = self.by_key
+        bodies: list[Body | None] = [None] * len(_subrow.POLICIES)  # made once per policy code
+
+        def body_of(policy: str) -> Body:
+            return policy_body(resource, policy)  # type: ignore[no-any-return]
+
+        i = sent = 0
+        while True:
+            k: int
+            i, k = self.fan.changed(recs, i, now, interval, self.config.notify_window, self._queue, bodies,
+                                    body_of)  # fmt: skip
+            sent += k
+            if i >= len(recs):
+                return sent
+            r = recs[i]
+            sub = held._recs.get(r) or held.get(held._key(r))
+            if sub is not None:
+                sent += self._changed([sub], now, interval)
+            i += 1
 
     def _changed(self, subs: list[Subscription], now: float, interval: float) -> int:
         sent = 0
@@ -1180,7 +1265,7 @@ class Notifier:
         window = self.config.notify_window
         if window and (self._queue or self.txns.outstanding >= window):
             self._queue.append((sub, reason, body, sub.state == TERMINATED or reason is not None))
-            self.notifies_queued += 1
+            self._queued_n += 1
             self.by_key.queue(sub)  # this object is the subscription until the NOTIFY goes
             return
         self._emit(sub, now, reason, body)
@@ -1194,7 +1279,22 @@ class Notifier:
         queued = held._queued
         sent = 0
         while queue and (not window or self.txns.outstanding < window):
+            if type(queue[0][0]) is str:  # queued by the fan-out over rows
+                if self.fan is not None:
+                    sent += self.fan.pump(queue, window, now)
+                    if not queue or (window and self.txns.outstanding >= window):
+                        break
+                if type(queue[0][0]) is str:  # its key has an object here: sent from that
+                    key, _, body, _ = queue.popleft()
+                    assert isinstance(key, str)
+                    held.row_done(key)
+                    obj = held.get(key)
+                    if obj is not None:
+                        self._emit(obj, now, None, body, True)
+                        sent += 1
+                    continue
             sub, reason, body, final = queue.popleft()
+            assert isinstance(sub, Subscription)
             q = queued.get(sub.key)  # Held.queue's count, down (a burst takes this path per NOTIFY)
             if q is not None:
                 q[1] -= 1
@@ -1244,7 +1344,7 @@ class Notifier:
             sub.target_b, via, head, sub.cseq, state, ctype, body, dest, reliable, sub.key, now
         )
         self.tl.send_stateless(data, dest)
-        self.notifies_sent += 1
+        self._sent += 1
         if self.by_key.holds(sub) if holds is None else holds:
             self.by_key.put(sub, row)  # the CSeq and version a restarted worker goes on from
 
@@ -1256,12 +1356,20 @@ class Notifier:
         """Where a NOTIFY of ``sub`` goes, our Via for it, whether reliable (kept in
         ``sub.wire``)."""
         dest = _destination(sub)
+        wire = sub.wire = (dest, self._via_b(dest), len(sub.peer) == 4)
+        return wire
+
+    def _via_b(self, dest: tuple[Any, ...]) -> bytes:
         vkey = (dest[2] if len(dest) == 4 else "udp", ":" in str(dest[0]))
         via = self._vias.get(vkey)
         if via is None:
             via = self._vias[vkey] = self.via(dest).encode("ascii")
-        wire = sub.wire = (dest, via, len(sub.peer) == 4)
-        return wire
+        return via
+
+    def _row_wire(self, dest: tuple[Any, ...]) -> tuple[bytes, bytes]:
+        """Our Via and Contact for a NOTIFY to ``dest`` (the fan-out over rows; a UDP
+        destination's transport and address family are its flow's)."""
+        return self._via_b(dest), self._contact_b(dest)
 
     def _contact_b(self, peer: tuple[Any, ...]) -> bytes:
         key = (peer[2] if len(peer) == 4 else "udp", ":" in str(peer[0]))

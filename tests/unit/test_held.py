@@ -110,17 +110,19 @@ PIDF = (REPO / "tests" / "vectors" / "pidf" / "rfc3863-4.2.2-default-ns.xml").re
 RES = "alice"
 
 
-def core(cache: int, grace: bool) -> SipCore:
+def core(cache: int, grace: bool, rows: bool = True, interval: float = 5.0) -> SipCore:
     tl = TransactionLayer(branch_prefix="fixed")
     agent = PresenceAgent(
         tl, MemoryPresentities(),
-        PresenceConfig(min_notify_interval=5.0, notify_window=2, policies={"other.com": "confirm"},
+        PresenceConfig(min_notify_interval=interval, notify_window=2, policies={"other.com": "confirm"},
                        pending_timeout=50.0, notify_grace=grace),
         contact=lambda peer: f"<{ME.contact_uri(transport_of(peer), False)}>",
         via=lambda dest: ME.sent_by(transport_of(dest), False), table=MemorySubscriptions(),
     )  # fmt: skip
     agent.notifier.config.cache = cache
     agent.notifier.by_key.cache_size = cache
+    if not rows:
+        agent.notifier.fan = None  # every NOTIFY through a Subscription object
     c = SipCore(CoreConfig(domains=frozenset({"example.com"}), local_hosts=frozenset({"10.0.0.1"})),
                 MemoryLocation(), ME, tl=tl, presence=agent)  # fmt: skip
     c.tag_key = b"k" * 16
@@ -169,11 +171,16 @@ ops = st.lists(
 )
 
 
-@pytest.mark.parametrize("grace", [False, True])
+@pytest.mark.parametrize(("grace", "interval"), [(False, 5.0), (True, 5.0), (False, 0.0)])
 @settings(max_examples=150, deadline=None)
 @given(seq=ops)
-def test_a_notifier_keeping_no_object_behaves_as_one_keeping_them_all(grace: bool, seq: list[Any]) -> None:
-    cores = [core(0, grace), core(16384, grace)]
+def test_a_notifier_keeping_no_object_behaves_as_one_keeping_them_all(
+    grace: bool, interval: float, seq: list[Any]
+) -> None:
+    """And the fan-out over rows (the first two) sends what the object path (the last two)
+    does, in the same order, and leaves the same rows."""
+    cores = [core(0, grace, True, interval), core(16384, grace, True, interval),
+             core(0, grace, False, interval), core(16384, grace, False, interval)]  # fmt: skip
     now = 0.0
     state: dict[int, tuple[str, int, bytes]] = {}  # watcher -> (our tag, last CSeq, last request)
     pending: list[bytes] = []  # NOTIFYs not answered yet (the same for both)
@@ -185,7 +192,7 @@ def test_a_notifier_keeping_no_object_behaves_as_one_keeping_them_all(grace: boo
         for c in cores:
             c.on_message(data, ("10.0.0.9", 5070), reliable=False, now=now)
             outs.append([d for d, _ in c.outgoing()])
-        assert outs[0] == outs[1]
+        assert all(o == outs[0] for o in outs)
         return outs[0]
 
     def collect(out: list[bytes]) -> None:
@@ -225,11 +232,21 @@ def test_a_notifier_keeping_no_object_behaves_as_one_keeping_them_all(grace: boo
                     c.handle_timer(t)
                     got += [d for d, _ in c.outgoing()]
                 outs.append(got)
-            assert outs[0] == outs[1]
+            assert all(o == outs[0] for o in outs)
             collect(outs[0])
     rows = [c.presence.notifier.table.rows_ for c in cores]  # type: ignore[union-attr]
-    assert rows[0] == rows[1]
-    assert len(cores[0].presence.notifier.by_key) == len(cores[1].presence.notifier.by_key)  # type: ignore[union-attr]
+    assert all(r == rows[0] for r in rows)
+    assert len({len(c.presence.notifier.by_key) for c in cores}) == 1  # type: ignore[union-attr]
+    # the same NOTIFYs went (sent and queued), whichever path
+    assert (
+        len(
+            {
+                (c.presence.notifier.notifies_sent, c.presence.notifier.notifies_queued)  # type: ignore[union-attr]
+                for c in cores
+            }
+        )
+        == 1
+    )
 
 
 def test_a_reload_that_raises_the_pending_timeout_still_gives_up() -> None:
