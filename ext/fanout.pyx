@@ -22,7 +22,6 @@ import operator
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.stdio cimport snprintf
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, strlen
 
@@ -247,10 +246,10 @@ cdef class NotifyTxns:
             self._grow()
             j = <Py_ssize_t>(n & <uint64_t>(self._cap - 1))
         self._n = n
-        lh = snprintf(hexn, sizeof(hexn), "%llx", <unsigned long long>n)
-        ln = snprintf(num, sizeof(num), "%llu", <unsigned long long>cseq)
+        lh = _digits(hexn, n, 16)
+        ln = _digits(num, cseq, 10)
         lb = PyBytes_GET_SIZE(body)
-        lc = snprintf(clen, sizeof(clen), "%zd", lb)
+        lc = _digits(clen, <uint64_t>lb, 10)
         size = (7 + PyBytes_GET_SIZE(target) + 15 + PyBytes_GET_SIZE(via) + 8 + PyBytes_GET_SIZE(self._prefix_b)
                 + lh + 2 + PyBytes_GET_SIZE(head) + 6 + ln + 29 + state_n + 2
                 + 16 + lc + 4 + lb)
@@ -453,6 +452,24 @@ cdef class NotifyTxns:
                 if self._slots[j].state == COMPLETED:
                     self._free(j)
         return again, timed_out
+
+
+@cython.cdivision(True)
+cdef inline int _digits(char* out, uint64_t v, uint64_t base) noexcept:
+    """``v`` in decimal or lower-case hex at ``out`` (room for 20 digits); how many."""
+    cdef char tmp[24]
+    cdef int k = 0, i
+    cdef uint64_t d
+    while True:
+        d = v % base
+        tmp[k] = <char>(48 + d if d < 10 else 87 + d)
+        k += 1
+        v //= base
+        if v == 0:
+            break
+    for i in range(k):
+        out[i] = tmp[k - 1 - i]
+    return k
 
 
 cdef inline char* _put(char* p, const char* s, Py_ssize_t n):
@@ -795,8 +812,13 @@ cdef class RowFan:
             wire = self._wires[w] = tuple(self._wire(dest))
         target, head = _notify_parts(new, key, (<tuple>wire)[1])
         left = <long long>(f.expires_at - now + 0.5)
-        state_n = snprintf(state, sizeof(state), "%s;expires=%lld", b"active" if f.state == 0 else b"pending",
-                           left if left > 0 else 0)
+        if f.state == 0:
+            memcpy(state, b"active;expires=", 15)
+            state_n = 15
+        else:
+            memcpy(state, b"pending;expires=", 16)
+            state_n = 16
+        state_n += _digits(state + state_n, <uint64_t>(left if left > 0 else 0), 10)
         ct = body.content_type
         ctype = self._ctypes.get(ct)
         if ctype is None:
