@@ -676,6 +676,8 @@ cdef class RowFan:
         cdef str key
         cdef object row, ov, body
         cdef double last_sent
+        cdef bint later
+        cdef Py_ssize_t code
         if recs.ob_descr.typecode != b"I" or recs.ob_descr.itemsize != 4:
             raise TypeError("recs must be an array of typecode 'I'")
         if i < 0:
@@ -694,40 +696,52 @@ cdef class RowFan:
                 return i, sends
             if key in self._cache:
                 self._forget(key)
-            row = self._get(key)
-            if row is not None and type(row) is bytes and PyBytes_GET_SIZE(row) and PyBytes_AS_STRING(row)[0] == 1:
-                return i, sends  # layout 1: the object path reads it
-            if row is None or type(row) is not bytes or PyBytes_GET_SIZE(row) < ROW_HEAD \
-                    or PyBytes_AS_STRING(row)[0] != 2:
-                i += 1
-                continue
-            if not _walk(<bytes>row, &f):
-                return i, sends  # a row that does not decode: the object path's rule
-            if f.owner != self.index or f.rec != r:
-                i += 1
-                continue  # not this record's (the object path finds no subscription either)
-            last_sent = f.last_sent
             ov = self._rowq.get(key)
-            if ov is not None and ov[1] is not None:
+            later = window and (len(queue) or self.txns._outstanding >= window)
+            if later and ov is not None and ov[1] is not None:
+                # a NOTIFY of this row waits already and nothing was written to the row since:
+                # the overlay has what is needed (the reference says why)
                 last_sent = ov[1]
-            if f.state != 0:
-                i += 1
-                continue
-            if last_sent + interval > now or f.policy == 255 or f.nroutes:
-                return i, sends
-            if not (isfinite(f.expires_at) and -EXPIRY_SANE < f.expires_at - now < EXPIRY_SANE):
-                return i, sends
-            body = bodies[f.policy]
+                code = ov[3]
+                if last_sent + interval > now:
+                    return i, sends
+            else:
+                row = self._get(key)
+                if row is not None and type(row) is bytes and PyBytes_GET_SIZE(row) \
+                        and PyBytes_AS_STRING(row)[0] == 1:
+                    return i, sends  # layout 1: the object path reads it
+                if row is None or type(row) is not bytes or PyBytes_GET_SIZE(row) < ROW_HEAD \
+                        or PyBytes_AS_STRING(row)[0] != 2:
+                    i += 1
+                    continue
+                if not _walk(<bytes>row, &f):
+                    return i, sends  # a row that does not decode: the object path's rule
+                if f.owner != self.index or f.rec != r:
+                    i += 1
+                    continue  # not this record's (the object path finds no subscription either)
+                last_sent = f.last_sent
+                if ov is not None and ov[1] is not None:
+                    last_sent = ov[1]
+                if f.state != 0:
+                    i += 1
+                    continue
+                if last_sent + interval > now or f.policy == 255 or f.nroutes:
+                    return i, sends
+                if not (isfinite(f.expires_at) and -EXPIRY_SANE < f.expires_at - now < EXPIRY_SANE):
+                    return i, sends
+                code = f.policy
+            body = bodies[code]
             if body is None:
-                body = bodies[f.policy] = body_of(_POLICY_NAMES[f.policy])
+                body = bodies[code] = body_of(_POLICY_NAMES[code])
             sends += 1
-            if window and (len(queue) or self.txns._outstanding >= window):
+            if later:
                 queue.append((key, None, body, False))
                 if ov is None:
-                    ov = self._rowq[key] = [0, None, None]
+                    ov = self._rowq[key] = [0, None, None, None]
                 ov[0] += 1
                 ov[1] = now
                 ov[2] = body.version
+                ov[3] = code
                 self.queued += 1
             else:
                 self._emit(key, <bytes>row, &f, now, body, now, body.version, 0)
@@ -753,8 +767,7 @@ cdef class RowFan:
             last_sent = version = None
             if ov is not None:
                 last_sent, version = ov[1], ov[2]
-                ov[0] -= 1
-                ov[1] = ov[2] = None
+                ov[0] -= 1  # its fields stay while more wait: the row will hold them too
                 if ov[0] <= 0:
                     del self._rowq[key]
             if row is None or f.owner != self.index or f.state > 1 or not self._holds(f.rec, <str>key):

@@ -298,10 +298,13 @@ class RowFan:
     empty or ``window`` transactions outstanding) the NOTIFY waits in
     ``queue`` as ``(key, None, body, False)`` and the fields the object path
     sets at that moment (last_sent, held, version) are kept in ``rowq[key] =
-    [entries queued, last_sent, version]`` (the row keeps the values of the
-    last NOTIFY sent: a restart resends what had not gone; ``Held.get``
-    applies them to an object it decodes, and ``Held.put`` of an object
-    clears them, its row then holds them); else it goes now: the CSeq, the
+    [entries queued, last_sent, version, policy code]`` (the row keeps the
+    values of the last NOTIFY sent: a restart resends what had not gone;
+    ``Held.get`` applies them to an object it decodes, and ``Held.put`` of an
+    object clears them (None), its row then holds them). While a key's
+    overlay has its fields and the NOTIFY waits too, its row is not read: the
+    overlay answers pacing and the policy (nothing was written to the row
+    since, or the fields would be gone). Else it goes now: the CSeq, the
     version, last_sent and held are written into the row's header, the
     NOTIFY is rendered from the row (``subrow.notify_parts``; the flow and
     our Via and Contact from the row's peer, ``wire(dest) -> (via, contact)``
@@ -313,7 +316,7 @@ class RowFan:
 
     ``pump(queue, window, now)`` sends the row entries at the head of the
     queue while the window has room, each from its row as it is then (with
-    ``rowq``'s fields, which it clears, and its count down), and stops at an
+    ``rowq``'s fields, and its count down: the entry goes at 0), and stops at an
     entry of an object or at a row entry whose key has an object
     (``pinned``, ``queued``, ``cache``), which the caller sends; an entry
     whose subscription is no longer held here is dropped. How many went.
@@ -382,39 +385,47 @@ class RowFan:
                 return i, sends
             if key in self._cache:
                 self._forget(key)
-            row = self._get(key)
-            if type(row) is bytes and row[:1] == b"\x01":
-                return i, sends  # layout 1: the object path reads it
-            if type(row) is not bytes or len(row) < _ROW.size or row[0] != 2:
-                i += 1
-                continue
-            try:
-                f = _subrow.decode(row)
-            except ValueError:
-                return i, sends  # a row that does not decode: the object path's rule
-            _, owner, state, _, _, _, _, _, last_sent, rec, _ = _ROW.unpack_from(row)
-            if owner != self.index or rec != r:
-                i += 1
-                continue  # not this record's (the object path finds no subscription either)
             ov = self._rowq.get(key)
-            if ov is not None and ov[1] is not None:
-                last_sent = ov[1]
-            if state != _ACTIVE:
-                i += 1
-                continue
-            code = _subrow.POLICIES.index(f["policy"]) if f["policy"] in _subrow.POLICIES else -1
-            if last_sent + interval > now or code < 0 or f["routes"] or self._fields(row, now) is None:
-                return i, sends
+            later = bool(window and (len(queue) or self.txns.outstanding >= window))
+            if later and ov is not None and ov[1] is not None:
+                # a NOTIFY of this row waits already and nothing was written to the row since
+                # (an object's put clears the overlay): the overlay has what is needed
+                last_sent, code = ov[1], ov[3]
+                if last_sent + interval > now:
+                    return i, sends
+            else:
+                row = self._get(key)
+                if type(row) is bytes and row[:1] == b"\x01":
+                    return i, sends  # layout 1: the object path reads it
+                if type(row) is not bytes or len(row) < _ROW.size or row[0] != 2:
+                    i += 1
+                    continue
+                try:
+                    f = _subrow.decode(row)
+                except ValueError:
+                    return i, sends  # a row that does not decode: the object path's rule
+                _, owner, state, _, _, _, _, _, last_sent, rec, _ = _ROW.unpack_from(row)
+                if owner != self.index or rec != r:
+                    i += 1
+                    continue  # not this record's (the object path finds no subscription either)
+                if ov is not None and ov[1] is not None:
+                    last_sent = ov[1]
+                if state != _ACTIVE:
+                    i += 1
+                    continue
+                code = _subrow.POLICIES.index(f["policy"]) if f["policy"] in _subrow.POLICIES else -1
+                if last_sent + interval > now or code < 0 or f["routes"] or self._fields(row, now) is None:
+                    return i, sends
             body = bodies[code]
             if body is None:
-                body = bodies[code] = body_of(f["policy"])
+                body = bodies[code] = body_of(_subrow.POLICIES[code])
             sends += 1
-            if window and (len(queue) or self.txns.outstanding >= window):
+            if later:
                 queue.append((key, None, body, False))
                 if ov is None:
-                    ov = self._rowq[key] = [0, None, None]
+                    ov = self._rowq[key] = [0, None, None, None]
                 ov[0] += 1
-                ov[1], ov[2] = now, body.version
+                ov[1], ov[2], ov[3] = now, body.version, code
                 self.queued += 1
             else:
                 self._emit(key, row, now, body, now, body.version, 0)
@@ -437,8 +448,7 @@ class RowFan:
             version = 0
             if ov is not None:
                 last_sent, version = ov[1], ov[2]
-                ov[0] -= 1
-                ov[1] = ov[2] = None
+                ov[0] -= 1  # its fields stay while more wait: the row will hold them too
                 if ov[0] <= 0:
                     del self._rowq[key]
             if row is None:

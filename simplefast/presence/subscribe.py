@@ -445,9 +445,9 @@ class Held:
         # key -> [subscription, NOTIFYs of it in the notifier's queue]: while it has one
         # there, that object is the subscription (what its queued NOTIFYs were given)
         self._queued: dict[str, list[Any]] = {}
-        # key -> [NOTIFYs of its row in the notifier's queue, last_sent, version]: what the
-        # fan-out over rows (fanout.RowFan) queued and the object path would have set on the
-        # object then; get applies the two to an object it decodes, put clears them (None)
+        # key -> [NOTIFYs of its row in the notifier's queue, last_sent, version, policy code]:
+        # what the fan-out over rows (fanout.RowFan) queued and the object path would have set
+        # on the object then; get applies them to an object it decodes, put clears them (None)
         self._rowq: dict[str, list[Any]] = {}
         self._count = 0
         # expiry timers: bucket (ceil(when * _TICKS)) -> record numbers, and the buckets in a

@@ -97,7 +97,13 @@ def worlds(draw: Any) -> dict[str, Any]:
     )
     rowq = {}
     for k in draw(some):
-        rowq[k] = [draw(st.integers(1, 2)), draw(st.none() | st.floats(0, 50)), draw(st.integers(0, 9))]
+        fields = draw(st.booleans())
+        rowq[k] = [
+            draw(st.integers(1, 2)),
+            draw(st.floats(0, 50)) if fields else None,
+            draw(st.integers(0, 9)) if fields else None,
+            draw(st.integers(0, 3)) if fields else None,
+        ]
     queue: list[tuple[Any, ...]] = []
     for k in draw(st.lists(st.sampled_from(names), max_size=3)):
         queue.append((k, None, Body(draw(st.integers(0, 9)), "application/pidf+xml", b"<q/>"), False))
