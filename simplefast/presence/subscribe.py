@@ -73,8 +73,15 @@ its resource's list (``watchers``: (event, resource) -> its subscriptions
 here; ``on_watched`` reports when the first comes and the last goes) and an
 expiry timer) and decodes the row when it needs the subscription: every
 method that changes a ``Subscription`` writes it back before returning. The
-last ones used stay decoded (``NotifierConfig.cache``), so a fan-out to a
-resource's watchers decodes nothing twice.
+last ones used stay decoded (``NotifierConfig.cache``).
+
+Fan-out over rows: for a package with ``policy_body`` (presence), ``changed``
+lets ``fanout.RowFan`` NOTIFY the watchers straight from their rows, without
+an object each; it leaves to the object path above, in place, the ones it
+must (an object newer than the row, pacing, a route set: its docstring and
+docs/presence.md say which). A NOTIFY it queues is ``(key, None, body,
+False)``, and what the object path would have set on the object then is in
+``Held._rowq`` until the NOTIFY goes.
 """
 
 from __future__ import annotations
