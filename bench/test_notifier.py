@@ -4,9 +4,10 @@
 SUBSCRIBEs through the SIP core, as SIPp watchers make them, rows in real
 shared tables as the server maps them), then the 1 000 NOTIFY 200s taken by
 ``on_response``: per call, one change fanned out and every transaction
-ended. ``extra_info`` has ``notifies``; the figure to read is the time per
-call divided by it. The active implementation only (the notifier is Python
-over the compiled codec, rows and transactions).
+ended, with the fan-out over rows and without it (``path``). ``extra_info``
+has ``notifies``; the figure to read is the time per call divided by it.
+The active implementation only (the notifier is Python over the compiled
+codec, rows and transactions).
 
     .venv/bin/python -m pytest bench/test_notifier.py --benchmark-only
 
@@ -16,6 +17,8 @@ Nothing here asserts on time.
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from simplefast._impl import shmindex
 from simplefast.presence.agent import PresenceAgent, PresenceConfig
@@ -85,8 +88,13 @@ def _answer(core: SipCore, agent: PresenceAgent, now: float) -> int:
     return n
 
 
-def test_change_to_1000_watchers(benchmark: Any) -> None:
+@pytest.mark.parametrize("path", ["rows", "objects"])
+def test_change_to_1000_watchers(benchmark: Any, path: str) -> None:
+    """``rows``: the fan-out over rows (fanout.RowFan); ``objects``: every NOTIFY through a
+    ``Subscription`` (the notifier without it), for the ratio in the same run."""
     core, agent = _core()
+    if path == "objects":
+        agent.notifier.fan = None
     benchmark.group = "notifier changed x1000"
     benchmark.extra_info["notifies"] = WATCHERS
     clock = [1.0]

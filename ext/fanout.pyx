@@ -220,8 +220,8 @@ cdef class NotifyTxns:
         self._token[j] = None
         self._live -= 1
 
-    def send(self, bytes target, bytes via, bytes head, cseq, bytes state, bytes ctype, bytes body,
-             dest, reliable, token, double now):
+    def send(self, bytes target not None, bytes via not None, bytes head not None, cseq, bytes state not None,
+             bytes ctype not None, bytes body not None, dest, reliable, token, double now):
         cseq = operator.index(cseq)
         self._clock(now)
         if cseq < 0 or cseq > 0xFFFFFFFF:
@@ -541,6 +541,8 @@ cdef inline bint _varint(const unsigned char* p, Py_ssize_t n, Py_ssize_t* pos, 
             return False
         b = p[pos[0]]
         pos[0] += 1
+        if shift == 63 and (b & 0x7F) > 1:  # 2**64 or more: not a row (subrow.decode says so)
+            return False
         v |= <uint64_t>(b & 0x7F) << shift
         if b < 0x80:
             out[0] = v
@@ -670,7 +672,7 @@ cdef class RowFan:
 
     def changed(self, array.array recs not None, Py_ssize_t start, double now, double interval, Py_ssize_t window,
                 queue, list bodies not None, body_of):
-        cdef Py_ssize_t i = start, n, sends = 0
+        cdef Py_ssize_t i = start, sends = 0
         cdef uint32_t r
         cdef RowInfo f
         cdef str key
@@ -684,8 +686,7 @@ cdef class RowFan:
             raise ValueError("start must not be negative")
         if len(bodies) < len(_POLICY_NAMES):
             raise ValueError("bodies must have a place per policy code")
-        n = len(recs)
-        while i < n:
+        while i < len(recs):  # asked each time: a callback may change the list (as the reference)
             r = recs.data.as_uints[i]
             if self._long and r in self._long:
                 return i, sends
@@ -781,7 +782,7 @@ cdef class RowFan:
             sent += 1
         return sent
 
-    cdef int _emit(self, str key, bytes row, RowInfo* f, double now, body, double last_sent, int64_t version,
+    cdef int _emit(self, str key, bytes row, RowInfo* f, double now, body, double last_sent, object version_,
                    uint8_t held) except -1:
         cdef char buf[64]
         cdef char state[48]
@@ -793,9 +794,17 @@ cdef class RowFan:
         cdef str host
         cdef tuple dest
         cdef object wire, ct, ctype, data
+        cdef int64_t version
+        cdef object data_
         if f.cseq == 0xFFFFFFFF:
             raise ValueError("cseq must be 0..2**32-1")
         self.txns._clock(now)
+        if not (-(1 << 63) <= version_ < (1 << 63)):
+            raise OverflowError("a version out of the row's range")
+        version = version_
+        data_ = body.data
+        if type(data_) is not bytes:
+            raise TypeError("a body's data must be bytes")
         cseq = f.cseq + 1
         new = PyBytes_FromStringAndSize(PyBytes_AS_STRING(row), PyBytes_GET_SIZE(row))
         q = PyBytes_AS_STRING(new)
@@ -822,7 +831,10 @@ cdef class RowFan:
             w = v6
         wire = self._wires[w]
         if wire is None:
-            wire = self._wires[w] = tuple(self._wire(dest))
+            wire = tuple(self._wire(dest))
+            if len(wire) != 2 or type(wire[0]) is not bytes or type(wire[1]) is not bytes:
+                raise TypeError("wire must give (via, contact) as bytes")
+            self._wires[w] = wire
         target, head = _notify_parts(new, key, (<tuple>wire)[1])
         left = <long long>(f.expires_at - now + 0.5)
         if f.state == 0:
@@ -836,7 +848,7 @@ cdef class RowFan:
         ctype = self._ctypes.get(ct)
         if ctype is None:
             ctype = self._ctypes[ct] = ct.encode("ascii")
-        data = self.txns._send(target, (<tuple>wire)[0], head, cseq, state, state_n, ctype, body.data, dest,
+        data = self.txns._send(target, (<tuple>wire)[0], head, cseq, state, state_n, ctype, data_, dest,
                                f.form >= 3, key, now)
         self._send(data, dest)
         self.sent += 1

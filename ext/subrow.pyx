@@ -273,6 +273,8 @@ cdef class _Reader:
             if shift > 63:
                 raise ValueError("subscription row: varint too long")
             b = self.take(1)[0]
+            if shift == 63 and (b & 0x7F) > 1:  # 2**64 or more: no row holds one
+                raise ValueError("subscription row: varint too long")
             n |= (b & 0x7F) << shift
             if b < 0x80:
                 return n

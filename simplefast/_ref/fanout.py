@@ -286,7 +286,7 @@ class RowFan:
     newer than the row (its key in ``pinned`` or ``queued``), the row is of
     layout 1, the change falls inside the pacing interval (``last_sent +
     interval > now``: the object path holds it back and sets the timer), the
-    row's policy is not one of ``subrow.POLICIES``, or the row has a route set
+    row's policy has no code (a name of its own), or the row has a route set
     (where the NOTIFY goes then is the object path's rule). It skips, as the
     object path does, a record whose row is gone or names another owner or
     record, and a subscription that is not active. A key kept decoded in
@@ -298,10 +298,10 @@ class RowFan:
     empty or ``window`` transactions outstanding) the NOTIFY waits in
     ``queue`` as ``(key, None, body, False)`` and the fields the object path
     sets at that moment (last_sent, held, version) are kept in ``rowq[key] =
-    [entries queued, last_sent, version, policy code]`` (the row keeps the
-    values of the last NOTIFY sent: a restart resends what had not gone;
-    ``Held.get`` applies them to an object it decodes, and ``Held.put`` of an
-    object clears them (None), its row then holds them). While a key's
+    [entries queued, last_sent, version, policy code]`` (queuing writes
+    nothing to the row, as on the object path; ``Held.get`` applies them to an
+    object it decodes, and ``Held.put`` of an object clears them (None), its
+    row then holds them). While a key's
     overlay has its fields and the NOTIFY waits too, its row is not read: the
     overlay answers pacing and the policy (nothing was written to the row
     since, or the fields would be gone). Else it goes now: the CSeq, the
@@ -413,8 +413,13 @@ class RowFan:
                 if state != _ACTIVE:
                     i += 1
                     continue
-                code = _subrow.POLICIES.index(f["policy"]) if f["policy"] in _subrow.POLICIES else -1
-                if last_sent + interval > now or code < 0 or f["routes"] or self._fields(row, now) is None:
+                code = row[_ROW.size + 3]  # the policy's code (LITERAL: a name of its own)
+                if (
+                    last_sent + interval > now
+                    or code == _subrow.LITERAL
+                    or f["routes"]
+                    or self._fields(row, now) is None
+                ):
                     return i, sends
             body = bodies[code]
             if body is None:
@@ -471,6 +476,12 @@ class RowFan:
         cseq += 1
         if cseq > 0xFFFFFFFF:
             raise ValueError("cseq must be 0..2**32-1")
+        self.txns._clock(now)
+        if not -(1 << 63) <= version < 1 << 63:
+            raise OverflowError("a version out of the row's range")
+        data = body.data
+        if type(data) is not bytes:
+            raise TypeError("a body's data must be bytes")
         new = _ROW.pack(layout, owner, state, cseq, rcseq, version, expires_at, subscribed_at, last_sent, rec,
                         held) + row[_ROW.size :]  # fmt: skip
         f = _subrow.decode(new)
@@ -480,7 +491,10 @@ class RowFan:
         wkey = (len(peer) == 4 and peer[2] == "tls") + 2 * reliable, ":" in peer[0]
         w = self._wires.get(wkey)
         if w is None:
-            w = self._wires[wkey] = self._wire(dest)
+            w = tuple(self._wire(dest))
+            if len(w) != 2 or type(w[0]) is not bytes or type(w[1]) is not bytes:
+                raise TypeError("wire must give (via, contact) as bytes")
+            self._wires[wkey] = w
         via, contact = w
         target, head = _subrow.notify_parts(new, key, contact)
         left = int(expires_at - now + 0.5)
@@ -489,7 +503,7 @@ class RowFan:
         ctype = self._ctypes.get(ct)
         if ctype is None:
             ctype = self._ctypes[ct] = ct.encode("ascii")
-        data = self.txns.send(target, via, head, cseq, st, ctype, body.data, dest, reliable, key, now)
+        data = self.txns.send(target, via, head, cseq, st, ctype, data, dest, reliable, key, now)
         self._send(data, dest)
         self.sent += 1
         if not self._put(key, new):

@@ -225,6 +225,8 @@ class _Reader:
                 raise ValueError("subscription row: varint too long")
             b = self.byte()
             n |= (b & 0x7F) << shift
+            if n >= 1 << 64:  # no row holds one (encode refuses it)
+                raise ValueError("subscription row: varint too long")
             if b < 0x80:
                 return n
             shift += 7

@@ -36,7 +36,9 @@ gets 200 with Expires 0. A SUBSCRIBE inside a dialog with the CSeq of the
 last one taken (equal is not out of order, RFC 3261 12.2.2) is answered 200
 again without a NOTIFY; once the subscription ended, the CSeq of its last
 SUBSCRIBE (an unsubscribe, say) is answered 200 with Expires 0 for 64*T1,
-and any other gets 481.
+and any other gets 481. A key whose NOTIFYs still wait in the queue after its
+subscription ended (a long backlog) counts as retired until they are gone:
+the queue's entries name the key, so it is not made again meanwhile.
 
 NOTIFYs go back along the flow the SUBSCRIBE came on: over the same
 connection for TCP/TLS, for UDP to the first route or else to the address
@@ -574,6 +576,10 @@ class Held:
         self.pinned[key] = decode_row(row, key)
         self._forget(key)
 
+    def busy(self, key: str) -> bool:
+        """Whether NOTIFYs of ``key`` wait in the notifier's queue (of an object or a row)."""
+        return key in self._queued or key in self._rowq
+
     def row_done(self, key: str) -> None:
         """A NOTIFY of ``key``'s row left the notifier's queue (see ``_rowq``)."""
         ov = self._rowq.get(key)
@@ -641,7 +647,9 @@ class Held:
         self._count -= 1
         self._forget(sub.key)
         self.pinned.pop(sub.key, None)
-        self._rowq.pop(sub.key, None)
+        ov = self._rowq.get(sub.key)
+        if ov is not None:  # its queued NOTIFYs are dropped as they come up: the count stays till then
+            ov[1] = ov[2] = None
         self.table.delete(sub.key)
         return not lst
 
@@ -825,6 +833,10 @@ class Notifier:
             peer = sub.peer
         else:
             last = self.is_retired(key, now)
+            if last is None and self.by_key.busy(key):
+                # an ended subscription of this key still has NOTIFYs waiting (their entries name
+                # the key): a copy of its SUBSCRIBE does not make it again while they do
+                last = -1
             if last is None or (cseq is not None and cseq != last):
                 return None
             left = 0

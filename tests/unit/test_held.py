@@ -193,7 +193,16 @@ def test_a_notifier_keeping_no_object_behaves_as_one_keeping_them_all(
             c.on_message(data, ("10.0.0.9", 5070), reliable=False, now=now)
             outs.append([d for d, _ in c.outgoing()])
         assert all(o == outs[0] for o in outs)
+        same_state()
         return outs[0]
+
+    def same_state() -> None:  # the rows and what the notifier counts, after every step
+        got = []
+        for c in cores:
+            n = c.presence.notifier  # type: ignore[union-attr]
+            got.append((n.table.rows_, n.notifies_sent, n.notifies_queued, n.paced, n.ended, n.kept,
+                        +n.held_by, len(n.by_key), len(n._queue)))  # fmt: skip
+        assert all(g == got[0] for g in got)
 
     def collect(out: list[bytes]) -> None:
         pending.extend(d for d in out if d.startswith(b"NOTIFY "))
@@ -233,6 +242,7 @@ def test_a_notifier_keeping_no_object_behaves_as_one_keeping_them_all(
                     got += [d for d, _ in c.outgoing()]
                 outs.append(got)
             assert all(o == outs[0] for o in outs)
+            same_state()
             collect(outs[0])
     rows = [c.presence.notifier.table.rows_ for c in cores]  # type: ignore[union-attr]
     assert all(r == rows[0] for r in rows)
@@ -247,6 +257,50 @@ def test_a_notifier_keeping_no_object_behaves_as_one_keeping_them_all(
         )
         == 1
     )
+
+
+@pytest.mark.parametrize("rows", [True, False])
+def test_a_late_copy_of_a_subscribe_does_not_remake_a_key_whose_notifies_wait(rows: bool) -> None:
+    """Our tag is a keyed hash of the request, so a copy of an initial SUBSCRIBE that comes
+    after its subscription ended and its retired entry went makes the same key again. While
+    NOTIFYs of the old subscription still wait in the queue (their entries name the key) it
+    is answered as retired, 200 with Expires 0, and the old NOTIFYs go as the old one's:
+    the same with and without the fan-out over rows, with and without the cache."""
+    results = []
+    for cache in (0, 16384):
+        c = core(cache, True, rows, interval=0.0)
+        n = c.presence.notifier  # type: ignore[union-attr]
+        n.config.notify_window = 1
+
+        def feed(data: bytes, now: float, c: SipCore = c) -> list[bytes]:
+            while (t := c.get_timer()) is not None and t <= now:
+                c.handle_timer(t)
+            c.outgoing()
+            c.on_message(data, ("10.0.0.9", 5070), reliable=False, now=now)
+            return [d for d, _ in c.outgoing()]
+
+        first = {}
+        for w in range(6):  # each initial NOTIFY answered
+            data = subscribe_msg(w, 1, None, 3600, 100 + w)
+            out = feed(data, 0.0)
+            tag = out[0].split(b";tag=")[-1].split(b"\r\n")[0].decode()
+            first[w] = (tag, data)
+            for d in out:
+                if d.startswith(b"NOTIFY"):
+                    feed(answer_msg(d, 200), 0.0)
+        # watcher 0's NOTIFY goes, unanswered; the others wait, each 32 s (Timer F) behind the one
+        # before (the window is 1)
+        feed(publish_msg(1, PIDF), 1.0)
+        tag, data = first[5]
+        assert n.by_key.busy(tag)
+        feed(subscribe_msg(5, 2, tag, 0, 200), 2.0)  # watcher 5 unsubscribes; its change NOTIFY waits
+        feed(publish_msg(2, PIDF.replace(b"open", b"closed")), 69.0)  # time passes, the backlog stays
+        assert tag not in n.retired and tag not in n._retired_old and n.by_key.busy(tag)
+        out = feed(data, 70.0)  # the copy: same bytes, same tag
+        assert out and out[0].startswith(b"SIP/2.0 200 ") and b"\r\nExpires: 0\r\n" in out[0]
+        assert not any(d.startswith(b"NOTIFY") for d in out) and tag not in n.by_key
+        results.append((n.table.rows_, n.notifies_sent, n.retransmissions))
+    assert results[0] == results[1]
 
 
 def test_a_reload_that_raises_the_pending_timeout_still_gives_up() -> None:
