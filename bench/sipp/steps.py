@@ -93,14 +93,17 @@ def describe_run() -> None:
 
 
 def start_simplefast(
-    workers: int, data_dir: Path, extra: list[str], cpus: str | None = None
+    workers: int, data_dir: Path, extra: list[str], cpus: str | None = None, capacity: int = 1_000_000
 ) -> tuple[subprocess.Popen[bytes], int]:
+    """``capacity``: of the registrar's and the presentities' tables. The REGISTER and
+    PUBLISH scenarios make a new AOR or presentity per call, kept for their Expires (3600 s):
+    a sweep must not fill them (a full table answers 500; that is not the knee)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     cmd = [sys.executable, "-m", "simplefast", "serve", "--listen", f"udp:127.0.0.1:{port}", "--domain",
            "example.com", "--workers", str(workers), "--no-auth", "--data-dir", str(data_dir),
-           "--location-capacity", "1000000", "--presentity-capacity", "1000000",
+           "--location-capacity", str(capacity), "--presentity-capacity", str(capacity),
            "--presentity-state-bytes", "2048",
            "--min-notify-interval", "0", "--log-level", "warning",
            *extra]  # fmt: skip
@@ -231,10 +234,14 @@ def main() -> int:
     describe_run()
     tmp = Path(tempfile.mkdtemp(prefix="sf-steps-"))
     proc = None
+    rates = [args.start, *range(args.start, args.max + 1, args.step)]  # the first is the warm-up
     if args.target:
         target, pids = args.target, [int(p) for p in args.server_pids.split(",") if p]
     else:
-        proc, port = start_simplefast(args.workers, tmp / "data", args.server_args, "0" if args.pin else None)
+        # every call the sweep may make, and a tenth more (the tables' capacity, see start_simplefast)
+        capacity = max(1_000_000, sum(rates) * args.seconds * 11 // 10)
+        proc, port = start_simplefast(args.workers, tmp / "data", args.server_args, "0" if args.pin else None,
+                                      capacity)  # fmt: skip
         target, pids = f"127.0.0.1:{port}", children(proc.pid)
     uas = None
     if args.scenario == "message":
@@ -254,7 +261,6 @@ def main() -> int:
     try:
         print("| offered/s | achieved/s | failed | retrans | server CPU | SIPp CPU | server RSS MiB | pass |")
         print("|--:|--:|--:|--:|--:|--:|--:|:-:|")
-        rates = [args.start, *range(args.start, args.max + 1, args.step)]  # the first is the warm-up
         for i, rate in enumerate(rates):
             r = run_step(args, target, rate, pids, tmp)
             ok = passed(r)
