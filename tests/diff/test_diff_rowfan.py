@@ -213,15 +213,22 @@ def test_the_twins_fan_out_alike(spec: dict[str, Any], ops: list[tuple[Any, ...]
         assert ref.state() == ext.state(), o
 
 
-def test_the_row_path_is_taken_and_renders_what_the_object_path_does() -> None:
-    """A SIPp-like row: the NOTIFY carries the row's dialog, the next CSeq, the state with
-    the time left and the body, and the row's header moves (CSeq, version, last_sent)."""
-    sub = Subscription(
+def _sub(**kw: Any) -> Subscription:
+    s = Subscription(
         key="kA", call_id="c1", remote_tag="t1", local_uri="sip:alice@example.com",
         remote_uri="sip:w1@example.com", target="sip:w1@10.0.0.9:5070", routes=(), peer=("10.0.0.9", 5070),
         event="presence", event_id=None, resource="sip:alice@example.com", watcher="sip:w1@example.com",
         content_type="application/pidf+xml", policy="allow", expires_at=600.0, cseq=4, owner=IDX, rec=0,
     )  # fmt: skip
+    for k, v in kw.items():
+        setattr(s, k, v)
+    return s
+
+
+def test_the_row_path_is_taken_and_renders_what_the_object_path_does() -> None:
+    """A SIPp-like row: the NOTIFY carries the row's dialog, the next CSeq, the state with
+    the time left and the body, and the row's header moves (CSeq, version, last_sent)."""
+    sub = _sub()
     spec = {
         "keys": bytearray(b"kA" + b"\0" * 30), "long": {}, "rows": {"kA": REF.subrow.encode(sub)},
         "rowq": {}, "queue": [], "pinned": {}, "queued": {}, "cache": {"kA": sub}, "refuse": set(),
@@ -241,18 +248,6 @@ def test_the_row_path_is_taken_and_renders_what_the_object_path_does() -> None:
         row = REF.subrow.decode(w.rows["kA"])
         assert (row["cseq"], row["version"], row["last_sent"], row["held"]) == (5, 7, 100.0, False)
         assert ("forget", "kA") in w.calls and not w.cache  # the cached object equals the row: dropped
-
-
-def _sub(**kw: Any) -> Subscription:
-    s = Subscription(
-        key="kA", call_id="c1", remote_tag="t1", local_uri="sip:alice@example.com",
-        remote_uri="sip:w1@example.com", target="sip:w1@10.0.0.9:5070", routes=(), peer=("10.0.0.9", 5070),
-        event="presence", event_id=None, resource="sip:alice@example.com", watcher="sip:w1@example.com",
-        content_type="application/pidf+xml", policy="allow", expires_at=600.0, cseq=4, owner=IDX, rec=0,
-    )  # fmt: skip
-    for k, v in kw.items():
-        setattr(s, k, v)
-    return s
 
 
 def _spec(rows: dict[str, bytes], n: int = 1) -> dict[str, Any]:
