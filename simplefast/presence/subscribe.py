@@ -97,7 +97,7 @@ from array import array
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 from simplefast._impl import fanout as _fanout
 from simplefast._impl import sipmsg as _codec
@@ -1304,16 +1304,16 @@ class Notifier:
                     if not queue or (window and self.txns.outstanding >= window):
                         break
                 if type(queue[0][0]) is str:  # its key has an object here: sent from that
-                    key, _, body, _ = queue.popleft()
-                    assert isinstance(key, str)
+                    entry = queue.popleft()
+                    key, body = cast(str, entry[0]), entry[2]
                     held.row_done(key)
                     obj = held.get(key)
                     if obj is not None:
                         self._emit(obj, now, None, body, True)
                         sent += 1
                     continue
-            sub, reason, body, final = queue.popleft()
-            assert isinstance(sub, Subscription)
+            obj_, reason, body, final = queue.popleft()
+            sub = cast(Subscription, obj_)  # an object's entry (a row's has a str: above)
             q = queued.get(sub.key)  # Held.queue's count, down (a burst takes this path per NOTIFY)
             if q is not None:
                 q[1] -= 1
