@@ -175,7 +175,8 @@ def mangled(draw: Any) -> bytes:
 @given(mangled() | st.binary(max_size=300))
 def test_the_twins_read_any_octets_alike(value: bytes) -> None:
     ref, ext = decoded(REF, value), decoded(EXT, value)
-    assert ext == ref, (value, ref, ext)
+    # random octets make NaN times now and then, which compare unequal to themselves: by repr
+    assert ext == ref or repr(ext) == repr(ref), (value, ref, ext)
     for key in ("9f3a1c2b~sfw0.1f", "k\u00e9"):
         assert parts(EXT, value, key) == parts(REF, value, key)
     if not isinstance(ref, str):  # what decodes encodes back to the same octets
