@@ -495,6 +495,10 @@ from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint16_t
 
 
+cdef extern from "Python.h":
+    void* PyUnicode_DATA(object o)
+
+
 cdef extern from "<arpa/inet.h>" nogil:
     int AF_INET
     int AF_INET6
@@ -662,8 +666,7 @@ cdef class RowFan:
         if rec == NO_REC or at + KEY_LEN > PyByteArray_GET_SIZE(self._keys) or k > KEY_LEN or not key.isascii():
             return False
         p = PyByteArray_AS_STRING(self._keys) + at
-        kb = key.encode("ascii")
-        if memcmp(p, PyBytes_AS_STRING(kb), k) != 0:
+        if memcmp(p, PyUnicode_DATA(key), k) != 0:  # an ASCII str's data is its bytes
             return False
         for i in range(k, KEY_LEN):
             if p[i] != 0:

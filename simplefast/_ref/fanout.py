@@ -351,15 +351,17 @@ class RowFan:
         return self._keys[rec * _KEY : (rec + 1) * _KEY] == kb + b"\0" * (_KEY - len(kb))
 
     @staticmethod
-    def _fields(row: bytes, now: float) -> dict[str, _Any] | None:
-        """The fields of a row the fan-out takes: one that decodes, with an expiry it
-        prints as the object path would."""
+    def _sane(expires_at: float, now: float) -> bool:
+        """An expiry the row path prints as the object path would."""
+        return math.isfinite(expires_at) and -_EXPIRY_SANE < expires_at - now < _EXPIRY_SANE
+
+    def _fields(self, row: bytes, now: float) -> dict[str, _Any] | None:
+        """The fields of a row the fan-out takes: one that decodes, with a sane expiry."""
         try:
             f = _subrow.decode(row)
         except ValueError:
             return None
-        left = f["expires_at"] - now
-        return f if math.isfinite(f["expires_at"]) and -_EXPIRY_SANE < left < _EXPIRY_SANE else None
+        return f if self._sane(f["expires_at"], now) else None
 
     def changed(
         self, recs: _Any, start: int, now: float, interval: float, window: int, queue: _Any,
@@ -418,7 +420,7 @@ class RowFan:
                     last_sent + interval > now
                     or code == _subrow.LITERAL
                     or f["routes"]
-                    or self._fields(row, now) is None
+                    or not self._sane(f["expires_at"], now)
                 ):
                     return i, sends
             body = bodies[code]

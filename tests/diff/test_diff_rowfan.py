@@ -267,8 +267,9 @@ def test_the_twins_agree_on_rows_and_callbacks_the_server_never_makes() -> None:
     huge = row[:i] + bytes([0x82] + [0x80] * 8 + [0x02]) + row[i + 1 :]  # call-id length 2**64 + 2
     literal = REF.subrow.encode(_sub(key="k0", policy="xxxxx")).replace(b"\x05xxxxx", b"\x05allow")
     assert REF.subrow.decode(literal)["policy"] == "allow" and literal[REF.subrow.HEAD_SIZE + 3] == 255
+    assert "varint too long" in decoded_error(REF, huge) and "varint too long" in decoded_error(EXT, huge)
+    assert decoded_error(REF, literal) == decoded_error(EXT, literal) == ""
     for value in (huge, literal):
-        assert "varint" in str(decoded_error(REF, value)) or value is literal
         ref, ext = World(REF, _spec({"k0": value})), World(EXT, _spec({"k0": value}))
         assert (
             ref.step(("changed", 0, 0.0, 500), 100.0)
